@@ -1,0 +1,75 @@
+"""Every environment variable the platform reads, in one place.
+
+Nothing else in the package calls ``os.environ``: the choice between local and production parts is made from a
+``Settings`` value in ``definitions.py``, so one file tells an operator everything they can set. The names are part
+of the public contract (operators script against them) and are documented in the README.
+
+Secrets (``MONGODB_URI``) are only *tested for presence* here; their values reach resources through Dagster's
+``EnvVar`` so they are never rendered in the UI or logs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_DATABASE = "intervalprocessing"
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_REPORTS_S3_PREFIX = "GeneratedFiles/"
+DEFAULT_FILE_GENERATION_CRON = "0 3 * * *"
+DEFAULT_LOCAL_DIR = ".intervalprocessing"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the platform cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The platform's configuration, as read from the environment."""
+
+    mongodb_uri_is_set: bool
+    mongodb_database: str
+    timezone: str
+    reports_s3_bucket: str | None
+    reports_s3_prefix: str
+    local_dir: Path
+    reports_local_dir: Path
+    file_generation_cron: str
+
+    @property
+    def embedded_mongo_dir(self) -> Path:
+        """Where the embedded server keeps its data when ``MONGODB_URI`` is unset."""
+        return self.local_dir / "embedded-mongo"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        timezone = _env(env, "INTERVALPROCESSING_TIMEZONE") or DEFAULT_TIMEZONE
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SettingsError(
+                f"INTERVALPROCESSING_TIMEZONE={timezone!r} is not an IANA time zone name (e.g. 'America/New_York')"
+            ) from exc
+        prefix = _env(env, "REPORTS_S3_PREFIX") or DEFAULT_REPORTS_S3_PREFIX
+        local_dir = Path(_env(env, "INTERVALPROCESSING_LOCAL_DIR") or DEFAULT_LOCAL_DIR).resolve()
+        return cls(
+            mongodb_uri_is_set=bool(_env(env, "MONGODB_URI")),
+            mongodb_database=_env(env, "MONGODB_DATABASE") or DEFAULT_DATABASE,
+            timezone=timezone,
+            reports_s3_bucket=_env(env, "REPORTS_S3_BUCKET"),
+            reports_s3_prefix=prefix if prefix.endswith("/") else prefix + "/",
+            local_dir=local_dir,
+            reports_local_dir=Path(_env(env, "REPORTS_LOCAL_DIR") or local_dir / "reports").resolve(),
+            file_generation_cron=_env(env, "FILE_GENERATION_CRON") or DEFAULT_FILE_GENERATION_CRON,
+        )
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    """A variable's value, with empty strings treated as unset (as ECS task definitions often leave them)."""
+    value = environ.get(name, "").strip()
+    return value or None
