@@ -1,0 +1,1 @@
+"""The IntervalProcessing AWS stack, one module per concern (see README.md for the map)."""

@@ -1,0 +1,173 @@
+"""Everything that differs between environments, read from CDK context in one place.
+
+Each field is one context parameter (`cdk deploy -c name=value` or the `context` block of `cdk.json`). Values given on
+the command line arrive as strings, so every value is parsed and checked here, and a bad value stops the synth with a
+message that names the parameter, instead of producing a template that fails half-way through a deployment.
+
+The README's "Context parameters" table documents every field; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_cdk import aws_logs as logs
+from constructs import Node
+
+#: The retention periods CloudWatch Logs accepts, in days (jsii enums carry names, not the numbers).
+_LOG_RETENTION_BY_DAYS: dict[int, logs.RetentionDays] = dict(
+    zip(
+        (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653),
+        (member for member in logs.RetentionDays if member is not logs.RetentionDays.INFINITE),
+        strict=True,
+    )
+)
+#: Fargate CPU units and the memory sizes (MiB) each one allows.
+_FARGATE_MEMORY_BY_CPU: dict[int, range] = {
+    256: range(512, 2049, 512),
+    512: range(1024, 4097, 1024),
+    1024: range(2048, 8193, 1024),
+    2048: range(4096, 16385, 1024),
+    4096: range(8192, 30721, 1024),
+}
+
+
+def _param(name: str, default: Any, doc: str) -> Any:
+    """A dataclass field bound to the context parameter `name`; `doc` is the one-line meaning shown in errors."""
+    return field(default=default, metadata={"context": name, "doc": doc})
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """The per-environment settings of the IntervalProcessing stack (defaults match the old manual guide)."""
+
+    reports_bucket_name: str = _param(
+        "reportsBucketName", "intervalprocessing", "name of the S3 bucket for reports and compute logs"
+    )
+    reports_prefix: str = _param("reportsPrefix", "GeneratedFiles/", "key prefix of the report files")
+    compute_logs_prefix: str = _param(
+        "computeLogsPrefix", "dagster/compute-logs", "key prefix of Dagster's captured stdout/stderr"
+    )
+    compute_logs_expiration_days: int = _param(
+        "computeLogsExpirationDays", 30, "days after which compute-log objects are deleted"
+    )
+    ecr_repository_name: str = _param("ecrRepositoryName", "intervalprocessing", "ECR repository of the image")
+    image_tag: str = _param("imageTag", "latest", "image tag the three task definitions run")
+    cluster_name: str = _param("clusterName", "intervalprocessing", "ECS cluster name")
+    vpc_cidr: str = _param("vpcCidr", "10.40.0.0/16", "CIDR block of the new VPC")
+    log_retention_days: int = _param("logRetentionDays", 90, "retention of every CloudWatch log group")
+    mongo_secret_name: str = _param(
+        "mongoSecretName", "intervalprocessing/mongodb-uri", "Secrets Manager name of the MongoDB connection string"
+    )
+    mongo_database: str = _param("mongoDatabase", "intervalprocessing", "MONGODB_DATABASE of the tasks")
+    timezone: str = _param("timezone", "UTC", "INTERVALPROCESSING_TIMEZONE of the tasks")
+    db_instance_type: str = _param("dbInstanceType", "t4g.micro", "RDS instance class (without the db. prefix)")
+    db_allocated_storage_gib: int = _param("dbAllocatedStorageGib", 20, "initial RDS storage")
+    db_multi_az: bool = _param("dbMultiAz", False, "run Postgres with a standby in the second AZ")
+    db_deletion_protection: bool = _param("dbDeletionProtection", True, "refuse to delete the Dagster database")
+    daemon_cpu: int = _param("daemonCpu", 512, "Fargate CPU units of the Dagster daemon")
+    daemon_memory_mib: int = _param("daemonMemoryMiB", 2048, "memory of the Dagster daemon")
+    webserver_cpu: int = _param("webserverCpu", 512, "Fargate CPU units of the Dagster webserver")
+    webserver_memory_mib: int = _param("webserverMemoryMiB", 2048, "memory of the Dagster webserver")
+    webserver_exec_command: bool = _param(
+        "webserverExecCommand", True, "allow ECS Exec / SSM port forwarding into the webserver"
+    )
+    webserver_load_balancer: bool = _param(
+        "webserverLoadBalancer", False, "create an internal Application Load Balancer in front of the webserver"
+    )
+    webserver_allowed_cidr: str = _param(
+        "webserverAllowedCidr", "", "CIDR allowed to reach the internal load balancer (default: the VPC CIDR)"
+    )
+    ci_group_name: str = _param("ciGroupName", "intervalprocessingusers", "IAM group allowed to push the image")
+
+    @classmethod
+    def from_context(cls, node: Node) -> DeploymentConfig:
+        """Read every parameter from `node`'s context, falling back to the defaults above, then validate."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = node.try_get_context(f.metadata["context"])
+            if raw is not None:
+                values[f.name] = _PARSERS[f.type](f.metadata["context"], raw)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    @classmethod
+    def context_names(cls) -> list[str]:
+        """The context parameter names, in declaration order (the README documents each)."""
+        return [f.metadata["context"] for f in dataclasses.fields(cls)]
+
+    @property
+    def reports_folder(self) -> str:
+        """The report prefix ending in exactly one '/', so a policy on 'GeneratedFiles/*' never matches
+        'GeneratedFilesOld/...' and 'a' and 'a/' compare equal."""
+        return self.reports_prefix.strip("/") + "/"
+
+    @property
+    def compute_logs_folder(self) -> str:
+        """The compute-log prefix ending in exactly one '/' (see `reports_folder`)."""
+        return self.compute_logs_prefix.strip("/") + "/"
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        """`log_retention_days` as the CDK enum."""
+        return _LOG_RETENTION_BY_DAYS[self.log_retention_days]
+
+    def validate(self) -> None:
+        """Reject values that AWS would only refuse mid-deployment (or that would silently misbehave)."""
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.reports_bucket_name):
+            raise ValueError(f"reportsBucketName {self.reports_bucket_name!r} is not a valid S3 bucket name")
+        for name, prefix in (("reportsPrefix", self.reports_prefix), ("computeLogsPrefix", self.compute_logs_prefix)):
+            if not prefix.strip("/") or prefix.startswith("/") or "*" in prefix:
+                raise ValueError(f"{name} {prefix!r} must be a non-empty key prefix without a leading '/' or '*'")
+        if self.reports_folder.startswith(self.compute_logs_folder) or self.compute_logs_folder.startswith(
+            self.reports_folder
+        ):
+            raise ValueError("reportsPrefix and computeLogsPrefix must not overlap (compute logs expire, reports not)")
+        if self.log_retention_days not in _LOG_RETENTION_BY_DAYS:
+            raise ValueError(
+                f"logRetentionDays {self.log_retention_days} is not one CloudWatch accepts: "
+                f"{sorted(_LOG_RETENTION_BY_DAYS)}"
+            )
+        for name, cpu, memory in (
+            ("daemon", self.daemon_cpu, self.daemon_memory_mib),
+            ("webserver", self.webserver_cpu, self.webserver_memory_mib),
+        ):
+            if memory not in _FARGATE_MEMORY_BY_CPU.get(cpu, range(0)):
+                raise ValueError(f"{name}: {cpu} CPU units with {memory} MiB is not a Fargate size")
+        if self.compute_logs_expiration_days < 1 or self.db_allocated_storage_gib < 20:
+            raise ValueError("computeLogsExpirationDays must be >= 1 and dbAllocatedStorageGib >= 20")
+        if not self.image_tag or not re.fullmatch(r"[\w][\w.-]{0,127}", self.image_tag):
+            raise ValueError(f"imageTag {self.image_tag!r} is not a valid image tag")
+
+
+def _parse_str(name: str, raw: Any) -> str:
+    return str(raw)
+
+
+def _parse_int(name: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError(f"context parameter {name} must be an integer, got {raw!r}")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"context parameter {name} must be an integer, got {raw!r}") from None
+
+
+def _parse_bool(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"context parameter {name} must be true or false, got {raw!r}")
+
+
+#: Field annotation (a string, because of `from __future__ import annotations`) -> parser of the raw context value.
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {"str": _parse_str, "int": _parse_int, "bool": _parse_bool}

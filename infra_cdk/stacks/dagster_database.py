@@ -1,0 +1,90 @@
+"""Dagster's own storage: RDS PostgreSQL for run, event-log and schedule storage.
+
+Not in the old system (it kept no run history). Lives in the isolated subnets (no route out at all), encrypted,
+with its master password generated into Secrets Manager: nobody types it, and tasks get it as an ECS secret.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_rds as rds
+from constructs import Construct
+
+from stacks.config import DeploymentConfig
+from stacks.network import POSTGRES_PORT, Network
+
+DATABASE_NAME = "dagster"
+DATABASE_USERNAME = "dagster"
+
+
+class DagsterDatabase(Construct):
+    """The Postgres instance behind `deploy/dagster.yaml`'s `DAGSTER_PG_*` variables."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, network: Network) -> None:
+        super().__init__(scope, construct_id)
+        self.instance = rds.DatabaseInstance(
+            self,
+            "Postgres",
+            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
+            instance_type=ec2.InstanceType(config.db_instance_type),
+            vpc=network.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            security_groups=[network.database_sg],
+            port=POSTGRES_PORT,
+            database_name=DATABASE_NAME,
+            credentials=rds.Credentials.from_generated_secret(
+                DATABASE_USERNAME, secret_name="intervalprocessing/dagster-postgres"
+            ),
+            storage_encrypted=True,
+            allocated_storage=config.db_allocated_storage_gib,
+            max_allocated_storage=config.db_allocated_storage_gib * 5,
+            multi_az=config.db_multi_az,
+            publicly_accessible=False,
+            backup_retention=Duration.days(7),
+            deletion_protection=config.db_deletion_protection,
+            cloudwatch_logs_exports=["postgresql", "upgrade"],
+            auto_minor_version_upgrade=True,
+            removal_policy=RemovalPolicy.SNAPSHOT,
+        )
+        assert self.instance.secret is not None  # from_generated_secret always creates one
+        self.secret = self.instance.secret
+
+        acknowledgments = [
+            Acknowledgment(
+                id="AwsSolutions-RDS11",
+                reason="The default port is kept: the instance is reachable only from the Dagster tasks' security "
+                "group inside isolated subnets, so a non-standard port would add no protection.",
+            ),
+            Acknowledgment(
+                id="AwsSolutions-RDS6",
+                reason="dagster-postgres connects with a username and password (DAGSTER_PG_PASSWORD), not IAM "
+                "tokens; the password is generated, kept in Secrets Manager and injected as an ECS secret.",
+            ),
+        ]
+        if not config.db_multi_az:
+            acknowledgments.append(
+                Acknowledgment(
+                    id="AwsSolutions-RDS3",
+                    reason="Single-AZ by default: Dagster storage can be down for a failover-length outage without "
+                    "data loss (runs are retried); set -c dbMultiAz=true where that is not acceptable.",
+                )
+            )
+        if not config.db_deletion_protection:
+            acknowledgments.append(
+                Acknowledgment(
+                    id="AwsSolutions-RDS10",
+                    reason="Deletion protection switched off on purpose with -c dbDeletionProtection=false "
+                    "(throw-away environments).",
+                )
+            )
+        Validations.of(self.instance).acknowledge(*acknowledgments)
+        # Acknowledged on the instance: the generated secret is its child (`instance.secret` is the attachment).
+        Validations.of(self.instance).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="Not rotated automatically: ECS injects the password when a task starts, so a rotation "
+                "would break the running daemon and webserver until they restart. Rotate by hand, then force "
+                "a new deployment of both services (README).",
+            )
+        )

@@ -1,0 +1,117 @@
+"""Where the project's artifacts live: the report bucket (also holding compute logs) and the image repository.
+
+Replaces the guide's "S3 Bucket", "ECR" and "IAM" parts, minus what made them unsafe: the bucket was public, the
+repository public, and the `intervalprocessingusers` group had `AmazonS3FullAccess` plus wildcard ECR rights.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import DeploymentConfig
+
+
+class Storage(Construct):
+    """Report bucket (private, TLS-only, versioned, SSE-S3), its access-log bucket, the ECR repository, the CI group."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
+        super().__init__(scope, construct_id)
+        self._reports_folder = config.reports_folder
+        self._compute_logs_folder = config.compute_logs_folder
+
+        access_logs = s3.Bucket(
+            self,
+            "AccessLogsBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(id="ExpireAccessLogs", expiration=Duration.days(365))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        Validations.of(access_logs).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-S1",
+                reason="This is the access-log destination of the report bucket; logging it into itself "
+                "would log its own log deliveries.",
+            )
+        )
+
+        self.reports_bucket = s3.Bucket(
+            self,
+            "ReportsBucket",
+            bucket_name=config.reports_bucket_name,
+            # SSE-S3 with a bucket key, as the old guide asked; no KMS key to manage or pay per request for.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            # Versioned: a re-run that rewrites a report's deterministic key keeps the earlier bytes recoverable.
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="reports-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireComputeLogs",
+                    prefix=config.compute_logs_folder,
+                    expiration=Duration.days(config.compute_logs_expiration_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(
+                    id="ExpireOldReportVersions",
+                    noncurrent_version_expiration=Duration.days(90),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+        # Private, scanned, immutable: a tag names one image forever, so a task definition revision always runs the
+        # image it was deployed with. (Hence releases push a new tag and deploy with `-c imageTag=...`.)
+        self.repository = ecr.Repository(
+            self,
+            "Repository",
+            repository_name=config.ecr_repository_name,
+            image_scan_on_push=True,
+            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+            lifecycle_rules=[
+                ecr.LifecycleRule(
+                    rule_priority=1,
+                    description="Untagged layers left by failed or superseded pushes",
+                    tag_status=ecr.TagStatus.UNTAGGED,
+                    max_image_age=Duration.days(14),
+                ),
+                ecr.LifecycleRule(
+                    rule_priority=2,
+                    description="Keep the last 50 images for rollbacks",
+                    tag_status=ecr.TagStatus.ANY,
+                    max_image_count=50,
+                ),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+        # The old guide's group for image pushes, now allowed to push and pull this one repository and nothing
+        # else. No user or access key is created: attach a CI user or (better) use an OIDC role instead.
+        self.ci_group = iam.Group(self, "CiImagePushGroup", group_name=config.ci_group_name)
+        self.repository.grant_pull_push(self.ci_group)
+        Validations.of(self.ci_group).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="ecr:GetAuthorizationToken has no resource-level permissions; AWS requires Resource '*'. "
+                "Every other ECR action is scoped to the one repository.",
+            )
+        )
+
+    def reports_objects_arn(self) -> str:
+        """ARN pattern of the report files (the run tasks write there)."""
+        return self.reports_bucket.arn_for_objects(self._reports_folder + "*")
+
+    def compute_logs_objects_arn(self) -> str:
+        """ARN pattern of Dagster's compute-log objects."""
+        return self.reports_bucket.arn_for_objects(self._compute_logs_folder + "*")
