@@ -1,0 +1,192 @@
+"""ECS cluster, the run task definition's contract with Dagster, the daemon and webserver services, log groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import Synthesized
+
+#: What the Dagster code and deploy/dagster.yaml read from the plain environment (names agreed with issues 4 and 5).
+CONTRACT_ENVIRONMENT = {
+    "MONGODB_DATABASE",
+    "INTERVALPROCESSING_TIMEZONE",
+    "REPORTS_S3_BUCKET",
+    "REPORTS_S3_PREFIX",
+    "DAGSTER_HOME",
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_DB",
+    "DAGSTER_PG_USERNAME",
+    "DAGSTER_RUN_TASK_DEFINITION_ARN",
+    "DAGSTER_RUN_CONTAINER_NAME",
+    "DAGSTER_ECS_CLUSTER",
+    "DAGSTER_RUN_SUBNETS",
+    "DAGSTER_RUN_SECURITY_GROUPS",
+    "DAGSTER_COMPUTE_LOGS_BUCKET",
+    "DAGSTER_COMPUTE_LOGS_PREFIX",
+}
+CONTRACT_SECRETS = {"MONGODB_URI", "DAGSTER_PG_PASSWORD"}
+WORKSPACE = "/opt/dagster/app/workspace.yaml"
+
+
+def _task_definition(synth: Synthesized, family: str) -> dict[str, Any]:
+    found = [
+        r["Properties"]
+        for r in synth.of_type("AWS::ECS::TaskDefinition").values()
+        if r["Properties"]["Family"] == family
+    ]
+    assert len(found) == 1, f"task definition family {family}: {len(found)} found"
+    return found[0]
+
+
+def _container(synth: Synthesized, family: str) -> dict[str, Any]:
+    (container,) = _task_definition(synth, family)["ContainerDefinitions"]
+    return container
+
+
+def _environment(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+def _service(synth: Synthesized, name: str) -> dict[str, Any]:
+    (service,) = [
+        r["Properties"] for r in synth.of_type("AWS::ECS::Service").values() if r["Properties"]["ServiceName"] == name
+    ]
+    return service
+
+
+def test_cluster_has_container_insights(default: Synthesized) -> None:
+    _, cluster = default.one("AWS::ECS::Cluster")
+    assert cluster["Properties"]["ClusterName"] == "intervalprocessing"
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["Properties"]["ClusterSettings"]
+
+
+def test_run_task_has_the_old_size_and_a_run_container_without_command(default: Synthesized) -> None:
+    task = _task_definition(default, "IntervalProcessing-Run")
+    assert (task["Cpu"], task["Memory"]) == ("1024", "3072")
+    assert task["EphemeralStorage"] == {"SizeInGiB": 21}
+    assert task["RequiresCompatibilities"] == ["FARGATE"] and task["NetworkMode"] == "awsvpc"
+    container = _container(default, "IntervalProcessing-Run")
+    assert container["Name"] == "run"
+    assert "Command" not in container  # EcsRunLauncher sets the command per run
+    assert container["Essential"] is True
+
+
+@pytest.mark.parametrize(
+    ("family", "process"),
+    [
+        ("IntervalProcessing-Run", "Run"),
+        ("IntervalProcessing-Daemon", "Daemon"),
+        ("IntervalProcessing-Webserver", "Webserver"),
+    ],
+)
+def test_containers_log_to_the_old_style_log_groups_with_retention(
+    default: Synthesized, family: str, process: str
+) -> None:
+    options = _container(default, family)["LogConfiguration"]
+    assert options["LogDriver"] == "awslogs"
+    log_group_lid = options["Options"]["awslogs-group"]["Ref"]
+    log_group = default.resources[log_group_lid]["Properties"]
+    assert log_group == {"LogGroupName": f"/ecs/IntervalProcessing-{process}", "RetentionInDays": 90}
+
+
+def test_every_log_group_has_retention_from_context(variant: Synthesized) -> None:
+    groups = variant.of_type("AWS::Logs::LogGroup").values()
+    assert len(groups) == 4
+    assert {g["Properties"]["RetentionInDays"] for g in groups} == {30}
+
+
+def test_run_task_carries_the_whole_contract_environment_and_both_secrets(default: Synthesized) -> None:
+    container = _container(default, "IntervalProcessing-Run")
+    environment = _environment(container)
+    assert set(environment) == CONTRACT_ENVIRONMENT
+    assert {s["Name"] for s in container["Secrets"]} == CONTRACT_SECRETS
+    assert environment["DAGSTER_HOME"] == "/opt/dagster/dagster_home"
+    assert environment["MONGODB_DATABASE"] == "intervalprocessing"
+    assert environment["INTERVALPROCESSING_TIMEZONE"] == "UTC"
+    assert environment["REPORTS_S3_PREFIX"] == "GeneratedFiles/"
+    assert environment["DAGSTER_COMPUTE_LOGS_PREFIX"] == "dagster/compute-logs"
+    assert environment["DAGSTER_RUN_CONTAINER_NAME"] == "run"
+    assert environment["DAGSTER_PG_DB"] == "dagster" and environment["DAGSTER_PG_USERNAME"] == "dagster"
+    # The run task cannot name its own ARN (a cycle); the family resolves to the latest revision.
+    assert environment["DAGSTER_RUN_TASK_DEFINITION_ARN"] == "IntervalProcessing-Run"
+
+
+def test_secrets_come_from_secrets_manager_not_from_plain_environment(default: Synthesized) -> None:
+    mongo_secret = default.logical_id(default.stack.mongo_uri_secret)
+    (db_secret,) = default.of_type("AWS::SecretsManager::Secret").keys() - {mongo_secret}
+    attachment_lid, attachment = default.one("AWS::SecretsManager::SecretTargetAttachment")
+    assert attachment["Properties"]["SecretId"] == {"Ref": db_secret}
+    for family in ("IntervalProcessing-Run", "IntervalProcessing-Daemon", "IntervalProcessing-Webserver"):
+        container = _container(default, family)
+        secrets = {s["Name"]: s["ValueFrom"] for s in container["Secrets"]}
+        assert secrets["MONGODB_URI"] == {"Ref": mongo_secret}
+        assert secrets["DAGSTER_PG_PASSWORD"] == {"Fn::Join": ["", [{"Ref": attachment_lid}, ":password::"]]}
+        environment = _environment(container)
+        assert not CONTRACT_SECRETS & set(environment)
+        assert not any("PASSWORD" in name or "SECRET" in name or name.endswith("_URI") for name in environment)
+        assert "mongodb://" not in str(environment) and "mongodb+srv://" not in str(environment)
+
+
+def test_mongo_secret_is_a_generated_placeholder_with_the_documented_name(default: Synthesized) -> None:
+    secret = default.resources[default.logical_id(default.stack.mongo_uri_secret)]["Properties"]
+    assert secret["Name"] == "intervalprocessing/mongodb-uri"
+    assert "SecretString" not in secret  # no value in the template; CloudFormation generates a placeholder
+
+
+def test_daemon_and_webserver_share_the_environment_and_launch_the_deployed_revision(default: Synthesized) -> None:
+    run_task_lid = default.logical_id(default.stack.node.find_child("DagsterServices").run_task_definition)
+    run_env = _environment(_container(default, "IntervalProcessing-Run"))
+    for family in ("IntervalProcessing-Daemon", "IntervalProcessing-Webserver"):
+        environment = _environment(_container(default, family))
+        assert environment["DAGSTER_RUN_TASK_DEFINITION_ARN"] == {"Ref": run_task_lid}
+        assert {k: v for k, v in environment.items() if k != "DAGSTER_RUN_TASK_DEFINITION_ARN"} == {
+            k: v for k, v in run_env.items() if k != "DAGSTER_RUN_TASK_DEFINITION_ARN"
+        }
+
+
+def test_commands_of_daemon_and_webserver(default: Synthesized) -> None:
+    assert _container(default, "IntervalProcessing-Daemon")["Command"] == ["dagster-daemon", "run", "-w", WORKSPACE]
+    webserver = _container(default, "IntervalProcessing-Webserver")
+    assert webserver["Command"] == ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", WORKSPACE]
+    assert webserver["PortMappings"] == [{"ContainerPort": 3000, "Protocol": "tcp"}]
+
+
+def test_all_containers_run_the_project_image_at_the_context_tag(default: Synthesized, variant: Synthesized) -> None:
+    for synth, tag in ((default, "latest"), (variant, "v1.2.3")):
+        repo_lid, _ = synth.one("AWS::ECR::Repository")
+        for family in ("IntervalProcessing-Run", "IntervalProcessing-Daemon", "IntervalProcessing-Webserver"):
+            *_, repository, image_tag = _container(synth, family)["Image"]["Fn::Join"][1]
+            assert (repository, image_tag) == ({"Ref": repo_lid}, f":{tag}")
+
+
+def test_exactly_one_daemon_and_never_two_during_a_deployment(default: Synthesized) -> None:
+    daemon = _service(default, "dagster-daemon")
+    assert daemon["DesiredCount"] == 1
+    assert daemon["DeploymentConfiguration"]["MaximumPercent"] == 100
+    assert daemon["DeploymentConfiguration"]["MinimumHealthyPercent"] == 0
+    assert daemon["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+
+
+def test_services_run_in_private_subnets_without_public_ip(default: Synthesized, variant: Synthesized) -> None:
+    for synth in (default, variant):
+        for name in ("dagster-daemon", "dagster-webserver"):
+            network = _service(synth, name)["NetworkConfiguration"]["AwsvpcConfiguration"]
+            assert network["AssignPublicIp"] == "DISABLED"
+            subnets = {s["Ref"] for s in network["Subnets"]}
+            assert subnets and all("PrivateSubnet" in s for s in subnets)
+
+
+def test_webserver_is_reachable_through_ecs_exec_unless_switched_off(
+    default: Synthesized, variant: Synthesized
+) -> None:
+    assert _service(default, "dagster-webserver")["EnableExecuteCommand"] is True
+    assert not _service(variant, "dagster-webserver").get("EnableExecuteCommand")
+    assert not _service(default, "dagster-webserver").get("LoadBalancers")
+
+
+def test_no_eventbridge_schedules(default: Synthesized) -> None:
+    for resource_type in ("AWS::Scheduler::Schedule", "AWS::Events::Rule"):
+        default.template.resource_count_is(resource_type, 0)
