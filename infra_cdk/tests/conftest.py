@@ -49,10 +49,17 @@ class Synthesized:
         return str(self.stack.resolve(self.stack.get_logical_id(construct.node.default_child)))
 
 
-def synthesize(outdir: Path, **context: Any) -> Synthesized:
-    """Build the app with `cdk.json`'s context plus `context`, run cdk-nag, and read back what was written."""
+def synthesize(
+    outdir: Path, extend: Callable[[IntervalProcessingStack], None] | None = None, **context: Any
+) -> Synthesized:
+    """Build the app with `cdk.json`'s context plus `context`, run cdk-nag, and read back what was written.
+
+    `extend` adds resources to the stack before synthesis (to show that the checks catch a bad one).
+    """
     app = App(context={**json.loads(CDK_JSON.read_text())["context"], **context}, outdir=str(outdir))
     stack = IntervalProcessingStack(app, STACK_NAME)
+    if extend is not None:
+        extend(stack)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     try:
         app.synth()

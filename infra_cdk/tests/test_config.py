@@ -1,0 +1,67 @@
+"""Context parameters: parsed from strings, checked before synthesis, all documented in the README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+
+from stacks.config import DeploymentConfig
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _config(**context: Any) -> DeploymentConfig:
+    return DeploymentConfig.from_context(App(context=context).node)
+
+
+def test_defaults_match_the_old_deployment() -> None:
+    config = _config()
+    assert config.reports_bucket_name == "intervalprocessing"
+    assert config.reports_prefix == "GeneratedFiles/"
+    assert config.ecr_repository_name == "intervalprocessing"
+    assert config.cluster_name == "intervalprocessing"
+    assert config.image_tag == "latest"
+    assert config.ci_group_name == "intervalprocessingusers"
+    assert config.webserver_load_balancer is False
+
+
+def test_command_line_strings_are_parsed() -> None:
+    config = _config(
+        dbMultiAz="true", webserverExecCommand="no", logRetentionDays="365", daemonCpu="1024", daemonMemoryMiB="2048"
+    )
+    assert config.db_multi_az is True and config.webserver_exec_command is False
+    assert config.log_retention_days == 365 and config.daemon_cpu == 1024
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"reportsBucketName": "Not_A_Bucket"}, "reportsBucketName"),
+        ({"logRetentionDays": "42"}, "logRetentionDays 42"),
+        ({"daemonCpu": 256, "daemonMemoryMiB": 4096}, "daemon: 256 CPU units with 4096 MiB"),
+        ({"dbMultiAz": "maybe"}, "dbMultiAz must be true or false"),
+        ({"webserverCpu": "lots"}, "webserverCpu must be an integer"),
+        ({"webserverCpu": True}, "webserverCpu must be an integer"),
+        ({"computeLogsPrefix": "GeneratedFiles/logs"}, "must not overlap"),
+        ({"reportsPrefix": "/"}, "reportsPrefix"),
+        ({"imageTag": "has space"}, "imageTag"),
+    ],
+)
+def test_bad_values_stop_the_synth_and_name_the_parameter(context: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _config(**context)
+
+
+def test_prefix_folders_end_in_exactly_one_slash() -> None:
+    config = _config(reportsPrefix="Reports", computeLogsPrefix="logs/dagster//")
+    assert (config.reports_folder, config.compute_logs_folder) == ("Reports/", "logs/dagster/")
+
+
+def test_readme_documents_every_context_parameter() -> None:
+    readme = README.read_text()
+    missing = [name for name in DeploymentConfig.context_names() if f"| `{name}`" not in readme]
+    assert not missing, f"README.md lacks a row for: {missing}"

@@ -1,0 +1,56 @@
+"""The outputs are a contract with the operator and the Dagster deployment: exact names, right values."""
+
+from __future__ import annotations
+
+from tests.conftest import Synthesized
+
+CONTRACT_OUTPUTS = {
+    "NatElasticIp",
+    "ReportsBucketName",
+    "EcrRepositoryUri",
+    "EcsClusterName",
+    "RunTaskDefinitionArn",
+    "RunSubnetIds",
+    "RunSecurityGroupIds",
+    "MongoUriSecretArn",
+    "DagsterDbSecretArn",
+    "DagsterDbEndpoint",
+}
+
+
+def test_outputs_are_exactly_the_contract(default: Synthesized, variant: Synthesized) -> None:
+    assert set(default.outputs) == CONTRACT_OUTPUTS
+    assert set(variant.outputs) == CONTRACT_OUTPUTS | {"WebserverUrl"}
+
+
+def test_outputs_point_at_the_resources_the_tasks_use(default: Synthesized) -> None:
+    services = default.stack.node.find_child("DagsterServices")
+    run_environment = {
+        e["Name"]: e["Value"]
+        for e in default.resources[default.logical_id(services.run_task_definition)]["Properties"][
+            "ContainerDefinitions"
+        ][0]["Environment"]
+    }
+    value = {name: output["Value"] for name, output in default.outputs.items()}
+    assert value["RunTaskDefinitionArn"] == {"Ref": default.logical_id(services.run_task_definition)}
+    assert (
+        value["EcsClusterName"]
+        == {"Ref": default.logical_id(services.cluster)}
+        == run_environment["DAGSTER_ECS_CLUSTER"]
+    )
+    assert value["RunSubnetIds"] == run_environment["DAGSTER_RUN_SUBNETS"]
+    assert value["RunSecurityGroupIds"] == run_environment["DAGSTER_RUN_SECURITY_GROUPS"]
+    assert value["ReportsBucketName"] == run_environment["REPORTS_S3_BUCKET"]
+    assert value["DagsterDbEndpoint"] == run_environment["DAGSTER_PG_HOST"]
+    assert value["MongoUriSecretArn"] == {"Ref": default.logical_id(default.stack.mongo_uri_secret)}
+    attachment, _ = default.one("AWS::SecretsManager::SecretTargetAttachment")
+    assert value["DagsterDbSecretArn"] == {"Ref": attachment}
+    repo, _ = default.one("AWS::ECR::Repository")
+    assert repo in str(value["EcrRepositoryUri"])
+
+
+def test_run_subnets_are_the_two_private_subnets_comma_separated(default: Synthesized) -> None:
+    separator, (first, comma, second) = default.outputs["RunSubnetIds"]["Value"]["Fn::Join"]
+    assert (separator, comma) == ("", ",")
+    subnets = [first["Ref"], second["Ref"]]
+    assert all("PrivateSubnet" in s for s in subnets) and subnets[0] != subnets[1]
