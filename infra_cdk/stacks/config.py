@@ -37,7 +37,8 @@ _FARGATE_MEMORY_BY_CPU: dict[int, range] = {
 
 
 def _param(name: str, default: Any, doc: str) -> Any:
-    """A dataclass field bound to the context parameter `name`; `doc` is the one-line meaning shown in errors."""
+    """A dataclass field bound to the context parameter `name`; `doc` is its meaning, kept beside the default
+    (README.md's table repeats both for operators)."""
     return field(default=default, metadata={"context": name, "doc": doc})
 
 
@@ -57,6 +58,9 @@ class DeploymentConfig:
     )
     ecr_repository_name: str = _param("ecrRepositoryName", "intervalprocessing", "ECR repository of the image")
     image_tag: str = _param("imageTag", "latest", "image tag the three task definitions run")
+    start_services: bool = _param(
+        "startServices", True, "run the daemon and webserver (false on the first deploy, before the image exists)"
+    )
     cluster_name: str = _param("clusterName", "intervalprocessing", "ECS cluster name")
     vpc_cidr: str = _param("vpcCidr", "10.40.0.0/16", "CIDR block of the new VPC")
     log_retention_days: int = _param("logRetentionDays", 90, "retention of every CloudWatch log group")

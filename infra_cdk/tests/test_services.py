@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -190,3 +191,10 @@ def test_webserver_is_reachable_through_ecs_exec_unless_switched_off(
 def test_no_eventbridge_schedules(default: Synthesized) -> None:
     for resource_type in ("AWS::Scheduler::Schedule", "AWS::Events::Rule"):
         default.template.resource_count_is(resource_type, 0)
+
+
+def test_first_deploy_can_leave_the_services_stopped(synth_with: Callable[..., Synthesized]) -> None:
+    stopped = synth_with(startServices="false")
+    for name in ("dagster-daemon", "dagster-webserver"):
+        assert _service(stopped, name)["DesiredCount"] == 0
+    assert stopped.nag_violations == []

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# CI for the CDK subproject, runnable on a clean clone: `bash infra_cdk/ci.sh` from anywhere.
+#
+# 1. its own virtualenv (infra_cdk/.venv: aws-cdk-lib is ~430 MB and must not enter the Dagster environment),
+# 2. the pinned CDK CLI from npm (package-lock.json),
+# 3. lint, then the pytest suite (assertions + cdk-nag, offline),
+# 4. `cdk synth --no-lookups` exactly as an operator runs it, once with defaults and once with every optional
+#    switch on, and cfn-lint on both templates.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20  # Node 20 on this machine: keep jsii's banner out of logs
+export CDK_DISABLE_VERSION_CHECK=1                     # no network call to look for a newer CLI
+
+step() { printf '\n== infra_cdk: %s\n' "$*"; }
+
+if [[ ! -x .venv/bin/python ]]; then
+  step "creating .venv"
+  python3 -m venv .venv
+fi
+step "installing requirements-dev.txt"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+export PATH="$PWD/.venv/bin:$PATH"  # cdk.json's `python3 app.py` must be the venv's python
+
+step "npm ci (pinned aws-cdk CLI)"
+npm ci --no-audit --no-fund --loglevel=error
+
+step "ruff"
+ruff check stacks tests app.py
+ruff format --check stacks tests app.py
+
+step "pytest"
+python -m pytest -q tests
+
+# Options for the second synth: every switch that adds or changes resources.
+variant=(-c webserverLoadBalancer=true -c dbMultiAz=true -c dbDeletionProtection=false -c webserverExecCommand=false)
+# W3005 (redundant DependsOn) is how CDK orders an ECS service after its load balancer listener; it is harmless.
+lint_ignores=(--ignore-checks W3005)
+
+step "cdk synth (defaults), offline"
+rm -rf cdk.out cdk.out.variant
+npx cdk synth --no-lookups --no-notices --quiet
+step "cdk synth (optional resources on), offline"
+npx cdk synth --no-lookups --no-notices --quiet --output cdk.out.variant "${variant[@]}"
+
+step "cfn-lint"
+cfn-lint "${lint_ignores[@]}" -- cdk.out/IntervalProcessing.template.json cdk.out.variant/IntervalProcessing.template.json
+
+step "OK"
