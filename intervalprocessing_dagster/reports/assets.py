@@ -1,0 +1,197 @@
+"""The reports as Dagster assets, with the MongoDB collections they read as external assets for lineage.
+
+Assets (group ``file_generation``), one per old processor, each reading its ``processes[]`` entry by the old
+processor name:
+
+* ``daily_audit_inventory`` (DailyAuditInventoryProcessor), ``daily_active_mrr_inventory``
+  (DailyActiveMRRInventoryProcessor): every run.
+* ``weekly_audit_inventory`` (WeeklyAuditInventoryProcessor), ``weekly_mrr_inventory`` (WeeklyMRRInventoryProcessor):
+  only when the run's stamp (``RunClock``: the schedule tick, or a manual run's launch time, in
+  ``INTERVALPROCESSING_TIMEZONE``) is a Friday, or when the run config says ``include_weekly: true``. On other days
+  they skip without materializing. The old check read the container's UTC clock, so a Thursday-night tick in New
+  York could count as Friday (spec §1.2, §5.10); the stamp's own time zone decides here.
+* ``configured_reports``: every ``processes[]`` entry that is *not* one of the four built-ins — a report added by
+  config alone (a new entry plus, for a new ``writerTypeKey``, a ``reportlayouts`` document; see ``layouts.py``).
+  It is one asset because such reports come and go without a code deploy; each file it writes is logged as an
+  observation with the same metadata a built-in report gets, and a Weekly one (``configurations.cadence``) follows
+  the Friday rule. One broken entry does not stop the others: the asset writes every file it can, then fails,
+  naming each broken entry.
+
+External assets ``audits``, ``medicalrecordrequests`` and ``providers`` (group ``mongodb``) are the collections the
+stored queries read; ``configured_reports`` depends on all three because its queries are only known at run time.
+
+Each report is its own step, so one failing report does not stop the others (the old app stopped at the first
+exception, spec §5.6). Metadata keeps numbers as numbers so the UI plots them run over run.
+"""
+
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from dagster import (
+    AssetExecutionContext,
+    AssetObservation,
+    AssetsDefinition,
+    AssetSpec,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.reports.config import Cadence, load_process, process_names
+from intervalprocessing_dagster.reports.delivery import ReportStore
+from intervalprocessing_dagster.reports.generate import GeneratedReport, generate_report
+from intervalprocessing_dagster.run_clock import RunClock
+
+REPORTS_GROUP = "file_generation"
+FRIDAY = 4
+
+AUDITS = AssetSpec("audits", group_name="mongodb", kinds={"mongodb"},
+                   description="MongoDB collection `audits`: claim audits.")
+MEDICAL_RECORD_REQUESTS = AssetSpec("medicalrecordrequests", group_name="mongodb", kinds={"mongodb"},
+                                    description="MongoDB collection `medicalrecordrequests`: medical record requests.")
+PROVIDERS = AssetSpec("providers", group_name="mongodb", kinds={"mongodb"},
+                      description="MongoDB collection `providers`: providers, joined into medical record requests.")
+SOURCE_ASSETS = (AUDITS, MEDICAL_RECORD_REQUESTS, PROVIDERS)
+
+
+class FileGenerationConfig(Config):
+    """Run config of every report asset (the job exposes it as one top-level ``include_weekly``)."""
+
+    include_weekly: bool = Field(
+        default=False, description="Produce the weekly reports even when the run's stamp is not a Friday."
+    )
+
+
+@dataclass(frozen=True)
+class BuiltInReport:
+    processor: str
+    asset_name: str
+    weekly: bool
+    sources: tuple[AssetSpec, ...]
+
+
+BUILT_IN_REPORTS = (
+    BuiltInReport("DailyAuditInventoryProcessor", "daily_audit_inventory", False, (AUDITS,)),
+    BuiltInReport("DailyActiveMRRInventoryProcessor", "daily_active_mrr_inventory", False,
+                  (MEDICAL_RECORD_REQUESTS, PROVIDERS)),
+    BuiltInReport("WeeklyAuditInventoryProcessor", "weekly_audit_inventory", True, (AUDITS,)),
+    BuiltInReport("WeeklyMRRInventoryProcessor", "weekly_mrr_inventory", True, (MEDICAL_RECORD_REQUESTS, PROVIDERS)),
+)
+BUILT_IN_PROCESSORS = frozenset(report.processor for report in BUILT_IN_REPORTS)
+
+
+def weekly_due(stamp: datetime, config: FileGenerationConfig) -> bool:
+    """The Friday rule, on the stamp's own (configured) time zone."""
+    return config.include_weekly or stamp.weekday() == FRIDAY
+
+
+def report_metadata(report: GeneratedReport, stamp: datetime) -> dict[str, object]:
+    location = (MetadataValue.path(report.stored.location) if report.stored.bucket is None
+                else MetadataValue.url(report.stored.url))
+    metadata: dict[str, object] = {
+        "rows": report.rows,
+        "bytes": report.size,
+        "sanitized_values": report.sanitized_values,
+        "rows_without_join": report.rows_without_join,
+        "duration_seconds": report.duration_seconds,
+        "location": location,
+        "sha256": report.sha256,
+        "file_name": report.file_name,
+        "process": report.process,
+        "stamp": stamp.isoformat(),
+    }
+    if report.stored.bucket is not None:
+        metadata["s3_uri"] = f"s3://{report.stored.bucket}/{report.stored.location}"
+    return metadata
+
+
+def _built_in_asset(report: BuiltInReport) -> AssetsDefinition:
+    cadence = "on Fridays (or with include_weekly)" if report.weekly else "every run"
+    base = report.processor.removesuffix("Processor")
+
+    @asset(
+        name=report.asset_name,
+        group_name=REPORTS_GROUP,
+        deps=list(report.sources),
+        output_required=not report.weekly,
+        description=f"The {base} file (processes[] entry {report.processor!r}), {cadence}.",
+        tags={"intervalprocessing/cadence": "weekly" if report.weekly else "daily"},
+    )
+    def _report(
+        context: AssetExecutionContext,
+        config: FileGenerationConfig,
+        mongo: MongoResource,
+        clock: RunClock,
+        report_store: ReportStore,
+    ) -> Iterator[MaterializeResult]:
+        stamp = clock.stamp(context)
+        if report.weekly and not weekly_due(stamp, config):
+            context.log.info(f"{report.processor}: skipped, {stamp:%A %Y-%m-%d %H:%M %Z} is not a Friday")
+            return
+        db = mongo.database()
+        generated = generate_report(db, report_store, load_process(db, report.processor), stamp)
+        context.log.info(f"{report.processor}: {generated.rows} rows -> {generated.stored.url}")
+        yield MaterializeResult(metadata=report_metadata(generated, stamp))
+
+    return _report
+
+
+BUILT_IN_REPORT_ASSETS = tuple(_built_in_asset(report) for report in BUILT_IN_REPORTS)
+
+
+@asset(
+    group_name=REPORTS_GROUP,
+    deps=list(SOURCE_ASSETS),
+    description="Every report configured in fileprocessingconfigs beyond the four built-ins (config-only reports).",
+)
+def configured_reports(
+    context: AssetExecutionContext,
+    config: FileGenerationConfig,
+    mongo: MongoResource,
+    clock: RunClock,
+    report_store: ReportStore,
+) -> MaterializeResult:
+    stamp = clock.stamp(context)
+    db = mongo.database()
+    generated: list[GeneratedReport] = []
+    skipped: list[str] = []
+    failures: list[str] = []
+    for name in process_names(db):
+        if name in BUILT_IN_PROCESSORS:
+            continue
+        try:
+            process = load_process(db, name)
+            if process.cadence is Cadence.WEEKLY and not weekly_due(stamp, config):
+                skipped.append(name)
+                continue
+            report = generate_report(db, report_store, process, stamp)
+        except Exception as exc:  # isolate each configured report; all failures are raised together below
+            context.log.error(f"{name}: {exc}")
+            failures.append(f"{name}: {exc}")
+            continue
+        generated.append(report)
+        context.log_event(AssetObservation(asset_key=context.asset_key, metadata=report_metadata(report, stamp)))
+    if failures:
+        raise Failure(
+            description=f"{len(failures)} configured report(s) failed:\n" + "\n".join(failures),
+            metadata={"failed": len(failures), "generated": len(generated)},
+        )
+    return MaterializeResult(metadata={
+        "reports": len(generated),
+        "rows": sum(report.rows for report in generated),
+        "bytes": sum(report.size for report in generated),
+        "skipped_weekly": ", ".join(skipped),
+        "files": MetadataValue.md(_files_table(generated)),
+    })
+
+
+def _files_table(reports: list[GeneratedReport]) -> str:
+    lines = ["| process | file | rows | bytes |", "|---|---|---|---|"]
+    lines += [f"| {r.process} | [{r.file_name}]({r.stored.url}) | {r.rows} | {r.size} |" for r in reports]
+    return "\n".join(lines)

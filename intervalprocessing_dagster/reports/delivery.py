@@ -1,0 +1,162 @@
+"""Where generated files go (resource key ``report_store``), and the ``generatedfiles`` record of each one.
+
+Two stores, chosen in ``definitions.py`` by ``build_report_store`` (the one environment switch):
+
+* ``S3ReportStore`` (``REPORTS_S3_BUCKET`` set): streams the lines into a multipart upload in parts of at least
+  ``part_size_bytes`` (≥ 5 MiB, S3's minimum for all but the last part), so memory holds one part whatever the row
+  count. Any failure aborts the upload, so no object, partial or otherwise, ever appears at the final key; S3 only
+  makes the object visible when the upload completes. Credentials come from the default AWS chain (the ECS task
+  role in production), never from MongoDB: the old ``awssettings`` static keys are not read (spec §4.4, §5.17).
+  ``ContentType`` is explicit (``text/plain; charset=utf-8``) instead of inferred.
+* ``LocalReportStore`` (no bucket; the embedded default): writes into ``REPORTS_LOCAL_DIR`` (created if missing)
+  through a temporary file in the same folder that is renamed over the final name only when complete, so readers
+  never see a partial file and a rewrite replaces the old one whole (the old ``OpenWrite`` kept stale trailing
+  bytes, spec §5.11).
+
+Keys are readable and deterministic: ``<prefix><fileName>`` (e.g. ``GeneratedFiles/DailyAuditInventory_03152024_
+030000.txt``), where the old system used ``GeneratedFiles/<new ObjectId>.txt`` and so added a new object on every
+retry (spec §2.8, §5.5, §5.19). Because the file name comes from the run's stamp, a retry rewrites the same object
+and ``record_generated_file`` upserts the same record.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+from dagster import ConfigurableResource
+from pydantic import Field, field_validator
+from pymongo.database import Database
+
+from intervalprocessing_dagster.settings import Settings
+
+GENERATED_FILES_COLLECTION = "generatedfiles"
+CONTENT_TYPE = "text/plain; charset=utf-8"
+MIN_PART_SIZE = 5 * 1024 * 1024
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """Where a file landed: ``bucket`` is None for the local store, ``location`` the key or the absolute path."""
+
+    bucket: str | None
+    location: str
+    url: str
+
+
+class ReportStore(ConfigurableResource):
+    """Writes one report file from a stream of byte chunks, all or nothing."""
+
+    @abstractmethod
+    def write(self, file_name: str, chunks: Iterable[bytes]) -> StoredFile:
+        """Consume ``chunks`` into ``file_name``; on any error nothing is left at the final location."""
+
+
+class LocalReportStore(ReportStore):
+    """A folder on the local disk (the embedded default)."""
+
+    directory: str = Field(description="Folder the files are written into (REPORTS_LOCAL_DIR); created if missing.")
+
+    def write(self, file_name: str, chunks: Iterable[bytes]) -> StoredFile:
+        folder = Path(self.directory).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / file_name
+        handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{file_name}.", suffix=".partial")
+        try:
+            with os.fdopen(handle, "wb") as temp:
+                for chunk in chunks:
+                    temp.write(chunk)
+                temp.flush()
+                os.fsync(temp.fileno())
+            os.replace(temp_name, target)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        return StoredFile(bucket=None, location=str(target), url=target.as_uri())
+
+
+class S3ReportStore(ReportStore):
+    """An S3 bucket and key prefix (production), reached with the default AWS credential chain."""
+
+    bucket: str = Field(description="Bucket the files are uploaded to (REPORTS_S3_BUCKET).")
+    prefix: str = Field(default="GeneratedFiles/", description="Key prefix (REPORTS_S3_PREFIX), ending in '/'.")
+    part_size_bytes: int = Field(
+        default=DEFAULT_PART_SIZE,
+        description="Bytes buffered per multipart part; S3 needs at least 5 MiB, and allows 10,000 parts.",
+    )
+
+    @field_validator("part_size_bytes")
+    @classmethod
+    def _at_least_s3_minimum(cls, value: int) -> int:
+        if value < MIN_PART_SIZE:
+            raise ValueError(f"part_size_bytes must be at least {MIN_PART_SIZE} (S3's minimum part size)")
+        return value
+
+    def write(self, file_name: str, chunks: Iterable[bytes]) -> StoredFile:
+        key = f"{self.prefix}{file_name}"
+        client = boto3.client("s3")
+        upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=CONTENT_TYPE)["UploadId"]
+        try:
+            parts: list[dict[str, object]] = []
+            buffer = bytearray()
+            for chunk in chunks:
+                buffer += chunk
+                if len(buffer) >= self.part_size_bytes:
+                    parts.append(self._upload_part(client, key, upload_id, len(parts) + 1, buffer))
+                    buffer = bytearray()
+            if buffer or not parts:
+                parts.append(self._upload_part(client, key, upload_id, len(parts) + 1, buffer))
+            client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException as failure:
+            try:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except Exception as abort_failure:  # keep the original error; say what is left behind
+                failure.add_note(f"aborting multipart upload {upload_id} of s3://{self.bucket}/{key} also failed: "
+                                 f"{abort_failure!r}; a bucket lifecycle rule should expire incomplete uploads")
+            raise
+        return StoredFile(
+            bucket=self.bucket,
+            location=key,
+            url=f"https://s3.console.aws.amazon.com/s3/object/{quote(self.bucket)}?prefix={quote(key)}",
+        )
+
+    def _upload_part(self, client: Any, key: str, upload_id: str, number: int, body: bytearray) -> dict[str, object]:
+        response = client.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(body)
+        )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+
+def build_report_store(settings: Settings) -> ReportStore:
+    """S3 when ``REPORTS_S3_BUCKET`` is set, else the local folder ``REPORTS_LOCAL_DIR``."""
+    if settings.reports_s3_bucket:
+        return S3ReportStore(bucket=settings.reports_s3_bucket, prefix=settings.reports_s3_prefix)
+    return LocalReportStore(directory=str(settings.reports_local_dir))
+
+
+def record_generated_file(
+    db: Database, stored: StoredFile, *, file_name: str, size: int, source: str, created: datetime, sha256: str,
+    rows: int,
+) -> None:
+    """Upsert the file's ``generatedfiles`` record, keyed on where it is, so a rewrite updates the one record.
+
+    The old fields keep their old meaning and types (``fileSize`` is a string, ``source`` the processor name);
+    ``sha256`` and ``rows`` are new, for checking a delivered file against its run.
+    """
+    db[GENERATED_FILES_COLLECTION].update_one(
+        {"bucket": stored.bucket, "location": stored.location},
+        {"$set": {"fileName": file_name, "dateCreated": created, "fileSize": str(size), "source": source,
+                  "sha256": sha256, "rows": rows}},
+        upsert=True,
+    )
