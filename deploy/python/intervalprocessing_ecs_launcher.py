@@ -1,0 +1,77 @@
+"""Dagster's ``EcsRunLauncher`` with the run tasks' network taken from comma-separated environment variables.
+
+Why a subclass: the launcher's ``run_task_kwargs`` is passed to ECS ``RunTask`` as written in ``dagster.yaml``, and
+only its ``cluster`` key understands ``{env: ...}``. The subnets and security groups are lists, but the CDK stack
+hands them to the tasks as one comma-separated variable each (``DAGSTER_RUN_SUBNETS``,
+``DAGSTER_RUN_SECURITY_GROUPS``), so something has to split them. The alternative the launcher offers,
+``use_current_ecs_task_config``, copies the network of whichever task runs the daemon; that couples the runs to the
+daemon's placement and does not work outside ECS (the tests). Everything else is the stock launcher.
+
+This module is deployment-only: the image puts ``/opt/dagster/deploy`` on ``PYTHONPATH`` (see the Dockerfile), and
+``deploy/dagster.yaml`` names it as the run launcher's module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import Field, StringSource
+from dagster._serdes.config_class import ConfigurableClassData
+from dagster_aws.ecs import EcsRunLauncher
+
+ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
+
+
+class EnvNetworkEcsRunLauncher(EcsRunLauncher):
+    """``EcsRunLauncher`` plus ``subnets``, ``security_groups`` and ``assign_public_ip`` for ``awsvpc`` run tasks."""
+
+    def __init__(
+        self,
+        inst_data: ConfigurableClassData | None = None,
+        *,
+        subnets: str,
+        security_groups: str,
+        assign_public_ip: str = "DISABLED",
+        run_task_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if run_task_kwargs and "networkConfiguration" in run_task_kwargs:
+            raise ValueError(
+                "run_task_kwargs.networkConfiguration would be replaced: set the network with the launcher's "
+                "subnets, security_groups and assign_public_ip instead"
+            )
+        if assign_public_ip not in ASSIGN_PUBLIC_IP_VALUES:
+            raise ValueError(f"assign_public_ip must be one of {ASSIGN_PUBLIC_IP_VALUES}, got {assign_public_ip!r}")
+        network = {
+            "awsvpcConfiguration": {
+                "subnets": split_ids(subnets, "subnets (DAGSTER_RUN_SUBNETS)"),
+                "securityGroups": split_ids(security_groups, "security_groups (DAGSTER_RUN_SECURITY_GROUPS)"),
+                "assignPublicIp": assign_public_ip,
+            }
+        }
+        super().__init__(
+            inst_data=inst_data, run_task_kwargs={**(run_task_kwargs or {}), "networkConfiguration": network}, **kwargs
+        )
+
+    @classmethod
+    def config_type(cls) -> dict[str, Any]:
+        return {
+            **super().config_type(),
+            "subnets": Field(StringSource, description="Comma-separated subnet ids for the run tasks' ENIs."),
+            "security_groups": Field(StringSource, description="Comma-separated security group ids of the run tasks."),
+            "assign_public_ip": Field(
+                StringSource,
+                is_required=False,
+                default_value="DISABLED",
+                description="ENABLED or DISABLED; private subnets behind a NAT gateway need DISABLED.",
+            ),
+        }
+
+
+def split_ids(value: str, what: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; an empty list is refused here, because ECS would only say so per run."""
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids:
+        raise ValueError(f"{what} is empty: the run tasks need at least one")
+    return ids
