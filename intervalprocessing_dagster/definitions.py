@@ -14,6 +14,7 @@ from dagster import Definitions, EnvVar
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.reports.definitions import report_definitions
+from intervalprocessing_dagster.reports.delivery import build_report_store
 from intervalprocessing_dagster.run_clock import RunClock
 from intervalprocessing_dagster.settings import Settings
 
@@ -26,7 +27,11 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         mongo = EmbeddedMongoResource(
             data_dir=str(settings.embedded_mongo_dir), database_name=settings.mongodb_database
         )
-    return {"mongo": mongo, "clock": RunClock(timezone=settings.timezone)}
+    return {
+        "mongo": mongo,
+        "clock": RunClock(timezone=settings.timezone),
+        "report_store": build_report_store(settings),  # S3 when REPORTS_S3_BUCKET is set, else REPORTS_LOCAL_DIR
+    }
 
 
 def build_definitions(settings: Settings) -> Definitions:
