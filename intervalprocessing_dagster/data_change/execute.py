@@ -1,0 +1,194 @@
+"""Apply one :class:`UpdatePlan` to its collection, with memory bounded whatever the number of matched documents.
+
+The old app drained the whole cursor into a list of update models and sent them in one ordered bulk write whose
+filter was only ``_id`` (spec §3.2, §5.4, §5.7): memory grew with the data, one bad document lost the rest, and a
+document that stopped matching between read and write was changed anyway. Here:
+
+* a find query is one server-side ``update_many`` whose filter *is* the query, so nothing crosses the network but
+  the command, and the server re-checks the condition as it writes;
+* an aggregate query is streamed projected to ``_id`` and written in unordered batches of ``batch_size`` (one
+  ``UpdateOne`` per ``_id``, so a document the server refuses does not stop the others in its batch);
+* every server call runs inside ``pymongo.timeout`` for the time left before ``deadline`` (the server gets it as
+  ``maxTimeMS``), and batching stops between batches once the deadline has passed, so a run never outlives its
+  interval; a later run finishes the job, because every plan is idempotent for its run;
+* a dry run counts what would match and samples a few ``_id`` values, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymongo
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from intervalprocessing_dagster.data_change.plan import UpdatePlan
+from intervalprocessing_dagster.mongo.shell_syntax import MongoQuery
+
+# How many refused documents a failure message quotes; the count is always complete.
+_QUOTED_ERRORS = 3
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What one automation did (or, in a dry run, would do)."""
+
+    matched: int
+    modified: int
+    batches: int
+    duration_seconds: float
+    dry_run: bool
+    sample_ids: list[Any] = field(default_factory=list)
+
+
+class DeadlineExceeded(RuntimeError):
+    """The automation ran out of its run's time; what was written stays written and the next run continues."""
+
+
+class DocumentWriteErrors(RuntimeError):
+    """The server refused some documents of an aggregate automation; the others were written (see ``result``)."""
+
+    def __init__(self, result: ExecutionResult, failed: int, quoted: list[str]) -> None:
+        self.result = result
+        self.failed = failed
+        super().__init__(
+            f"the server refused {failed} document(s) ({result.modified} modified); first errors: " + "; ".join(quoted)
+        )
+
+
+def execute(
+    collection: Collection,
+    query: MongoQuery,
+    plan: UpdatePlan,
+    *,
+    deadline: float,
+    dry_run: bool = False,
+    batch_size: int = 1000,
+    sample_size: int = 5,
+    log: Callable[[str], None] = lambda _message: None,
+) -> ExecutionResult:
+    """Run ``plan`` on the documents ``query`` selects in ``collection``; ``deadline`` is a ``time.time()`` value."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if query.pipeline is not None:
+        return _execute_pipeline(
+            collection, query.pipeline, plan, deadline=deadline, dry_run=dry_run, batch_size=batch_size,
+            sample_size=sample_size, log=log,
+        )
+    return _execute_filter(
+        collection, query.filter or {}, plan, deadline=deadline, dry_run=dry_run, sample_size=sample_size, log=log
+    )
+
+
+def _execute_filter(
+    collection: Collection,
+    query_filter: dict[str, Any],
+    plan: UpdatePlan,
+    *,
+    deadline: float,
+    dry_run: bool,
+    sample_size: int,
+    log: Callable[[str], None],
+) -> ExecutionResult:
+    started = time.monotonic()
+    write_filter = plan.filter(query_filter)
+    with _within(deadline, f"the update of {collection.name}"):
+        if dry_run:
+            matched = collection.count_documents(write_filter)
+            sample = [doc["_id"] for doc in collection.find(write_filter, {"_id": 1}).limit(sample_size)]
+            log(f"dry run: {matched} document(s) of {collection.name} would be updated; nothing written")
+            return ExecutionResult(matched, 0, 1, time.monotonic() - started, True, sample)
+        log(f"updating {collection.name} server-side (one update_many; the query is re-checked on write)")
+        result = collection.update_many(write_filter, plan.update, array_filters=plan.array_filters or None)
+    log(f"{result.matched_count} matched, {result.modified_count} modified")
+    return ExecutionResult(result.matched_count, result.modified_count, 1, time.monotonic() - started, False)
+
+
+def _execute_pipeline(
+    collection: Collection,
+    pipeline: list[dict[str, Any]],
+    plan: UpdatePlan,
+    *,
+    deadline: float,
+    dry_run: bool,
+    batch_size: int,
+    sample_size: int,
+    log: Callable[[str], None],
+) -> ExecutionResult:
+    started = time.monotonic()
+    matched = modified = batches = failed = 0
+    quoted: list[str] = []
+    sample: list[Any] = []
+
+    def flush(ids: list[Any]) -> None:
+        nonlocal matched, modified, batches, failed
+        if time.time() >= deadline:
+            raise DeadlineExceeded(
+                f"stopped after {batches} batch(es) of {batch_size}: {matched} matched, {modified} modified; "
+                "the next run continues"
+            )
+        batches += 1
+        if dry_run:
+            batch_filter = plan.filter({"_id": {"$in": ids}})
+            matched += collection.count_documents(batch_filter)
+            if len(sample) < sample_size:
+                cursor = collection.find(batch_filter, {"_id": 1}).limit(sample_size - len(sample))
+                sample.extend(doc["_id"] for doc in cursor)
+        else:
+            array_filters = plan.array_filters or None
+            models = [UpdateOne(plan.filter({"_id": _id}), plan.update, array_filters=array_filters) for _id in ids]
+            try:
+                result = collection.bulk_write(models, ordered=False)
+                matched += result.matched_count
+                modified += result.modified_count
+            except BulkWriteError as exc:
+                matched += exc.details.get("nMatched", 0)
+                modified += exc.details.get("nModified", 0)
+                errors = exc.details.get("writeErrors", [])
+                failed += len(errors)
+                quoted.extend(
+                    f"_id {ids[error['index']]}: {error.get('errmsg')}"
+                    for error in errors[: max(0, _QUOTED_ERRORS - len(quoted))]
+                )
+        log(
+            f"batch {batches}: {len(ids)} document(s); so far {matched} matched, {modified} modified"
+            f"{', ' + str(failed) + ' refused' if failed else ''} ({time.monotonic() - started:.1f}s)"
+        )
+
+    with _within(deadline, f"the pipeline on {collection.name}"):
+        cursor = collection.aggregate([*pipeline, {"$project": {"_id": 1}}], allowDiskUse=True, batchSize=batch_size)
+        with cursor:
+            ids: list[Any] = []
+            for document in cursor:
+                ids.append(document["_id"])
+                if len(ids) == batch_size:
+                    flush(ids)
+                    ids = []
+            if ids:
+                flush(ids)
+    result = ExecutionResult(matched, modified, batches, time.monotonic() - started, dry_run, sample)
+    if dry_run:
+        log(f"dry run: {matched} document(s) of {collection.name} would be updated; nothing written")
+    if failed:
+        raise DocumentWriteErrors(result, failed, quoted)
+    return result
+
+
+@contextmanager
+def _within(deadline: float, what: str) -> Iterator[None]:
+    """Run the block under a client-side timeout for the time left; a timeout then means the deadline passed."""
+    remaining = deadline - time.time()
+    if remaining <= 0:
+        raise DeadlineExceeded(f"no time left in this run to start {what}; the next run will do it")
+    try:
+        with pymongo.timeout(remaining):
+            yield
+    except PyMongoError as exc:
+        if exc.timeout and deadline - time.time() < 1:
+            raise DeadlineExceeded(f"{what} hit the run's time limit: {exc}; the next run continues") from exc
+        raise
