@@ -1,0 +1,62 @@
+"""The platform under test, called directly (no Dagster run): the same functions its ops and assets call.
+
+Calling them directly measures the data path alone; what Dagster adds on top of it (process start, definitions
+load, run storage, event log) is measured separately as the overhead figure (``bench.overhead``). This module
+imports the platform, and so Dagster, at the top: ``bench.measure`` imports it before the timed section starts, and
+only in the processes of platform scenarios, so the baselines' processes never pay for it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from intervalprocessing_dagster.data_change.execute import execute
+from intervalprocessing_dagster.data_change.plan import build_plan
+from intervalprocessing_dagster.data_change.rules import parse_automation
+from intervalprocessing_dagster.reports.config import load_process
+from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
+from intervalprocessing_dagster.reports.generate import generate_report
+
+from bench import dataset
+from bench.scenarios import Context, Work
+
+STAMP = datetime(2024, 3, 15, 3, 0, tzinfo=UTC)
+"""The run stamp (a Friday, so the weekly report is due); fixed so file names and pushed dates never vary."""
+
+DEADLINE_SECONDS = 24 * 3600
+"""Generous on purpose: the benchmark measures throughput, not the cadence's time budget."""
+
+
+def find_platform(context: Context) -> Work:
+    return _apply(context, "find")
+
+
+def aggregate_platform(context: Context) -> Work:
+    return _apply(context, "aggregate")
+
+
+def report_local_platform(context: Context) -> Work:
+    return _report(context, LocalReportStore(directory=str(context.out_dir)))
+
+
+def report_s3_platform(context: Context) -> Work:
+    return _report(context, S3ReportStore(bucket=context.bucket, prefix=f"bench/{context.mark}/"))
+
+
+def _apply(context: Context, kind: str) -> Work:
+    """Parse the config document, plan the update, execute it: the per-automation path of a cadence job."""
+    automation = parse_automation(dataset.automation(kind, context.mark))
+    plan = build_plan(automation, STAMP)
+    result = execute(context.db[automation.collection], automation.query, plan,
+                     deadline=time.time() + DEADLINE_SECONDS)
+    return Work(items=result.modified, detail={"matched": result.matched, "batches": result.batches})
+
+
+def _report(context: Context, store: ReportStore) -> Work:
+    """Config → query → cursor → render → deliver → ``generatedfiles`` record: one report asset's work."""
+    report = generate_report(context.db, store, load_process(context.db, dataset.REPORT_PROCESS), STAMP)
+    stored = report.stored
+    output = stored.location if stored.bucket is None else f"s3://{stored.bucket}/{stored.location}"
+    return Work(items=report.rows, bytes=report.size, output=output,
+                detail={"sanitized_values": report.sanitized_values, "rows_without_join": report.rows_without_join})

@@ -1,0 +1,234 @@
+"""The benchmark command: ``python -m bench [--sizes 1000,10000 | --full] [--out bench/results]``.
+
+One run measures every scenario of ``bench.scenarios`` at every size, side by side, on one server and one data set
+per size, then the Dagster overhead, and writes ``latest.json`` (every figure) and ``latest.md`` (the tables, the
+targets and the machine) into ``--out``. Why it is built this way:
+
+* The server is started by the benchmark itself (a SecantusDB daemon on a free port, in a temporary folder), so a run
+  never touches anyone's data and its server CPU can be read from ``/proc``; ``--mongodb-uri`` runs the same
+  scenarios against a real MongoDB instead (databases ``bench_<N>`` are created there and dropped afterwards).
+* S3 is moto, in this process, on a free port; the scenario processes reach it through ``AWS_ENDPOINT_URL`` and fake
+  credentials, exactly as the platform's default AWS chain would.
+* Each scenario runs in a fresh process (``bench.measure``) so its peak RSS is its own.
+* Every data-change scenario sets one field to its own value, so each modifies all N documents of the same data and
+  none depends on another having run first; the data is generated once per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pymongo
+from moto.server import ThreadedMotoServer
+
+from bench import dataset, machine, overhead, report
+from bench.measure import RESULT_PREFIX
+from bench.scenarios import SCENARIOS
+
+QUICK_SIZES = (1000, 10000)
+FULL_SIZES = (10000, 100000, 1000000)
+BUCKET = "intervalprocessing-bench"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class MongoServer:
+    """Where the scenarios connect, and the server's pid when this run started it (for its CPU time)."""
+
+    uri: str
+    pid: int | None
+    description: str
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    sizes = FULL_SIZES if args.full else tuple(args.sizes)
+    started = time.monotonic()
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="intervalprocessing-bench-") as scratch_name:
+        scratch = Path(scratch_name)
+        with _mongo_server(args.mongodb_uri, scratch) as server, _moto_s3():
+            results = []
+            generation: dict[str, float] = {}
+            for n in sizes:
+                database = f"bench_{n}"
+                generation[str(n)] = _generate(server.uri, database, n)
+                for name in SCENARIOS:
+                    results.append(_run_scenario(name, n, server, database, scratch))
+                    _progress(results[-1])
+                _drop(server.uri, database)
+            overhead_result = overhead.measure(server.uri, scratch)
+            server_version = _server_version(server.uri)
+    document = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "sizes": list(sizes),
+        "runtime_seconds": round(time.monotonic() - started, 1),
+        "machine": machine.describe(server_version, server.description),
+        "data_generation_seconds": generation,
+        "results": results,
+        "overhead": overhead_result,
+    }
+    document["targets"] = report.evaluate_targets(document)
+    (out_dir / "latest.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    (out_dir / "latest.md").write_text(report.markdown(document))
+    print(f"wrote {out_dir / 'latest.json'} and {out_dir / 'latest.md'} in {document['runtime_seconds']}s",
+          file=sys.stderr)
+    return 0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=_sizes, default=QUICK_SIZES,
+                        help="comma-separated N values (default: %(default)s, a couple of minutes on 2 cores)")
+    parser.add_argument("--full", action="store_true", help=f"run N = {', '.join(map(str, FULL_SIZES))}")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results",
+                        help="folder for latest.json and latest.md (default: bench/results)")
+    parser.add_argument("--mongodb-uri", default=None,
+                        help="benchmark this MongoDB instead of a fresh SecantusDB (creates and drops bench_<N>)")
+    return parser.parse_args(argv)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive integers, e.g. 10000,100000")
+    return tuple(sorted(set(sizes)))
+
+
+@contextmanager
+def _mongo_server(uri: str | None, scratch: Path) -> Iterator[MongoServer]:
+    """The given MongoDB, or a SecantusDB daemon of our own, stopped (by its pid) when the run ends."""
+    if uri:
+        yield MongoServer(uri=uri, pid=None, description="MongoDB given with --mongodb-uri")
+        return
+    port = _free_port()
+    log = open(scratch / "secantus.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+         "--storage-path", str(scratch / "secantus-data")],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        server_uri = f"mongodb://127.0.0.1:{port}/"
+        _wait_for(server_uri, process)
+        yield MongoServer(uri=server_uri, pid=process.pid,
+                          description="SecantusDB daemon started by the benchmark (python -m secantus)")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _wait_for(uri: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=500) as client:
+                client.admin.command("ping")
+            return
+        except pymongo.errors.PyMongoError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the SecantusDB server at {uri} did not start") from None
+            time.sleep(0.2)
+
+
+@contextmanager
+def _moto_s3() -> Iterator[None]:
+    """An in-process moto S3 with the benchmark bucket; the environment points boto3 (ours and children's) at it."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log would bury the progress
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = dict(os.environ)
+    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ.pop("AWS_PROFILE", None)
+    try:
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield
+    finally:
+        server.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _generate(uri: str, database: str, n: int) -> float:
+    """Fill ``database`` for size ``n``; return the seconds it took (reported, never part of a scenario)."""
+    started = time.perf_counter()
+    with pymongo.MongoClient(uri) as client:
+        client.drop_database(database)
+        counts = dataset.generate(client[database], n)
+    seconds = round(time.perf_counter() - started, 2)
+    print(f"N={n}: generated {counts} in {seconds}s", file=sys.stderr)
+    return seconds
+
+
+def _drop(uri: str, database: str) -> None:
+    with pymongo.MongoClient(uri) as client:
+        client.drop_database(database)
+
+
+def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch: Path) -> dict[str, Any]:
+    """Run one scenario in a fresh process; on failure keep the error so the run still reports the rest."""
+    out_dir = scratch / "out" / f"{name}-{n}"
+    spec = {"scenario": name, "n": n, "uri": server.uri, "database": database, "mark": f"{name}@{n}",
+            "out_dir": str(out_dir), "bucket": BUCKET, "server_pid": server.pid}
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.measure", json.dumps(spec)],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )
+    shutil.rmtree(out_dir, ignore_errors=True)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    scenario = SCENARIOS[name]
+    if completed.returncode != 0 or not lines:
+        error = (completed.stderr or completed.stdout).strip().splitlines()
+        return {"scenario": name, "family": scenario.family, "variant": scenario.variant, "n": n,
+                "error": "\n".join(error[-5:]) or f"exit code {completed.returncode}"}
+    return json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+
+
+def _progress(result: dict[str, Any]) -> None:
+    if "error" in result:
+        summary = "FAILED: " + result["error"].splitlines()[-1]
+    else:
+        summary = (f"{result['wall_seconds']:.2f}s, {result['commands_total']} commands, "
+                   f"peak RSS {result['peak_rss_mb']} MB")
+    print(f"N={result['n']}: {result['scenario']}: {summary}", file=sys.stderr)
+
+
+def _server_version(uri: str) -> str:
+    with pymongo.MongoClient(uri) as client:
+        return str(client.admin.command("buildInfo").get("version", "unknown"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

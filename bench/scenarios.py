@@ -1,0 +1,66 @@
+"""The scenario registry: every measured scenario, its family (what job it does) and its variant (which side).
+
+Each family is measured on the same data, on the same server, in the same run: the ``old`` algorithm, the
+``floor`` (plain pymongo), and the ``platform``. A scenario is a function ``(Context) -> Work``, named here as
+``"module:function"`` so the measuring process imports only the side it runs (the platform side imports Dagster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pymongo.database import Database
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a scenario gets: the database, the size, its own mark value, and where to write files."""
+
+    db: Database
+    n: int
+    mark: str
+    out_dir: Path
+    bucket: str
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a scenario did: documents changed or rows written, bytes written, and where the output is."""
+
+    items: int
+    bytes: int = 0
+    output: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A registry entry: which family it belongs to, which side it is, and the function that runs it."""
+
+    family: str
+    variant: str
+    target: str  # "module:function", imported before the timed section
+
+
+FAMILIES = {
+    "find": "Data change, find-based automation (documents)",
+    "aggregate": "Data change, aggregate-based automation (documents)",
+    "report-local": "File generation, WeeklyMRRInventory to the local folder (rows)",
+    "report-s3": "File generation, WeeklyMRRInventory to S3 on moto (rows)",
+}
+
+SCENARIOS: dict[str, Scenario] = {
+    "find.old": Scenario("find", "old", "bench.baselines:find_old"),
+    "find.floor": Scenario("find", "floor", "bench.baselines:find_floor"),
+    "find.platform": Scenario("find", "platform", "bench.platform_calls:find_platform"),
+    "aggregate.old": Scenario("aggregate", "old", "bench.baselines:aggregate_old"),
+    "aggregate.floor": Scenario("aggregate", "floor", "bench.baselines:aggregate_floor"),
+    "aggregate.floor-in": Scenario("aggregate", "floor-in", "bench.baselines:aggregate_floor_in"),
+    "aggregate.platform": Scenario("aggregate", "platform", "bench.platform_calls:aggregate_platform"),
+    "report-local.floor": Scenario("report-local", "floor", "bench.baselines:report_local_floor"),
+    "report-local.platform": Scenario("report-local", "platform", "bench.platform_calls:report_local_platform"),
+    "report-s3.floor": Scenario("report-s3", "floor", "bench.baselines:report_s3_floor"),
+    "report-s3.platform": Scenario("report-s3", "platform", "bench.platform_calls:report_s3_platform"),
+}
