@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Synthesized
+from tests.synthesis import Synthesized
 
 
 def _instance(synth: Synthesized) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 
 from stacks.intervalprocessing_stack import IntervalProcessingStack
-from tests.conftest import Synthesized, synthesize
+from tests.synthesis import Synthesized, synthesize
 
 
 @pytest.mark.parametrize("configuration", ["default", "variant"])

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from tests.conftest import Synthesized
+from tests.synthesis import Synthesized
 
 
 def _group_id(synth: Synthesized, name: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import Synthesized
+from tests.synthesis import Synthesized
 
 CONTRACT_OUTPUTS = {
     "NatElasticIp",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Synthesized
+from tests.synthesis import Synthesized
 
 #: What the Dagster code and deploy/dagster.yaml read from the plain environment (names agreed with issues 4 and 5).
 CONTRACT_ENVIRONMENT = {
