@@ -80,7 +80,8 @@ class DagsterServices(Construct):
             "MONGODB_DATABASE": config.mongo_database,
             "INTERVALPROCESSING_TIMEZONE": config.timezone,
             "REPORTS_S3_BUCKET": storage.reports_bucket.bucket_name,
-            "REPORTS_S3_PREFIX": config.reports_prefix,
+            # Normalized like the IAM grants, so the keys the code writes are the keys the run role may write.
+            "REPORTS_S3_PREFIX": config.reports_folder,
             "DAGSTER_PG_HOST": database.instance.db_instance_endpoint_address,
             "DAGSTER_PG_PORT": database.instance.db_instance_endpoint_port,
             "DAGSTER_PG_DB": DATABASE_NAME,
@@ -90,7 +91,7 @@ class DagsterServices(Construct):
             "DAGSTER_RUN_SUBNETS": ",".join(network.task_subnet_ids),
             "DAGSTER_RUN_SECURITY_GROUPS": network.tasks_sg.security_group_id,
             "DAGSTER_COMPUTE_LOGS_BUCKET": storage.reports_bucket.bucket_name,
-            "DAGSTER_COMPUTE_LOGS_PREFIX": config.compute_logs_prefix,
+            "DAGSTER_COMPUTE_LOGS_PREFIX": config.compute_logs_folder.rstrip("/"),
         }
 
         self.run_task_definition = self._create_run_task_definition()

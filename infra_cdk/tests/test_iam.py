@@ -95,6 +95,18 @@ def test_run_role_writes_the_report_and_compute_log_prefixes_and_nothing_else(de
         assert statement["Resource"]["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket, "Arn"]}
 
 
+def test_prefix_context_moves_the_grants_and_the_environment_together(variant: Synthesized) -> None:
+    grants = {
+        statement["Resource"]["Fn::Join"][1][1]
+        for statement in _statements_of(variant, _role_lid(variant, "RunTaskRole"))
+    }
+    assert grants == {"/Reports/*", "/logs/dagster/*"}
+    run = variant.resources[variant.logical_id(_services(variant).run_task_definition)]["Properties"]
+    environment = {e["Name"]: e["Value"] for e in run["ContainerDefinitions"][0]["Environment"]}
+    assert environment["REPORTS_S3_PREFIX"] == "Reports/"
+    assert environment["DAGSTER_COMPUTE_LOGS_PREFIX"] == "logs/dagster"  # the log manager adds the '/' itself
+
+
 def test_daemon_launches_only_the_run_task_definition_in_the_cluster(default: Synthesized) -> None:
     services = _services(default)
     cluster_arn = {"Fn::GetAtt": [default.logical_id(services.cluster), "Arn"]}
