@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
@@ -16,6 +17,7 @@ from stacks.network import POSTGRES_PORT, Network
 
 DATABASE_NAME = "dagster"
 DATABASE_USERNAME = "dagster"
+LOG_EXPORTS = ("postgresql", "upgrade")
 
 
 class DagsterDatabase(Construct):
@@ -23,9 +25,22 @@ class DagsterDatabase(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, network: Network) -> None:
         super().__init__(scope, construct_id)
+        # A fixed identifier, so the log groups RDS exports to can be created here first, with retention (left to
+        # RDS, they never expire; CDK's own retention option would add a custom-resource Lambda).
+        identifier = f"{config.cluster_name}-dagster"
+        log_groups = [
+            logs.LogGroup(
+                self,
+                f"{export.capitalize()}LogGroup",
+                log_group_name=f"/aws/rds/instance/{identifier}/{export}",
+                retention=config.log_retention,
+            )
+            for export in LOG_EXPORTS
+        ]
         self.instance = rds.DatabaseInstance(
             self,
             "Postgres",
+            instance_identifier=identifier,
             engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
             instance_type=ec2.InstanceType(config.db_instance_type),
             vpc=network.vpc,
@@ -43,10 +58,12 @@ class DagsterDatabase(Construct):
             publicly_accessible=False,
             backup_retention=Duration.days(7),
             deletion_protection=config.db_deletion_protection,
-            cloudwatch_logs_exports=["postgresql", "upgrade"],
+            cloudwatch_logs_exports=list(LOG_EXPORTS),
             auto_minor_version_upgrade=True,
             removal_policy=RemovalPolicy.SNAPSHOT,
         )
+        for log_group in log_groups:
+            self.instance.node.add_dependency(log_group)
         assert self.instance.secret is not None  # from_generated_secret always creates one
         self.secret = self.instance.secret
 

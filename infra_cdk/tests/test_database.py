@@ -49,3 +49,17 @@ def test_multi_az_and_deletion_protection_follow_context(variant: Synthesized) -
     props = _instance(variant)["Properties"]
     assert props["MultiAZ"] is True
     assert props["DeletionProtection"] is False
+
+
+def test_exported_postgres_logs_land_in_log_groups_with_retention(default: Synthesized) -> None:
+    instance_lid, instance = default.one("AWS::RDS::DBInstance")
+    props = instance["Properties"]
+    assert props["DBInstanceIdentifier"] == "intervalprocessing-dagster"
+    groups = {
+        g["Properties"]["LogGroupName"]: (lid, g["Properties"]["RetentionInDays"])
+        for lid, g in default.of_type("AWS::Logs::LogGroup").items()
+    }
+    for export in props["EnableCloudwatchLogsExports"]:
+        lid, retention = groups[f"/aws/rds/instance/intervalprocessing-dagster/{export}"]
+        assert retention == 90
+        assert lid in instance["DependsOn"]  # exists before RDS would create it without retention

@@ -95,7 +95,7 @@ def test_containers_log_to_the_old_style_log_groups_with_retention(
 
 def test_every_log_group_has_retention_from_context(variant: Synthesized) -> None:
     groups = variant.of_type("AWS::Logs::LogGroup").values()
-    assert len(groups) == 4
+    assert len(groups) == 6  # three ECS, VPC flow logs, two RDS exports
     assert {g["Properties"]["RetentionInDays"] for g in groups} == {30}
 
 
