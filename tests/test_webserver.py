@@ -1,0 +1,67 @@
+"""Smoke test: the Dagster UI serves this code location, and its GraphQL API lists the jobs and schedules."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.test_defs import JOBS_AND_CRONS
+
+QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    name
+    jobs { name }
+    schedules { name cronSchedule executionTimezone pipelineName }
+} } } }
+"""
+
+
+@pytest.fixture(scope="module")
+def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("dagster_home")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DAGSTER_HOME": str(home), "INTERVALPROCESSING_LOCAL_DIR": str(home / "local")}
+    log = (home / "webserver.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port),
+         "-w", str(Path(__file__).parents[1] / "workspace.yaml")],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1],
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(f"{url}/server_info", timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"dagster-webserver did not come up:\n{(home / 'webserver.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_ui_lists_every_job_and_schedule(webserver: str) -> None:
+    response = requests.post(f"{webserver}/graphql", json={"query": QUERY}, timeout=60)
+    response.raise_for_status()
+    (repository,) = response.json()["data"]["repositoriesOrError"]["nodes"]
+    assert set(JOBS_AND_CRONS) <= {job["name"] for job in repository["jobs"]}
+    schedules = {schedule["name"]: schedule for schedule in repository["schedules"]}
+    for job_name, cron in JOBS_AND_CRONS.items():
+        schedule = schedules[job_name.removesuffix("_job") + "_schedule"]
+        assert (schedule["pipelineName"], schedule["cronSchedule"], schedule["executionTimezone"]) == (
+            job_name, cron, "UTC"
+        )
