@@ -10,7 +10,9 @@ The README's "Context parameters" table documents every field; a test keeps the 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +147,16 @@ class DeploymentConfig:
                 raise ValueError(f"{name}: {cpu} CPU units with {memory} MiB is not a Fargate size")
         if self.compute_logs_expiration_days < 1 or self.db_allocated_storage_gib < 20:
             raise ValueError("computeLogsExpirationDays must be >= 1 and dbAllocatedStorageGib >= 20")
+        for name, cidr in (("vpcCidr", self.vpc_cidr), ("webserverAllowedCidr", self.webserver_allowed_cidr)):
+            if cidr or name == "vpcCidr":
+                try:
+                    ipaddress.IPv4Network(cidr)
+                except ValueError as error:
+                    raise ValueError(f"{name} {cidr!r} is not an IPv4 CIDR block: {error}") from None
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone name") from None
         if not self.image_tag or not re.fullmatch(r"[\w][\w.-]{0,127}", self.image_tag):
             raise ValueError(f"imageTag {self.image_tag!r} is not a valid image tag")
 

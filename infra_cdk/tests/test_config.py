@@ -49,6 +49,9 @@ def test_command_line_strings_are_parsed() -> None:
         ({"computeLogsPrefix": "GeneratedFiles/logs"}, "must not overlap"),
         ({"reportsPrefix": "/"}, "reportsPrefix"),
         ({"imageTag": "has space"}, "imageTag"),
+        ({"vpcCidr": "10.40.0.0/33"}, "vpcCidr"),
+        ({"webserverAllowedCidr": "10.1.2.3/8"}, "webserverAllowedCidr"),  # host bits set: a typo, not a network
+        ({"timezone": "Mars/Olympus"}, "timezone"),
     ],
 )
 def test_bad_values_stop_the_synth_and_name_the_parameter(context: dict[str, Any], message: str) -> None:

@@ -62,6 +62,9 @@ def test_cluster_has_container_insights(default: Synthesized) -> None:
     _, cluster = default.one("AWS::ECS::Cluster")
     assert cluster["Properties"]["ClusterName"] == "intervalprocessing"
     assert {"Name": "containerInsights", "Value": "enabled"} in cluster["Properties"]["ClusterSettings"]
+    # deploy/dagster.yaml launches runs with the FARGATE capacity provider, which the cluster must have.
+    _, association = default.one("AWS::ECS::ClusterCapacityProviderAssociations")
+    assert "FARGATE" in association["Properties"]["CapacityProviders"]
 
 
 def test_run_task_has_the_old_size_and_a_run_container_without_command(default: Synthesized) -> None:
