@@ -19,20 +19,21 @@ import re
 import sys
 from collections.abc import Mapping
 
-from dagster import DagsterInstance, JobDefinition, execute_job
-from dagster._core.definitions.reconstruct import ReconstructableJob, build_reconstructable_job
+from dagster import DagsterInstance, JobDefinition
 from dagster._core.errors import DagsterHomeNotSetError, DagsterInvalidConfigError, DagsterInvariantViolationError
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.definitions import build_definitions
+from intervalprocessing_dagster.reports.definitions import PROCESS_TO_RUN as FILE_GENERATION_PROCESS
+from intervalprocessing_dagster.reports.definitions import file_generation_job
 from intervalprocessing_dagster.settings import Settings, SettingsError
 
 PROCESS_TO_RUN_VARIABLE = "processToRun"
 
-#: The old ``processToRun`` keys, in the old switch's order, and the Dagster job each one now runs (the data-change
-#: names come from the cadence table, the one place that ties the old and new names together).
+#: The old ``processToRun`` keys, in the old switch's order, and the Dagster job each one now runs (the names come
+#: from the domains, which own both spellings).
 JOB_BY_PROCESS: Mapping[str, str] = {
-    "FileGenerationProcesses": "file_generation_job",
+    FILE_GENERATION_PROCESS: file_generation_job.name,
     **{cadence.process_to_run: cadence.job_name for cadence in Cadence},
 }
 
@@ -48,29 +49,15 @@ log = logging.getLogger("intervalprocessing")
 
 
 def load_job(job_name: str) -> JobDefinition:
-    """The job from definitions built for *this* process's environment.
-
-    Module-level so that Dagster can rebuild the job in each step process (``build_reconstructable_job``); it builds
-    the definitions from the environment instead of importing ``definitions.defs``, which may have been built
-    before the caller set the environment (tests, or a long-lived interpreter).
-    """
+    """The job from definitions built for *this* process's environment, not the import-time ``definitions.defs``
+    (which a long-lived interpreter, or a test, may have built before the environment was set)."""
     return build_definitions(Settings.from_env()).resolve_job_def(job_name)
 
 
-def reconstructable_job(job_name: str) -> ReconstructableJob:
-    """A job Dagster can execute out of process, like a run worker does."""
-    return build_reconstructable_job(__name__, load_job.__name__, reconstructable_args=(job_name,))
-
-
-def main(environ: Mapping[str, str] | None = None) -> int:
-    """Run the job ``processToRun`` names; the return value is the exit code (console scripts ``sys.exit`` it).
-
-    ``environ`` is only for reading ``processToRun`` and checking the settings; the job itself reads the real
-    environment, as every Dagster run does.
-    """
-    env = os.environ if environ is None else environ
+def main() -> int:
+    """Run the job ``processToRun`` names; the return value is the exit code (console scripts ``sys.exit`` it)."""
     _configure_logging()
-    process = env.get(PROCESS_TO_RUN_VARIABLE, "").strip()
+    process = os.environ.get(PROCESS_TO_RUN_VARIABLE, "").strip()
     log.info("processToRun: %s", process)
     job_name = JOB_BY_PROCESS.get(process)
     if job_name is None:
@@ -84,7 +71,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     # Configuration mistakes are the operator's to fix: one line saying what, without a trace. (DAGSTER_HOME unset
     # or not a directory, dagster.yaml invalid or naming an unset variable, a bad INTERVALPROCESSING_* value.)
     try:
-        Settings.from_env(env)
+        Settings.from_env()
         instance = DagsterInstance.get()
     except (SettingsError, DagsterHomeNotSetError, DagsterInvariantViolationError, DagsterInvalidConfigError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
@@ -92,13 +79,15 @@ def main(environ: Mapping[str, str] | None = None) -> int:
 
     log.info("Initiating IntervalProcessing Processes...")
     log.info("Executing %s process (Dagster job %s)...", process, job_name)
-    with instance, execute_job(
-        reconstructable_job(job_name),
-        instance=instance,
-        tags={LAUNCHED_BY_TAG: PROCESS_TO_RUN_VARIABLE, PROCESS_TO_RUN_TAG: process},
-        raise_on_error=False,
-    ) as result:
-        run_id, success = result.run_id, result.success
+    # In this one process, step after step, like the old app (and its task size): the old task definitions were
+    # sized for one process, and a step subprocess per automation would only add start-up time.
+    with instance:
+        result = load_job(job_name).execute_in_process(
+            instance=instance,
+            tags={LAUNCHED_BY_TAG: PROCESS_TO_RUN_VARIABLE, PROCESS_TO_RUN_TAG: process},
+            raise_on_error=False,
+        )
+    run_id, success = result.run_id, result.success
     if not success:
         log.error("%s process failed: Dagster run %s did not succeed (see its logs in the Dagster UI)", process, run_id)
         return EXIT_RUN_FAILED
@@ -118,11 +107,14 @@ def _one_line(exc: Exception) -> str:
 
 
 def _configure_logging() -> None:
-    """Timestamped lines on stdout, like the old ``Console.WriteLine($"{DateTime.Now} ...")`` (CloudWatch reads it)."""
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    """Timestamped lines on stdout, like the old ``Console.WriteLine($"{DateTime.Now} ...")`` (CloudWatch reads it).
 
+    The handler is replaced on every call so it writes to the *current* ``sys.stdout``.
+    """
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
