@@ -11,7 +11,7 @@ Two things change from the old ``MongoCursor`` (spec §2.3), both driven by the 
   the caller can count rows that have none.
 
 As before, a pipeline runs with ``allowDiskUse`` and ignores the ``projection`` config; the cursor is iterated, never
-listed, so memory stays flat whatever the row count.
+listed, in batches of ``BATCH_SIZE``, so memory stays flat whatever the row count.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pymongo.database import Database
 from intervalprocessing_dagster.mongo.shell_syntax import MongoQuery
 from intervalprocessing_dagster.reports.layouts import ReportLayout
 
+BATCH_SIZE = 1000
+
 
 @dataclass(frozen=True)
 class ReportQuery:
@@ -40,10 +42,16 @@ class ReportQuery:
     joined_fields: tuple[str, ...]
 
     def open(self, db: Database) -> Cursor | CommandCursor:
+        """The cursor, fetching ``BATCH_SIZE`` documents per round trip.
+
+        An explicit batch size is what keeps memory flat: without one, the server decides, and the embedded
+        SecantusDB answers the first ``getMore`` with every remaining document.
+        """
         collection = db[self.collection]
         if self.pipeline is not None:
-            return collection.aggregate(self.pipeline, allowDiskUse=True)
-        return collection.find(self.filter, self.projection, allow_disk_use=True).sort(list(self.sort))
+            return collection.aggregate(self.pipeline, allowDiskUse=True, batchSize=BATCH_SIZE)
+        cursor = collection.find(self.filter, self.projection, allow_disk_use=True, batch_size=BATCH_SIZE)
+        return cursor.sort(list(self.sort))
 
 
 def plan_query(

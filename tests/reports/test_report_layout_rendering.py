@@ -10,14 +10,12 @@ import pytest
 from bson import Decimal128, Int64, ObjectId
 from pymongo.database import Database
 
-from intervalprocessing_dagster.mongo.shell_syntax import parse_query
 from intervalprocessing_dagster.reports.layouts import (
     BUILT_IN_LAYOUTS,
     LayoutError,
     parse_layout,
     resolve_layout,
 )
-from intervalprocessing_dagster.reports.query import plan_query
 from intervalprocessing_dagster.reports.render import RenderError, RowRenderer, format_address, format_amount
 
 
@@ -130,20 +128,6 @@ def test_sort_always_ends_with_id() -> None:
     layout = parse_layout({"writerTypeKey": "T", "columns": [{"header": "A", "path": "a"}], "sort": {"a": -1}})
     assert layout.sort == (("a", -1), ("_id", 1))
     assert BUILT_IN_LAYOUTS["DailyAuditInventoryFileWriter"].sort == (("_id", 1),)
-
-
-def test_unwind_of_a_lookup_keeps_unjoined_rows_unless_the_layout_drops_them() -> None:
-    query = parse_query("aggregate([{$lookup:{from:'providers',localField:'provider_id',foreignField:'_id',"
-                        "as:'provider'}},{$unwind:'$provider'},{$unwind:'$notes'}])", source="test")
-    keep = plan_query(query, collection="m", projection=None, layout=BUILT_IN_LAYOUTS["WeeklyMRRInventoryFileWriter"])
-    assert keep.pipeline[1:] == [{"$unwind": {"path": "$provider", "preserveNullAndEmptyArrays": True}},
-                                 {"$unwind": "$notes"}, {"$sort": {"_id": 1}}]
-    assert keep.joined_fields == ("provider",)
-    drop_layout = parse_layout({"writerTypeKey": "T", "columns": [{"header": "A", "path": "a"}],
-                                "keepRowsWithoutJoin": False})
-    drop = plan_query(query, collection="m", projection=None, layout=drop_layout)
-    assert drop.pipeline[1] == {"$unwind": {"path": "$provider", "preserveNullAndEmptyArrays": False}}
-    assert drop.joined_fields == ()
 
 
 def test_stored_layout_replaces_the_built_in_one(mongo_db: Database) -> None:
