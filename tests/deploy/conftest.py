@@ -1,0 +1,509 @@
+"""The production path on this machine: a real PostgreSQL, moto's ECS/S3/Logs/Secrets Manager, the real
+``deploy/dagster.yaml``, and a stand-in for Fargate that runs a launched task's command as a local process.
+
+What is real: the instance config file, Dagster's Postgres storage, the run launcher (talking to moto's ECS API over
+HTTP), the daemon's scheduler/queue/monitoring/retry code, the code location loaded from ``workspace.yaml`` in its own
+gRPC process, and the run worker command executed with the task definition's environment and secrets. What is not:
+Fargate itself (``FakeFargate`` below plays it: it resolves the secrets, runs the command, writes the container's
+output to the task's CloudWatch stream and records the exit code, like the ECS agent), and IAM (moto allows all).
+
+moto's ECS needs three dodges, all in ``ProductionStack._create_aws``: a container ``memory`` (without it moto's
+``RunTask`` fails with a 500), a VPC with DNS hostnames (the task's ENI), and manual task state transitions, so a
+task stays where a test puts it instead of moto marching it to STOPPED on every ``DescribeTasks``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg2
+import pymongo
+import pytest
+import requests
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster._core.remote_representation.external import RemoteSchedule
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+from dagster._scheduler.scheduler import launch_scheduled_runs
+from dagster._utils.error import SerializableErrorInfo
+from dagster._utils.schedules import cron_string_iterator
+from moto.backends import get_backend
+
+from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY_DIR = REPO / "deploy"
+#: Where the image puts the launcher module (Dockerfile: PYTHONPATH=/opt/dagster/deploy/python).
+DEPLOY_PYTHON = DEPLOY_DIR / "python"
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+CLUSTER = "intervalprocessing"
+RUN_CONTAINER = "run"
+RUN_FAMILY = "IntervalProcessing-Run"
+RUN_LOG_GROUP = "/ecs/IntervalProcessing-Run"
+REPORTS_BUCKET = "intervalprocessing"
+REPORTS_PREFIX = "GeneratedFiles/"
+COMPUTE_LOGS_PREFIX = "dagster/compute-logs"
+LOCATION_NAME = "intervalprocessing"
+
+if str(DEPLOY_PYTHON) not in sys.path:  # the daemon side of the tests imports the launcher like the image does
+    sys.path.insert(0, str(DEPLOY_PYTHON))
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A throw-away PostgreSQL cluster with password authentication on 127.0.0.1."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+    def create_database(self) -> str:
+        """A fresh, empty database: each test gets its own Dagster storage."""
+        name = f"dagster_{uuid.uuid4().hex[:10]}"
+        connection = psycopg2.connect(
+            host=self.host, port=self.port, user=self.username, password=self.password, dbname="postgres"
+        )
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
+        return name
+
+
+def _postgres_bin_dir() -> Path:
+    candidates = sorted(Path("/").glob(POSTGRES_BIN_GLOB.lstrip("/")), key=lambda p: int(p.parent.name))
+    found = [path for path in candidates if (path / "initdb").exists() and (path / "postgres").exists()]
+    if not found:
+        pytest.fail(
+            f"PostgreSQL server binaries not found ({POSTGRES_BIN_GLOB}/initdb, postgres): "
+            "apt-get install postgresql (the system tests start their own server from them)",
+            pytrace=False,
+        )
+    return found[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """initdb + postgres, as the ``postgres`` system user when the tests run as root (both refuse to run as root)."""
+    bin_dir = _postgres_bin_dir()
+    as_root = os.geteuid() == 0
+    base = Path(tempfile.mkdtemp(prefix="intervalprocessing-pg-"))  # outside pytest's 0700 tmp tree: postgres reads it
+    password = f"pg-secret-{secrets.token_hex(8)}"
+    (base / "pwfile").write_text(password + "\n")
+    if as_root:
+        shutil.chown(base, "postgres")
+        shutil.chown(base / "pwfile", "postgres")
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    data = base / "data"
+    subprocess.run(
+        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=scram-sha-256",
+         f"--pwfile={base / 'pwfile'}", "--encoding=UTF8", "--no-sync"],
+        check=True, capture_output=True,
+    )
+    port = _free_port()
+    log_path = base / "postgres.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [*prefix, str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
+             "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=300"],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    server = PostgresServer(host="127.0.0.1", port=port, username="dagster", password=password)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            psycopg2.connect(host=server.host, port=port, user="dagster", password=password, dbname="postgres").close()
+            break
+        except psycopg2.OperationalError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"PostgreSQL did not start:\n{log_path.read_text()[-2000:]}", pytrace=False)
+            time.sleep(0.2)
+    yield server
+    os.killpg(process.pid, signal.SIGINT)  # "fast shutdown"
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+# --- Fargate stand-in -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeFargate:
+    """Plays the ECS agent for tasks moto accepted: start the container's command, stream its output, stop it."""
+
+    stack: ProductionStack
+
+    def _moto_task(self, task_arn: str) -> Any:
+        tasks = get_backend("ecs")[ACCOUNT_ID][REGION].tasks[CLUSTER]
+        return tasks[task_arn]
+
+    def set_status(self, task_arn: str, status: str, *, exit_code: int | None = None, reason: str = "") -> None:
+        """Put a task in ``status`` (moto never moves it by itself here: transitions are manual)."""
+        task = self._moto_task(task_arn)
+        task.last_status = status
+        if status == "STOPPED":
+            task.desired_status = "STOPPED"
+            task.stopped_reason = reason or "Essential container in task exited"
+            for container in task.containers:
+                container.last_status = "STOPPED"
+                container.exitCode = exit_code
+
+    def container_environment(self, task_arn: str) -> dict[str, str]:
+        """What the container sees: the task definition's environment plus its secrets, resolved like ECS does."""
+        ecs = boto3.client("ecs")
+        task = ecs.describe_tasks(cluster=CLUSTER, tasks=[task_arn])["tasks"][0]
+        definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+        container = next(c for c in definition["containerDefinitions"] if c["name"] == RUN_CONTAINER)
+        environment = {item["name"]: item["value"] for item in container.get("environment", [])}
+        secretsmanager = boto3.client("secretsmanager")
+        for secret in container.get("secrets", []):
+            environment[secret["name"]] = _resolve_secret(secretsmanager, secret["valueFrom"])
+        return environment
+
+    def command(self, task_arn: str) -> list[str]:
+        task = boto3.client("ecs").describe_tasks(cluster=CLUSTER, tasks=[task_arn])["tasks"][0]
+        override = next(o for o in task["overrides"]["containerOverrides"] if o["name"] == RUN_CONTAINER)
+        return override["command"]
+
+    def run(
+        self, task_arn: str, *, kill_when: Callable[[], bool] | None = None, timeout: float = 180
+    ) -> int:
+        """Run the task to its end and return the container's exit code (137 when ``kill_when`` fired: SIGKILL)."""
+        self.set_status(task_arn, "RUNNING")
+        env = {
+            **self.stack.host_environment(),
+            **self.container_environment(task_arn),
+        }
+        process = subprocess.Popen(
+            self.command(task_arn), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        killed = False
+        deadline = time.monotonic() + timeout
+        while process.poll() is None:
+            if kill_when is not None and not killed and kill_when():
+                os.killpg(process.pid, signal.SIGKILL)  # the whole worker: run process and step processes
+                killed = True
+            if time.monotonic() > deadline:
+                os.killpg(process.pid, signal.SIGKILL)
+                raise AssertionError(f"task {task_arn} ran longer than {timeout}s")
+            time.sleep(0.05)
+        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+        exit_code = 137 if killed else process.returncode
+        self.stack.task_outputs[task_arn] = output
+        self.write_logs(task_arn, output.splitlines() or ["(no output)"])
+        self.set_status(task_arn, "STOPPED", exit_code=exit_code)
+        return exit_code
+
+    def write_logs(self, task_arn: str, lines: list[str]) -> None:
+        """The awslogs driver: one event per line in ``<prefix>/<container>/<task id>``."""
+        logs = boto3.client("logs")
+        stream = f"{RUN_CONTAINER}/{RUN_CONTAINER}/{task_arn.split('/')[-1]}"
+        logs.create_log_stream(logGroupName=RUN_LOG_GROUP, logStreamName=stream)
+        now = int(time.time() * 1000)
+        logs.put_log_events(
+            logGroupName=RUN_LOG_GROUP,
+            logStreamName=stream,
+            logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
+        )
+
+
+def _resolve_secret(secretsmanager: Any, value_from: str) -> str:
+    """ECS ``valueFrom``: a secret ARN, or ``<arn>:<json key>:<version stage>:<version id>`` for one JSON field."""
+    parts = value_from.split(":")
+    arn, json_key = ":".join(parts[:7]), (parts[7] if len(parts) > 7 else "")
+    value = secretsmanager.get_secret_value(SecretId=arn)["SecretString"]
+    return json.loads(value)[json_key] if json_key else value
+
+
+# --- the stack ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProductionStack:
+    """What the CDK stack would have created, in moto and Postgres, plus the tasks' environment contract."""
+
+    postgres: PostgresServer
+    mongo_uri: str
+    mongo_database: str
+    dagster_home: Path
+    monkeypatch: pytest.MonkeyPatch
+    subnets: list[str] = field(default_factory=list)
+    security_groups: list[str] = field(default_factory=list)
+    run_task_definition_arn: str = ""
+    secret_values: list[str] = field(default_factory=list)
+    run_task_calls: list[dict[str, Any]] = field(default_factory=list)
+    task_outputs: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    secret_arns: dict[str, str] = field(default_factory=dict)
+    last_tick_time: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def fargate(self) -> FakeFargate:
+        return FakeFargate(self)
+
+    def host_environment(self) -> dict[str, str]:
+        """What a container gets besides its task definition: the image's ENV (PATH, PYTHONPATH, unbuffered output)
+        and the task role's credentials (here: moto's), which ECS serves from the metadata endpoint instead."""
+        return {
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "HOME": str(self.dagster_home),
+            "PYTHONPATH": str(DEPLOY_PYTHON),
+            "PYTHONUNBUFFERED": "1",
+            "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+
+    def create(self) -> None:
+        """The AWS side (moto) and the environment every Dagster process of the deployment gets."""
+        pg_database = self.postgres.create_database()
+        self._create_aws()
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DEPLOY_DIR / "dagster.yaml", self.dagster_home / "dagster.yaml")
+        pg_password_secret = self.secret_arns["dagster-postgres"] + ":password::"
+        self.environment = {
+            "DAGSTER_HOME": str(self.dagster_home),
+            "DAGSTER_PG_HOST": self.postgres.host,
+            "DAGSTER_PG_PORT": str(self.postgres.port),
+            "DAGSTER_PG_DB": pg_database,
+            "DAGSTER_PG_USERNAME": self.postgres.username,
+            "DAGSTER_RUN_CONTAINER_NAME": RUN_CONTAINER,
+            "DAGSTER_ECS_CLUSTER": CLUSTER,
+            "DAGSTER_RUN_SUBNETS": ",".join(self.subnets),
+            "DAGSTER_RUN_SECURITY_GROUPS": ",".join(self.security_groups),
+            "DAGSTER_COMPUTE_LOGS_BUCKET": REPORTS_BUCKET,
+            "DAGSTER_COMPUTE_LOGS_PREFIX": COMPUTE_LOGS_PREFIX,
+            "MONGODB_DATABASE": self.mongo_database,
+            "INTERVALPROCESSING_TIMEZONE": "UTC",
+            "REPORTS_S3_BUCKET": REPORTS_BUCKET,
+            "REPORTS_S3_PREFIX": REPORTS_PREFIX,
+        }
+        secrets_ = {"MONGODB_URI": self.secret_arns["mongodb-uri"], "DAGSTER_PG_PASSWORD": pg_password_secret}
+        self.run_task_definition_arn = self._register_run_task_definition(
+            {**self.environment, "DAGSTER_RUN_TASK_DEFINITION_ARN": RUN_FAMILY}, secrets_
+        )
+        # The daemon's own task: same environment, secrets resolved by ECS, and the run task definition's ARN.
+        daemon_env = {
+            **self.environment,
+            "DAGSTER_RUN_TASK_DEFINITION_ARN": self.run_task_definition_arn,
+            "DAGSTER_PG_PASSWORD": self.postgres.password,
+            "MONGODB_URI": self.mongo_uri,
+            "PYTHONPATH": str(DEPLOY_PYTHON),
+        }
+        for name, value in daemon_env.items():
+            self.monkeypatch.setenv(name, value)
+
+    def _create_aws(self) -> None:
+        requests.post(
+            f"{os.environ['AWS_ENDPOINT_URL']}/moto-api/state-manager/set-transition",
+            json={"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}},
+            timeout=10,
+        ).raise_for_status()
+        ec2 = boto3.client("ec2")
+        vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": True})
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        self.subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+            for cidr, zone in (("10.40.1.0/24", "us-east-1a"), ("10.40.2.0/24", "us-east-1b"))
+        ]
+        self.security_groups = [
+            ec2.create_security_group(GroupName="dagster-tasks", Description="run tasks", VpcId=vpc)["GroupId"]
+        ]
+        boto3.client("ecs").create_cluster(clusterName=CLUSTER, capacityProviders=["FARGATE", "FARGATE_SPOT"])
+        boto3.client("logs").create_log_group(logGroupName=RUN_LOG_GROUP)
+        boto3.client("s3").create_bucket(Bucket=REPORTS_BUCKET)
+        secretsmanager = boto3.client("secretsmanager")
+        self.secret_arns = {
+            "mongodb-uri": secretsmanager.create_secret(
+                Name="intervalprocessing/mongodb-uri", SecretString=self.mongo_uri
+            )["ARN"],
+            "dagster-postgres": secretsmanager.create_secret(
+                Name="intervalprocessing/dagster-postgres",
+                SecretString=json.dumps({"username": self.postgres.username, "password": self.postgres.password}),
+            )["ARN"],
+        }
+        self.secret_values = [self.postgres.password, self.mongo_uri]
+
+    def _register_run_task_definition(self, environment: dict[str, str], secrets_: dict[str, str]) -> str:
+        """The run task definition as infra_cdk registers it (size, awslogs, environment and secrets)."""
+        response = boto3.client("ecs").register_task_definition(
+            family=RUN_FAMILY,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="1024",
+            memory="3072",
+            ephemeralStorage={"sizeInGiB": 21},
+            executionRoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/TaskExecutionRole",
+            taskRoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/RunTaskRole",
+            containerDefinitions=[
+                {
+                    "name": RUN_CONTAINER,
+                    "image": f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/intervalprocessing:latest",
+                    "essential": True,
+                    "memory": 3072,  # moto's RunTask fails (500) without a container-level memory
+                    "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+                    "secrets": [{"name": k, "valueFrom": v} for k, v in sorted(secrets_.items())],
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": RUN_LOG_GROUP,
+                            "awslogs-region": REGION,
+                            "awslogs-stream-prefix": RUN_CONTAINER,
+                        },
+                    },
+                }
+            ],
+        )
+        return response["taskDefinition"]["taskDefinitionArn"]
+
+    # --- the daemon's side ---
+
+    @contextmanager
+    def daemon(self) -> Iterator[WorkspaceProcessContext]:
+        """The instance from $DAGSTER_HOME/dagster.yaml and the code location from workspace.yaml, as
+        ``dagster-daemon run -w workspace.yaml`` loads them; every RunTask the launcher sends is recorded."""
+        instance = DagsterInstance.get()
+        instance.run_launcher.ecs.meta.events.register(
+            "provide-client-params.ecs.RunTask", self._record_run_task
+        )
+        with instance, WorkspaceProcessContext(
+            instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
+        ) as context:
+            yield context
+
+    def _record_run_task(self, params: dict[str, Any], **_: Any) -> None:
+        self.run_task_calls.append(json.loads(json.dumps(params)))
+
+    def schedule(self, context: WorkspaceProcessContext, name: str) -> RemoteSchedule:
+        location = context.create_request_context().get_code_location(LOCATION_NAME)
+        (repository,) = location.get_repositories().values()
+        return repository.get_schedule(name)
+
+    def enable_only(self, context: WorkspaceProcessContext, *schedule_names: str) -> None:
+        """A freshly started daemon's first scheduler iteration (it records every schedule that is running by
+        default, starting now), then every schedule but ``schedule_names`` switched off, as an operator would."""
+        self._scheduler_iteration(context, datetime.now(UTC).replace(microsecond=0))
+        location = context.create_request_context().get_code_location(LOCATION_NAME)
+        (repository,) = location.get_repositories().values()
+        for schedule in repository.get_schedules():
+            state = context.instance.get_instigator_state(schedule.get_remote_origin_id(), schedule.selector_id)
+            if schedule.name in schedule_names:
+                assert state is not None and state.is_running, f"{schedule.name} is not running by default"
+            else:
+                context.instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
+            self.last_tick_time[schedule.name] = datetime.now(UTC).replace(microsecond=0)
+
+    def tick(self, context: WorkspaceProcessContext, schedule_name: str) -> datetime:
+        """A scheduler iteration just after ``schedule_name``'s next tick (time is simulated, the code path is the
+        daemon's); returns the tick's time."""
+        schedule = self.schedule(context, schedule_name)
+        times = cron_string_iterator(
+            self.last_tick_time[schedule_name].timestamp() + 1,
+            schedule.cron_schedule,
+            schedule.execution_timezone or "UTC",
+        )
+        due = next(times)
+        self.last_tick_time[schedule_name] = due
+        self._scheduler_iteration(context, due + timedelta(seconds=1))
+        return due
+
+    def _scheduler_iteration(self, context: WorkspaceProcessContext, now: datetime) -> None:
+        errors = [
+            item
+            for item in launch_scheduled_runs(
+                context, logging.getLogger("scheduler"), end_datetime_utc=now, iteration_times={}
+            )
+            if isinstance(item, SerializableErrorInfo)
+        ]
+        assert not errors, errors
+
+    def dequeue(self, context: WorkspaceProcessContext) -> None:
+        """One iteration of the run queue daemon: launch what the concurrency limits allow."""
+        list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(context))
+
+    def runs(self, context: WorkspaceProcessContext, job_name: str | None = None) -> list[DagsterRun]:
+        """Every run of the deployment (oldest first), optionally of one job."""
+        runs = context.instance.get_runs()
+        return [run for run in reversed(runs) if job_name is None or run.job_name == job_name]
+
+    def wait_for_status(
+        self, instance: DagsterInstance, run_id: str, statuses: set[DagsterRunStatus], timeout: float = 30
+    ) -> DagsterRun:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = instance.get_run_by_id(run_id)
+            assert run is not None
+            if run.status in statuses or time.monotonic() > deadline:
+                return run
+            time.sleep(0.2)
+
+
+@pytest.fixture()
+def production_stack(
+    postgres_server: PostgresServer,
+    secantus_uri: str,
+    aws: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[ProductionStack]:
+    """A deployed stack: moto resources, a fresh Dagster database, a seeded MongoDB database, and the daemon's
+    environment set in this process (so Dagster code under test reads it exactly as in the daemon task)."""
+    database = f"deploy_{uuid.uuid4().hex[:10]}"
+    client = pymongo.MongoClient(secantus_uri, tz_aware=True)
+    seed_demo_data(client[database])
+    # A distinctive (and harmless) option makes the connection string greppable in the no-secrets checks.
+    mongo_uri = f"{secantus_uri.rstrip('/')}/?appname=mongo-secret-{secrets.token_hex(6)}"
+    stack = ProductionStack(
+        postgres=postgres_server,
+        mongo_uri=mongo_uri,
+        mongo_database=database,
+        dagster_home=tmp_path / "dagster_home",
+        monkeypatch=monkeypatch,
+    )
+    stack.create()
+    yield stack
+    requests.post(f"{aws}/moto-api/state-manager/unset-transition", json={"model_name": "ecs::task"}, timeout=10)
+    client.drop_database(database)
+    client.close()

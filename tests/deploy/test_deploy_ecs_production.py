@@ -1,0 +1,249 @@
+"""The production path end to end, offline: schedule tick -> daemon -> EcsRunLauncher -> ECS RunTask -> the task's
+command -> run state in Postgres, report in S3 (fixtures and the Fargate stand-in: ``conftest.py``).
+
+Each test drives the daemon's own code (scheduler, run queue, run monitoring, run retries) one iteration at a time
+instead of starting ``dagster-daemon``, so it can put time and task states exactly where it needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from typing import Any
+
+import boto3
+import pytest
+from dagster import DagsterEventType, DagsterRunStatus
+from dagster._core.scheduler.instigation import TickStatus
+from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._daemon.auto_run_reexecution.auto_run_reexecution import consume_new_runs_for_automatic_reexecution
+from dagster._daemon.monitoring import run_monitoring
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import deserialize_value
+from dagster._time import get_current_timestamp
+
+pytestmark = pytest.mark.system
+
+log = logging.getLogger(__name__)
+
+
+def _monitor(context: WorkspaceProcessContext) -> None:
+    """One run-monitoring iteration of the daemon."""
+    list(run_monitoring.execute_run_monitoring_iteration(context, log))
+
+
+def _retry_failed_runs(context: WorkspaceProcessContext) -> None:
+    """What the daemon's event-log consumer does after a RUN_FAILURE: decide about, and submit, a retry."""
+    records = context.instance.get_run_records()
+    list(consume_new_runs_for_automatic_reexecution(context, records, log))
+
+
+def _failure_message(context: WorkspaceProcessContext, run_id: str) -> str:
+    (event,) = context.instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
+    return event.message
+
+
+def _tags(call: dict[str, Any]) -> dict[str, str]:
+    return {tag["key"]: tag["value"] for tag in call["tags"]}
+
+
+def test_scheduled_file_generation_runs_as_an_ecs_task_and_lands_its_report_in_s3(production_stack) -> None:
+    stack = production_stack
+    with stack.daemon() as context:
+        stack.enable_only(context, "file_generation_schedule")
+        tick = stack.tick(context, "file_generation_schedule")
+        (run,) = stack.runs(context)
+        assert run.status == DagsterRunStatus.QUEUED  # the QueuedRunCoordinator, not a direct launch
+        stack.dequeue(context)
+
+        # The RunTask the launcher sent: the pre-registered task definition, the network from the comma lists,
+        # Fargate, the old task size, the run worker command, and the tags.
+        (call,) = stack.run_task_calls
+        assert call["taskDefinition"] == stack.run_task_definition_arn
+        assert call["cluster"] == "intervalprocessing"
+        assert call["networkConfiguration"] == {
+            "awsvpcConfiguration": {
+                "subnets": stack.subnets,
+                "securityGroups": stack.security_groups,
+                "assignPublicIp": "DISABLED",
+            }
+        }
+        assert call["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE", "weight": 1}]
+        assert "launchType" not in call
+        assert call["overrides"]["cpu"] == "1024" and call["overrides"]["memory"] == "3072"
+        assert call["overrides"]["ephemeralStorage"] == {"sizeInGiB": 21}
+        (container,) = call["overrides"]["containerOverrides"]
+        assert container["name"] == "run"
+        assert "environment" not in container and "secrets" not in container  # the task definition carries them
+        assert container["command"][:3] == ["dagster", "api", "execute_run"]
+        args = deserialize_value(container["command"][3], ExecuteRunArgs)
+        assert args.run_id == run.run_id
+        assert _tags(call) == {
+            "dagster/run_id": run.run_id,
+            "dagster/job_name": "file_generation_job",
+            "application": "intervalprocessing",
+            "managed-by": "dagster",
+            "dagster/schedule_name": "file_generation_schedule",
+        }
+        run = context.instance.get_run_by_id(run.run_id)
+        assert run.status == DagsterRunStatus.STARTING
+        task_arn = run.tags["ecs/task_arn"]
+        (task,) = boto3.client("ecs").describe_tasks(cluster="intervalprocessing", tasks=[task_arn])["tasks"]
+        assert task["capacityProviderName"] == "FARGATE"
+
+        assert stack.fargate.run(task_arn) == 0, stack.task_outputs[task_arn][-3000:]
+        _monitor(context)  # the daemon sees the stopped task and leaves the finished run alone
+
+        run = context.instance.get_run_by_id(run.run_id)
+        assert run.status == DagsterRunStatus.SUCCESS
+        s3 = boto3.client("s3")
+        keys = [item["Key"] for item in s3.list_objects_v2(Bucket="intervalprocessing")["Contents"]]
+        stamp = tick.strftime("%m%d%Y_%H%M%S")
+        assert f"GeneratedFiles/DailyAuditInventory_{stamp}.txt" in keys
+        assert f"GeneratedFiles/DailyActiveMRRInventory_{stamp}.txt" in keys
+        compute_logs = [key for key in keys if key.startswith(f"dagster/compute-logs/storage/{run.run_id}/")]
+        assert compute_logs, keys  # stdout/stderr of the steps, for the UI
+
+        # No secret value anywhere an operator (or an attacker with read access) would look.
+        ecs = boto3.client("ecs")
+        definition = ecs.describe_task_definition(taskDefinition=stack.run_task_definition_arn)["taskDefinition"]
+        secret_refs = {s["name"] for s in definition["containerDefinitions"][0]["secrets"]}
+        assert secret_refs == {"MONGODB_URI", "DAGSTER_PG_PASSWORD"}
+        places = {
+            "registered task definition": json.dumps(definition, default=str),
+            "RunTask request": json.dumps(stack.run_task_calls),
+            "run tags": json.dumps(dict(run.tags)),
+            "Dagster event log": "\n".join(
+                json.dumps(entry.message) + (entry.user_message or "")
+                for entry in context.instance.all_logs(run.run_id)
+            ),
+            "CloudWatch log stream": "\n".join(
+                event["message"]
+                for event in boto3.client("logs").get_log_events(
+                    logGroupName="/ecs/IntervalProcessing-Run",
+                    logStreamName=f"run/run/{task_arn.split('/')[-1]}",
+                    startFromHead=True,
+                )["events"]
+            ),
+            "compute logs": "\n".join(
+                s3.get_object(Bucket="intervalprocessing", Key=key)["Body"].read().decode() for key in compute_logs
+            ),
+            "container output": stack.task_outputs[task_arn],
+        }
+        for place, text in places.items():
+            assert text, f"nothing to check in the {place}"
+            for value in stack.secret_values:
+                assert value not in text, f"a secret value appears in the {place}"
+
+
+def test_a_task_that_exits_non_zero_fails_the_run_with_exit_code_and_log_tail_and_is_retried(
+    production_stack,
+) -> None:
+    stack = production_stack
+    with stack.daemon() as context:
+        instance = context.instance
+        stack.enable_only(context, "hourly_data_change_schedule")
+        stack.tick(context, "hourly_data_change_schedule")
+        stack.dequeue(context)
+        (run,) = stack.runs(context)
+        task_arn = instance.get_run_by_id(run.run_id).tags["ecs/task_arn"]
+
+        # The container is killed once the run worker has started the run (out of memory, say): exit code 137.
+        def started() -> bool:
+            return instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+
+        assert stack.fargate.run(task_arn, kill_when=started) == 137
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # nobody told Dagster yet
+
+        _monitor(context)
+
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+        message = _failure_message(context, run.run_id)
+        assert f"Task {task_arn} failed." in message
+        assert "Container 'run' failed - exit code 137." in message
+        last_line = stack.task_outputs[task_arn].splitlines()[-1]
+        assert "Run worker logs:" in message and last_line in message
+
+        # An infrastructure failure: retried as a new run, launched as a new task.
+        _retry_failed_runs(context)
+        stack.dequeue(context)
+        retry = stack.runs(context)[-1]
+        assert retry.run_id != run.run_id
+        assert retry.tags[PARENT_RUN_ID_TAG] == run.run_id and retry.tags[RETRY_NUMBER_TAG] == "1"
+        assert retry.tags["intervalprocessing/cadence"] == "hourly"
+        assert retry.status == DagsterRunStatus.STARTING
+        assert len(stack.run_task_calls) == 2
+
+
+def test_a_task_stuck_in_provisioning_is_failed_by_run_monitoring_and_retried(
+    production_stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = production_stack
+    with stack.daemon() as context:
+        instance = context.instance
+        stack.enable_only(context, "quarter_hourly_data_change_schedule")
+        stack.tick(context, "quarter_hourly_data_change_schedule")
+        stack.dequeue(context)
+        (run,) = stack.runs(context)
+        task_arn = instance.get_run_by_id(run.run_id).tags["ecs/task_arn"]
+        stack.fargate.set_status(task_arn, "PROVISIONING")  # no Fargate capacity, say; it never starts
+        launched_at = get_current_timestamp()
+        assert instance.run_monitoring_start_timeout_seconds == 300
+
+        monkeypatch.setattr(run_monitoring, "get_current_timestamp", lambda: launched_at + 290)
+        _monitor(context)
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTING
+
+        monkeypatch.setattr(run_monitoring, "get_current_timestamp", lambda: launched_at + 310)
+        _monitor(context)
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+        assert "taking longer than 300 seconds to start" in _failure_message(context, run.run_id)
+
+        _retry_failed_runs(context)
+        stack.dequeue(context)
+        retry = stack.runs(context)[-1]
+        assert retry.tags[PARENT_RUN_ID_TAG] == run.run_id and retry.tags[RETRY_NUMBER_TAG] == "1"
+        assert retry.status == DagsterRunStatus.STARTING
+        assert len(stack.run_task_calls) == 2
+
+
+def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
+    stack = production_stack
+    with stack.daemon() as context:
+        instance = context.instance
+        stack.enable_only(context, "quarter_hourly_data_change_schedule", "hourly_data_change_schedule")
+        stack.tick(context, "quarter_hourly_data_change_schedule")
+        stack.dequeue(context)
+        (first,) = stack.runs(context)
+        assert instance.get_run_by_id(first.run_id).status == DagsterRunStatus.STARTING
+
+        # The next tick while the first run is in flight starts nothing (the schedule skips it).
+        stack.tick(context, "quarter_hourly_data_change_schedule")
+        stack.dequeue(context)
+        schedule = stack.schedule(context, "quarter_hourly_data_change_schedule")
+        latest_tick = instance.get_ticks(schedule.get_remote_origin_id(), schedule.selector_id, limit=1)[0]
+        assert latest_tick.status == TickStatus.SKIPPED
+        assert len(stack.run_task_calls) == 1
+
+        # A run of the same cadence launched by hand waits in the queue (the instance's tag concurrency limit) ...
+        subprocess.run(
+            ["dagster", "job", "launch", "-w", "workspace.yaml", "-j", "quarter_hourly_data_change_job"],
+            check=True, capture_output=True, timeout=120,
+        )
+        manual = stack.runs(context)[-1]
+        assert manual.tags["intervalprocessing/cadence"] == "quarter_hourly"
+        # ... while another cadence's tick is launched at once.
+        stack.tick(context, "hourly_data_change_schedule")
+        stack.dequeue(context)
+        assert instance.get_run_by_id(manual.run_id).status == DagsterRunStatus.QUEUED
+        assert [_tags(call)["dagster/job_name"] for call in stack.run_task_calls] == [
+            "quarter_hourly_data_change_job", "hourly_data_change_job"
+        ]
+
+        # Once the first run is over, the waiting one goes.
+        instance.report_run_canceled(instance.get_run_by_id(first.run_id))
+        stack.dequeue(context)
+        assert instance.get_run_by_id(manual.run_id).status == DagsterRunStatus.STARTING
+        assert len(stack.run_task_calls) == 3
