@@ -1,4 +1,4 @@
-"""One report, end to end, without Dagster: config → query → cursor → lines → store → ``generatedfiles`` record.
+"""One report, end to end, without Dagster: config → query → cursor → lines → store → ``generatedfiles``.
 
 This is the walk the old ``BaseFileGenerationProcessor`` did (spec §2.3-2.8), kept free of Dagster so the assets
 stay thin and the whole path can be tested directly. Lines go from the cursor through the renderer straight into the

@@ -17,7 +17,7 @@ Layout document (collection ``reportlayouts``; field names follow the old config
         {"header": "Resource Code", "value": "RCP-1039bc0"} # value: a constant column (same text on every row)
       ],
       "valueRenames": [{"path": "organization", "from": "Transparency Health", "to": "Clear View Health Services"}],
-      "sort": {"_id": 1},                                   # optional; default {_id: 1}; _id is always the last tiebreak
+      "sort": {"_id": 1},                                   # optional, default {_id: 1}; _id is always the last key
       "keepRowsWithoutJoin": true                           # optional; default true (see below)
     }
 
