@@ -70,11 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             for n in sizes:
                 database = f"bench_{n}"
                 generation[str(n)] = _generate(server.uri, database, n)
-                for name in SCENARIOS:
+                for name in args.scenarios:
+                    _wait_until_idle(server.pid)
                     results.append(_run_scenario(name, n, server, database, scratch))
                     _progress(results[-1])
                 _drop(server.uri, database)
-            overhead_result = overhead.measure(server.uri, scratch)
+            overhead_result = overhead.measure(server.uri, scratch) if args.overhead else {"error": "skipped"}
             server_version = _server_version(server.uri)
     document = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -101,6 +102,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--full", action="store_true", help=f"run N = {', '.join(map(str, FULL_SIZES))}")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results",
                         help="folder for latest.json and latest.md (default: bench/results)")
+    parser.add_argument("--scenarios", type=_scenario_names, default=tuple(SCENARIOS),
+                        help="comma-separated scenario names or families, e.g. report-s3,find.platform (default: all)")
+    parser.add_argument("--no-overhead", dest="overhead", action="store_false",
+                        help="skip the Dagster overhead figure (about 30 s)")
     parser.add_argument("--mongodb-uri", default=None,
                         help="benchmark this MongoDB instead of a fresh SecantusDB (creates and drops bench_<N>)")
     return parser.parse_args(argv)
@@ -111,6 +116,15 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError("sizes must be positive integers, e.g. 10000,100000")
     return tuple(sorted(set(sizes)))
+
+
+def _scenario_names(text: str) -> tuple[str, ...]:
+    wanted = [part.strip() for part in text.split(",") if part.strip()]
+    names = tuple(name for name, scenario in SCENARIOS.items() if name in wanted or scenario.family in wanted)
+    unknown = set(wanted) - set(names) - {scenario.family for scenario in SCENARIOS.values()}
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    return names
 
 
 @contextmanager
@@ -189,6 +203,29 @@ def _generate(uri: str, database: str, n: int) -> float:
 def _drop(uri: str, database: str) -> None:
     with pymongo.MongoClient(uri) as client:
         client.drop_database(database)
+
+
+def _wait_until_idle(pid: int | None, timeout: float = 15.0) -> None:
+    """Let the server finish the previous scenario's background work (checkpoints, oplog) before the next starts.
+
+    Without this, whichever scenario follows a big write pays for it, and the order of the table becomes a bias.
+    Idle = under 5% of a core over a quarter second. Unknown for a server we did not start (``--mongodb-uri``).
+    """
+    if pid is None:
+        return
+    deadline = time.monotonic() + timeout
+    stat = Path(f"/proc/{pid}/stat")
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    while time.monotonic() < deadline:
+        before = cpu()
+        time.sleep(0.25)
+        if cpu() - before < 0.0125:
+            return
 
 
 def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch: Path) -> dict[str, Any]:
