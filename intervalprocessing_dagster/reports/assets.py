@@ -61,7 +61,10 @@ SOURCE_ASSETS = (AUDITS, MEDICAL_RECORD_REQUESTS, PROVIDERS)
 
 
 class FileGenerationConfig(Config):
-    """Run config of every report asset (the job exposes it as one top-level ``include_weekly``)."""
+    """Run config of every report asset; the job exposes it as one top-level ``include_weekly``.
+
+    The daily reports ignore it; they take it too so that the job's one switch maps onto every report asset alike.
+    """
 
     include_weekly: bool = Field(
         default=False, description="Produce the weekly reports even when the run's stamp is not a Friday."
@@ -70,6 +73,8 @@ class FileGenerationConfig(Config):
 
 @dataclass(frozen=True)
 class BuiltInReport:
+    """One of the old processors: its ``processes[]`` name, its asset, whether it is weekly, what it reads."""
+
     processor: str
     asset_name: str
     weekly: bool
@@ -134,9 +139,10 @@ def _built_in_asset(report: BuiltInReport) -> AssetsDefinition:
         if report.weekly and not weekly_due(stamp, config):
             context.log.info(f"{report.processor}: skipped, {stamp:%A %Y-%m-%d %H:%M %Z} is not a Friday")
             return
+        context.log.info(f"Executing {report.processor} process...")  # the old app's log lines, still searched for
         db = mongo.database()
         generated = generate_report(db, report_store, load_process(db, report.processor), stamp)
-        context.log.info(f"{report.processor}: {generated.rows} rows -> {generated.stored.url}")
+        context.log.info(f"{report.processor} process complete: {generated.rows} rows -> {generated.stored.url}")
         yield MaterializeResult(metadata=report_metadata(generated, stamp))
 
     return _report
@@ -170,12 +176,14 @@ def configured_reports(
             if process.cadence is Cadence.WEEKLY and not weekly_due(stamp, config):
                 skipped.append(name)
                 continue
+            context.log.info(f"Executing {name} process...")
             report = generate_report(db, report_store, process, stamp)
         except Exception as exc:  # isolate each configured report; all failures are raised together below
             context.log.error(f"{name}: {exc}")
             failures.append(f"{name}: {exc}")
             continue
         generated.append(report)
+        context.log.info(f"{name} process complete: {report.rows} rows -> {report.stored.url}")
         context.log_event(AssetObservation(asset_key=context.asset_key, metadata=report_metadata(report, stamp)))
     if failures:
         raise Failure(

@@ -99,6 +99,11 @@ def test_a_new_report_needs_only_config(report_db: Database, run_reports: RunRep
         "configurations": {"queryName": "activeProviders", "collectionName": "providers",
                            "projection": "{ name: 1, number: 1, address: 1 }", "fileNameBase": "ProviderDirectory",
                            "writerTypeKey": "ProviderDirectoryFileWriter"}}}})
+    report_db.fileprocessingconfigs.update_one({}, {"$push": {"processes": {
+        "name": "WeeklyProviderDirectoryProcessor",
+        "configurations": {"queryName": "activeProviders", "collectionName": "providers", "projection": "{}",
+                           "fileNameBase": "WeeklyProviderDirectory", "writerTypeKey": "ProviderDirectoryFileWriter",
+                           "cadence": "Weekly"}}}})
     report_db.storedqueries.insert_one({"name": "activeProviders", "query": "{ name : { $exists : true } }"})
     report_db.reportlayouts.insert_one({
         "writerTypeKey": "ProviderDirectoryFileWriter",
@@ -118,8 +123,14 @@ def test_a_new_report_needs_only_config(report_db: Database, run_reports: RunRep
         "No Address Practice|||IP\n"
         "Mountain View Clinic|P-1001|123 Main St Suite 200 Nashville, TN 37201|IP\n"
     )
+    assert not (reports_dir / "WeeklyProviderDirectory_03142024_233000.txt").exists()  # Weekly, and not Friday
     [summary] = result.asset_materializations_for_node("configured_reports")
     assert (summary.metadata["reports"].value, summary.metadata["rows"].value) == (1, 4)
+    assert summary.metadata["skipped_weekly"].value == "WeeklyProviderDirectoryProcessor"
+    [observation] = [e.event_specific_data.asset_observation for e in result.all_events
+                     if e.event_type == DagsterEventType.ASSET_OBSERVATION]
+    assert observation.metadata["file_name"].value == "ProviderDirectory_03142024_233000.txt"
+    assert observation.metadata["rows"].value == 4
     assert report_db.generatedfiles.count_documents({"source": "ProviderDirectoryProcessor"}) == 1
 
 
