@@ -111,7 +111,7 @@ def _parse_process(name: str, configurations: Any) -> ReportProcess:
         value = configurations.get(field)
         if not isinstance(value, str) or not value.strip():
             raise ReportConfigError(f"{where}: configurations.{field} must be a non-empty string, got {value!r}")
-        return value.strip()
+        return value
 
     file_name_base = text("fileNameBase")
     if any(part in file_name_base for part in _FORBIDDEN_IN_FILE_NAME):
