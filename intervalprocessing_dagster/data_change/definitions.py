@@ -1,9 +1,18 @@
-"""Placeholder until the data_change domain lands."""
+"""The data-change part of the code location: the four cadence jobs and their schedules.
+
+Resources (``mongo``, ``clock``) are provided by the top-level ``definitions.py``.
+"""
 
 from dagster import Definitions
 
+from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
+from intervalprocessing_dagster.data_change.schedules import build_data_change_schedule
 from intervalprocessing_dagster.settings import Settings
 
 
 def data_change_definitions(settings: Settings) -> Definitions:
-    return Definitions()
+    """Jobs and schedules; the schedules run in ``settings.timezone``."""
+    return Definitions(
+        jobs=list(DATA_CHANGE_JOBS.values()),
+        schedules=[build_data_change_schedule(c, job, settings.timezone) for c, job in DATA_CHANGE_JOBS.items()],
+    )

@@ -75,6 +75,10 @@ def execute(
     """Run ``plan`` on the documents ``query`` selects in ``collection``; ``deadline`` is a ``time.time()`` value."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    # Reach the server first, outside ``pymongo.timeout``: inside it, server selection waits for the whole time left
+    # instead of ``serverSelectionTimeoutMS``, so an outage would use up the run instead of failing fast (and being
+    # retried).
+    collection.database.command("ping")
     if query.pipeline is not None:
         return _execute_pipeline(
             collection, query.pipeline, plan, deadline=deadline, dry_run=dry_run, batch_size=batch_size,

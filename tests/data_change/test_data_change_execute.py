@@ -207,7 +207,7 @@ def test_find_query_is_one_server_side_update_filtered_by_the_query(
     log.commands.clear()
     result = run(db, query="{ status: 'Open' }", single=[{"elementName": "seen", "updateType": "Add",
                                                           "elementValue": True}])
-    assert [name for name, _ in log.commands] == ["update"]  # no read, no per-document round trips
+    assert [name for name, _ in log.commands if name != "ping"] == ["update"]  # no read, no per-document trips
     (statement,) = log.named("update")[0]["updates"]
     assert statement["q"] == {"status": "Open"} and statement["multi"] is True
     assert (result.matched, result.modified) == (5, 5)

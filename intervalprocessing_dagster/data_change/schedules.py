@@ -1,0 +1,56 @@
+"""The four data-change schedules: the old EventBridge crons, in ``INTERVALPROCESSING_TIMEZONE``.
+
+Two rules the old deployment lacked (spec §5.7, §5.10). A tick is skipped while a run of the same job is still
+queued or going, so a cadence never runs twice at once (the production run queue also limits the ``CADENCE_TAG``
+value to one run; the skip keeps the queue from filling up behind a slow run). And each requested run carries its
+tick as the run stamp (``run_stamp_tags``), so the dates it writes, and those of any retry, are the tick's, not a
+``DateTime.Now`` taken somewhere along the way.
+"""
+
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    JobDefinition,
+    RunRequest,
+    RunsFilter,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
+
+from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.run_clock import run_stamp_tags
+
+# A run in any of these states would overlap the next one.
+ACTIVE_RUN_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
+def build_data_change_schedule(cadence: Cadence, job: JobDefinition, timezone: str) -> ScheduleDefinition:
+    """The schedule for ``cadence``; on by default, as the old EventBridge rules were."""
+
+    @schedule(
+        name=cadence.schedule_name,
+        cron_schedule=cadence.cron,
+        job=job,
+        execution_timezone=timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"{cadence.value} automations at '{cadence.cron}' ({timezone}); skips a tick while the previous "
+        "run is still queued or running.",
+    )
+    def data_change_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        active = context.instance.get_runs(RunsFilter(job_name=job.name, statuses=ACTIVE_RUN_STATUSES), limit=1)
+        if active:
+            run = active[0]
+            return SkipReason(f"{job.name} run {run.run_id} is still {run.status.value}; a cadence never overlaps")
+        tick = context.scheduled_execution_time
+        return RunRequest(run_key=tick.isoformat(), tags=run_stamp_tags(tick))
+
+    return data_change_schedule

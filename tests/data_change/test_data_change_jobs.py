@@ -1,0 +1,267 @@
+"""The cadence jobs executed for real (Dagster in-process, SecantusDB): steps per automation, isolation, retries,
+idempotency, dry run, run records, and the demo data set.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pytest
+from dagster import (
+    DagsterEventType,
+    ExecuteInProcessResult,
+    FloatMetadataValue,
+    IntMetadataValue,
+)
+from pymongo.database import Database
+
+from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change import jobs
+from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, mapping_keys
+from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
+from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.run_clock import RunClock, run_stamp_tags
+
+TICK = datetime(2026, 3, 6, 2, 0, tzinfo=UTC)
+
+
+def automation(name: str, cadence: str = "Hourly", **overrides: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": name,
+        "query": "{ status: 'Open' }",
+        "collectionName": "audits",
+        "isActive": True,
+        "runCadence": cadence,
+        "singleFieldUpdateElements": [],
+        "arrayObjectFieldUpdateElements": [
+            {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": name}
+        ],
+    }
+    document.update(overrides)
+    return document
+
+
+def run_job(
+    cadence: Cadence, mongo: MongoResource, *, tick: datetime | None = TICK, run_config: dict[str, Any] | None = None
+) -> ExecuteInProcessResult:
+    return DATA_CHANGE_JOBS[cadence].execute_in_process(
+        resources={"mongo": mongo, "clock": RunClock()},
+        run_config=run_config,
+        tags=run_stamp_tags(tick) if tick else None,
+        raise_on_error=False,
+    )
+
+
+def outputs(result: ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    """Output metadata of each automation step, by mapping key."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_OUTPUT and event.step_key.startswith("apply_automation["):
+            found[event.step_key[len("apply_automation["):-1]] = event.event_specific_data.metadata
+    return found
+
+
+def failures(result: ExecuteInProcessResult) -> dict[str, str]:
+    """Failure description of each failed step, by step key."""
+    return {
+        event.step_key: event.event_specific_data.user_failure_data.description
+        for event in result.all_events
+        if event.event_type == DagsterEventType.STEP_FAILURE
+    }
+
+
+def test_each_automation_is_its_own_step_with_numeric_metadata(mongo: MongoResource, mongo_db: Database) -> None:
+    mongo_db.audits.insert_many([{"status": "Open", "notes": []}, {"status": "Open"}, {"status": "Closed"}])
+    mongo_db.dataupdateconfigs.insert_many([automation("First Note"), automation("Second: Note!")])
+    result = run_job(Cadence.HOURLY, mongo)
+    assert result.success
+    metadata = outputs(result)
+    assert set(metadata) == {"first_note", "second_note"}
+    assert isinstance(metadata["first_note"]["matched"], IntMetadataValue)
+    assert (metadata["first_note"]["matched"].value, metadata["first_note"]["modified"].value) == (2, 2)
+    assert isinstance(metadata["first_note"]["duration_seconds"], FloatMetadataValue)
+    assert result.dagster_run.tags["intervalprocessing/cadence"] == "hourly"
+    assert int(result.dagster_run.tags["dagster/max_runtime"]) < 3600
+
+
+def test_only_the_jobs_cadence_runs(mongo: MongoResource, mongo_db: Database) -> None:
+    mongo_db.audits.insert_one({"status": "Open"})
+    mongo_db.dataupdateconfigs.insert_many([automation("Hourly One"), automation("Nightly One", "Nightly")])
+    assert set(outputs(run_job(Cadence.NIGHTLY, mongo))) == {"nightly_one"}
+    assert [n["text"] for n in mongo_db.audits.find_one()["notes"]] == ["Nightly One"]
+
+
+def test_inactive_automations_do_not_run(mongo: MongoResource, mongo_db: Database) -> None:
+    """Spec §5.3: the old code ignored isActive."""
+    mongo_db.audits.insert_one({"status": "Open"})
+    mongo_db.dataupdateconfigs.insert_many([automation("Active"), automation("Retired", isActive=False)])
+    result = run_job(Cadence.HOURLY, mongo)
+    assert result.success and set(outputs(result)) == {"active"}
+    assert [n["text"] for n in mongo_db.audits.find_one()["notes"]] == ["Active"]
+    assert mongo_db[RUNS_COLLECTION].distinct("automation") == ["Active"]
+
+
+def test_one_broken_automation_does_not_stop_the_others(mongo: MongoResource, mongo_db: Database) -> None:
+    """Spec §5.6: the first exception ended the whole cadence."""
+    mongo_db.audits.insert_many([{"_id": 1, "status": "Open", "notes": []}, {"_id": 2, "status": "Open", "tags": "x"}])
+    mongo_db.dataupdateconfigs.insert_many([
+        automation("A Good One"),
+        automation("B Invalid", singleFieldUpdateElements=[{"elementName": "x", "updateType": "Modify"}],
+                   arrayObjectFieldUpdateElements=None),
+        automation("C Refused By The Server", query="{ _id: 2 }", arrayObjectFieldUpdateElements=[
+            {"arrayProperty": "tags", "matchingPropertyName": "t", "updateType": "Add", "newValue": "y"}]),
+        automation("D Good Too"),
+    ])
+    result = run_job(Cadence.HOURLY, mongo)
+    assert not result.success
+    assert set(outputs(result)) == {"a_good_one", "d_good_too"}
+    assert [n["text"] for n in mongo_db.audits.find_one({"_id": 1})["notes"]] == ["A Good One", "D Good Too"]
+    failed = failures(result)
+    assert set(failed) == {"apply_automation[b_invalid]", "apply_automation[c_refused_by_the_server]"}
+    invalid = failed["apply_automation[b_invalid]"]
+    assert "automation 'B Invalid' failed" in invalid
+    assert "singleFieldUpdateElements[0].updateType" in invalid and "arrayObjectFieldUpdateElements: must be an array" in invalid
+    records = {r["automation"]: r for r in mongo_db[RUNS_COLLECTION].find()}
+    assert {name: r["status"] for name, r in records.items()} == {
+        "A Good One": "succeeded", "B Invalid": "failed", "C Refused By The Server": "failed", "D Good Too": "succeeded",
+    }
+    assert "updateType" in records["B Invalid"]["error"]
+
+
+def test_a_retry_of_the_same_run_pushes_once(mongo: MongoResource, mongo_db: Database) -> None:
+    """Spec §5.5: a retried run pushed every note again. A retry or re-execution shares the run's stamp."""
+    mongo_db.audits.insert_one({"status": "Open", "notes": []})
+    mongo_db.dataupdateconfigs.insert_one(automation("Once Per Run"))
+    first, retry = run_job(Cadence.HOURLY, mongo), run_job(Cadence.HOURLY, mongo)
+    assert outputs(first)["once_per_run"]["modified"].value == 1
+    assert outputs(retry)["once_per_run"]["modified"].value == 0
+    notes = mongo_db.audits.find_one()["notes"]
+    assert notes == [{"text": "Once Per Run", "source": "Once Per Run Query Automation", "date": TICK}]
+    run_job(Cadence.HOURLY, mongo, tick=datetime(2026, 3, 6, 3, 0, tzinfo=UTC))  # the next hour's run
+    assert len(mongo_db.audits.find_one()["notes"]) == 2
+
+
+class FlakyMongo(MongoResource):
+    """The test database, except that the first ``unreachable_calls`` automation attempts get an unreachable server.
+
+    The loader's call (the first) always gets the real database; calls are counted on the class because Dagster may
+    copy resource instances.
+    """
+
+    unreachable_calls: int
+    calls: ClassVar[list[int]] = [0]
+
+    def database(self) -> Database:
+        FlakyMongo.calls[0] += 1
+        if 1 < FlakyMongo.calls[0] <= 1 + self.unreachable_calls:
+            return MongoResource(uri="mongodb://127.0.0.1:9", server_selection_timeout_ms=100).database()
+        return super().database()
+
+
+def test_transient_connection_errors_are_retried_until_they_pass(
+    mongo_uri: str, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "RETRY_BASE_SECONDS", 0.0)
+    monkeypatch.setattr(FlakyMongo, "calls", [0])
+    mongo_db.audits.insert_one({"status": "Open"})
+    mongo_db.dataupdateconfigs.insert_one(automation("Flaky"))
+    result = run_job(Cadence.HOURLY, FlakyMongo(uri=mongo_uri, database_name=mongo_db.name, unreachable_calls=2))
+    assert result.success
+    assert len([e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]) == 2
+    record = mongo_db[RUNS_COLLECTION].find_one()
+    assert (record["status"], record["attempts"]) == ("succeeded", 3)
+    assert len(mongo_db.audits.find_one()["notes"]) == 1
+
+
+def test_transient_connection_errors_fail_the_automation_after_three_retries(
+    mongo_uri: str, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "RETRY_BASE_SECONDS", 0.0)
+    monkeypatch.setattr(FlakyMongo, "calls", [0])
+    mongo_db.audits.insert_one({"status": "Open"})
+    mongo_db.dataupdateconfigs.insert_one(automation("Down"))
+    result = run_job(Cadence.HOURLY, FlakyMongo(uri=mongo_uri, database_name=mongo_db.name, unreachable_calls=9))
+    assert not result.success
+    assert len([e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]) == 3
+    assert failures(result)["apply_automation[down]"].startswith("automation 'Down' failed: 127.0.0.1:9")
+    assert "notes" not in mongo_db.audits.find_one()
+
+
+def test_dry_run_writes_nothing_but_reports_and_records(mongo: MongoResource, mongo_db: Database) -> None:
+    mongo_db.audits.insert_many([{"status": "Open"} for _ in range(3)])
+    mongo_db.dataupdateconfigs.insert_one(automation("Dry", singleFieldUpdateElements=[
+        {"elementName": "status", "updateType": "Change", "elementValue": "Closed"}]))
+    before = list(mongo_db.audits.find())
+    result = run_job(Cadence.HOURLY, mongo, run_config={"ops": {"apply_automation": {"config": {"dry_run": True}}}})
+    assert result.success
+    assert list(mongo_db.audits.find()) == before
+    metadata = outputs(result)["dry"]
+    assert (metadata["matched"].value, metadata["modified"].value, metadata["dry_run"].value) == (3, 0, True)
+    assert len(metadata["sample_ids"].value) == 3
+    record = mongo_db[RUNS_COLLECTION].find_one()
+    assert (record["dryRun"], record["matched"], record["status"]) == (True, 3, "succeeded")
+
+
+def test_every_automation_run_is_recorded(mongo: MongoResource, mongo_db: Database) -> None:
+    mongo_db.audits.insert_many([{"status": "Open"}, {"status": "Open"}])
+    config_id = mongo_db.dataupdateconfigs.insert_one(automation("Recorded")).inserted_id
+    result = run_job(Cadence.HOURLY, mongo)
+    record = mongo_db[RUNS_COLLECTION].find_one({}, {"_id": 0})
+    assert record.pop("startedAt") <= record.pop("finishedAt")
+    assert isinstance(record.pop("durationSeconds"), float)
+    assert record == {
+        "runId": result.run_id, "mappingKey": "recorded", "automation": "Recorded", "configId": config_id,
+        "cadence": "Hourly", "stamp": TICK, "status": "succeeded", "dryRun": False, "attempts": 1, "matched": 2,
+        "modified": 2, "batches": 1, "error": None,
+    }
+
+
+def test_no_automations_is_a_successful_empty_run(mongo: MongoResource, mongo_db: Database) -> None:
+    assert run_job(Cadence.QUARTER_HOURLY, mongo).success
+    assert mongo_db[RUNS_COLLECTION].count_documents({}) == 0
+
+
+def test_mapping_keys_are_sanitized_and_unique() -> None:
+    assert mapping_keys(["Escalate: High $", "escalate high", "!!!", "Ünïcode"]) == [
+        "escalate_high", "escalate_high_2", "automation", "n_code"
+    ]
+
+
+def test_hourly_job_on_the_demo_data_changes_it_and_a_second_run_sees_the_first(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    """The "done when" check, on the demo data set the embedded server is seeded with."""
+    seed_demo_data(mongo_db)
+    first = run_job(Cadence.HOURLY, mongo, tick=None)  # a manual run: stamped with its creation time
+    assert first.success, failures(first)
+    escalated = list(mongo_db.audits.find({"priority": "High"}, {"auditId": 1, "notes": 1}))
+    assert sorted(a["auditId"] for a in escalated) == [10000, 10006]
+    assert all(a["notes"][-1]["source"] == "Escalate Pending Review Audits Query Automation" for a in escalated)
+    overdue = mongo_db.medicalrecordrequests.find_one({"status": "Overdue"})
+    assert overdue["internalNotes"][-1]["note"] == "Still overdue: follow up with the provider"
+
+    second = run_job(Cadence.HOURLY, mongo, tick=None)
+    assert second.success
+    overdue = mongo_db.medicalrecordrequests.find_one({"status": "Overdue"})
+    assert [n["source"] for n in overdue["internalNotes"]] == [
+        "seed", "Note Overdue Record Requests Query Automation", "Note Overdue Record Requests Query Automation"
+    ]
+    assert len({n["date"] for n in overdue["internalNotes"][1:]}) == 2  # one note per run, each with its stamp
+    assert mongo_db[RUNS_COLLECTION].count_documents({"status": "succeeded"}) == 4
+
+
+def test_demo_data_every_cadence_runs_green(mongo: MongoResource, mongo_db: Database) -> None:
+    seed_demo_data(mongo_db)
+    for cadence in Cadence:
+        result = run_job(cadence, mongo)
+        assert result.success, (cadence, failures(result))
+    assert mongo_db.audits.count_documents({"status": "Closed"}) == 2  # the inactive "Reopen Closed Audits" did not run
+    received = mongo_db.medicalrecordrequests.find_one({"status": "Received"})
+    assert [n["reviewed"] for n in received["internalNotes"]] == ["yes"]
+    closed = mongo_db.medicalrecordrequests.find_one({"status": "Closed"})
+    assert [n["note"] for n in closed["internalNotes"]] == [""]
+    assert mongo_db.audits.count_documents({"reviewedByAutomation": True}) == 2  # a typed (boolean) value
+    assert mongo_db.audits.count_documents({"status": "Closed", "notes.text": "Audit opened"}) == 0
+
