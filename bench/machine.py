@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any
 
 
-def describe(server_version: str, server_description: str) -> dict[str, Any]:
-    """CPU count and model, RAM, OS, Python and the versions of everything on the measured path."""
+def describe(server_version: str, server_description: str, load_at_start: tuple[float, ...]) -> dict[str, Any]:
+    """CPU count and model, RAM, OS, Python, the versions of everything on the measured path, and the load.
+
+    The load average at the start and end of the run says whether other work shared the CPUs, which is the first
+    thing to ask of a surprising figure.
+    """
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
@@ -19,6 +23,8 @@ def describe(server_version: str, server_description: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "server": server_description,
         "server_version": server_version,
+        "load_average": {"start": [round(x, 2) for x in load_at_start],
+                         "end": [round(x, 2) for x in os.getloadavg()]},
         "packages": {name: _version(name) for name in ("SecantusDB", "pymongo", "dagster", "boto3", "moto")},
     }
 

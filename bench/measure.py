@@ -36,7 +36,6 @@ from typing import Any
 
 import boto3
 from pymongo import MongoClient, monitoring
-from pymongo.database import Database
 
 from bench import dataset
 from bench.scenarios import SCENARIOS, Context, Work

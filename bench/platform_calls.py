@@ -11,15 +11,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from bench import dataset
+from bench.scenarios import Context, Work
 from intervalprocessing_dagster.data_change.execute import execute
 from intervalprocessing_dagster.data_change.plan import build_plan
 from intervalprocessing_dagster.data_change.rules import parse_automation
 from intervalprocessing_dagster.reports.config import load_process
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
 from intervalprocessing_dagster.reports.generate import generate_report
-
-from bench import dataset
-from bench.scenarios import Context, Work
 
 STAMP = datetime(2024, 3, 15, 3, 0, tzinfo=UTC)
 """The run stamp (a Friday, so the weekly report is due); fixed so file names and pushed dates never vary."""

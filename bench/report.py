@@ -193,6 +193,8 @@ def _machine_lines(document: dict[str, Any]) -> list[str]:
         f"- CPU: {machine['cpu_count']} × {machine['cpu_model']}; RAM {machine['ram_gb']} GB; {machine['os']}",
         f"- Python {machine['python']}; {packages}",
         f"- Server: {machine['server']}, version {machine['server_version']}",
+        f"- Load average (1/5/15 min) at start {machine['load_average']['start']}, at end "
+        f"{machine['load_average']['end']}: above the CPU count means other work shared the machine (noisier figures)",
         f"- Data generation (not part of any figure): {generation}",
     ]
 

@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     sizes = FULL_SIZES if args.full else tuple(args.sizes)
     started = time.monotonic()
+    load_at_start = os.getloadavg()
     out_dir: Path = args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="intervalprocessing-bench-") as scratch_name:
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "sizes": list(sizes),
         "runtime_seconds": round(time.monotonic() - started, 1),
-        "machine": machine.describe(server_version, server.description),
+        "machine": machine.describe(server_version, server.description, load_at_start),
         "data_generation_seconds": generation,
         "results": results,
         "overhead": overhead_result,
