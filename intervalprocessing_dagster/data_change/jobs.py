@@ -147,11 +147,9 @@ def apply_automation(
             record(FAILED, result, str(exc))
         except Exception as record_exc:  # noqa: BLE001 - the automation's own error is the one to report
             context.log.warning(f"could not write the {FAILED} run record: {record_exc}")
-        return Failure(
-            description=f"automation {task.label} failed: {exc}",
-            metadata={"automation": task.label, "error": str(exc)},
-            allow_retries=False,
-        )
+        if isinstance(exc, InvalidAutomationError):  # its message already names the automation and every problem
+            return Failure(description=str(exc), metadata={"problems": exc.problems}, allow_retries=False)
+        return Failure(description=f"automation {task.label} failed: {exc}", allow_retries=False)
 
     try:
         automation = parse_automation(task.document)

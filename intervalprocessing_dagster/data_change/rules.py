@@ -27,6 +27,8 @@ CONFIG_COLLECTION = "dataupdateconfigs"
 # Fields a pushed array element gets from the automation itself (spec §3.3); the configured property may not be one.
 PUSH_METADATA_FIELDS = ("source", "date")
 
+_Problem = Callable[[str, str], None]  # reports one problem: ``problem(field, message)``
+
 
 class UpdateType(Enum):
     """The old C# enum; its number is what an int-stored ``updateType`` means."""
@@ -164,9 +166,6 @@ def parse_automation(document: Mapping[str, Any]) -> Automation:
         field_updates=tuple(update for _, update in field_updates),
         array_updates=tuple(update for _, update in array_updates),
     )
-
-
-_Problem = Callable[[str, str], None]  # the ``problem(field, message)`` callback of parse_automation
 
 
 def _parse_field_updates(document: Mapping[str, Any], problem: _Problem) -> list[tuple[str, FieldUpdate]]:
