@@ -98,17 +98,21 @@ def _load_op(cadence: Cadence) -> OpDefinition:
         description=f"Reads the runCadence '{cadence.value}' documents of {CONFIG_COLLECTION}; one output per active "
         "automation.",
     )
-    def load_automations(context: OpExecutionContext, mongo: MongoResource) -> Iterator[DynamicOutput[AutomationTask]]:
+    def load_automations(
+        context: OpExecutionContext, mongo: MongoResource
+    ) -> Iterator[DynamicOutput[AutomationTask]]:
+        valid_cadences = [c.value for c in Cadence]
         try:
             configs = mongo.database()[CONFIG_COLLECTION]
             documents = list(configs.find({"runCadence": cadence.value}).sort([("name", 1), ("_id", 1)]))
-            stray = list(configs.find({"runCadence": {"$nin": [c.value for c in Cadence]}}, {"name": 1, "runCadence": 1}))
+            stray = list(configs.find({"runCadence": {"$nin": valid_cadences}}, {"name": 1, "runCadence": 1}))
         except ConnectionFailure as exc:
-            raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=RETRY_BASE_SECONDS * 2**context.retry_number) from exc
+            wait = RETRY_BASE_SECONDS * 2**context.retry_number
+            raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from exc
         if stray:
             context.log.warning(
-                "these automations never run, their runCadence is not one of "
-                f"{', '.join(c.value for c in Cadence)} (exact spelling): "
+                f"these automations never run, their runCadence is not one of {', '.join(valid_cadences)} "
+                "(exact spelling): "
                 + "; ".join(f"{automation_label(d)} has {d.get('runCadence')!r}" for d in stray)
             )
         inactive = [d for d in documents if d.get("isActive") is False]
@@ -116,9 +120,9 @@ def _load_op(cadence: Cadence) -> OpDefinition:
             context.log.info("skipping inactive automations: " + ", ".join(automation_label(d) for d in inactive))
         active = [d for d in documents if d.get("isActive") is not False]
         context.log.info(f"{len(active)} automation(s) to apply for cadence {cadence.value}")
-        labels = [automation_label(d) for d in active]
-        for key, label, document in zip(mapping_keys([str(d.get("name") or d["_id"]) for d in active]), labels, active):
-            yield DynamicOutput(AutomationTask(cadence, label, document), mapping_key=key)
+        keys = mapping_keys([str(d.get("name") or d["_id"]) for d in active])
+        for key, document in zip(keys, active, strict=True):
+            yield DynamicOutput(AutomationTask(cadence, automation_label(document), document), mapping_key=key)
 
     return load_automations
 
@@ -224,4 +228,6 @@ def build_data_change_job(cadence: Cadence) -> JobDefinition:
 DATA_CHANGE_JOBS: dict[Cadence, JobDefinition] = {cadence: build_data_change_job(cadence) for cadence in Cadence}
 
 # The old ECS tasks' processToRun values, for the compatibility entry point.
-PROCESS_TO_RUN_JOBS: dict[str, JobDefinition] = {cadence.process_to_run: DATA_CHANGE_JOBS[cadence] for cadence in Cadence}
+PROCESS_TO_RUN_JOBS: dict[str, JobDefinition] = {
+    cadence.process_to_run: DATA_CHANGE_JOBS[cadence] for cadence in Cadence
+}

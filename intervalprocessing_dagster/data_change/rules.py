@@ -203,7 +203,8 @@ def _parse_array_updates(document: Mapping[str, Any], problem: _Problem) -> list
         if not isinstance(property_name, str) or not _FIELD_NAME.fullmatch(property_name):
             problem(
                 f"{where}.matchingPropertyName",
-                f"must be one field name (no '.', not starting with '$'), got {_describe(element, 'matchingPropertyName')}",
+                "must be one field name (no '.', not starting with '$'), got "
+                + _describe(element, "matchingPropertyName"),
             )
             valid = False
         elif update_type is UpdateType.ADD and property_name in PUSH_METADATA_FIELDS:

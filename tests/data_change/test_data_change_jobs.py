@@ -122,13 +122,15 @@ def test_one_broken_automation_does_not_stop_the_others(mongo: MongoResource, mo
     assert set(failed) == {"apply_automation[b_invalid]", "apply_automation[c_refused_by_the_server]"}
     invalid = failed["apply_automation[b_invalid]"]
     assert invalid.startswith("automation 'B Invalid' in dataupdateconfigs is invalid (2 problems)")
-    assert "singleFieldUpdateElements[0].updateType" in invalid and "arrayObjectFieldUpdateElements: must be an array" in invalid
+    assert "singleFieldUpdateElements[0].updateType" in invalid
+    assert "arrayObjectFieldUpdateElements: must be an array" in invalid
     run_failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
     assert "apply_automation[b_invalid]" in run_failure.message
     assert "apply_automation[c_refused_by_the_server]" in run_failure.message
     records = {r["automation"]: r for r in mongo_db[RUNS_COLLECTION].find()}
     assert {name: r["status"] for name, r in records.items()} == {
-        "A Good One": "succeeded", "B Invalid": "failed", "C Refused By The Server": "failed", "D Good Too": "succeeded",
+        "A Good One": "succeeded", "B Invalid": "failed", "C Refused By The Server": "failed",
+        "D Good Too": "succeeded",
     }
     assert "updateType" in records["B Invalid"]["error"]
 

@@ -103,7 +103,8 @@ def test_every_problem_is_reported_at_once_naming_automation_and_field() -> None
         "arrayObjectFieldUpdateElements[0].matchingPropertyName",
         "arrayObjectFieldUpdateElements[1].updateType",
     ]
-    assert "dataupdateconfigs 'Close Stale Audits' field 'query'" in caught.value.problems[1]  # parser's source+position
+    # the parser's own message: source and position
+    assert "dataupdateconfigs 'Close Stale Audits' field 'query'" in caught.value.problems[1]
     assert "line 1" in caught.value.problems[1]
 
 
@@ -142,7 +143,8 @@ def test_run_cadence_must_be_the_exact_old_string(cadence: Any) -> None:
     ("single", "array", "expected"),
     [
         # the same field twice: the old Combine silently kept the last one
-        ([("status", "Add"), ("status", "Change")], [], "singleFieldUpdateElements[1]: touches 'status', which overlaps"),
+        ([("status", "Add"), ("status", "Change")], [],
+         "singleFieldUpdateElements[1]: touches 'status', which overlaps"),
         # a field and one of its sub-fields: MongoDB would refuse the update as a conflict
         ([("meta", "Delete"), ("meta.by", "Add")], [], "singleFieldUpdateElements[1]: touches 'meta.by'"),
         # a push and a change on the same array
@@ -195,7 +197,9 @@ def test_different_properties_of_one_array_may_change_together() -> None:
     ],
 )
 def test_array_element_rules(element: dict[str, Any], expected: str) -> None:
-    document = config(singleFieldUpdateElements=[], arrayObjectFieldUpdateElements=[{"arrayProperty": "notes", **element}])
+    document = config(
+        singleFieldUpdateElements=[], arrayObjectFieldUpdateElements=[{"arrayProperty": "notes", **element}]
+    )
     problems = problems_of(document)
     assert len(problems) == 1 and problems[0].startswith(f"arrayObjectFieldUpdateElements[0].{expected}")
 
