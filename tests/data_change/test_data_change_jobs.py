@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pytest
 from dagster import (
     DagsterEventType,
+    DagsterInstance,
     ExecuteInProcessResult,
     FloatMetadataValue,
     IntMetadataValue,
@@ -91,6 +92,17 @@ def test_only_the_jobs_cadence_runs(mongo: MongoResource, mongo_db: Database) ->
     mongo_db.dataupdateconfigs.insert_many([automation("Hourly One"), automation("Nightly One", "Nightly")])
     assert set(outputs(run_job(Cadence.NIGHTLY, mongo))) == {"nightly_one"}
     assert [n["text"] for n in mongo_db.audits.find_one()["notes"]] == ["Nightly One"]
+
+
+def test_a_misspelt_cadence_is_warned_about_not_silently_ignored(mongo: MongoResource, mongo_db: Database) -> None:
+    mongo_db.dataupdateconfigs.insert_many([automation("Typo", "hourly"), automation("Fine")])
+    with DagsterInstance.ephemeral() as instance:
+        result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
+            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, tags=run_stamp_tags(TICK)
+        )
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert set(outputs(result)) == {"fine"}
+    assert any("runCadence is not one of" in m and "'Typo' has 'hourly'" in m for m in messages)
 
 
 def test_inactive_automations_do_not_run(mongo: MongoResource, mongo_db: Database) -> None:
