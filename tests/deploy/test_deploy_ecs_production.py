@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from dagster import DagsterEventType, DagsterRunStatus
+from dagster._core.events import DagsterEvent
 from dagster._core.scheduler.instigation import TickStatus
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG
 from dagster._core.workspace.context import WorkspaceProcessContext
@@ -247,3 +248,35 @@ def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
         stack.dequeue(context)
         assert instance.get_run_by_id(manual.run_id).status == DagsterRunStatus.STARTING
         assert len(stack.run_task_calls) == 3
+
+
+def test_a_run_over_its_max_runtime_is_stopped_in_ecs_and_failed(
+    production_stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data-change jobs' ``dagster/max_runtime`` tag (90% of the interval): the daemon stops the ECS task."""
+    stack = production_stack
+    with stack.daemon() as context:
+        instance = context.instance
+        stack.enable_only(context, "half_hourly_data_change_schedule")
+        stack.tick(context, "half_hourly_data_change_schedule")
+        stack.dequeue(context)
+        (run,) = stack.runs(context)
+        assert run.tags["dagster/max_runtime"] == "1620"
+        task_arn = instance.get_run_by_id(run.run_id).tags["ecs/task_arn"]
+        stack.fargate.set_status(task_arn, "RUNNING")
+        # What the run worker reports first; from here on the run is "going" (and stays so: nothing executes it).
+        instance.report_dagster_event(
+            DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name), run_id=run.run_id
+        )
+        started_at = instance.get_run_record_by_id(run.run_id).start_time
+
+        monkeypatch.setattr(run_monitoring, "get_current_timestamp", lambda: started_at + 1600)
+        _monitor(context)
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+
+        monkeypatch.setattr(run_monitoring, "get_current_timestamp", lambda: started_at + 1630)
+        _monitor(context)
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+        assert "Exceeded maximum runtime of 1620 seconds" in _failure_message(context, run.run_id)
+        (task,) = boto3.client("ecs").describe_tasks(cluster="intervalprocessing", tasks=[task_arn])["tasks"]
+        assert task["desiredStatus"] == "STOPPED"  # the launcher's StopTask
