@@ -141,7 +141,8 @@ def format_address(value: Any) -> str:
 
 
 def _parts(address: Mapping[str, Any], names: tuple[str, ...]) -> list[str]:
-    texts = (format_text(address.get(name)).strip() if address.get(name) is not None else "" for name in names)
+    values = (address.get(name) for name in names)
+    texts = (format_text(value).strip() for value in values if value is not None)
     return [text for text in texts if text]
 
 
