@@ -7,7 +7,8 @@ document that stopped matching between read and write was changed anyway. Here:
 * a find query is one server-side ``update_many`` whose filter *is* the query, so nothing crosses the network but
   the command, and the server re-checks the condition as it writes;
 * an aggregate query is streamed projected to ``_id`` and written in unordered batches of ``batch_size`` (one
-  ``UpdateOne`` per ``_id``, so a document the server refuses does not stop the others in its batch);
+  ``UpdateOne`` per ``_id``, so a document the server refuses does not stop the others in its batch); a pipeline's
+  condition cannot be re-checked in a write filter, the plan's own conditions (push guard, array present) are;
 * every server call runs inside ``pymongo.timeout`` for the time left before ``deadline`` (the server gets it as
   ``maxTimeMS``), and batching stops between batches once the deadline has passed, so a run never outlives its
   interval; a later run finishes the job, because every plan is idempotent for its run;

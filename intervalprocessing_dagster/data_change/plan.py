@@ -6,7 +6,9 @@ changes atomically: every element of the automation, or none. The differences fr
 * Array Change/Remove use ``$[]`` (every element) or ``$[eN]`` with an ``arrayFilters`` entry on ``matchingValue``;
   the old ``$[elem]`` without a filter and the positional ``$`` without the array in the query were always refused.
 * MongoDB refuses those array updates on a document that lacks the array ("The path ... must exist"), which would
-  stop an ``update_many`` part-way; so such an automation only selects documents where the array exists.
+  stop an ``update_many`` part-way; so such an automation only selects documents where the array exists. (Its other
+  elements then skip those documents too: the price of one atomic update per document, which keeps a field change
+  from altering what the query matches before the array change is applied.)
 * An array Add pushes ``{<property>: value, source: "<name> Query Automation", date: <run stamp>}`` onto any array,
   guarded by "no element with this source, date and value yet", so a retry of the same run pushes nothing twice.
 """
