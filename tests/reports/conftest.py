@@ -25,6 +25,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 # A Friday 03:00 in New York: the daily schedule's tick, on a day the weekly reports are due.
 FRIDAY_TICK = datetime(2024, 3, 15, 3, 0, 0, tzinfo=NEW_YORK)
 
+
 @pytest.fixture()
 def config_db(mongo_db: Database) -> Database:
     """A database holding the old file-generation config, exactly as the old databaseScript.js stored it."""
