@@ -42,9 +42,15 @@ class RunRecord:
 
 
 def write_run_record(database: Database, record: RunRecord) -> None:
-    """Insert or update the record for ``(run_id, step_key)``."""
+    """Insert or update the record for ``(run_id, mapping_key)``.
+
+    The unique index makes that key the record's identity (two racing upserts cannot make two records) and keeps the
+    lookup cheap as the collection grows; creating an existing index is a no-op on the server.
+    """
     result = record.result
-    database[RUNS_COLLECTION].update_one(
+    runs = database[RUNS_COLLECTION]
+    runs.create_index([("runId", 1), ("mappingKey", 1)], unique=True)
+    runs.update_one(
         {"runId": record.run_id, "mappingKey": record.mapping_key},
         {
             "$set": {

@@ -235,6 +235,13 @@ def test_every_automation_run_is_recorded(mongo: MongoResource, mongo_db: Databa
     }
 
 
+def test_run_records_are_unique_per_run_and_automation(mongo: MongoResource, mongo_db: Database) -> None:
+    mongo_db.dataupdateconfigs.insert_one(automation("Indexed"))
+    run_job(Cadence.HOURLY, mongo)
+    indexes = mongo_db[RUNS_COLLECTION].index_information().values()
+    assert any(i["key"] == [("runId", 1), ("mappingKey", 1)] and i.get("unique") for i in indexes)
+
+
 def test_no_automations_is_a_successful_empty_run(mongo: MongoResource, mongo_db: Database) -> None:
     assert run_job(Cadence.QUARTER_HOURLY, mongo).success
     assert mongo_db[RUNS_COLLECTION].count_documents({}) == 0
