@@ -192,3 +192,22 @@ def test_a_missing_process_entry_is_named(report_db: Database, run_reports: RunR
     errors = failures(run_reports(THURSDAY_NIGHT))
     assert set(errors) == {"daily_audit_inventory"}
     assert "no process named 'DailyAuditInventoryProcessor' in processes[]" in errors["daily_audit_inventory"]
+
+
+def test_a_report_failing_mid_stream_leaves_no_object_and_no_record(report_db: Database, run_reports: RunReports,
+                                                                    s3_bucket: str) -> None:
+    report_db.audits.insert_one({"auditId": 10099, "status": "Approved", "date": "2024-02-24", "amount": 1})
+
+    result = run_reports(FRIDAY_NIGHT, store=S3ReportStore(bucket=s3_bucket))
+
+    errors = failures(result)
+    assert set(errors) == {"daily_audit_inventory", "weekly_audit_inventory"}
+    assert "column 'Audit Date' (date)" in errors["daily_audit_inventory"]
+    assert "a date column needs a BSON date, got str '2024-02-24'" in errors["daily_audit_inventory"]
+    s3 = boto3.client("s3")
+    keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]}
+    assert keys == {"GeneratedFiles/DailyActiveMRRInventory_03152024_233000.txt",
+                    "GeneratedFiles/WeeklyMRRInventory_03152024_233000.txt"}
+    assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert sorted(report_db.generatedfiles.distinct("source")) == [
+        "DailyActiveMRRInventoryProcessor", "WeeklyMRRInventoryProcessor"]
