@@ -13,10 +13,11 @@ Two stores, chosen in ``definitions.py`` by ``build_report_store`` (the one envi
   never see a partial file and a rewrite replaces the old one whole (the old ``OpenWrite`` kept stale trailing
   bytes, spec §5.11).
 
-Keys are readable and deterministic: ``<prefix><fileName>`` (e.g. ``GeneratedFiles/DailyAuditInventory_03152024_
-030000.txt``), where the old system used ``GeneratedFiles/<new ObjectId>.txt`` and so added a new object on every
-retry (spec §2.8, §5.5, §5.19). Because the file name comes from the run's stamp, a retry rewrites the same object
-and ``record_generated_file`` upserts the same record.
+Keys are readable and deterministic, ``<prefix><fileName>``, e.g.
+``GeneratedFiles/DailyAuditInventory_03152024_030000.txt``, where the old system used
+``GeneratedFiles/<new ObjectId>.txt`` and so added a new object on every retry (spec §2.8, §5.5, §5.19). Because the
+file name comes from the run's stamp, a retry rewrites the same object and ``record_generated_file`` upserts the
+same record. (The record is written after the file: if it fails, the retry rewrites both.)
 """
 
 from __future__ import annotations
