@@ -13,6 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from dagster import ConfigurableResource, OpExecutionContext
+from dagster._core.storage.tags import ROOT_RUN_ID_TAG
 from pydantic import Field
 
 RUN_STAMP_TAG = "intervalprocessing/run_stamp"
@@ -30,11 +31,17 @@ class RunClock(ConfigurableResource):
 
     def stamp(self, context: OpExecutionContext) -> datetime:
         zone = ZoneInfo(self.timezone)
-        tagged = context.run.tags.get(RUN_STAMP_TAG)
+        tagged = context.run_tags.get(RUN_STAMP_TAG)
         if tagged:
             return datetime.fromisoformat(tagged).astimezone(zone)
-        root_run_id = context.run.root_run_id or context.run_id
-        record = context.instance.get_run_record_by_id(root_run_id)
-        if record is None:  # the root run was deleted; the run's own creation time is the next best thing
-            record = context.instance.get_run_record_by_id(context.run_id)
+        record = context.instance.get_run_record_by_id(_root_run_id(context))
+        if record is None:
+            # Direct invocation (build_op_context) has no run at all, and a deleted root run leaves no record:
+            # the present moment is the only instant such an execution can stand for.
+            return datetime.now(zone)
         return record.create_timestamp.astimezone(zone)
+
+
+def _root_run_id(context: OpExecutionContext) -> str:
+    root = context.run_tags.get(ROOT_RUN_ID_TAG)
+    return root or context.run_id
