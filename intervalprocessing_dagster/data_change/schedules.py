@@ -34,14 +34,15 @@ ACTIVE_RUN_STATUSES = [
 
 
 def build_data_change_schedule(cadence: Cadence, job: JobDefinition, timezone: str) -> ScheduleDefinition:
-    """The schedule for ``cadence``; on by default, as the old EventBridge rules were."""
+    """The schedule for ``cadence``; off until an operator starts it (the old guide created its rules disabled too),
+    so a fresh deployment or ``dagster dev`` never changes data before someone has checked what it points at."""
 
     @schedule(
         name=cadence.schedule_name,
         cron_schedule=cadence.cron,
         job=job,
         execution_timezone=timezone,
-        default_status=DefaultScheduleStatus.RUNNING,
+        default_status=DefaultScheduleStatus.STOPPED,
         description=f"{cadence.value} automations at '{cadence.cron}' ({timezone}); skips a tick while the previous "
         "run is still queued or running.",
     )
