@@ -38,7 +38,7 @@ import psycopg2
 import pymongo
 import pytest
 import requests
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRun
 from dagster._core.remote_representation.external import RemoteSchedule
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -175,13 +175,13 @@ class FakeFargate:
         tasks = get_backend("ecs")[ACCOUNT_ID][REGION].tasks[CLUSTER]
         return tasks[task_arn]
 
-    def set_status(self, task_arn: str, status: str, *, exit_code: int | None = None, reason: str = "") -> None:
+    def set_status(self, task_arn: str, status: str, *, exit_code: int | None = None) -> None:
         """Put a task in ``status`` (moto never moves it by itself here: transitions are manual)."""
         task = self._moto_task(task_arn)
         task.last_status = status
         if status == "STOPPED":
             task.desired_status = "STOPPED"
-            task.stopped_reason = reason or "Essential container in task exited"
+            task.stopped_reason = "Essential container in task exited"
             for container in task.containers:
                 container.last_status = "STOPPED"
                 container.exitCode = exit_code
@@ -212,21 +212,23 @@ class FakeFargate:
             **self.stack.host_environment(),
             **self.container_environment(task_arn),
         }
-        process = subprocess.Popen(
-            self.command(task_arn), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        killed = False
-        deadline = time.monotonic() + timeout
-        while process.poll() is None:
-            if kill_when is not None and not killed and kill_when():
-                os.killpg(process.pid, signal.SIGKILL)  # the whole worker: run process and step processes
-                killed = True
-            if time.monotonic() > deadline:
-                os.killpg(process.pid, signal.SIGKILL)
-                raise AssertionError(f"task {task_arn} ran longer than {timeout}s")
-            time.sleep(0.05)
-        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+        with tempfile.TemporaryFile() as console:  # a file, not a pipe: a chatty worker must never block on it
+            process = subprocess.Popen(
+                self.command(task_arn), env=env, cwd=REPO, stdout=console, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            killed = False
+            deadline = time.monotonic() + timeout
+            while process.poll() is None:
+                if kill_when is not None and not killed and kill_when():
+                    os.killpg(process.pid, signal.SIGKILL)  # the whole worker: run process and step processes
+                    killed = True
+                if time.monotonic() > deadline:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    raise AssertionError(f"task {task_arn} ran longer than {timeout}s")
+                time.sleep(0.05)
+            console.seek(0)
+            output = console.read().decode(errors="replace")
         exit_code = 137 if killed else process.returncode
         self.stack.task_outputs[task_arn] = output
         self.write_logs(task_arn, output.splitlines() or ["(no output)"])
@@ -424,7 +426,9 @@ class ProductionStack:
     def enable_only(self, context: WorkspaceProcessContext, *schedule_names: str) -> None:
         """A freshly started daemon's first scheduler iteration (it records every schedule that is running by
         default, starting now), then every schedule but ``schedule_names`` switched off, as an operator would."""
-        self._scheduler_iteration(context, datetime.now(UTC).replace(microsecond=0))
+        now = datetime.now(UTC).replace(microsecond=0)
+        now += timedelta(seconds=1 if now.second == 0 else 0)  # never exactly on a tick: nothing may run yet
+        self._scheduler_iteration(context, now)
         location = context.create_request_context().get_code_location(LOCATION_NAME)
         (repository,) = location.get_repositories().values()
         for schedule in repository.get_schedules():
@@ -433,7 +437,7 @@ class ProductionStack:
                 assert state is not None and state.is_running, f"{schedule.name} is not running by default"
             else:
                 context.instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
-            self.last_tick_time[schedule.name] = datetime.now(UTC).replace(microsecond=0)
+            self.last_tick_time[schedule.name] = now
 
     def tick(self, context: WorkspaceProcessContext, schedule_name: str) -> datetime:
         """A scheduler iteration just after ``schedule_name``'s next tick (time is simulated, the code path is the
@@ -463,21 +467,9 @@ class ProductionStack:
         """One iteration of the run queue daemon: launch what the concurrency limits allow."""
         list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(context))
 
-    def runs(self, context: WorkspaceProcessContext, job_name: str | None = None) -> list[DagsterRun]:
-        """Every run of the deployment (oldest first), optionally of one job."""
-        runs = context.instance.get_runs()
-        return [run for run in reversed(runs) if job_name is None or run.job_name == job_name]
-
-    def wait_for_status(
-        self, instance: DagsterInstance, run_id: str, statuses: set[DagsterRunStatus], timeout: float = 30
-    ) -> DagsterRun:
-        deadline = time.monotonic() + timeout
-        while True:
-            run = instance.get_run_by_id(run_id)
-            assert run is not None
-            if run.status in statuses or time.monotonic() > deadline:
-                return run
-            time.sleep(0.2)
+    def runs(self, context: WorkspaceProcessContext) -> list[DagsterRun]:
+        """Every run of the deployment, oldest first."""
+        return list(reversed(context.instance.get_runs()))
 
 
 @pytest.fixture()
