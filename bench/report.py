@@ -40,16 +40,20 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown(document: dict[str, Any]) -> str:
     """The whole ``latest.md``: headline tables, growth with N, overhead, targets, machine."""
     runs = _Index(document["results"])
+    repeats = document["repeats"]
+    how_often = "once" if repeats == 1 else f"{repeats} times: the median run is shown, with the min–max wall time"
     lines = [
         "# Benchmark results",
         "",
         f"Run `{document['command']}` at {document['generated_at']} in {document['runtime_seconds']} s; "
         f"sizes N = {', '.join(f'{n:,}' for n in document['sizes'])}. Every row ran in its own process against the "
-        "same server and data. *vs old*: old algorithm's time / this time. *vs floor*: floor's time / this time "
-        "(100% = plain pymongo speed). Peak RSS is the client process's high-water mark during the scenario "
-        "(Δ = above what the process held before it started). Commands = every command the client sent, by name.",
+        f"same server and data, {how_often}. *vs old*: old algorithm's time / this time. *vs floor*: floor's time / "
+        "this time (100% = plain pymongo speed). Peak RSS is the client process's high-water mark during the "
+        "scenario (Δ = above what the process held before it started). Commands = every command the client sent, "
+        "by name.",
         "",
     ]
+    lines += ["## Summary: the platform at each N", "", *_summary_table(runs), ""]
     for family, title in FAMILIES.items():
         lines += [f"## {title}", "", *_family_table(runs, family), ""]
     lines += ["## How the figures grow with N", "", *_growth_table(runs), ""]
@@ -83,6 +87,25 @@ class _Index:
         return seen
 
 
+def _summary_table(runs: _Index) -> list[str]:
+    """One line per family and N for the platform: the figures a reader asks about first."""
+    rows = ["| family | N | platform wall s | items/s | vs old | vs floor | commands | peak RSS MB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for family in FAMILIES:
+        for n in runs.sizes:
+            result = runs.get(family, "platform", n)
+            if result is None:
+                continue
+            old, floor, wall = runs.get(family, "old", n), runs.floor(family, n), result["wall_seconds"]
+            vs_old = f"{old['wall_seconds'] / wall:.1f}×" if old else "—"
+            vs_floor = f"{floor['wall_seconds'] / wall:.0%}" if floor else "—"
+            rows.append(
+                f"| {family} | {n:,} | {wall:.2f} | {result['items'] / wall:,.0f} | {vs_old} | {vs_floor} "
+                f"| {result['commands_total']} | {result['peak_rss_mb']:.0f} |"
+            )
+    return rows
+
+
 def _family_table(runs: _Index, family: str) -> list[str]:
     rows = [
         "| scenario | N | wall s | items/s | MB/s | commands | peak RSS MB (Δ) | client CPU s | server CPU s "
@@ -112,8 +135,10 @@ def _result_row(runs: _Index, result: dict[str, Any]) -> str:
     mb_per_s = f"{result['bytes'] / _MB / wall:.1f}" if result["bytes"] else "—"
     server_cpu = "—" if result["server_cpu_seconds"] is None else f"{result['server_cpu_seconds']:.2f}"
     delta = result["peak_rss_mb"] - result["rss_baseline_mb"]
+    walls = result.get("wall_seconds_runs", [])
+    spread = f" ({min(walls):.2f}–{max(walls):.2f})" if len(walls) > 1 else ""
     return (
-        f"| {variant} | {n:,} | {wall:.2f} | {result['items'] / wall:,.0f} | {mb_per_s} | {_commands(result)} "
+        f"| {variant} | {n:,} | {wall:.2f}{spread} | {result['items'] / wall:,.0f} | {mb_per_s} | {_commands(result)} "
         f"| {result['peak_rss_mb']:.0f} (+{delta:.0f}) | {result['client_cpu_seconds']:.2f} | {server_cpu} "
         f"| {vs_old} | {vs_floor} | {_check(runs, result)} |"
     )

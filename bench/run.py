@@ -71,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             for n in sizes:
                 database = f"bench_{n}"
                 generation[str(n)] = _generate(server.uri, database, n)
-                for name in args.scenarios:
-                    _wait_until_idle(server.pid)
-                    results.append(_run_scenario(name, n, server, database, scratch))
-                    _progress(results[-1])
+                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.scenarios}
+                for repeat in range(args.repeats):  # rounds, so a burst of other load hits one round, not one variant
+                    for name in args.scenarios:
+                        _wait_until_idle(server.pid)
+                        runs[name].append(_run_scenario(name, n, server, database, scratch, repeat))
+                        _progress(runs[name][-1])
+                results += [_median_run(measured) for measured in runs.values()]
                 _drop(server.uri, database)
             overhead_result = overhead.measure(server.uri, scratch) if args.overhead else {"error": "skipped"}
             server_version = _server_version(server.uri)
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "sizes": list(sizes),
+        "repeats": args.repeats,
         "runtime_seconds": round(time.monotonic() - started, 1),
         "machine": machine.describe(server_version, server.description, load_at_start),
         "data_generation_seconds": generation,
@@ -105,6 +109,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="folder for latest.json and latest.md (default: bench/results)")
     parser.add_argument("--scenarios", type=_scenario_names, default=tuple(SCENARIOS),
                         help="comma-separated scenario names or families, e.g. report-s3,find.platform (default: all)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each scenario per size, in rounds; the median run is reported (default: 1)")
     parser.add_argument("--no-overhead", dest="overhead", action="store_false",
                         help="skip the Dagster overhead figure (about 30 s)")
     parser.add_argument("--mongodb-uri", default=None,
@@ -229,10 +235,11 @@ def _wait_until_idle(pid: int | None, timeout: float = 15.0) -> None:
             return
 
 
-def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch: Path) -> dict[str, Any]:
+def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch: Path,
+                  repeat: int) -> dict[str, Any]:
     """Run one scenario in a fresh process; on failure keep the error so the run still reports the rest."""
-    out_dir = scratch / "out" / f"{name}-{n}"
-    spec = {"scenario": name, "n": n, "uri": server.uri, "database": database, "mark": f"{name}@{n}",
+    out_dir = scratch / "out" / f"{name}-{n}-{repeat}"
+    spec = {"scenario": name, "n": n, "uri": server.uri, "database": database, "mark": f"{name}@{n}#{repeat}",
             "out_dir": str(out_dir), "bucket": BUCKET, "server_pid": server.pid}
     completed = subprocess.run(
         [sys.executable, "-m", "bench.measure", json.dumps(spec)],
@@ -246,6 +253,15 @@ def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch
         return {"scenario": name, "family": scenario.family, "variant": scenario.variant, "n": n,
                 "error": "\n".join(error[-5:]) or f"exit code {completed.returncode}"}
     return json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+
+
+def _median_run(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median wall time (all its figures together), plus every run's wall time; a failure wins."""
+    failed = [result for result in measured if "error" in result]
+    if failed:
+        return failed[0]
+    ordered = sorted(measured, key=lambda result: result["wall_seconds"])
+    return {**ordered[(len(ordered) - 1) // 2], "wall_seconds_runs": [r["wall_seconds"] for r in measured]}
 
 
 def _progress(result: dict[str, Any]) -> None:
