@@ -14,7 +14,7 @@ from dagster import Definitions, EnvVar
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.reports.definitions import report_definitions
-from intervalprocessing_dagster.reports.delivery import build_report_store
+from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
 from intervalprocessing_dagster.run_clock import RunClock
 from intervalprocessing_dagster.settings import Settings
 
@@ -27,11 +27,11 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         mongo = EmbeddedMongoResource(
             data_dir=str(settings.embedded_mongo_dir), database_name=settings.mongodb_database
         )
-    return {
-        "mongo": mongo,
-        "clock": RunClock(timezone=settings.timezone),
-        "report_store": build_report_store(settings),  # S3 when REPORTS_S3_BUCKET is set, else REPORTS_LOCAL_DIR
-    }
+    if settings.reports_s3_bucket:
+        report_store: ReportStore = S3ReportStore(bucket=settings.reports_s3_bucket, prefix=settings.reports_s3_prefix)
+    else:
+        report_store = LocalReportStore(directory=str(settings.reports_local_dir))
+    return {"mongo": mongo, "clock": RunClock(timezone=settings.timezone), "report_store": report_store}
 
 
 def build_definitions(settings: Settings) -> Definitions:

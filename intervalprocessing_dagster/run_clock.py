@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from dagster import ConfigurableResource, OpExecutionContext
-from dagster._core.storage.tags import ROOT_RUN_ID_TAG
+from dagster import AssetExecutionContext, ConfigurableResource, OpExecutionContext
+from dagster._core.errors import DagsterInvalidPropertyError
 from pydantic import Field
 
 RUN_STAMP_TAG = "intervalprocessing/run_stamp"
@@ -29,19 +29,18 @@ class RunClock(ConfigurableResource):
 
     timezone: str = Field(default="UTC", description="IANA time zone for stamps, file names and the Friday rule.")
 
-    def stamp(self, context: OpExecutionContext) -> datetime:
+    def stamp(self, context: OpExecutionContext | AssetExecutionContext) -> datetime:
         zone = ZoneInfo(self.timezone)
-        tagged = context.run_tags.get(RUN_STAMP_TAG)
+        try:
+            run = context.run
+        except DagsterInvalidPropertyError:
+            # Direct invocation (build_op_context / build_asset_context) has no run at all: the present moment is
+            # the only instant such an execution can stand for.
+            return datetime.now(zone)
+        tagged = run.tags.get(RUN_STAMP_TAG)
         if tagged:
             return datetime.fromisoformat(tagged).astimezone(zone)
-        record = context.instance.get_run_record_by_id(_root_run_id(context))
-        if record is None:
-            # Direct invocation (build_op_context) has no run at all, and a deleted root run leaves no record:
-            # the present moment is the only instant such an execution can stand for.
-            return datetime.now(zone)
+        record = context.instance.get_run_record_by_id(run.root_run_id or run.run_id)
+        if record is None:  # the root run was deleted; this run's own creation is the next best instant
+            record = context.instance.get_run_record_by_id(run.run_id)
         return record.create_timestamp.astimezone(zone)
-
-
-def _root_run_id(context: OpExecutionContext) -> str:
-    root = context.run_tags.get(ROOT_RUN_ID_TAG)
-    return root or context.run_id

@@ -9,6 +9,7 @@ from dagster import Definitions
 
 from intervalprocessing_dagster.definitions import build_definitions, defs
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
+from intervalprocessing_dagster.reports.delivery import LocalReportStore, S3ReportStore
 from intervalprocessing_dagster.settings import Settings, SettingsError
 
 JOBS_AND_CRONS = {
@@ -49,14 +50,22 @@ def test_embedded_default_without_mongodb_uri(tmp_path: Path) -> None:
     mongo = local.resources["mongo"]
     assert isinstance(mongo, EmbeddedMongoResource)
     assert Path(mongo.data_dir) == tmp_path / "embedded-mongo"
+    store = local.resources["report_store"]
+    assert isinstance(store, LocalReportStore)
+    assert Path(store.directory) == tmp_path / "reports"
 
 
 def test_production_reads_the_uri_from_the_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MONGODB_URI", "mongodb://user:s3cret@db.example.com/")
-    production = build_definitions(Settings.from_env({"MONGODB_URI": "set", "MONGODB_DATABASE": "ops"}))
+    production = build_definitions(Settings.from_env(
+        {"MONGODB_URI": "set", "MONGODB_DATABASE": "ops", "REPORTS_S3_BUCKET": "reports", "REPORTS_S3_PREFIX": "out"}
+    ))
     mongo = production.resources["mongo"]
     assert type(mongo) is MongoResource
     assert mongo.database_name == "ops"
+    store = production.resources["report_store"]
+    assert isinstance(store, S3ReportStore)
+    assert (store.bucket, store.prefix) == ("reports", "out/")
     # The URI is an EnvVar reference: the secret is not part of the resource's configuration.
     assert "s3cret" not in repr(production.resources)
 

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dagster import DagsterInstance, build_op_context, job, op
-from dagster._core.storage.tags import PARENT_RUN_ID_TAG, ROOT_RUN_ID_TAG
+from dagster import (
+    DagsterInstance,
+    JobDefinition,
+    ReexecutionOptions,
+    build_op_context,
+    execute_job,
+    in_process_executor,
+    instance_for_test,
+    job,
+    op,
+    reconstructable,
+)
 
 from intervalprocessing_dagster.run_clock import RunClock, run_stamp_tags
 
@@ -15,14 +25,21 @@ def stamp_op(context, clock: RunClock) -> datetime:
     return clock.stamp(context)
 
 
-@job
-def stamp_job() -> None:
-    stamp_op()
+def _stamp_job(timezone: str) -> JobDefinition:
+    @job(name="stamp_job", resource_defs={"clock": RunClock(timezone=timezone)}, executor_def=in_process_executor)
+    def stamp_job() -> None:
+        stamp_op()
+
+    return stamp_job
+
+
+def utc_stamp_job() -> JobDefinition:
+    """At module level, so a re-execution in another process can reconstruct the job."""
+    return _stamp_job("UTC")
 
 
 def _stamp(instance: DagsterInstance, timezone: str = "UTC", tags: dict[str, str] | None = None) -> tuple:
-    result = stamp_job.execute_in_process(instance=instance, resources={"clock": RunClock(timezone=timezone)},
-                                          tags=tags or {})
+    result = _stamp_job(timezone).execute_in_process(instance=instance, tags=tags or {})
     return result.run_id, result.output_for_node("stamp_op")
 
 
@@ -35,10 +52,13 @@ def test_scheduled_run_is_stamped_with_its_tick_in_the_configured_zone() -> None
 
 
 def test_manual_run_is_stamped_with_its_creation_and_a_reexecution_shares_it() -> None:
-    with DagsterInstance.ephemeral() as instance:
+    with instance_for_test() as instance:
         before = datetime.now(UTC)
         first_run_id, first = _stamp(instance)
-        _, retried = _stamp(instance, tags={ROOT_RUN_ID_TAG: first_run_id, PARENT_RUN_ID_TAG: first_run_id})
+        reexecution = ReexecutionOptions(parent_run_id=first_run_id, step_selection=["stamp_op"])
+        with execute_job(reconstructable(utc_stamp_job), instance, reexecution_options=reexecution) as result:
+            assert result.dagster_run.root_run_id == first_run_id
+            retried = result.output_for_node("stamp_op")
         _, unrelated = _stamp(instance)
     assert before - timedelta(seconds=1) <= first <= datetime.now(UTC)
     assert retried == first

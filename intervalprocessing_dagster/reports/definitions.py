@@ -59,7 +59,7 @@ def build_file_generation_schedule(settings: Settings) -> ScheduleDefinition:
         job=file_generation_job,
         cron_schedule=settings.file_generation_cron,
         execution_timezone=settings.timezone,
-        default_status=DefaultScheduleStatus.RUNNING,
+        default_status=DefaultScheduleStatus.STOPPED,  # like the data-change schedules: an operator turns it on
         description="Daily file generation, after the nightly data change.",
     )
     def file_generation_schedule(context: ScheduleEvaluationContext) -> RunRequest:

@@ -1,6 +1,6 @@
 """Where generated files go (resource key ``report_store``), and the ``generatedfiles`` record of each one.
 
-Two stores, chosen in ``definitions.py`` by ``build_report_store`` (the one environment switch):
+Two stores, chosen in ``definitions.py`` (the one environment switch):
 
 * ``S3ReportStore`` (``REPORTS_S3_BUCKET`` set): streams the lines into a multipart upload in parts of at least
   ``part_size_bytes`` (≥ 5 MiB, S3's minimum for all but the last part), so memory holds one part whatever the row
@@ -37,7 +37,6 @@ from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 from pymongo.database import Database
 
-from intervalprocessing_dagster.settings import Settings
 
 GENERATED_FILES_COLLECTION = "generatedfiles"
 CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -137,13 +136,6 @@ class S3ReportStore(ReportStore):
             Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(body)
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
-
-
-def build_report_store(settings: Settings) -> ReportStore:
-    """S3 when ``REPORTS_S3_BUCKET`` is set, else the local folder ``REPORTS_LOCAL_DIR``."""
-    if settings.reports_s3_bucket:
-        return S3ReportStore(bucket=settings.reports_s3_bucket, prefix=settings.reports_s3_prefix)
-    return LocalReportStore(directory=str(settings.reports_local_dir))
 
 
 def record_generated_file(

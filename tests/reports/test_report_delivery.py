@@ -17,10 +17,8 @@ from intervalprocessing_dagster.reports.delivery import (
     LocalReportStore,
     S3ReportStore,
     StoredFile,
-    build_report_store,
     record_generated_file,
 )
-from intervalprocessing_dagster.settings import Settings
 
 LINE = b"10000|123456789|Pending Review|HealthCare 123|02/24/2024|12500.00\n"
 
@@ -103,9 +101,3 @@ def test_generated_file_record_is_upserted_on_its_location(mongo_db: Database) -
                       "dateCreated": datetime(2024, 3, 15, 8, tzinfo=UTC), "fileSize": "12",
                       "source": "DailyAuditInventoryProcessor", "sha256": "ab", "rows": 1}
 
-
-def test_store_is_chosen_by_the_bucket_setting(tmp_path: Path) -> None:
-    s3 = build_report_store(Settings.from_env({"REPORTS_S3_BUCKET": "reports", "REPORTS_S3_PREFIX": "Out"}))
-    assert isinstance(s3, S3ReportStore) and (s3.bucket, s3.prefix) == ("reports", "Out/")
-    local = build_report_store(Settings.from_env({"REPORTS_LOCAL_DIR": str(tmp_path)}))
-    assert isinstance(local, LocalReportStore) and Path(local.directory) == tmp_path
