@@ -424,19 +424,19 @@ class ProductionStack:
         return repository.get_schedule(name)
 
     def enable_only(self, context: WorkspaceProcessContext, *schedule_names: str) -> None:
-        """A freshly started daemon's first scheduler iteration (it records every schedule that is running by
-        default, starting now), then every schedule but ``schedule_names`` switched off, as an operator would."""
+        """The schedules as an operator leaves them after checking the deployment: ``schedule_names`` started now,
+        every other one stopped."""
         now = datetime.now(UTC).replace(microsecond=0)
-        now += timedelta(seconds=1 if now.second == 0 else 0)  # never exactly on a tick: nothing may run yet
-        self._scheduler_iteration(context, now)
+        instance = context.instance
         location = context.create_request_context().get_code_location(LOCATION_NAME)
         (repository,) = location.get_repositories().values()
         for schedule in repository.get_schedules():
-            state = context.instance.get_instigator_state(schedule.get_remote_origin_id(), schedule.selector_id)
-            if schedule.name in schedule_names:
-                assert state is not None and state.is_running, f"{schedule.name} is not running by default"
-            else:
-                context.instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
+            stored = instance.get_instigator_state(schedule.get_remote_origin_id(), schedule.selector_id)
+            running = schedule.get_current_instigator_state(stored).is_running
+            if schedule.name in schedule_names and not running:
+                instance.start_schedule(schedule)
+            elif schedule.name not in schedule_names and running:
+                instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
             self.last_tick_time[schedule.name] = now
 
     def tick(self, context: WorkspaceProcessContext, schedule_name: str) -> datetime:
