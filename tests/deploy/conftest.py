@@ -66,6 +66,10 @@ REPORTS_BUCKET = "intervalprocessing"
 REPORTS_PREFIX = "GeneratedFiles/"
 COMPUTE_LOGS_PREFIX = "dagster/compute-logs"
 LOCATION_NAME = "intervalprocessing"
+#: The AWS actions infra_cdk's daemon task role allows the launcher (stacks/dagster_services.py, _grant_launcher).
+DAEMON_ROLE_ACTIONS = {
+    "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:DescribeTaskDefinition", "logs:GetLogEvents",
+}
 
 if str(DEPLOY_PYTHON) not in sys.path:  # the daemon side of the tests imports the launcher like the image does
     sys.path.insert(0, str(DEPLOY_PYTHON))
@@ -277,6 +281,7 @@ class ProductionStack:
     environment: dict[str, str] = field(default_factory=dict)
     secret_arns: dict[str, str] = field(default_factory=dict)
     last_tick_time: dict[str, datetime] = field(default_factory=dict)
+    launcher_api_calls: set[str] = field(default_factory=set)
 
     @property
     def fargate(self) -> FakeFargate:
@@ -407,9 +412,10 @@ class ProductionStack:
         """The instance from $DAGSTER_HOME/dagster.yaml and the code location from workspace.yaml, as
         ``dagster-daemon run -w workspace.yaml`` loads them; every RunTask the launcher sends is recorded."""
         instance = DagsterInstance.get()
-        instance.run_launcher.ecs.meta.events.register(
-            "provide-client-params.ecs.RunTask", self._record_run_task
-        )
+        launcher = instance.run_launcher
+        launcher.ecs.meta.events.register("provide-client-params.ecs.RunTask", self._record_run_task)
+        for client in (launcher.ecs, launcher.secrets_manager, launcher.logs):
+            client.meta.events.register("before-call", self._record_api_call)
         with instance, WorkspaceProcessContext(
             instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
         ) as context:
@@ -417,6 +423,9 @@ class ProductionStack:
 
     def _record_run_task(self, params: dict[str, Any], **_: Any) -> None:
         self.run_task_calls.append(json.loads(json.dumps(params)))
+
+    def _record_api_call(self, model: Any, **_: Any) -> None:
+        self.launcher_api_calls.add(f"{model.metadata['endpointPrefix']}:{model.name}")
 
     def schedule(self, context: WorkspaceProcessContext, name: str) -> RemoteSchedule:
         location = context.create_request_context().get_code_location(LOCATION_NAME)
@@ -496,6 +505,8 @@ def production_stack(
     )
     stack.create()
     yield stack
+    # Whatever the test did, the launcher called only what infra_cdk grants the daemon's task role.
+    assert stack.launcher_api_calls <= DAEMON_ROLE_ACTIONS, stack.launcher_api_calls - DAEMON_ROLE_ACTIONS
     requests.post(f"{aws}/moto-api/state-manager/unset-transition", json={"model_name": "ecs::task"}, timeout=10)
     client.drop_database(database)
     client.close()

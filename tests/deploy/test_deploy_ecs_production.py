@@ -166,6 +166,8 @@ def test_a_task_that_exits_non_zero_fails_the_run_with_exit_code_and_log_tail_an
         assert "Container 'run' failed - exit code 137." in message
         last_line = stack.task_outputs[task_arn].splitlines()[-1]
         assert "Run worker logs:" in message and last_line in message
+        # (Read from the task's CloudWatch stream, with calls the daemon's role allows: checked for every test.)
+        assert {"ecs:DescribeTasks", "ecs:DescribeTaskDefinition", "logs:GetLogEvents"} <= stack.launcher_api_calls
 
         # An infrastructure failure: retried as a new run, launched as a new task.
         _retry_failed_runs(context)
@@ -229,8 +231,11 @@ def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
         assert len(stack.run_task_calls) == 1
 
         # A run of the same cadence launched by hand waits in the queue (the instance's tag concurrency limit) ...
+        # (It also asks for a bigger task, the way a job can through Dagster's ecs/* tags.)
+        bigger = {"ecs/cpu": "2048", "ecs/memory": "8192", "ecs/ephemeral_storage": "50"}
         subprocess.run(
-            ["dagster", "job", "launch", "-w", "workspace.yaml", "-j", "quarter_hourly_data_change_job"],
+            ["dagster", "job", "launch", "-w", "workspace.yaml", "-j", "quarter_hourly_data_change_job",
+             "--tags", json.dumps(bigger)],
             check=True, capture_output=True, timeout=120,
         )
         manual = stack.runs(context)[-1]
@@ -248,6 +253,10 @@ def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
         stack.dequeue(context)
         assert instance.get_run_by_id(manual.run_id).status == DagsterRunStatus.STARTING
         assert len(stack.run_task_calls) == 3
+        overrides = stack.run_task_calls[-1]["overrides"]
+        assert (overrides["cpu"], overrides["memory"], overrides["ephemeralStorage"]) == (
+            "2048", "8192", {"sizeInGiB": 50}
+        )
 
 
 def test_a_run_over_its_max_runtime_is_stopped_in_ecs_and_failed(
@@ -279,4 +288,5 @@ def test_a_run_over_its_max_runtime_is_stopped_in_ecs_and_failed(
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
         assert "Exceeded maximum runtime of 1620 seconds" in _failure_message(context, run.run_id)
         (task,) = boto3.client("ecs").describe_tasks(cluster="intervalprocessing", tasks=[task_arn])["tasks"]
-        assert task["desiredStatus"] == "STOPPED"  # the launcher's StopTask
+        assert task["desiredStatus"] == "STOPPED"
+        assert "ecs:StopTask" in stack.launcher_api_calls
