@@ -7,7 +7,7 @@ hands them to the tasks as one comma-separated variable each (``DAGSTER_RUN_SUBN
 ``use_current_ecs_task_config``, copies the network of whichever task runs the daemon; that couples the runs to the
 daemon's placement and does not work outside ECS (the tests). Everything else is the stock launcher.
 
-This module is deployment-only: the image puts ``/opt/dagster/deploy`` on ``PYTHONPATH`` (see the Dockerfile), and
+This module is deployment-only: the image puts ``/opt/dagster/app/deploy/python`` on ``PYTHONPATH`` (Dockerfile), and
 ``deploy/dagster.yaml`` names it as the run launcher's module.
 """
 

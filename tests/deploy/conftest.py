@@ -52,7 +52,7 @@ from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO / "deploy"
-#: Where the image puts the launcher module (Dockerfile: PYTHONPATH=/opt/dagster/deploy/python).
+#: The launcher module's folder, on PYTHONPATH as in the image (Dockerfile: /opt/dagster/app/deploy/python).
 DEPLOY_PYTHON = DEPLOY_DIR / "python"
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
