@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster import Definitions
+from dagster import DefaultScheduleStatus, Definitions
 
 from intervalprocessing_dagster.definitions import build_definitions, defs
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
@@ -29,10 +29,12 @@ def test_code_location_loads() -> None:
 
 @pytest.mark.parametrize("job_name", sorted(JOBS_AND_CRONS))
 def test_each_job_has_its_schedule_with_the_old_cron(job_name: str) -> None:
-    schedule = defs.get_schedule_def(job_name.removesuffix("_job") + "_schedule")
+    schedule = defs.resolve_schedule_def(job_name.removesuffix("_job") + "_schedule")
     assert schedule.job_name == job_name
     assert schedule.cron_schedule == JOBS_AND_CRONS[job_name]
     assert schedule.execution_timezone == "UTC"
+    # Off until an operator turns it on: a fresh deployment must not change data before it has been checked.
+    assert schedule.default_status == DefaultScheduleStatus.STOPPED
 
 
 def test_schedules_follow_the_configured_timezone_and_cron(tmp_path: Path) -> None:
@@ -40,9 +42,9 @@ def test_schedules_follow_the_configured_timezone_and_cron(tmp_path: Path) -> No
         {"INTERVALPROCESSING_TIMEZONE": "America/New_York", "FILE_GENERATION_CRON": "30 4 * * *"}
     )
     production = build_definitions(settings)
-    schedules = [production.get_schedule_def(name.removesuffix("_job") + "_schedule") for name in JOBS_AND_CRONS]
+    schedules = [production.resolve_schedule_def(name.removesuffix("_job") + "_schedule") for name in JOBS_AND_CRONS]
     assert {schedule.execution_timezone for schedule in schedules} == {"America/New_York"}
-    assert production.get_schedule_def("file_generation_schedule").cron_schedule == "30 4 * * *"
+    assert production.resolve_schedule_def("file_generation_schedule").cron_schedule == "30 4 * * *"
 
 
 def test_embedded_default_without_mongodb_uri(tmp_path: Path) -> None:
