@@ -8,7 +8,8 @@ scenario itself: imports, the client connection and the post-run check happen ou
 What is measured around the timed section:
 
 * wall time (``perf_counter``) and client CPU time (``getrusage``);
-* server CPU time, read from ``/proc/<pid>/stat`` of the server process when the benchmark started it;
+* server CPU time, read from ``/proc/<pid>/stat`` of the server process when the benchmark started it, and the
+  CPU time of the benchmark's own process, which only serves moto S3 while it waits for this one;
 * every command the client sent, counted by name with a pymongo ``CommandListener`` registered globally *before*
   any client exists, so clients the platform creates itself are counted too;
 * peak RSS: the high-water mark is reset (``/proc/self/clear_refs`` = 5) right before the timed section, so the
@@ -85,12 +86,14 @@ def main(argv: list[str]) -> None:
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     commands_before = counter.snapshot()
     server_cpu_before = _process_cpu_seconds(spec.get("server_pid"))
+    s3_cpu_before = _process_cpu_seconds(spec.get("s3_pid"))
     cpu_before = _own_cpu_seconds()
     started = time.perf_counter()
     work = function(context)
     wall = time.perf_counter() - started
     cpu = _own_cpu_seconds() - cpu_before
     server_cpu_after = _process_cpu_seconds(spec.get("server_pid"))
+    s3_cpu_after = _process_cpu_seconds(spec.get("s3_pid"))
     commands = counter.snapshot() - commands_before
     peak_rss_kb = _proc_status_kb("VmHWM")
 
@@ -107,6 +110,8 @@ def main(argv: list[str]) -> None:
         "client_cpu_seconds": round(cpu, 3),
         "server_cpu_seconds": (None if server_cpu_before is None or server_cpu_after is None
                                else round(server_cpu_after - server_cpu_before, 3)),
+        "s3_cpu_seconds": (None if s3_cpu_before is None or s3_cpu_after is None
+                           else round(s3_cpu_after - s3_cpu_before, 3)),
         "rss_baseline_mb": round(rss_baseline_kb / 1024, 1),
         "peak_rss_mb": round(peak_rss_kb / 1024, 1),
         "detail": work.detail,

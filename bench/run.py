@@ -240,7 +240,7 @@ def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch
     """Run one scenario in a fresh process; on failure keep the error so the run still reports the rest."""
     out_dir = scratch / "out" / f"{name}-{n}-{repeat}"
     spec = {"scenario": name, "n": n, "uri": server.uri, "database": database, "mark": f"{name}@{n}#{repeat}",
-            "out_dir": str(out_dir), "bucket": BUCKET, "server_pid": server.pid}
+            "out_dir": str(out_dir), "bucket": BUCKET, "server_pid": server.pid, "s3_pid": os.getpid()}
     completed = subprocess.run(
         [sys.executable, "-m", "bench.measure", json.dumps(spec)],
         cwd=REPO_ROOT, capture_output=True, text=True,
