@@ -5,7 +5,8 @@ only its ``cluster`` key understands ``{env: ...}``. The subnets and security gr
 hands them to the tasks as one comma-separated variable each (``DAGSTER_RUN_SUBNETS``,
 ``DAGSTER_RUN_SECURITY_GROUPS``), so something has to split them. The alternative the launcher offers,
 ``use_current_ecs_task_config``, copies the network of whichever task runs the daemon; that couples the runs to the
-daemon's placement and does not work outside ECS (the tests). Everything else is the stock launcher.
+daemon's placement and does not work outside ECS (the tests). Besides that, it only keeps run monitoring away from
+the runs of the ``processToRun`` entry point (``check_run_worker_health``); everything else is the stock launcher.
 
 This module is deployment-only: the image puts ``/opt/dagster/app/deploy/python`` on ``PYTHONPATH`` (Dockerfile), and
 ``deploy/dagster.yaml`` names it as the run launcher's module.
@@ -16,11 +17,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import Field, StringSource
+from dagster import DagsterRun, Field, StringSource
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster_aws.ecs import EcsRunLauncher
 
 ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
+
+#: The tag ``intervalprocessing_dagster.compat`` puts on the runs it executes in its own process (the old
+#: ``processToRun`` task definitions); a test keeps the two spellings equal.
+LAUNCHED_BY_TAG = "intervalprocessing/launched_by"
+LAUNCHED_BY_PROCESS_TO_RUN = "processToRun"
 
 
 class EnvNetworkEcsRunLauncher(EcsRunLauncher):
@@ -53,6 +60,18 @@ class EnvNetworkEcsRunLauncher(EcsRunLauncher):
         super().__init__(
             inst_data=inst_data, run_task_kwargs={**(run_task_kwargs or {}), "networkConfiguration": network}, **kwargs
         )
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        """Leave the old task definitions' runs alone: they have no ECS task of ours to check.
+
+        Run monitoring asks about every run in progress. For a run that this launcher did not start, the stock
+        launcher answers UNKNOWN, and monitoring fails the run while it is still going. That is what a run of the
+        ``processToRun`` entry point would be during the migration (it executes in the old EventBridge task).
+        Their runtime limit still applies.
+        """
+        if run.tags.get(LAUNCHED_BY_TAG) == LAUNCHED_BY_PROCESS_TO_RUN:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "run by the processToRun entry point, not an ECS task")
+        return super().check_run_worker_health(run)
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import deserialize_value
 from dagster._time import get_current_timestamp
 
+from intervalprocessing_dagster import compat
+
 pytestmark = pytest.mark.system
 
 log = logging.getLogger(__name__)
@@ -290,3 +292,25 @@ def test_a_run_over_its_max_runtime_is_stopped_in_ecs_and_failed(
         (task,) = boto3.client("ecs").describe_tasks(cluster="intervalprocessing", tasks=[task_arn])["tasks"]
         assert task["desiredStatus"] == "STOPPED"
         assert "ecs:StopTask" in stack.launcher_api_calls
+
+
+def test_run_monitoring_leaves_the_runs_of_the_process_to_run_entry_point_alone(production_stack) -> None:
+    """During the migration the old EventBridge tasks run jobs through ``intervalprocessing`` against the same
+    Postgres. Those runs have no ECS task of the launcher's; the daemon must not fail them while they go (a run
+    without a task that does not carry their tag is failed, as before)."""
+    with production_stack.daemon() as context:
+        instance = context.instance
+        job = compat.load_job("hourly_data_change_job")
+        entry_point_run = instance.create_run_for_job(
+            job, tags={compat.LAUNCHED_BY_TAG: compat.PROCESS_TO_RUN_VARIABLE}
+        )
+        other_run = instance.create_run_for_job(job)
+        for run in (entry_point_run, other_run):  # both going, as far as Dagster knows
+            instance.report_dagster_event(
+                DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name), run_id=run.run_id
+            )
+
+        _monitor(context)
+
+        assert instance.get_run_by_id(entry_point_run.run_id).status == DagsterRunStatus.STARTED
+        assert instance.get_run_by_id(other_run.run_id).status == DagsterRunStatus.FAILURE
