@@ -191,12 +191,14 @@ class FakeFargate:
                 container.exitCode = exit_code
 
     def container_environment(self, task_arn: str) -> dict[str, str]:
-        """What the container sees: the task definition's environment plus its secrets, resolved like ECS does."""
+        """What the container sees: the task definition's environment, the RunTask override's, and the secrets,
+        resolved like ECS does."""
         ecs = boto3.client("ecs")
         task = ecs.describe_tasks(cluster=CLUSTER, tasks=[task_arn])["tasks"][0]
         definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
         container = next(c for c in definition["containerDefinitions"] if c["name"] == RUN_CONTAINER)
-        environment = {item["name"]: item["value"] for item in container.get("environment", [])}
+        overridden = container.get("environment", []) + self._override(task).get("environment", [])
+        environment = {item["name"]: item["value"] for item in overridden}
         secretsmanager = boto3.client("secretsmanager")
         for secret in container.get("secrets", []):
             environment[secret["name"]] = _resolve_secret(secretsmanager, secret["valueFrom"])
@@ -204,8 +206,11 @@ class FakeFargate:
 
     def command(self, task_arn: str) -> list[str]:
         task = boto3.client("ecs").describe_tasks(cluster=CLUSTER, tasks=[task_arn])["tasks"][0]
-        override = next(o for o in task["overrides"]["containerOverrides"] if o["name"] == RUN_CONTAINER)
-        return override["command"]
+        return self._override(task)["command"]
+
+    @staticmethod
+    def _override(task: dict[str, Any]) -> dict[str, Any]:
+        return next(o for o in task["overrides"]["containerOverrides"] if o["name"] == RUN_CONTAINER)
 
     def run(
         self, task_arn: str, *, kill_when: Callable[[], bool] | None = None, timeout: float = 180

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from dagster import DagsterEventType, DagsterRunStatus
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.events import DagsterEvent
 from dagster._core.scheduler.instigation import TickStatus
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG
@@ -314,3 +314,37 @@ def test_run_monitoring_leaves_the_runs_of_the_process_to_run_entry_point_alone(
 
         assert instance.get_run_by_id(entry_point_run.run_id).status == DagsterRunStatus.STARTED
         assert instance.get_run_by_id(other_run.run_id).status == DagsterRunStatus.FAILURE
+
+
+def test_an_old_eventbridge_target_runs_its_process_on_the_new_run_task_definition(production_stack) -> None:
+    """The migration recipe (deploy/README.md): the old schedule's ECS target now names the new run task definition,
+    with ``processToRun`` and the ``intervalprocessing`` command as container overrides."""
+    stack = production_stack
+    task = boto3.client("ecs").run_task(
+        cluster="intervalprocessing",
+        taskDefinition=stack.run_task_definition_arn,
+        capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": stack.subnets, "securityGroups": stack.security_groups}
+        },
+        overrides={
+            "containerOverrides": [
+                {
+                    "name": "run",
+                    "command": ["intervalprocessing"],
+                    "environment": [{"name": "processToRun", "value": "FileGenerationProcesses"}],
+                }
+            ]
+        },
+    )["tasks"][0]
+
+    assert stack.fargate.run(task["taskArn"]) == 0, stack.task_outputs[task["taskArn"]][-3000:]
+
+    output = stack.task_outputs[task["taskArn"]]
+    assert "processToRun: FileGenerationProcesses" in output and "IntervalProcessing Complete..." in output
+    with DagsterInstance.get() as instance:  # the deployment's Postgres: the run shows in the UI
+        (run,) = instance.get_runs()
+        assert run.job_name == "file_generation_job" and run.status == DagsterRunStatus.SUCCESS
+        assert run.tags[compat.LAUNCHED_BY_TAG] == "processToRun"
+    keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket="intervalprocessing")["Contents"]]
+    assert any(key.startswith("GeneratedFiles/DailyAuditInventory_") for key in keys)
