@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             server_version = _server_version(server.uri)
     document = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
         "sizes": list(sizes),
         "repeats": args.repeats,
         "runtime_seconds": round(time.monotonic() - started, 1),
