@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 import psycopg2
@@ -213,9 +213,10 @@ class FakeFargate:
         return next(o for o in task["overrides"]["containerOverrides"] if o["name"] == RUN_CONTAINER)
 
     def run(
-        self, task_arn: str, *, kill_when: Callable[[], bool] | None = None, timeout: float = 180
+        self, task_arn: str, *, kill_when: Callable[[str], bool] | None = None, timeout: float = 180
     ) -> int:
-        """Run the task to its end and return the container's exit code (137 when ``kill_when`` fired: SIGKILL)."""
+        """Run the task to its end and return the container's exit code; 137 (SIGKILL) once ``kill_when``, asked
+        with the output so far, says so."""
         self.set_status(task_arn, "RUNNING")
         env = {
             **self.stack.host_environment(),
@@ -229,15 +230,14 @@ class FakeFargate:
             killed = False
             deadline = time.monotonic() + timeout
             while process.poll() is None:
-                if kill_when is not None and not killed and kill_when():
+                if kill_when is not None and not killed and kill_when(_read(console)):
                     os.killpg(process.pid, signal.SIGKILL)  # the whole worker: run process and step processes
                     killed = True
                 if time.monotonic() > deadline:
                     os.killpg(process.pid, signal.SIGKILL)
                     raise AssertionError(f"task {task_arn} ran longer than {timeout}s")
                 time.sleep(0.05)
-            console.seek(0)
-            output = console.read().decode(errors="replace")
+            output = _read(console)
         exit_code = 137 if killed else process.returncode
         self.stack.task_outputs[task_arn] = output
         self.write_logs(task_arn, output.splitlines() or ["(no output)"])
@@ -255,6 +255,11 @@ class FakeFargate:
             logStreamName=stream,
             logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
         )
+
+
+def _read(console: IO[bytes]) -> str:
+    console.seek(0)
+    return console.read().decode(errors="replace")
 
 
 def _resolve_secret(secretsmanager: Any, value_from: str) -> str:

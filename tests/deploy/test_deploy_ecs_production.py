@@ -153,9 +153,9 @@ def test_a_task_that_exits_non_zero_fails_the_run_with_exit_code_and_log_tail_an
         (run,) = stack.runs(context)
         task_arn = instance.get_run_by_id(run.run_id).tags["ecs/task_arn"]
 
-        # The container is killed once the run worker has started the run (out of memory, say): exit code 137.
-        def started() -> bool:
-            return instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+        # The container is killed once the run worker has started the run and said so (out of memory, say).
+        def started(output: str) -> bool:
+            return "RUN_START" in output and instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
 
         assert stack.fargate.run(task_arn, kill_when=started) == 137
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # nobody told Dagster yet
