@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import subprocess
+import time
 from typing import Any
 
 import boto3
@@ -180,6 +183,7 @@ def test_a_task_that_exits_non_zero_fails_the_run_with_exit_code_and_log_tail_an
         assert retry.tags["intervalprocessing/cadence"] == "hourly"
         assert retry.status == DagsterRunStatus.STARTING
         assert len(stack.run_task_calls) == 2
+        assert retry.tags["ecs/task_arn"] != task_arn  # monitoring now watches the new task
 
 
 def test_a_task_stuck_in_provisioning_is_failed_by_run_monitoring_and_retried(
@@ -348,3 +352,28 @@ def test_an_old_eventbridge_target_runs_its_process_on_the_new_run_task_definiti
         assert run.tags[compat.LAUNCHED_BY_TAG] == "processToRun"
     keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket="intervalprocessing")["Contents"]]
     assert any(key.startswith("GeneratedFiles/DailyAuditInventory_") for key in keys)
+
+
+def test_the_daemon_service_command_runs_every_daemon_the_instance_needs(production_stack, tmp_path) -> None:
+    """The daemon task's own command (infra_cdk: ``dagster-daemon run -w .../workspace.yaml``) with this instance:
+    the scheduler, the run queue, run monitoring and the retry consumer all start and report healthy."""
+    needed = {"SCHEDULER", "QUEUED_RUN_COORDINATOR", "MONITORING", "EVENT_LOG_CONSUMER"}
+    with open(tmp_path / "daemon.log", "wb") as log_file:
+        daemon = subprocess.Popen(
+            ["dagster-daemon", "run", "-w", "workspace.yaml"], stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        with DagsterInstance.get() as instance:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and not needed <= set(instance.get_daemon_heartbeats()):
+                assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+                time.sleep(1)
+            heartbeats = instance.get_daemon_heartbeats()
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+    output = (tmp_path / "daemon.log").read_text()
+    assert needed <= set(heartbeats), output[-3000:]
+    assert all(not heartbeats[name].errors for name in needed), {n: heartbeats[n].errors for n in needed}
+    assert "Instance is configured with the following daemons" in output
