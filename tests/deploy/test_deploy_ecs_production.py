@@ -11,12 +11,14 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 from typing import Any
 
 import boto3
 import pytest
+import requests
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.events import DagsterEvent
 from dagster._core.scheduler.instigation import TickStatus
@@ -377,3 +379,35 @@ def test_the_daemon_service_command_runs_every_daemon_the_instance_needs(product
     assert needed <= set(heartbeats), output[-3000:]
     assert all(not heartbeats[name].errors for name in needed), {n: heartbeats[n].errors for n in needed}
     assert "Instance is configured with the following daemons" in output
+
+
+def test_the_webserver_service_command_serves_this_instance(production_stack, tmp_path) -> None:
+    """The webserver task's command (infra_cdk) with this instance: the UI's API answers and names the launcher."""
+    port = _free_port()
+    with open(tmp_path / "webserver.log", "wb") as log_file:
+        webserver = subprocess.Popen(
+            ["dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    query = "{ instance { runLauncher { name } daemonHealth { id } } }"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert webserver.poll() is None, (tmp_path / "webserver.log").read_text()[-3000:]
+            try:
+                response = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=10)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, (tmp_path / "webserver.log").read_text()[-3000:]
+                time.sleep(0.5)
+    finally:
+        os.killpg(webserver.pid, signal.SIGTERM)
+        webserver.wait(timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["instance"]["runLauncher"]["name"] == "EnvNetworkEcsRunLauncher"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
