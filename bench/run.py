@@ -57,6 +57,7 @@ class MongoServer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return the exit code (failed scenarios are reported in the results, not as an exit)."""
     args = _parse_args(argv)
     sizes = FULL_SIZES if args.full else tuple(args.sizes)
     started = time.monotonic()
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="intervalprocessing-bench-") as scratch_name:
         scratch = Path(scratch_name)
         with _mongo_server(args.mongodb_uri, scratch) as server, _moto_s3():
-            results = []
+            results: list[dict[str, Any]] = []
             generation: dict[str, float] = {}
             for n in sizes:
                 database = f"bench_{n}"
@@ -109,7 +110,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="folder for latest.json and latest.md (default: bench/results)")
     parser.add_argument("--scenarios", type=_scenario_names, default=tuple(SCENARIOS),
                         help="comma-separated scenario names or families, e.g. report-s3,find.platform (default: all)")
-    parser.add_argument("--repeats", type=int, default=1,
+    parser.add_argument("--repeats", type=_positive, default=1,
                         help="runs of each scenario per size, in rounds; the median run is reported (default: 1)")
     parser.add_argument("--no-overhead", dest="overhead", action="store_false",
                         help="skip the Dagster overhead figure (about 30 s)")
@@ -123,6 +124,13 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError("sizes must be positive integers, e.g. 10000,100000")
     return tuple(sorted(set(sizes)))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _scenario_names(text: str) -> tuple[str, ...]:
