@@ -132,8 +132,8 @@ def _result_row(runs: _Index, result: dict[str, Any]) -> str:
     floor = runs.floor(family, n)
     vs_old = ""
     if old and variant != "old":
-        vs_old = f"{_ratio(old, result, 'wall'):.1f}× (CPU {_ratio(old, result, 'cpu'):.1f}×)"
-    vs_floor = f"{_ratio(floor, result, 'wall'):.0%} (CPU {_ratio(floor, result, 'cpu'):.0%})" if floor else ""
+        vs_old = _compare(old, result, ".1f", "×")
+    vs_floor = _compare(floor, result, ".0%") if floor else ""
     mb_per_s = f"{result['bytes'] / _MB / wall:.1f}" if result["bytes"] else "—"
     server_cpu = "—" if result["server_cpu_seconds"] is None else f"{result['server_cpu_seconds']:.2f}"
     if family == "report-s3" and result.get("s3_cpu_seconds") is not None:
@@ -148,16 +148,31 @@ def _result_row(runs: _Index, result: dict[str, Any]) -> str:
     )
 
 
-def _cpu_seconds(result: dict[str, Any]) -> float:
-    """Client + server + S3 CPU: the work done, whatever else competed for the cores meanwhile."""
-    return result["client_cpu_seconds"] + (result["server_cpu_seconds"] or 0) + (result.get("s3_cpu_seconds") or 0)
+def _cpu_seconds(result: dict[str, Any]) -> float | None:
+    """Client + server + S3 CPU: the work done, whatever else competed for the cores meanwhile.
+
+    None when the server's CPU is unknown (``--mongodb-uri``): client CPU alone would be a misleading ratio.
+    """
+    if result["server_cpu_seconds"] is None:
+        return None
+    return result["client_cpu_seconds"] + result["server_cpu_seconds"] + (result.get("s3_cpu_seconds") or 0)
 
 
-def _ratio(reference: dict[str, Any], result: dict[str, Any], basis: str) -> float:
-    """``reference`` / ``result`` by wall time or by CPU time (higher = ``result`` is cheaper)."""
+def _ratio(reference: dict[str, Any], result: dict[str, Any], basis: str) -> float | None:
+    """``reference`` / ``result`` by wall time or by CPU time (higher = ``result`` is cheaper); None if unknown."""
     if basis == "wall":
         return reference["wall_seconds"] / result["wall_seconds"]
-    return _cpu_seconds(reference) / max(_cpu_seconds(result), 1e-9)
+    reference_cpu, result_cpu = _cpu_seconds(reference), _cpu_seconds(result)
+    if reference_cpu is None or result_cpu is None:
+        return None
+    return reference_cpu / max(result_cpu, 1e-9)
+
+
+def _compare(reference: dict[str, Any], result: dict[str, Any], spec: str, suffix: str = "") -> str:
+    """``wall`` ratio with the CPU ratio in brackets when known, e.g. ``2.0× (CPU 1.9×)`` or ``93% (CPU 94%)``."""
+    wall, cpu = _ratio(reference, result, "wall"), _ratio(reference, result, "cpu")
+    text = f"{wall:{spec}}{suffix}"
+    return text if cpu is None else f"{text} (CPU {cpu:{spec}}{suffix})"
 
 
 def _commands(result: dict[str, Any]) -> str:
@@ -263,7 +278,7 @@ def _speedup(runs: _Index) -> dict[str, Any]:
              if (old := runs.get("find", "old", n)) and (new := runs.get("find", "platform", n))}
     if not pairs:
         return _target(name, "not measured", "the old or the platform find-based scenario did not run")
-    evidence = ", ".join(f"N={n:,}: {_ratio(old, new, 'wall'):.1f}× (CPU {_ratio(old, new, 'cpu'):.1f}×)"
+    evidence = ", ".join(f"N={n:,}: {_compare(old, new, '.1f', '×')}"
                          for n, (old, new) in pairs.items())
     if SPEEDUP_SIZE not in pairs:
         return _target(name, "not measured", f"N={SPEEDUP_SIZE:,} not in this run (`--sizes 10000,100000` or "
@@ -300,20 +315,23 @@ def _floor_share(runs: _Index, family: str) -> dict[str, Any]:
              if (floor := runs.floor(family, n)) and (new := runs.get(family, "platform", n))}
     if not pairs:
         return _target(name, "not measured", "the floor or the platform scenario did not run")
-    evidence = ", ".join(f"N={n:,}: {_ratio(floor, new, 'wall'):.0%} (CPU {_ratio(floor, new, 'cpu'):.0%}; floor = "
-                         f"{floor['variant']})" for n, (floor, new) in pairs.items())
+    evidence = ", ".join(f"N={n:,}: {_compare(floor, new, '.0%')} against {floor['variant']}"
+                         for n, (floor, new) in pairs.items())
     largest = max(pairs)
     floor, new = pairs[largest]
     if _ratio(floor, new, "wall") >= FLOOR_SHARE_TARGET:
         return _target(name, "pass", evidence + f"; judged on wall time at the largest N ({largest:,})")
     client_extra = new["client_cpu_seconds"] - floor["client_cpu_seconds"]
-    server_extra = _cpu_seconds(new) - _cpu_seconds(floor) - client_extra
+    new_cpu, floor_cpu = _cpu_seconds(new), _cpu_seconds(floor)
+    server_extra = 0.0 if new_cpu is None or floor_cpu is None else new_cpu - floor_cpu - client_extra
     extra_wall = new["wall_seconds"] - floor["wall_seconds"]
     where = (f"at N={largest:,} the platform took {extra_wall:.2f} s more wall time than the floor, of which "
-             f"{client_extra:+.2f} s is client CPU and {server_extra:+.2f} s server (and S3) CPU; commands "
-             f"{new['commands_total']} vs {floor['commands_total']}.")
-    if _ratio(floor, new, "cpu") >= FLOOR_SHARE_TARGET:
-        where += (f" By CPU time the platform is at {_ratio(floor, new, 'cpu'):.0%} of the floor: the wall-time gap "
+             f"{client_extra:+.2f} s is client CPU" +
+             ("" if new_cpu is None else f" and {server_extra:+.2f} s server (and S3) CPU") +
+             f"; commands {new['commands_total']} vs {floor['commands_total']}.")
+    cpu_share = _ratio(floor, new, "cpu")
+    if cpu_share is not None and cpu_share >= FLOOR_SHARE_TARGET:
+        where += (f" By CPU time the platform is at {cpu_share:.0%} of the floor: the wall-time gap "
                   "is not work either side did but waiting, most likely for cores taken by other processes (see "
                   "the load average below) or for the server's disk.")
         fix = ("nothing in the platform on this evidence; rerun on a quiet machine with `--repeats 3` (the median "
