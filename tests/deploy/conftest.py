@@ -39,7 +39,7 @@ import pymongo
 import pytest
 import requests
 from dagster import DagsterInstance, DagsterRun
-from dagster._core.remote_representation.external import RemoteSchedule
+from dagster._core.remote_representation.external import RemoteRepository, RemoteSchedule
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
@@ -437,26 +437,30 @@ class ProductionStack:
     def _record_api_call(self, model: Any, **_: Any) -> None:
         self.launcher_api_calls.add(f"{model.metadata['endpointPrefix']}:{model.name}")
 
-    def schedule(self, context: WorkspaceProcessContext, name: str) -> RemoteSchedule:
+    def _repository(self, context: WorkspaceProcessContext) -> RemoteRepository:
         location = context.create_request_context().get_code_location(LOCATION_NAME)
         (repository,) = location.get_repositories().values()
-        return repository.get_schedule(name)
+        return repository
+
+    def schedule(self, context: WorkspaceProcessContext, name: str) -> RemoteSchedule:
+        return self._repository(context).get_schedule(name)
 
     def enable_only(self, context: WorkspaceProcessContext, *schedule_names: str) -> None:
         """The schedules as an operator leaves them after checking the deployment: ``schedule_names`` started now,
-        every other one stopped."""
-        now = datetime.now(UTC).replace(microsecond=0)
+        every other one stopped. (Every scheduler iteration evaluates every running schedule, as the daemon does.)"""
         instance = context.instance
-        location = context.create_request_context().get_code_location(LOCATION_NAME)
-        (repository,) = location.get_repositories().values()
-        for schedule in repository.get_schedules():
+        for schedule in self._repository(context).get_schedules():
             stored = instance.get_instigator_state(schedule.get_remote_origin_id(), schedule.selector_id)
             running = schedule.get_current_instigator_state(stored).is_running
             if schedule.name in schedule_names and not running:
-                instance.start_schedule(schedule)
+                self.start(context, schedule.name)
             elif schedule.name not in schedule_names and running:
                 instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
-            self.last_tick_time[schedule.name] = now
+
+    def start(self, context: WorkspaceProcessContext, schedule_name: str) -> None:
+        """Start one schedule now (UI: Automation -> Start); its ticks count from now."""
+        context.instance.start_schedule(self.schedule(context, schedule_name))
+        self.last_tick_time[schedule_name] = datetime.now(UTC).replace(microsecond=0)
 
     def tick(self, context: WorkspaceProcessContext, schedule_name: str) -> datetime:
         """A scheduler iteration just after ``schedule_name``'s next tick (time is simulated, the code path is the

@@ -224,7 +224,7 @@ def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
     stack = production_stack
     with stack.daemon() as context:
         instance = context.instance
-        stack.enable_only(context, "quarter_hourly_data_change_schedule", "hourly_data_change_schedule")
+        stack.enable_only(context, "quarter_hourly_data_change_schedule")
         stack.tick(context, "quarter_hourly_data_change_schedule")
         stack.dequeue(context)
         (first,) = stack.runs(context)
@@ -249,6 +249,7 @@ def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
         manual = stack.runs(context)[-1]
         assert manual.tags["intervalprocessing/cadence"] == "quarter_hourly"
         # ... while another cadence's tick is launched at once.
+        stack.start(context, "hourly_data_change_schedule")
         stack.tick(context, "hourly_data_change_schedule")
         stack.dequeue(context)
         assert instance.get_run_by_id(manual.run_id).status == DagsterRunStatus.QUEUED
