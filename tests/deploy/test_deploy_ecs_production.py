@@ -13,7 +13,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -33,6 +35,9 @@ from dagster._time import get_current_timestamp
 from intervalprocessing_dagster import compat
 
 pytestmark = pytest.mark.system
+
+# The environment's own console scripts: CI runs `.venv/bin/python -m pytest` without the venv on PATH.
+BIN = Path(sys.executable).parent
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +247,7 @@ def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
         # (It also asks for a bigger task, the way a job can through Dagster's ecs/* tags.)
         bigger = {"ecs/cpu": "2048", "ecs/memory": "8192", "ecs/ephemeral_storage": "50"}
         subprocess.run(
-            ["dagster", "job", "launch", "-w", "workspace.yaml", "-j", "quarter_hourly_data_change_job",
+            [str(BIN / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "quarter_hourly_data_change_job",
              "--tags", json.dumps(bigger)],
             check=True, capture_output=True, timeout=120,
         )
@@ -363,7 +368,7 @@ def test_the_daemon_service_command_runs_every_daemon_the_instance_needs(product
     needed = {"SCHEDULER", "QUEUED_RUN_COORDINATOR", "MONITORING", "EVENT_LOG_CONSUMER"}
     with open(tmp_path / "daemon.log", "wb") as log_file:
         daemon = subprocess.Popen(
-            ["dagster-daemon", "run", "-w", "workspace.yaml"], stdout=log_file, stderr=subprocess.STDOUT,
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
@@ -387,7 +392,7 @@ def test_the_webserver_service_command_serves_this_instance(production_stack, tm
     port = _free_port()
     with open(tmp_path / "webserver.log", "wb") as log_file:
         webserver = subprocess.Popen(
-            ["dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
     query = "{ instance { runLauncher { name } daemonHealth { id } } }"
