@@ -16,7 +16,7 @@ WORKDIR /opt/dagster/app
 
 # Dependencies first, in their own layer: rebuilt only when pyproject.toml (or the install steps) change.
 COPY pyproject.toml ./
-COPY deploy/install.sh deploy/install.sh
+COPY deploy/install.sh deploy/constraints.txt deploy/
 RUN deploy/install.sh deps
 
 # The project itself (no extras: the embedded MongoDB, SecantusDB, stays out), then the image's own checks.

@@ -3,7 +3,8 @@
 # in a fresh virtualenv (the image itself cannot be built there), so a broken install fails CI, not a deploy.
 #
 #   deploy/install.sh requirements  print the runtime requirements (pyproject's [project].dependencies, no extras)
-#   deploy/install.sh deps          install them: the Dockerfile's cached layer, rebuilt only when pyproject changes
+#   deploy/install.sh deps          install them at the versions pinned in deploy/constraints.txt: the Dockerfile's
+#                                   cached layer, rebuilt only when pyproject or the constraints change
 #   deploy/install.sh project       install the package itself, without dependencies and without any extra
 #   deploy/install.sh check         what must hold in the image: consistent dependencies, no embedded MongoDB
 #                                   (SecantusDB, GPL) installed, production definitions load, the console script
@@ -24,7 +25,7 @@ requirements() {
 deps() {
     list="$(mktemp)"
     requirements > "$list"
-    "$PYTHON" -m pip install --no-cache-dir --requirement "$list"
+    "$PYTHON" -m pip install --no-cache-dir --requirement "$list" --constraint deploy/constraints.txt
     rm -f "$list"
 }
 

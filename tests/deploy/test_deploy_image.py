@@ -9,6 +9,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
@@ -145,3 +147,23 @@ def test_install_steps_take_only_the_runtime_dependencies() -> None:
 def test_install_refuses_an_unknown_step() -> None:
     completed = subprocess.run([str(REPO / "deploy" / "install.sh"), "everything"], capture_output=True, text=True)
     assert completed.returncode == 2 and completed.stderr.startswith("usage:")
+
+
+def test_the_image_installs_pinned_versions_that_satisfy_pyproject() -> None:
+    """Two builds of one commit get the same packages: every runtime requirement is pinned in the constraints file
+    the install step passes to pip, at a version pyproject allows (CI's install of the same steps proves they
+    resolve together)."""
+    pins = {
+        canonicalize_name(name): version
+        for name, version in (
+            line.split("==", 1) for line in (REPO / "deploy" / "constraints.txt").read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+    }
+    assert "--constraint deploy/constraints.txt" in (REPO / "deploy" / "install.sh").read_text()
+    runtime = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in map(Requirement, runtime):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not pinned in deploy/constraints.txt"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} does not satisfy {requirement}"
+    assert "secantusdb" not in pins
