@@ -8,7 +8,8 @@ daemon's schedules (deploy/README.md, "Migrating from the EventBridge tasks").
 The log lines mirror the old app's (``processToRun: ...``, ``Initiating IntervalProcessing Processes...``, ...)
 because operators search CloudWatch for them. An unknown or missing value is one clear line and exit code 2, not the
 old ``NotImplementedException`` trace (so is a bad setting or a missing ``DAGSTER_HOME``); a failed run is exit
-code 1, so ECS and EventBridge see the failure.
+code 1, so ECS and EventBridge see the failure. A process whose job still has a run in flight is skipped (exit 0):
+two runs of one cadence never overlap, whichever way they were started.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import re
 import sys
 from collections.abc import Mapping
 
-from dagster import DagsterInstance, JobDefinition
+from dagster import DagsterInstance, JobDefinition, RunsFilter
 from dagster._core.errors import DagsterHomeNotSetError, DagsterInvalidConfigError, DagsterInvariantViolationError
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change.schedules import ACTIVE_RUN_STATUSES
 from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.reports.definitions import PROCESS_TO_RUN as FILE_GENERATION_PROCESS
 from intervalprocessing_dagster.reports.definitions import file_generation_job
@@ -78,10 +80,18 @@ def main() -> int:
         return EXIT_USAGE
 
     log.info("Initiating IntervalProcessing Processes...")
-    log.info("Executing %s process (Dagster job %s)...", process, job_name)
-    # In this one process, step after step, like the old app (and its task size): the old task definitions were
-    # sized for one process, and a step subprocess per automation would only add start-up time.
     with instance:
+        # These runs bypass the daemon's run queue, so its one-run-per-cadence limit does not hold them back: check
+        # here, or an EventBridge tick would overlap a slow run of the same process (spec §5.7).
+        in_flight = instance.get_runs(RunsFilter(job_name=job_name, statuses=ACTIVE_RUN_STATUSES), limit=1)
+        if in_flight:
+            run = in_flight[0]
+            log.info("%s process skipped: Dagster run %s of %s is still %s", process, run.run_id, job_name,
+                     run.status.value)
+            return EXIT_SUCCESS
+        log.info("Executing %s process (Dagster job %s)...", process, job_name)
+        # In this one process, step after step, like the old app (and its task size): the old task definitions were
+        # sized for one process, and a step subprocess per automation would only add start-up time.
         result = load_job(job_name).execute_in_process(
             instance=instance,
             tags={LAUNCHED_BY_TAG: PROCESS_TO_RUN_VARIABLE, PROCESS_TO_RUN_TAG: process},

@@ -138,3 +138,24 @@ def test_the_console_script_exits_with_mains_code(tmp_path: Path) -> None:
     completed = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
     assert completed.stderr.startswith("error: processToRun is 'Nope'; valid values: FileGenerationProcesses")
+
+
+def test_a_process_whose_job_is_still_running_is_skipped(
+    old_task_environment: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    home, database = old_task_environment
+    with DagsterInstance.from_config(str(home)) as instance:
+        slow = instance.create_run_for_job(compat.load_job("hourly_data_change_job"), status=DagsterRunStatus.STARTED)
+    monkeypatch.setenv("processToRun", "HourlyDataChangeProcesses")
+
+    assert compat.main() == 0
+
+    assert f"HourlyDataChangeProcesses process skipped: Dagster run {slow.run_id}" in capsys.readouterr().out
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert [run.run_id for run in instance.get_runs()] == [slow.run_id]
+    client = pymongo.MongoClient(os.environ["MONGODB_URI"])
+    assert client[database].automationruns.count_documents({}) == 0
+    # Another cadence is not held back by it.
+    monkeypatch.setenv("processToRun", "QuarterHourlyDataChangeProcesses")
+    assert compat.main() == 0
+    assert "QuarterHourlyDataChangeProcesses process complete" in capsys.readouterr().out
