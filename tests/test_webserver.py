@@ -54,6 +54,21 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.wait(timeout=30)
 
 
+LINEAGE_QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
+
+
+def test_ui_shows_lineage_from_the_source_collections_to_the_reports(webserver: str) -> None:
+    response = requests.post(f"{webserver}/graphql", json={"query": LINEAGE_QUERY}, timeout=60)
+    response.raise_for_status()
+    upstream = {
+        "/".join(node["assetKey"]["path"]): {"/".join(key["path"]) for key in node["dependencyKeys"]}
+        for node in response.json()["data"]["assetNodes"]
+    }
+    assert upstream["daily_audit_inventory"] == {"audits"}
+    assert upstream["weekly_mrr_inventory"] == {"medicalrecordrequests", "providers"}
+    assert upstream["daily_active_mrr_inventory"] == {"medicalrecordrequests", "providers"}
+
+
 def test_ui_lists_every_job_and_schedule(webserver: str) -> None:
     response = requests.post(f"{webserver}/graphql", json={"query": QUERY}, timeout=60)
     response.raise_for_status()
