@@ -5,7 +5,9 @@ filter was only ``_id`` (spec §3.2, §5.4, §5.7): memory grew with the data, o
 document that stopped matching between read and write was changed anyway. Here:
 
 * a find query is one server-side ``update_many`` whose filter *is* the query, so nothing crosses the network but
-  the command, and the server re-checks the condition as it writes;
+  the command, and the server re-checks the condition as it writes; if the server refuses a document part-way
+  (``update_many`` then stops), the remaining documents are written in ``_id`` batches that still re-check the query,
+  and the refused ones are reported;
 * an aggregate query is streamed projected to ``_id`` and written in unordered batches of ``batch_size`` (one
   ``UpdateOne`` per ``_id``, so a document the server refuses does not stop the others in its batch); a pipeline's
   condition cannot be re-checked in a write filter, the plan's own conditions (push guard, array present) are;
@@ -26,7 +28,7 @@ from typing import Any
 import pymongo
 from pymongo import UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError, WriteError
 
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
 from intervalprocessing_dagster.mongo.shell_syntax import MongoQuery
@@ -86,7 +88,8 @@ def execute(
             sample_size=sample_size, log=log,
         )
     return _execute_filter(
-        collection, query.filter or {}, plan, deadline=deadline, dry_run=dry_run, sample_size=sample_size, log=log
+        collection, query.filter or {}, plan, deadline=deadline, dry_run=dry_run, batch_size=batch_size,
+        sample_size=sample_size, log=log,
     )
 
 
@@ -97,6 +100,7 @@ def _execute_filter(
     *,
     deadline: float,
     dry_run: bool,
+    batch_size: int,
     sample_size: int,
     log: Callable[[str], None],
 ) -> ExecutionResult:
@@ -109,9 +113,21 @@ def _execute_filter(
             log(f"dry run: {matched} document(s) of {collection.name} would be updated; nothing written")
             return ExecutionResult(matched, 0, 1, time.monotonic() - started, True, sample)
         log(f"updating {collection.name} server-side (one update_many; the query is re-checked on write)")
-        result = collection.update_many(write_filter, plan.update, array_filters=plan.array_filters or None)
-    log(f"{result.matched_count} matched, {result.modified_count} modified")
-    return ExecutionResult(result.matched_count, result.modified_count, 1, time.monotonic() - started, False)
+        try:
+            result = collection.update_many(write_filter, plan.update, array_filters=plan.array_filters or None)
+        except WriteError as exc:
+            refused = exc
+        else:
+            log(f"{result.matched_count} matched, {result.modified_count} modified")
+            return ExecutionResult(result.matched_count, result.modified_count, 1, time.monotonic() - started, False)
+    # update_many stops at the first document the server refuses (e.g. a push onto a field that is not an array),
+    # leaving the rest unwritten. Finish the others one by one: documents already updated match again harmlessly
+    # (every plan is idempotent for its run), and the refused ones are reported, as on the pipeline path.
+    log(f"the server refused a document ({_server_message(refused)}); writing the remaining documents by _id")
+    return _execute_pipeline(
+        collection, [{"$match": write_filter}], plan, recheck=query_filter, deadline=deadline, dry_run=False,
+        batch_size=batch_size, sample_size=sample_size, log=log,
+    )
 
 
 def _execute_pipeline(
@@ -119,6 +135,7 @@ def _execute_pipeline(
     pipeline: list[dict[str, Any]],
     plan: UpdatePlan,
     *,
+    recheck: dict[str, Any] | None = None,
     deadline: float,
     dry_run: bool,
     batch_size: int,
@@ -146,7 +163,9 @@ def _execute_pipeline(
                 sample.extend(doc["_id"] for doc in cursor)
         else:
             array_filters = plan.array_filters or None
-            models = [UpdateOne(plan.filter({"_id": _id}), plan.update, array_filters=array_filters) for _id in ids]
+            models = [
+                UpdateOne(plan.filter(_by_id(_id, recheck)), plan.update, array_filters=array_filters) for _id in ids
+            ]
             try:
                 result = collection.bulk_write(models, ordered=False)
                 matched += result.matched_count
@@ -182,6 +201,17 @@ def _execute_pipeline(
     if failed:
         raise DocumentWriteErrors(result, failed, quoted)
     return result
+
+
+def _by_id(_id: Any, recheck: dict[str, Any] | None) -> dict[str, Any]:
+    """One document's write filter; with ``recheck`` (a find query) the server still checks the query as it writes."""
+    return {"$and": [recheck, {"_id": _id}]} if recheck else {"_id": _id}
+
+
+def _server_message(exc: PyMongoError) -> str:
+    """The server's own words for a refused write, without pymongo's full response dump."""
+    details = getattr(exc, "details", None) or {}
+    return str(details.get("errmsg") or exc)
 
 
 @contextmanager

@@ -278,3 +278,24 @@ def test_batches_stop_once_the_deadline_passes(mongo_db: Database) -> None:
         run(mongo_db, query="aggregate([{$sort:{_id:1}}])", batch_size=2, deadline=time.time() + 0.2,
             single=[{"elementName": "x", "updateType": "Add", "elementValue": 1}], log=slow_progress)
     assert mongo_db.docs.count_documents({"x": 1}) == 2
+
+
+def test_find_refused_documents_do_not_stop_the_others(mongo_db: Database) -> None:
+    """Spec §3.4: one bad document lost the rest of the automation's writes. update_many stops at the first document
+    the server refuses; the documents after it must still be written, the query still re-checked."""
+    mongo_db.docs.insert_many([
+        {"_id": 1, "status": "Open", "notes": []},
+        {"_id": 2, "status": "Open", "notes": "not an array"},
+        {"_id": 3, "status": "Open", "notes": []},
+        {"_id": 4, "status": "Closed", "notes": []},
+    ])
+    with pytest.raises(DocumentWriteErrors) as caught:
+        run(mongo_db, query="{ status: 'Open' }",
+            single=[{"elementName": "seen", "updateType": "Add", "elementValue": True}],
+            array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "x"}])
+    assert caught.value.failed == 1 and "_id 2" in str(caught.value)
+    after = docs(mongo_db)
+    assert [len(after[n]["notes"]) for n in (1, 3)] == [1, 1]  # pushed once each, the first pass's push not repeated
+    assert after[1]["seen"] is True and after[3]["seen"] is True
+    assert after[2] == {"_id": 2, "status": "Open", "notes": "not an array"}
+    assert after[4] == {"_id": 4, "status": "Closed", "notes": []}
