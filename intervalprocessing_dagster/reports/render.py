@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from bson import json_util
@@ -76,7 +76,7 @@ class RowRenderer:
             return ""
         try:
             return _FORMATTERS[column.format](value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ArithmeticError) as exc:  # ArithmeticError: any decimal signal left
             raise RenderError(
                 f"layout {self._layout.key!r}, column {column.header!r} ({column.path}), document "
                 f"_id={document.get('_id')!r}: {exc}"
@@ -128,7 +128,12 @@ def format_amount(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"an amount column needs a finite number of cents, got {value!r}")
     cents = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
-    return str((cents / 100).quantize(_CENT, rounding=ROUND_HALF_UP))
+    if not cents.is_finite():
+        raise ValueError(f"an amount column needs a finite number of cents, got {value!r}")
+    try:
+        return str((cents / 100).quantize(_CENT, rounding=ROUND_HALF_UP))
+    except InvalidOperation:
+        raise ValueError(f"an amount column cannot print {value!r} cents with two decimals (too many digits)") from None
 
 
 def format_address(value: Any) -> str:

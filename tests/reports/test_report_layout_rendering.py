@@ -79,6 +79,19 @@ def test_a_value_a_format_cannot_print_names_the_document_and_column() -> None:
         _render([{"header": "Audit Date", "path": "date", "format": "date"}], {"_id": 7, "date": "2024-02-24"})
 
 
+@pytest.mark.parametrize("cents, problem", [
+    (Decimal128("NaN"), r"needs a finite number of cents, got Decimal128\('NaN'\)"),
+    (Decimal128("Infinity"), r"needs a finite number of cents, got Decimal128\('Infinity'\)"),
+    (Decimal128("-Infinity"), r"needs a finite number of cents"),
+    (Decimal128("1E+40"), r"cannot print Decimal128\('1E\+40'\) cents with two decimals"),
+    (10**40, "cannot print 1" + "0" * 40 + " cents with two decimals"),
+])
+def test_an_amount_that_cannot_be_printed_names_the_document_and_column(cents: object, problem: str) -> None:
+    expected = r"column 'Audit Amount' \(amount\), document _id=7: an amount column " + problem
+    with pytest.raises(RenderError, match=expected):
+        _render([{"header": "Audit Amount", "path": "amount", "format": "amount"}], {"_id": 7, "amount": cents})
+
+
 @pytest.mark.parametrize("address, text", [
     ({"address1": "789 Boulevard St", "address2": "", "city": "Knoxville", "state": "TN", "zip": "37902"},
      "789 Boulevard St Knoxville, TN 37902"),
