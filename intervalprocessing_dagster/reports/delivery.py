@@ -11,7 +11,8 @@ Two stores, chosen in ``definitions.py`` (the one environment switch):
 * ``LocalReportStore`` (no bucket; the embedded default): writes into ``REPORTS_LOCAL_DIR`` (created if missing)
   through a temporary file in the same folder that is renamed over the final name only when complete, so readers
   never see a partial file and a rewrite replaces the old one whole (the old ``OpenWrite`` kept stale trailing
-  bytes, spec §5.11).
+  bytes, spec §5.11). The file gets ``0666`` less the process umask, as a plain create would (not the temporary
+  file's ``0600``), so consumers running as another user can read it.
 
 Keys are readable and deterministic, ``<prefix><fileName>``, e.g.
 ``GeneratedFiles/DailyAuditInventory_03152024_030000.txt``, where the old system used
@@ -72,6 +73,9 @@ class LocalReportStore(ReportStore):
         target = folder / file_name
         handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{file_name}.", suffix=".partial")
         try:
+            # mkstemp creates 0600; give the final file the mode an ordinary create would, so consumers running
+            # as another user can read it.
+            os.fchmod(handle, 0o666 & ~_current_umask())
             with os.fdopen(handle, "wb") as temp:
                 for chunk in chunks:
                     temp.write(chunk)
@@ -82,6 +86,21 @@ class LocalReportStore(ReportStore):
             Path(temp_name).unlink(missing_ok=True)
             raise
         return StoredFile(bucket=None, location=str(target), url=target.as_uri())
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (``/proc/self/status``, no race with other
+    threads creating files); elsewhere set and restored at once, the only portable way to read it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 class S3ReportStore(ReportStore):

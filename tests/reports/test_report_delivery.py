@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +91,16 @@ def test_local_store_replaces_whole_files_and_leaves_no_partial(tmp_path: Path) 
         store.write("r.txt", _failing_after(100))
     assert [p.name for p in folder.iterdir()] == ["r.txt"]
     assert Path(stored.location).read_bytes() == b"short\n"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_local_store_files_get_the_umask_mode_not_the_temp_files_0600(tmp_path: Path, umask: int, mode: int) -> None:
+    previous = os.umask(umask)
+    try:
+        stored = LocalReportStore(directory=str(tmp_path)).write("r.txt", iter([b"x\n"]))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(Path(stored.location).stat().st_mode) == mode
 
 
 def test_generated_file_record_is_upserted_on_its_location(mongo_db: Database) -> None:
