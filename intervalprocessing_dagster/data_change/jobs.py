@@ -33,7 +33,7 @@ from dagster import (
     op,
 )
 from pydantic import Field
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, ExecutionResult, execute
@@ -168,7 +168,6 @@ def apply_automation(
             deadline=_run_start(context) + task.cadence.work_budget_seconds, dry_run=config.dry_run,
             batch_size=config.batch_size, sample_size=config.sample_size, log=context.log.info,
         )
-        record(SUCCEEDED, result)
     except InvalidAutomationError as exc:
         raise fail(exc) from exc
     except DocumentWriteErrors as exc:
@@ -185,6 +184,13 @@ def apply_automation(
         raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from exc
     except Exception as exc:  # noqa: BLE001 - every other error fails this automation only, recorded
         raise fail(exc) from exc
+
+    # Outside the try above: the data is written, so a record that cannot be written must not turn the automation
+    # into a failure (or a retry of work already done).
+    try:
+        record(SUCCEEDED, result)
+    except PyMongoError as exc:
+        context.log.warning(f"automation {task.label} succeeded, but its {SUCCEEDED} run record was not written: {exc}")
 
     metadata: dict[str, Any] = {
         "matched": result.matched,

@@ -16,6 +16,7 @@ from dagster import (
     IntMetadataValue,
 )
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change import jobs
@@ -289,3 +290,21 @@ def test_demo_data_every_cadence_runs_green(mongo: MongoResource, mongo_db: Data
     assert mongo_db.audits.count_documents({"reviewedByAutomation": True}) == 2  # a typed (boolean) value
     assert mongo_db.audits.count_documents({"status": "Closed", "notes.text": "Audit opened"}) == 0
 
+
+
+def test_a_run_record_that_cannot_be_written_does_not_fail_an_applied_automation(
+    mongo: MongoResource, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = jobs.write_run_record
+
+    def refuse_success_records(database: Database, record: Any) -> None:
+        if record.status == "succeeded":
+            raise OperationFailure("not authorized on automationruns")
+        real_write(database, record)
+
+    monkeypatch.setattr(jobs, "write_run_record", refuse_success_records)
+    mongo_db.audits.insert_one({"status": "Open", "notes": []})
+    mongo_db.dataupdateconfigs.insert_one(automation("Recorded Or Not"))
+    result = run_job(Cadence.HOURLY, mongo)
+    assert result.success
+    assert mongo_db.audits.find_one()["notes"][0]["text"] == "Recorded Or Not"
