@@ -15,6 +15,10 @@ from enum import Enum
 CADENCE_TAG = "intervalprocessing/cadence"
 # Dagster's run-monitoring tag: a run still going after this many seconds is failed by the daemon.
 MAX_RUNTIME_TAG = "dagster/max_runtime"
+# Dagster's tag for how the daemon retries a failed run. A retry runs as a new ECS task whose disk holds none of the
+# first task's step outputs, so resuming "from failure" could not load the automations the first task read; the
+# whole run is repeated instead, which is safe: the loader is cheap and every plan is idempotent for its run stamp.
+RETRY_STRATEGY_TAG = "dagster/retry_strategy"
 # Time kept back from a run's max runtime so automations stop on their own (between batches, or by the server's
 # time limit) and record why, before run monitoring would kill the run without a word.
 _STOP_MARGIN_SECONDS = 60
@@ -82,8 +86,9 @@ class Cadence(Enum):
 
     @property
     def run_tags(self) -> dict[str, str]:
-        """Tags on every run of this cadence's job: the runtime limit and the one-at-a-time concurrency key."""
-        return {MAX_RUNTIME_TAG: str(self.max_runtime_seconds), CADENCE_TAG: self.key}
+        """Tags on every run of this cadence's job: the runtime limit, the one-at-a-time concurrency key, and retries
+        that repeat every step."""
+        return {MAX_RUNTIME_TAG: str(self.max_runtime_seconds), CADENCE_TAG: self.key, RETRY_STRATEGY_TAG: "ALL_STEPS"}
 
     @classmethod
     def from_process_to_run(cls, process_to_run: str) -> Cadence:

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dagster import (
+    DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
     RunRequest,
@@ -16,7 +17,9 @@ from dagster import (
     instance_for_test,
 )
 from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._daemon.auto_run_reexecution.auto_run_reexecution import get_reexecution_strategy
 
 from intervalprocessing_dagster.data_change.cadence import CADENCE_TAG, MAX_RUNTIME_TAG, Cadence
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
@@ -50,6 +53,17 @@ def test_each_job_is_limited_to_less_than_its_interval_and_tagged_for_one_at_a_t
     tags = DATA_CHANGE_JOBS[cadence].tags
     assert tags[CADENCE_TAG] == cadence.key
     assert 0 < cadence.work_budget_seconds < int(tags[MAX_RUNTIME_TAG]) < cadence.interval_seconds
+
+
+@pytest.mark.parametrize("cadence", list(Cadence))
+def test_the_retry_daemon_repeats_every_step_of_a_failed_run(cadence: Cadence) -> None:
+    """A retry is a new ECS task without the first task's step outputs: resuming from the failed automation steps
+    could not load their inputs, so the daemon must re-run the loader too."""
+    with DagsterInstance.ephemeral() as instance:
+        job = DATA_CHANGE_JOBS[cadence]
+        # Launched runs carry their job's tags (the launch path merges them in; create_run_for_job does not).
+        run = instance.create_run_for_job(job, status=DagsterRunStatus.FAILURE, tags=job.tags)
+        assert get_reexecution_strategy(run, instance) == ReexecutionStrategy.ALL_STEPS
 
 
 def test_process_to_run_values_map_to_the_jobs() -> None:
