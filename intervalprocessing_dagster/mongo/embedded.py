@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -22,11 +21,13 @@ import time
 from pathlib import Path
 
 import pymongo
+from dagster import get_dagster_logger
 from pymongo.errors import PyMongoError
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 
-log = logging.getLogger(__name__)
+# Dagster's logger, so "where the data lives" shows in the run's logs (a plain logger is not captured).
+log = get_dagster_logger(__name__)
 
 STARTUP_TIMEOUT_SECONDS = 30.0
 
