@@ -7,6 +7,10 @@ old processor class name (``DailyAuditInventoryProcessor``), which is how the bu
 entry. One optional field is new: ``configurations.cadence`` (``Daily``, the default, or ``Weekly``), read only for
 processes that are not one of the four built-ins (whose cadence is fixed by their old processor).
 
+Two processes may not share a ``fileNameBase``: they would write the same file (and ``generatedfiles`` record) in
+one run, the last silently replacing the other. Each of them fails with an error naming the other, while the reports
+with a base of their own are still generated.
+
 The old code crashed with ``KeyNotFoundException``, a deserialization error or a parse of ``""``; every problem here
 is a ``ReportConfigError`` that names the process, the query and the field, so an operator can fix the document.
 """
@@ -64,7 +68,18 @@ def load_process(db: Database, name: str) -> ReportProcess:
         raise ReportConfigError(
             f"{PROCESSES_COLLECTION}: no process named {name!r} in processes[] (configured: {configured})"
         )
-    return _parse_process(name, entries[name])
+    process = _parse_process(name, entries[name])
+    sharing = [other for other, configurations in entries.items()
+               if other != name and isinstance(configurations, Mapping)
+               and configurations.get("fileNameBase") == process.file_name_base]
+    if sharing:
+        others = ", ".join(repr(other) for other in sharing)
+        raise ReportConfigError(
+            f"{PROCESSES_COLLECTION} process {name!r}: configurations.fileNameBase {process.file_name_base!r} is also "
+            f"the fileNameBase of process {others}; each run would write the same file and generatedfiles record, "
+            f"so none of them is generated until each has its own fileNameBase"
+        )
+    return process
 
 
 def _entries(db: Database) -> dict[str, Any]:

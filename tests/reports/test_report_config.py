@@ -57,18 +57,35 @@ def test_an_unusable_entry_names_process_and_field(mongo_db: Database, overrides
                                                    problem: str) -> None:
     mongo_db.fileprocessingconfigs.insert_one({"processes": [
         {"name": "P", "configurations": _configurations(**overrides)},
-        {"name": "Fine", "configurations": _configurations()},
+        {"name": "Fine", "configurations": _configurations(fileNameBase="FineBase")},
     ]})
     with pytest.raises(ReportConfigError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         load_process(mongo_db, "P")
     assert load_process(mongo_db, "Fine").query_name == "q"  # a broken entry does not break its neighbours
 
 
+def test_a_shared_file_name_base_fails_every_process_that_shares_it(mongo_db: Database) -> None:
+    mongo_db.fileprocessingconfigs.insert_one({"processes": [
+        {"name": "A", "configurations": _configurations(fileNameBase="Same")},
+        {"name": "A", "configurations": _configurations(fileNameBase="Other")},  # dropped: the first A wins
+        {"name": "B", "configurations": _configurations(fileNameBase="Same")},
+        {"name": "C", "configurations": _configurations(fileNameBase="Same", queryName=None)},  # broken otherwise too
+        {"name": "D", "configurations": _configurations(fileNameBase="Other")},
+    ]})
+    with pytest.raises(ReportConfigError, match=r"process 'A': configurations.fileNameBase 'Same' is also the "
+                                                r"fileNameBase of process 'B', 'C'; each run would write the same"):
+        load_process(mongo_db, "A")
+    with pytest.raises(ReportConfigError, match=r"process 'B': configurations.fileNameBase 'Same' .* 'A', 'C';"):
+        load_process(mongo_db, "B")
+    assert load_process(mongo_db, "D").file_name_base == "Other"  # the dropped duplicate A does not count
+
+
 def test_stored_queries_parse_in_shell_syntax_and_errors_name_query_and_process(mongo_db: Database) -> None:
     mongo_db.fileprocessingconfigs.insert_one({"processes": [
-        {"name": "P", "configurations": _configurations(queryName="q")},
-        {"name": "Broken", "configurations": _configurations(queryName="broken", projection="{ auditId: }")},
-        {"name": "Empty", "configurations": _configurations(queryName="empty")},
+        {"name": "P", "configurations": _configurations(queryName="q", fileNameBase="P")},
+        {"name": "Broken", "configurations": _configurations(queryName="broken", projection="{ auditId: }",
+                                                              fileNameBase="Broken")},
+        {"name": "Empty", "configurations": _configurations(queryName="empty", fileNameBase="Empty")},
     ]})
     mongo_db.storedqueries.insert_many([
         {"name": "q", "query": "{ 'status' : { $in : [ 'Pending Review', 'Approved' ] } }"},

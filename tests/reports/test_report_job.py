@@ -187,6 +187,33 @@ def test_bad_config_fails_only_the_report_it_breaks(report_db: Database, run_rep
     assert report_db.generatedfiles.count_documents({"source": "GoodExtraProcessor"}) == 1
 
 
+def test_a_shared_file_name_base_fails_only_the_reports_sharing_it(report_db: Database, run_reports: RunReports,
+                                                                   reports_dir: Path) -> None:
+    report_db.fileprocessingconfigs.update_one({}, {"$push": {"processes": {"$each": [
+        {"name": "AuditCopyProcessor", "configurations": {
+            "queryName": "dailyAuditInventory", "collectionName": "audits", "projection": "{}",
+            "fileNameBase": "DailyAuditInventory", "writerTypeKey": "DailyAuditInventoryFileWriter"}},
+        {"name": "GoodExtraProcessor", "configurations": {
+            "queryName": "dailyAuditInventory", "collectionName": "audits", "projection": "{}",
+            "fileNameBase": "GoodExtra", "writerTypeKey": "DailyAuditInventoryFileWriter"}},
+    ]}}})
+
+    result = run_reports(THURSDAY_NIGHT)
+
+    assert materialized(result) == {"daily_active_mrr_inventory"}
+    errors = failures(result)
+    assert set(errors) == {"daily_audit_inventory", "configured_reports"}
+    assert ("process 'DailyAuditInventoryProcessor': configurations.fileNameBase 'DailyAuditInventory' is also the "
+            "fileNameBase of process 'AuditCopyProcessor'") in errors["daily_audit_inventory"]
+    assert "1 configured report(s) failed" in errors["configured_reports"]
+    assert ("process 'AuditCopyProcessor': configurations.fileNameBase 'DailyAuditInventory' is also the "
+            "fileNameBase of process 'DailyAuditInventoryProcessor'") in errors["configured_reports"]
+    assert not list(reports_dir.glob("DailyAuditInventory_*"))
+    assert (reports_dir / "GoodExtra_03142024_233000.txt").exists()
+    assert report_db.generatedfiles.count_documents({"source": {"$in": ["DailyAuditInventoryProcessor",
+                                                                        "AuditCopyProcessor"]}}) == 0
+
+
 def test_a_missing_process_entry_is_named(report_db: Database, run_reports: RunReports) -> None:
     report_db.fileprocessingconfigs.update_one({}, {"$pull": {"processes": {"name": "DailyAuditInventoryProcessor"}}})
     errors = failures(run_reports(THURSDAY_NIGHT))
