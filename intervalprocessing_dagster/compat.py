@@ -19,15 +19,18 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from dagster import DagsterInstance, JobDefinition, RunsFilter
 from dagster._core.errors import DagsterHomeNotSetError, DagsterInvalidConfigError, DagsterInvariantViolationError
+from dagster._utils.schedules import get_latest_completed_cron_tick
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.schedules import ACTIVE_RUN_STATUSES
 from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.reports.definitions import PROCESS_TO_RUN as FILE_GENERATION_PROCESS
 from intervalprocessing_dagster.reports.definitions import file_generation_job
+from intervalprocessing_dagster.run_clock import run_stamp_tags
 from intervalprocessing_dagster.settings import Settings, SettingsError
 
 PROCESS_TO_RUN_VARIABLE = "processToRun"
@@ -73,7 +76,7 @@ def main() -> int:
     # Configuration mistakes are the operator's to fix: one line saying what, without a trace. (DAGSTER_HOME unset
     # or not a directory, dagster.yaml invalid or naming an unset variable, a bad INTERVALPROCESSING_* value.)
     try:
-        Settings.from_env()
+        settings = Settings.from_env()
         instance = DagsterInstance.get()
     except (SettingsError, DagsterHomeNotSetError, DagsterInvariantViolationError, DagsterInvalidConfigError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
@@ -94,7 +97,8 @@ def main() -> int:
         # sized for one process, and a step subprocess per automation would only add start-up time.
         result = load_job(job_name).execute_in_process(
             instance=instance,
-            tags={LAUNCHED_BY_TAG: PROCESS_TO_RUN_VARIABLE, PROCESS_TO_RUN_TAG: process},
+            tags={LAUNCHED_BY_TAG: PROCESS_TO_RUN_VARIABLE, PROCESS_TO_RUN_TAG: process,
+                  **_tick_tags(process, settings.timezone)},
             raise_on_error=False,
         )
     run_id, success = result.run_id, result.success
@@ -104,6 +108,26 @@ def main() -> int:
     log.info("%s process complete (Dagster run %s)...", process, run_id)
     log.info("IntervalProcessing Complete...")
     return EXIT_SUCCESS
+
+
+def _tick_tags(process: str, timezone: str) -> dict[str, str]:
+    """A data-change run stands for its cadence's latest tick, as a scheduled run does.
+
+    The old EventBridge schedules fire on the same crons, and their retries come within the interval: sharing the
+    tick's stamp makes a retry's note pushes the ones already made (spec §5.5). File generation keeps its launch
+    time: the old file-generation schedule and ``FILE_GENERATION_CRON`` need not agree, and a stamp from the wrong
+    day would misname the files and misjudge the Friday rule.
+    """
+    try:
+        cadence = Cadence.from_process_to_run(process)
+    except ValueError:
+        return {}
+    return run_stamp_tags(get_latest_completed_cron_tick(cadence.cron, now(), timezone))
+
+
+def now() -> datetime:
+    """The current time; a function so tests can stand at a chosen moment."""
+    return datetime.now(UTC)
 
 
 def _one_line(exc: Exception) -> str:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pymongo
@@ -15,6 +16,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from intervalprocessing_dagster import compat
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from intervalprocessing_dagster.run_clock import RUN_STAMP_TAG
 
 VALID = [
     ("FileGenerationProcesses", "file_generation_job"),
@@ -159,3 +161,22 @@ def test_a_process_whose_job_is_still_running_is_skipped(
     monkeypatch.setenv("processToRun", "QuarterHourlyDataChangeProcesses")
     assert compat.main() == 0
     assert "QuarterHourlyDataChangeProcesses process complete" in capsys.readouterr().out
+
+
+def test_a_retried_data_change_task_stands_for_the_same_tick_and_pushes_nothing_twice(
+    old_task_environment: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """EventBridge retries a failed task within the interval: the retry is the same tick, so its notes are the same."""
+    home, database = old_task_environment
+    monkeypatch.setenv("processToRun", "HourlyDataChangeProcesses")
+    monkeypatch.setenv("INTERVALPROCESSING_TIMEZONE", "America/New_York")
+    for minute in (0, 7):  # the first delivery at 14:00:05, its retry at 14:07:05
+        monkeypatch.setattr(compat, "now", lambda minute=minute: datetime(2026, 3, 6, 14, minute, 5, tzinfo=UTC))
+        assert compat.main() == 0
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        stamps = {run.tags[RUN_STAMP_TAG] for run in instance.get_runs()}
+    assert stamps == {"2026-03-06T09:00:00-05:00"}
+    audits = pymongo.MongoClient(os.environ["MONGODB_URI"])[database].audits
+    escalated = audits.find_one({"priority": "High"})
+    assert [note["text"] for note in escalated["notes"]].count("Escalated: high-value audit pending review") == 1
