@@ -43,7 +43,7 @@ from dagster import (
 from pydantic import Field
 
 from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.reports.config import Cadence, load_process, process_names
+from intervalprocessing_dagster.reports.config import ReportCadence, load_process, process_names
 from intervalprocessing_dagster.reports.delivery import ReportStore
 from intervalprocessing_dagster.reports.generate import GeneratedReport, generate_report
 from intervalprocessing_dagster.run_clock import RunClock
@@ -173,7 +173,7 @@ def configured_reports(
             continue
         try:
             process = load_process(db, name)
-            if process.cadence is Cadence.WEEKLY and not weekly_due(stamp, config):
+            if process.cadence is ReportCadence.WEEKLY and not weekly_due(stamp, config):
                 skipped.append(name)
                 continue
             context.log.info(f"Executing {name} process...")

@@ -37,7 +37,7 @@ class ReportConfigError(ValueError):
     """A report's configuration is missing, incomplete or unusable; the message says which and where."""
 
 
-class Cadence(Enum):
+class ReportCadence(Enum):
     DAILY = "Daily"
     WEEKLY = "Weekly"
 
@@ -52,7 +52,7 @@ class ReportProcess:
     projection: str | dict[str, Any]
     file_name_base: str
     writer_type_key: str
-    cadence: Cadence
+    cadence: ReportCadence
 
 
 def process_names(db: Database) -> list[str]:
@@ -134,9 +134,10 @@ def _parse_process(name: str, configurations: Any) -> ReportProcess:
     projection = configurations.get("projection", "{}")
     if not isinstance(projection, (str, Mapping)):
         raise ReportConfigError(f"{where}: configurations.projection must be a document string such as '{{}}'")
-    cadence_text = configurations.get("cadence", Cadence.DAILY.value)
-    cadence = next((c for c in Cadence if isinstance(cadence_text, str) and c.value.lower() == cadence_text.lower()),
-                   None)
+    cadence_text = configurations.get("cadence", ReportCadence.DAILY.value)
+    cadence = next(
+        (c for c in ReportCadence if isinstance(cadence_text, str) and c.value.lower() == cadence_text.lower()), None
+    )
     if cadence is None:
         raise ReportConfigError(f"{where}: configurations.cadence must be 'Daily' or 'Weekly', got {cadence_text!r}")
     return ReportProcess(

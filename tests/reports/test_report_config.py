@@ -9,7 +9,7 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.shell_syntax import QuerySyntaxError
 from intervalprocessing_dagster.reports.config import (
-    Cadence,
+    ReportCadence,
     ReportConfigError,
     load_process,
     load_projection,
@@ -37,7 +37,7 @@ def test_first_document_first_entry_wins_and_null_entries_are_dropped(mongo_db: 
     assert process_names(mongo_db) == ["A", "B"]
     assert load_process(mongo_db, "A").file_name_base == "First"
     weekly = load_process(mongo_db, "B")
-    assert (weekly.cadence, load_projection(weekly)) == (Cadence.WEEKLY, {"auditId": 1})
+    assert (weekly.cadence, load_projection(weekly)) == (ReportCadence.WEEKLY, {"auditId": 1})
     assert load_projection(load_process(mongo_db, "A")) is None  # "{}": every field
 
 
