@@ -86,6 +86,8 @@ class DagsterServices(Construct):
             "DAGSTER_PG_PORT": database.instance.db_instance_endpoint_port,
             "DAGSTER_PG_DB": DATABASE_NAME,
             "DAGSTER_PG_USERNAME": DATABASE_USERNAME,
+            # Read by libpq under psycopg2: RDS forces TLS, and this makes the client refuse a downgrade too.
+            "PGSSLMODE": "require",
             "DAGSTER_RUN_CONTAINER_NAME": RUN_CONTAINER_NAME,
             "DAGSTER_ECS_CLUSTER": self.cluster.cluster_name,
             "DAGSTER_RUN_SUBNETS": ",".join(network.task_subnet_ids),

@@ -20,6 +20,7 @@ CONTRACT_ENVIRONMENT = {
     "DAGSTER_PG_PORT",
     "DAGSTER_PG_DB",
     "DAGSTER_PG_USERNAME",
+    "PGSSLMODE",
     "DAGSTER_RUN_TASK_DEFINITION_ARN",
     "DAGSTER_RUN_CONTAINER_NAME",
     "DAGSTER_ECS_CLUSTER",
@@ -114,6 +115,7 @@ def test_run_task_carries_the_whole_contract_environment_and_both_secrets(defaul
     assert environment["DAGSTER_COMPUTE_LOGS_PREFIX"] == "dagster/compute-logs"
     assert environment["DAGSTER_RUN_CONTAINER_NAME"] == "run"
     assert environment["DAGSTER_PG_DB"] == "dagster" and environment["DAGSTER_PG_USERNAME"] == "dagster"
+    assert environment["PGSSLMODE"] == "require"  # libpq (psycopg2) refuses a connection to Postgres without TLS
     # The run task cannot name its own ARN (a cycle); the family resolves to the latest revision.
     assert environment["DAGSTER_RUN_TASK_DEFINITION_ARN"] == "IntervalProcessing-Run"
 
