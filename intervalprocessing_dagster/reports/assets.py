@@ -49,6 +49,8 @@ from intervalprocessing_dagster.reports.generate import GeneratedReport, generat
 from intervalprocessing_dagster.run_clock import RunClock
 
 REPORTS_GROUP = "file_generation"
+# Not "intervalprocessing/cadence": that key is the data-change cadence the run queue limits runs by (deploy/).
+REPORT_CADENCE_TAG = "intervalprocessing/report_cadence"
 FRIDAY = 4
 
 AUDITS = AssetSpec("audits", group_name="mongodb", kinds={"mongodb"},
@@ -126,7 +128,7 @@ def _built_in_asset(report: BuiltInReport) -> AssetsDefinition:
         deps=list(report.sources),
         output_required=not report.weekly,
         description=f"The {base} file (processes[] entry {report.processor!r}), {cadence}.",
-        tags={"intervalprocessing/cadence": "weekly" if report.weekly else "daily"},
+        tags={REPORT_CADENCE_TAG: "weekly" if report.weekly else "daily"},
     )
     def _report(
         context: AssetExecutionContext,

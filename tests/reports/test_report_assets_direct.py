@@ -56,3 +56,13 @@ def test_no_matching_documents_gives_a_header_only_file(config_db: Database, mon
     )
     assert (result.metadata["rows"], result.metadata["rows_without_join"]) == (0, 0)
     assert config_db.generatedfiles.count_documents({"source": "DailyActiveMRRInventoryProcessor"}) == 1
+
+
+def test_report_assets_tag_their_cadence_apart_from_the_run_queue_cadence_key() -> None:
+    # "intervalprocessing/cadence" limits runs per data-change cadence in the run queue (deploy/dagster.yaml).
+    assert {name: dict(a.tags_by_key[a.key]) for name, a in ASSETS.items()} == {
+        "daily_audit_inventory": {"intervalprocessing/report_cadence": "daily"},
+        "daily_active_mrr_inventory": {"intervalprocessing/report_cadence": "daily"},
+        "weekly_audit_inventory": {"intervalprocessing/report_cadence": "weekly"},
+        "weekly_mrr_inventory": {"intervalprocessing/report_cadence": "weekly"},
+    }
