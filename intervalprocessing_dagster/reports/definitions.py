@@ -6,7 +6,9 @@ weekly reports run whatever the day. ``file_generation_schedule`` runs it daily 
 (default ``0 3 * * *``, after the nightly data change) in ``INTERVALPROCESSING_TIMEZONE``, and tags each run with
 its tick, so file names, the Friday rule and any retry of that run all use the tick's time.
 
-The resources these assets need are ``mongo``, ``clock`` and ``report_store`` (``delivery.build_report_store``).
+The resources these assets need are ``mongo``, ``clock`` and ``report_store``; they are not defined here but in
+``intervalprocessing_dagster.definitions.build_resources``, which also picks the report store (S3 or local folder,
+see ``delivery``).
 """
 
 from __future__ import annotations
