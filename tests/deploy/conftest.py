@@ -494,6 +494,14 @@ class ProductionStack:
         """Every run of the deployment, oldest first."""
         return list(reversed(context.instance.get_runs()))
 
+    def launch_first_run(self, context: WorkspaceProcessContext, schedule_name: str) -> tuple[DagsterRun, str]:
+        """Start only ``schedule_name``, let it tick once and the queue launch the run: the run and its ECS task."""
+        self.enable_only(context, schedule_name)
+        self.tick(context, schedule_name)
+        self.dequeue(context)
+        (run,) = self.runs(context)
+        return run, context.instance.get_run_by_id(run.run_id).tags["ecs/task_arn"]
+
 
 @pytest.fixture()
 def production_stack(

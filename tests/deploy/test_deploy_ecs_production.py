@@ -157,11 +157,7 @@ def test_a_task_that_exits_non_zero_fails_the_run_with_exit_code_and_log_tail_an
     stack = production_stack
     with stack.daemon() as context:
         instance = context.instance
-        stack.enable_only(context, "hourly_data_change_schedule")
-        stack.tick(context, "hourly_data_change_schedule")
-        stack.dequeue(context)
-        (run,) = stack.runs(context)
-        task_arn = instance.get_run_by_id(run.run_id).tags["ecs/task_arn"]
+        run, task_arn = stack.launch_first_run(context, "hourly_data_change_schedule")
 
         # The container is killed once the run worker has started the run and said so (out of memory, say).
         def started(output: str) -> bool:
@@ -199,11 +195,7 @@ def test_a_task_stuck_in_provisioning_is_failed_by_run_monitoring_and_retried(
     stack = production_stack
     with stack.daemon() as context:
         instance = context.instance
-        stack.enable_only(context, "quarter_hourly_data_change_schedule")
-        stack.tick(context, "quarter_hourly_data_change_schedule")
-        stack.dequeue(context)
-        (run,) = stack.runs(context)
-        task_arn = instance.get_run_by_id(run.run_id).tags["ecs/task_arn"]
+        run, task_arn = stack.launch_first_run(context, "quarter_hourly_data_change_schedule")
         stack.fargate.set_status(task_arn, "PROVISIONING")  # no Fargate capacity, say; it never starts
         launched_at = get_current_timestamp()
         assert instance.run_monitoring_start_timeout_seconds == 300
@@ -280,12 +272,8 @@ def test_a_run_over_its_max_runtime_is_stopped_in_ecs_and_failed(
     stack = production_stack
     with stack.daemon() as context:
         instance = context.instance
-        stack.enable_only(context, "half_hourly_data_change_schedule")
-        stack.tick(context, "half_hourly_data_change_schedule")
-        stack.dequeue(context)
-        (run,) = stack.runs(context)
+        run, task_arn = stack.launch_first_run(context, "half_hourly_data_change_schedule")
         assert run.tags["dagster/max_runtime"] == "1620"
-        task_arn = instance.get_run_by_id(run.run_id).tags["ecs/task_arn"]
         stack.fargate.set_status(task_arn, "RUNNING")
         # What the run worker reports first; from here on the run is "going" (and stays so: nothing executes it).
         instance.report_dagster_event(
