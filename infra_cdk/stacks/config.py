@@ -185,7 +185,9 @@ class DeploymentConfig:
         if self.webserver_url:
             url = urllib.parse.urlsplit(self.webserver_url)
             if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
-                raise ValueError(f"webserverUrl {self.webserver_url!r} must be an http(s) URL like https://dagster.example.com")
+                raise ValueError(
+                    f"webserverUrl {self.webserver_url!r} must be an http(s) URL like https://dagster.example.com"
+                )
         if self.alert_email and not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", self.alert_email):
             raise ValueError(f"alertEmail {self.alert_email!r} is not one email address")
         if not self.image_tag or not re.fullmatch(r"[\w][\w.-]{0,127}", self.image_tag):
