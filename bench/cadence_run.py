@@ -13,12 +13,15 @@ scenario's process those variables (and ``DAGSTER_HOME``) in its environment.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from dagster import DagsterEventType, DagsterInstance, JobDefinition, execute_job, reconstructable
 
 from bench import dataset
 from bench.scenarios import Context, Work
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.definitions import defs
+from intervalprocessing_dagster.run_clock import run_stamp_tags
 
 CADENCE = Cadence(dataset.CADENCE)
 
@@ -36,9 +39,11 @@ def mark_automations(context: Context) -> None:
 
 
 def cadence_platform(context: Context) -> Work:
-    """One run of the cadence on the instance in ``DAGSTER_HOME``; the work is what its automation steps reported."""
+    """One run of the cadence on the instance in ``DAGSTER_HOME``, tagged with its tick as the schedule tags it; the
+    work is what its automation steps reported."""
+    tick = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     with DagsterInstance.get() as instance:
-        result = execute_job(reconstructable(hourly_data_change_job), instance=instance)
+        result = execute_job(reconstructable(hourly_data_change_job), instance=instance, tags=run_stamp_tags(tick))
         events = result.all_events
     modified = 0
     steps = 0

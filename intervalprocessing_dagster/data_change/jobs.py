@@ -217,11 +217,24 @@ def apply_automation(
 
 
 def _run_start(context: OpExecutionContext) -> float:
-    """When the run started (a ``time.time()`` value): the work budget counts from there, retries included."""
+    """When the run started (a ``time.time()`` value): the work budget counts from there, retries included.
+
+    Read from the instance once per run and process, not per step: every step of a run runs in the same process
+    (in-process executor), and a run's start time never changes once set. Per step it cost a run-storage query
+    (about 7 ms on SQLite), seconds over a cadence of hundreds of automations. One entry is kept: a process runs
+    one run at a time.
+    """
+    global _last_run_start
+    if _last_run_start is not None and _last_run_start[0] == context.run_id:
+        return _last_run_start[1]
     run_record = context.instance.get_run_record_by_id(context.run_id)
-    if run_record is not None and run_record.start_time is not None:
-        return run_record.start_time
-    return time.time()
+    if run_record is None or run_record.start_time is None:
+        return time.time()
+    _last_run_start = (context.run_id, run_record.start_time)
+    return run_record.start_time
+
+
+_last_run_start: tuple[str, float] | None = None
 
 
 def build_data_change_job(cadence: Cadence) -> JobDefinition:
