@@ -136,9 +136,9 @@ def _check(context: Context, work: Work, family: str) -> dict[str, Any]:
     """
     if family == AUTOMATIONS_FAMILY:
         expected = context.n * dataset.DOCUMENTS_PER_AUTOMATION
-        check = {"marked_documents": sum(
-            context.db[name].count_documents({dataset.MARK_FIELD: context.mark}) for name in (dataset.AUDITS, dataset.MRRS)
-        ), "expected_documents": expected}
+        marked = sum(context.db[name].count_documents({dataset.MARK_FIELD: context.mark})
+                     for name in (dataset.AUDITS, dataset.MRRS))
+        check = {"marked_documents": marked, "expected_documents": expected}
         if "automation_steps" in work.detail:
             check["succeeded_run_records"] = context.db[RUNS_COLLECTION].count_documents(
                 {"status": "succeeded", "runId": work.detail["run_id"]})

@@ -58,18 +58,19 @@ def markdown(document: dict[str, Any]) -> str:
         "",
         f"Run `{document['command']}` at {document['generated_at']} in {document['runtime_seconds']} s; "
         f"sizes N = {', '.join(f'{n:,}' for n in document['sizes']) or 'none'}; automation counts N = "
-        f"{', '.join(f'{n:,}' for n in document.get('automation_counts', [])) or 'none'}. Every row ran in its own process against the "
-        f"same server and data, {how_often}. *vs old*: old algorithm's time / this time. *vs floor*: floor's time / "
-        "this time (100% = plain pymongo speed). Peak RSS is the client process's high-water mark during the "
-        "scenario (Δ = above what the process held before it started). Commands = every command the client sent, "
-        "by name.",
+        f"{', '.join(f'{n:,}' for n in document.get('automation_counts', [])) or 'none'}. Every row ran in its own "
+        f"process against the same server and data, {how_often}. *vs old*: old algorithm's time / this time. "
+        "*vs floor*: floor's time / this time (100% = plain pymongo speed). Peak RSS is the client process's "
+        "high-water mark during the scenario (Δ = above what the process held before it started). Commands = every "
+        "command the client sent, by name.",
         "",
     ]
     lines += ["## Summary: the platform at each N", "", *_summary_table(runs), ""]
     for family, title in FAMILIES.items():
         lines += [f"## {title}", "", *_family_table(runs, family), ""]
     lines += ["## How the figures grow with N", "", *_growth_table(runs), ""]
-    lines += ["## A cadence of N automations: per-automation overhead", "", *_cadence_table(runs), ""]
+    lines += ["## A cadence of N automations: per-automation overhead", "",
+              *_cadence_table(runs), ""]
     lines += ["## Dagster overhead per run", "", *_overhead_lines(document["overhead"]), ""]
     lines += ["## Targets", "", *_target_lines(document["targets"]), ""]
     lines += ["## Machine", "", *_machine_lines(document), ""]

@@ -3,8 +3,9 @@
 Each family is measured on the same data, on the same server, in the same run: the ``old`` algorithm, the
 ``floor`` (plain pymongo), and the ``platform``. The ``automations`` family has its own data set and sizes (N
 automations of 100 documents each, ``--automations``), and its platform side is a whole cadence run on a real
-Dagster instance: SQLite (``platform``) or Postgres (``platform-postgres``). A scenario is a function ``(Context) -> Work``, named here as
-``"module:function"`` so the measuring process imports only the side it runs (the platform side imports Dagster).
+Dagster instance: SQLite (``platform``) or Postgres (``platform-postgres``). A scenario is a function
+``(Context) -> Work``, named here as ``"module:function"`` so the measuring process imports only the side it runs
+(the platform side imports Dagster).
 """
 
 from __future__ import annotations

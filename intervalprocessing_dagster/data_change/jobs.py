@@ -8,11 +8,13 @@ failed steps, i.e. the automations, by name. Every attempt is also written to ``
 
 The steps run in the run worker's own process (``in_process_executor``), one after another in the loader's order
 (by name). Dagster's default executor starts a fresh Python process per step, which imports Dagster and this
-package again: about 1.3 s per automation, against a few milliseconds of database work (bench/README.md compares
+package again: about 1.3 s per automation, against tens of milliseconds of database work (bench/README.md compares
 the options). Sequential is also the old app's order, so automations that touch the same collection still apply
 in name order. What it costs: a crash or memory blow-up of one automation ends the run's process, and so the run;
 the daemon's run retry then repeats every step (``Cadence.run_tags``), which is safe because every plan is
-idempotent for its run stamp. Step outputs still go through the IO manager, so re-execution works as before.
+idempotent for its run stamp. Step outputs still go through the IO manager, so re-execution works as before. A
+step waiting out a ``RetryRequested`` does not hold up the others: the executor runs every other ready step and
+sleeps only when none is left.
 
 One factory builds the four jobs; they differ only in which ``runCadence`` they load and in their tags
 (``Cadence.run_tags``: the runtime limit and the one-at-a-time concurrency key).
