@@ -12,6 +12,8 @@ Floors, per family:
   ``bulk_write`` of ``UpdateOne({_id}, ...)`` (``aggregate_floor``), and the same with one
   ``update_many({_id: {$in: batch}})`` per batch (``aggregate_floor_in``). Both are "batched updates by ``_id``";
   the target is judged against the faster of the two, so a slow floor cannot flatter the platform.
+* a cadence of N automations (``automations``): the same N ``update_many`` calls in a plain loop, one per
+  automation's group, with none of Dagster's steps, events or records around them.
 * file generation: iterate the cursor and write the same bytes with ``csv.writer(delimiter='|')``; for S3, write the
   file locally, then ``upload_file`` (boto3's managed multipart transfer), which is what the old system did too.
   The pipeline gets its ``{$sort: {_id: 1}}`` FIRST, where the server can walk the ``_id`` index instead of sorting
@@ -66,6 +68,15 @@ def aggregate_floor_in(context: Context) -> Work:
     for batch in _id_batches(collection):
         modified += collection.update_many({"_id": {"$in": batch}}, update).modified_count
     return Work(items=modified, detail={"batch_size": BATCH_SIZE})
+
+
+def automations_floor(context: Context) -> Work:
+    update = _mark_update(context)
+    modified = 0
+    for i in range(context.n):
+        modified += context.db[dataset.group_collection(i)].update_many(
+            {dataset.AUTOMATION_GROUP_FIELD: i}, update).modified_count
+    return Work(items=modified)
 
 
 def report_local_floor(context: Context) -> Work:

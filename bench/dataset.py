@@ -150,3 +150,51 @@ def _mrr(i: int, provider_id: ObjectId) -> dict[str, Any]:
         "provider_id": provider_id,
         "internalNotes": [{"note": "Request created", "source": "bench", "date": _day(i), "reviewed": "no"}],
     }
+
+
+AUTOMATION_GROUP_FIELD = "benchGroup"
+"""Which of the ``automations`` family's groups a document is in: automation ``i`` changes exactly group ``i``."""
+DOCUMENTS_PER_AUTOMATION = 100
+
+
+def generate_automations(db: Database, n: int, mark: str) -> dict[str, int]:
+    """The ``automations`` family at size ``n``: ``n`` automations of one cadence, each changing its own 100 documents.
+
+    Even-numbered automations are find-based (``audits``), odd ones aggregate-based (``medicalrecordrequests``), so a
+    cadence mixes both as users' cadences do; each sets ``MARK_FIELD`` to ``mark``, which the check counts. Group
+    numbers are indexed so every automation's own query costs the same whatever ``n`` is: what grows with ``n`` is
+    the number of automations, not the cost of each.
+    """
+    for name in (AUDITS, MRRS):
+        db[name].create_index(AUTOMATION_GROUP_FIELD)
+    for kind, collection in (("find", AUDITS), ("aggregate", MRRS)):
+        groups = [i for i in range(n) if automation_kind(i) == kind]
+        _insert(db, collection, ({AUTOMATION_GROUP_FIELD: group, "status": "Open", "seq": seq}
+                                 for group in groups for seq in range(DOCUMENTS_PER_AUTOMATION)))
+    if n:
+        db.dataupdateconfigs.insert_many([group_automation(i, mark) for i in range(n)])
+    return {"dataupdateconfigs": n, AUDITS: db[AUDITS].estimated_document_count(),
+            MRRS: db[MRRS].estimated_document_count()}
+
+
+def automation_kind(i: int) -> str:
+    return "find" if i % 2 == 0 else "aggregate"
+
+
+def group_collection(i: int) -> str:
+    return AUDITS if automation_kind(i) == "find" else MRRS
+
+
+def group_automation(i: int, mark: str) -> dict[str, Any]:
+    """Automation ``i`` of the ``automations`` family, in the old schema (cadence ``CADENCE``)."""
+    query = (f"{{ {AUTOMATION_GROUP_FIELD} : {i} }}" if automation_kind(i) == "find"
+             else f"aggregate([{{$match:{{{AUTOMATION_GROUP_FIELD}:{i}}}}}])")
+    return {
+        "name": f"Bench automation {i:04d}",
+        "query": query,
+        "collectionName": group_collection(i),
+        "isActive": True,
+        "runCadence": CADENCE,
+        "singleFieldUpdateElements": [{"elementName": MARK_FIELD, "updateType": "Change", "elementValue": mark}],
+        "arrayObjectFieldUpdateElements": [],
+    }

@@ -39,7 +39,8 @@ import boto3
 from pymongo import MongoClient, monitoring
 
 from bench import dataset
-from bench.scenarios import SCENARIOS, Context, Work
+from bench.scenarios import AUTOMATIONS_FAMILY, SCENARIOS, Context, Work
+from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
 
 RESULT_PREFIX = "BENCH-RESULT "
 
@@ -72,14 +73,15 @@ def main(argv: list[str]) -> None:
     counter = CommandCounter()
     monitoring.register(counter)
     scenario = SCENARIOS[spec["scenario"]]
-    module_name, function_name = scenario.target.split(":")
-    function: Callable[[Context], Work] = getattr(importlib.import_module(module_name), function_name)
+    function: Callable[[Context], Work] = _load(scenario.target)
     client: MongoClient = MongoClient(spec["uri"], tz_aware=True, appname="intervalprocessing-bench")
     client.admin.command("ping")
     out_dir = Path(spec["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     context = Context(db=client[spec["database"]], n=spec["n"], mark=spec["mark"], out_dir=out_dir,
                       bucket=spec["bucket"])
+    if scenario.prepare:
+        _load(scenario.prepare)(context)
 
     gc.collect()
     rss_baseline_kb = _proc_status_kb("VmRSS")
@@ -115,14 +117,32 @@ def main(argv: list[str]) -> None:
         "rss_baseline_mb": round(rss_baseline_kb / 1024, 1),
         "peak_rss_mb": round(peak_rss_kb / 1024, 1),
         "detail": work.detail,
-        "check": _check(context, work),
+        "check": _check(context, work, scenario.family),
     }
     client.close()
     print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
 
 
-def _check(context: Context, work: Work) -> dict[str, Any]:
-    """Evidence the scenario did the whole job: marked documents, or the output's row count and SHA-256."""
+def _load(target: str) -> Callable[..., Any]:
+    module_name, function_name = target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def _check(context: Context, work: Work, family: str) -> dict[str, Any]:
+    """Evidence the scenario did the whole job: marked documents, or the output's row count and SHA-256.
+
+    For a cadence of automations: every automation's documents carry the mark, and a whole-run scenario left one
+    ``automationruns`` record per automation, each ``succeeded``.
+    """
+    if family == AUTOMATIONS_FAMILY:
+        expected = context.n * dataset.DOCUMENTS_PER_AUTOMATION
+        marked = sum(context.db[name].count_documents({dataset.MARK_FIELD: context.mark})
+                     for name in (dataset.AUDITS, dataset.MRRS))
+        check = {"marked_documents": marked, "expected_documents": expected}
+        if "automation_steps" in work.detail:
+            check["succeeded_run_records"] = context.db[RUNS_COLLECTION].count_documents(
+                {"status": "succeeded", "runId": work.detail["run_id"]})
+        return check
     if work.output is None:
         return {"marked_documents": sum(
             context.db[name].count_documents({dataset.MARK_FIELD: context.mark})

@@ -7,6 +7,9 @@ but the old algorithm, the floor and the platform ran on the same server, data a
 * **vs floor** = floor wall time / this wall time (%, 100% = as fast as plain pymongo): what the platform's layers
   cost. For the aggregate family the floor is the faster of its two variants at that N.
 * **time exponent** between two sizes = log(t2/t1) / log(N2/N1): 1.0 is linear, above 1 means per-item cost grows.
+* **per-automation overhead** (the ``automations`` family) = the least-squares slope of a whole cadence run's wall
+  time over the number of automations N: what one more automation adds to a run. The floor's slope (N plain
+  ``update_many`` calls) is the database work; the difference is what Dagster and the platform add per automation.
 """
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.scenarios import FAMILIES
+from bench.scenarios import AUTOMATIONS_FAMILY, FAMILIES
 
 _MB = 1024 * 1024
 RSS_BUDGET_MB = 50.0
 SPEEDUP_TARGET = 10.0
 FLOOR_SHARE_TARGET = 0.8
 SPEEDUP_SIZE = 100_000
+PER_AUTOMATION_TARGET_SECONDS = 0.1
+CADENCE_RUN_SIZE = 500
+CADENCE_RUN_TARGET_SECONDS = 60.0
+CADENCE_RSS_BUDGET_MB = 100.0
+CADENCE_RSS_FROM = 10
 
 
 def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -34,6 +42,9 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
         _floor_share(runs, "report-s3"),
         _flat_memory(runs, "report-local"),
         _flat_memory(runs, "report-s3"),
+        _per_automation_overhead(runs),
+        _cadence_run_time(runs),
+        _cadence_flat_memory(runs),
     ]
 
 
@@ -46,17 +57,20 @@ def markdown(document: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         f"Run `{document['command']}` at {document['generated_at']} in {document['runtime_seconds']} s; "
-        f"sizes N = {', '.join(f'{n:,}' for n in document['sizes'])}. Every row ran in its own process against the "
-        f"same server and data, {how_often}. *vs old*: old algorithm's time / this time. *vs floor*: floor's time / "
-        "this time (100% = plain pymongo speed). Peak RSS is the client process's high-water mark during the "
-        "scenario (Δ = above what the process held before it started). Commands = every command the client sent, "
-        "by name.",
+        f"sizes N = {', '.join(f'{n:,}' for n in document['sizes']) or 'none'}; automation counts N = "
+        f"{', '.join(f'{n:,}' for n in document.get('automation_counts', [])) or 'none'}. Every row ran in its own "
+        f"process against the same server and data, {how_often}. *vs old*: old algorithm's time / this time. "
+        "*vs floor*: floor's time / this time (100% = plain pymongo speed). Peak RSS is the client process's "
+        "high-water mark during the scenario (Δ = above what the process held before it started). Commands = every "
+        "command the client sent, by name.",
         "",
     ]
     lines += ["## Summary: the platform at each N", "", *_summary_table(runs), ""]
     for family, title in FAMILIES.items():
         lines += [f"## {title}", "", *_family_table(runs, family), ""]
     lines += ["## How the figures grow with N", "", *_growth_table(runs), ""]
+    lines += ["## A cadence of N automations: per-automation overhead", "",
+              *_cadence_table(runs), ""]
     lines += ["## Dagster overhead per run", "", *_overhead_lines(document["overhead"]), ""]
     lines += ["## Targets", "", *_target_lines(document["targets"]), ""]
     lines += ["## Machine", "", *_machine_lines(document), ""]
@@ -91,7 +105,7 @@ def _summary_table(runs: _Index) -> list[str]:
     """One line per family and N for the platform: the figures a reader asks about first."""
     rows = ["| family | N | platform wall s | items/s | vs old | vs floor | commands | peak RSS MB |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for family in FAMILIES:
+    for family in _document_families():
         for n in runs.sizes:
             result = runs.get(family, "platform", n)
             if result is None:
@@ -183,8 +197,13 @@ def _commands(result: dict[str, Any]) -> str:
 def _check(runs: _Index, result: dict[str, Any]) -> str:
     check, n = result["check"], result["n"]
     if "marked_documents" in check:
-        marked = check["marked_documents"]
-        return f"ok: {marked:,} changed" if marked == n else f"WRONG: {marked:,} of {n:,} changed"
+        marked, expected = check["marked_documents"], check.get("expected_documents", n)
+        if marked != expected:
+            return f"WRONG: {marked:,} of {expected:,} changed"
+        records = check.get("succeeded_run_records")
+        if records is not None and records != n:
+            return f"WRONG: {records:,} of {n:,} automationruns records succeeded"
+        return f"ok: {marked:,} changed" + ("" if records is None else f", {records:,} records")
     if check["rows"] != n:
         return f"WRONG: {check['rows']:,} rows of {n:,}"
     floor = runs.get(result["family"], "floor", n)
@@ -194,18 +213,24 @@ def _check(runs: _Index, result: dict[str, Any]) -> str:
     return "ok: same bytes as floor" if same else "DIFFERS from floor's bytes"
 
 
+def _document_families() -> list[str]:
+    """The families measured over document counts (the ``automations`` family has its own section)."""
+    return [family for family in FAMILIES if family != AUTOMATIONS_FAMILY]
+
+
 def _growth_table(runs: _Index) -> list[str]:
-    if len(runs.sizes) < 2:
+    sizes = sorted({r["n"] for r in runs.results if r["family"] != AUTOMATIONS_FAMILY})
+    if len(sizes) < 2:
         return ["Only one size was run; growth needs at least two (`--sizes 10000,100000`)."]
-    smallest, largest = runs.sizes[0], runs.sizes[-1]
+    smallest, largest = sizes[0], sizes[-1]
     rows = [
         f"| scenario | µs per item at each N | time exponent ({smallest:,}→{largest:,}) "
         f"| peak RSS MB at each N | RSS growth {smallest:,}→{largest:,} |",
         "|---|---|---:|---|---:|",
     ]
-    for family in FAMILIES:
+    for family in _document_families():
         for variant in runs.variants(family):
-            measured = [r for n in runs.sizes if (r := runs.get(family, variant, n)) is not None]
+            measured = [r for n in sizes if (r := runs.get(family, variant, n)) is not None]
             if len(measured) < 2:
                 continue
             first, last = measured[0], measured[-1]
@@ -244,7 +269,8 @@ def _target_lines(targets: list[dict[str, Any]]) -> list[str]:
 def _machine_lines(document: dict[str, Any]) -> list[str]:
     machine = document["machine"]
     packages = ", ".join(f"{name} {ver}" for name, ver in machine["packages"].items() if ver)
-    generation = ", ".join(f"N={int(n):,}: {s:.1f} s" for n, s in document["data_generation_seconds"].items())
+    generation = ", ".join(f"N={int(n):,}: {s:.1f} s" if n.isdigit() else f"N={n}: {s:.1f} s"
+                           for n, s in document["data_generation_seconds"].items())
     return [
         f"- CPU: {machine['cpu_count']} × {machine['cpu_model']}; RAM {machine['ram_gb']} GB; {machine['os']}",
         f"- Python {machine['python']}; {packages}",
@@ -361,3 +387,110 @@ def _flat_memory(runs: _Index, family: str) -> dict[str, Any]:
     return _target(name, "fail", evidence, why="client memory grows with the row count, so something holds rows "
                    "(a list, a buffer that is never flushed, or the whole file) instead of streaming them",
                    fix="stream cursor → renderer → store one row (or one bounded part) at a time")
+
+
+def _cadence_results(runs: _Index) -> dict[str, dict[int, dict[str, Any]]]:
+    """The ``automations`` family's successful results, by variant and N."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for result in runs.results:
+        if result["family"] == AUTOMATIONS_FAMILY and "error" not in result:
+            found.setdefault(result["variant"], {})[result["n"]] = result
+    return found
+
+
+def _slope(by_n: dict[int, dict[str, Any]]) -> float | None:
+    """Least-squares seconds per automation over every N measured; None with fewer than two N."""
+    if len(by_n) < 2:
+        return None
+    ns = list(by_n)
+    walls = [by_n[n]["wall_seconds"] for n in ns]
+    mean_n, mean_wall = sum(ns) / len(ns), sum(walls) / len(walls)
+    spread = sum((n - mean_n) ** 2 for n in ns)
+    return sum((n - mean_n) * (w - mean_wall) for n, w in zip(ns, walls, strict=True)) / spread
+
+
+def _cadence_table(runs: _Index) -> list[str]:
+    measured = _cadence_results(runs)
+    failed = [r for r in runs.results if r["family"] == AUTOMATIONS_FAMILY and "error" in r]
+    if not measured:
+        return ["Not measured (`--scenarios automations`)."] + [
+            f"- {r['scenario']} at N={r['n']:,} failed: {r['error'].splitlines()[-1]}" for r in failed]
+    floor = measured.get("floor", {})
+    lines = [
+        "Wall time of one whole run (platform: `execute_job` of `hourly_data_change_job` on a real instance, every "
+        "step, event and record included) against N plain `update_many` calls (floor); *×floor* = this / floor.",
+        "",
+        "| variant | N | wall s | per automation s | ×floor | peak RSS MB | check |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for variant, by_n in measured.items():
+        for n, result in sorted(by_n.items()):
+            base = floor.get(n)
+            ratio = f"{result['wall_seconds'] / base['wall_seconds']:.1f}×" if base and variant != "floor" else ""
+            lines.append(f"| {variant} | {n:,} | {result['wall_seconds']:.2f} | {result['wall_seconds'] / n:.3f} "
+                         f"| {ratio} | {result['peak_rss_mb']:.0f} | {_check(runs, result)} |")
+    lines += ["", "| variant | slope: s per automation | minus the floor's slope | peak RSS growth |",
+              "|---|---:|---:|---:|"]
+    floor_slope = _slope(floor)
+    for variant, by_n in measured.items():
+        slope = _slope(by_n)
+        if slope is None:
+            continue
+        extra = "" if floor_slope is None or variant == "floor" else f"{slope - floor_slope:.4f}"
+        ordered = [by_n[n] for n in sorted(by_n)]
+        growth = ordered[-1]["peak_rss_mb"] - ordered[0]["peak_rss_mb"]
+        lines.append(f"| {variant} | {slope:.4f} | {extra} | {growth:+.0f} MB (N={ordered[0]['n']:,}→"
+                     f"{ordered[-1]['n']:,}) |")
+    lines += [f"- {r['scenario']} at N={r['n']:,} failed: {r['error'].splitlines()[-1]}" for r in failed]
+    return lines
+
+
+def _per_automation_overhead(runs: _Index) -> dict[str, Any]:
+    name = (f"Cadence: per-automation overhead ≤ {PER_AUTOMATION_TARGET_SECONDS} s (slope of a run's wall time over "
+            "N, SQLite instance)")
+    measured = _cadence_results(runs)
+    slope = _slope(measured.get("platform", {}))
+    if slope is None:
+        return _target(name, "not measured", "needs the automations.platform scenario at two automation counts")
+    floor_slope = _slope(measured.get("floor", {}))
+    evidence = f"{slope:.4f} s per automation" + (
+        "" if floor_slope is None else f" (the floor's: {floor_slope:.4f} s)")
+    postgres = _slope(measured.get("platform-postgres", {}))
+    if postgres is not None:
+        evidence += f"; Postgres instance: {postgres:.4f} s"
+    if slope <= PER_AUTOMATION_TARGET_SECONDS:
+        return _target(name, "pass", evidence)
+    return _target(name, "fail", evidence, why="each automation step costs more than the target; look at what a step "
+                   "pays besides its update (a process per step, event-log writes, the IO manager, records)",
+                   fix="profile one run (`python -m cProfile -m bench.measure '<spec>'`) and compare the executor "
+                       "options in bench/README.md")
+
+
+def _cadence_run_time(runs: _Index) -> dict[str, Any]:
+    name = (f"Cadence: {CADENCE_RUN_SIZE} automations in one run under {CADENCE_RUN_TARGET_SECONDS:.0f} s "
+            "(SQLite instance)")
+    result = _cadence_results(runs).get("platform", {}).get(CADENCE_RUN_SIZE)
+    if result is None:
+        return _target(name, "not measured", f"N={CADENCE_RUN_SIZE} not in this run (`--automations 1,10,100,500`)")
+    evidence = f"{result['wall_seconds']:.1f} s"
+    if result["wall_seconds"] < CADENCE_RUN_TARGET_SECONDS:
+        return _target(name, "pass", evidence)
+    return _target(name, "fail", evidence, why="see the per-automation overhead: N times it is the run's length",
+                   fix="reduce the per-step cost (executor, event writes)")
+
+
+def _cadence_flat_memory(runs: _Index) -> dict[str, Any]:
+    name = (f"Cadence: peak RSS within +{CADENCE_RSS_BUDGET_MB:.0f} MB from {CADENCE_RSS_FROM} automations to the "
+            "largest N")
+    by_n = _cadence_results(runs).get("platform", {})
+    larger = [n for n in by_n if n > CADENCE_RSS_FROM]
+    if CADENCE_RSS_FROM not in by_n or not larger:
+        return _target(name, "not measured", f"needs the platform at N={CADENCE_RSS_FROM} and a larger N")
+    first, last = by_n[CADENCE_RSS_FROM], by_n[max(larger)]
+    growth = last["peak_rss_mb"] - first["peak_rss_mb"]
+    evidence = (f"N={first['n']:,}: {first['peak_rss_mb']:.0f} MB, N={last['n']:,}: {last['peak_rss_mb']:.0f} MB "
+                f"({growth:+.0f} MB)")
+    if growth <= CADENCE_RSS_BUDGET_MB:
+        return _target(name, "pass", evidence)
+    return _target(name, "fail", evidence, why="the run's memory grows with its automations: something holds every "
+                   "step's output, events or documents", fix="find what is kept per step (tracemalloc in one run)")

@@ -1,4 +1,4 @@
-"""The benchmark command: ``python -m bench [--sizes 1000,10000 | --full] [--out bench/results]``.
+"""The benchmark command: ``python -m bench [--sizes 1000,10000 | --full] [--automations 1,10,100,500] [--out ...]``.
 
 One run measures every scenario of ``bench.scenarios`` at every size, side by side, on one server and one data set
 per size, then the Dagster overhead, and writes ``latest.json`` (every figure) and ``latest.md`` (the tables, the
@@ -12,6 +12,9 @@ targets and the machine) into ``--out``. Why it is built this way:
 * Each scenario runs in a fresh process (``bench.measure``) so its peak RSS is its own.
 * Every data-change scenario sets one field to its own value, so each modifies all N documents of the same data and
   none depends on another having run first; the data is generated once per size.
+* The ``automations`` family runs over automation counts (``--automations``), on its own data set per count. Its
+  whole-run scenarios get a fresh ``DAGSTER_HOME`` each: SQLite storage, or a fresh database on a PostgreSQL server
+  the benchmark starts from Debian's binaries (the one the system tests start, ``tests/postgres_cluster.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,10 +42,12 @@ from moto.server import ThreadedMotoServer
 
 from bench import dataset, machine, overhead, report
 from bench.measure import RESULT_PREFIX
-from bench.scenarios import SCENARIOS
+from bench.scenarios import AUTOMATIONS_FAMILY, SCENARIOS
+from tests.postgres_cluster import PostgresServer, PostgresUnavailable, running_postgres
 
 QUICK_SIZES = (1000, 10000)
 FULL_SIZES = (10000, 100000, 1000000)
+AUTOMATION_COUNTS = (1, 10, 100, 500)
 BUCKET = "intervalprocessing-bench"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,26 +71,31 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="intervalprocessing-bench-") as scratch_name:
         scratch = Path(scratch_name)
-        with _mongo_server(args.mongodb_uri, scratch) as server, _moto_s3():
+        document_scenarios = [name for name in args.scenarios if SCENARIOS[name].family != AUTOMATIONS_FAMILY]
+        automation_scenarios = [name for name in args.scenarios if SCENARIOS[name].family == AUTOMATIONS_FAMILY]
+        with _mongo_server(args.mongodb_uri, scratch) as server, _moto_s3(), ExitStack() as stack:
+            postgres: PostgresServer | str | None = None
+            if any(SCENARIOS[name].instance == "postgres" for name in automation_scenarios):
+                postgres = _start_postgres(stack)
             results: list[dict[str, Any]] = []
             generation: dict[str, float] = {}
-            for n in sizes:
+            for n in sizes if document_scenarios else ():
                 database = f"bench_{n}"
                 generation[str(n)] = _generate(server.uri, database, n)
-                runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.scenarios}
-                for repeat in range(args.repeats):  # rounds, so a burst of other load hits one round, not one variant
-                    for name in args.scenarios:
-                        _wait_until_idle(server.pid)
-                        runs[name].append(_run_scenario(name, n, server, database, scratch, repeat))
-                        _progress(runs[name][-1])
-                results += [_median_run(measured) for measured in runs.values()]
+                results += _run_round(document_scenarios, n, server, database, scratch, args.repeats, postgres)
+                _drop(server.uri, database)
+            for n in args.automations if automation_scenarios else ():
+                database = f"bench_automations_{n}"
+                generation[f"{n} automations"] = _generate(server.uri, database, n, automations=True)
+                results += _run_round(automation_scenarios, n, server, database, scratch, args.repeats, postgres)
                 _drop(server.uri, database)
             overhead_result = overhead.measure(server.uri, scratch) if args.overhead else {"error": "skipped"}
             server_version = _server_version(server.uri)
     document = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
-        "sizes": list(sizes),
+        "sizes": list(sizes) if document_scenarios else [],
+        "automation_counts": list(args.automations) if automation_scenarios else [],
         "repeats": args.repeats,
         "runtime_seconds": round(time.monotonic() - started, 1),
         "machine": machine.describe(server_version, server.description, load_at_start),
@@ -106,6 +116,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=_sizes, default=QUICK_SIZES,
                         help="comma-separated N values (default: %(default)s, a couple of minutes on 2 cores)")
     parser.add_argument("--full", action="store_true", help=f"run N = {', '.join(map(str, FULL_SIZES))}")
+    parser.add_argument("--automations", type=_sizes, default=AUTOMATION_COUNTS,
+                        help="comma-separated automation counts for the automations family (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results",
                         help="folder for latest.json and latest.md (default: bench/results)")
     parser.add_argument("--scenarios", type=_scenario_names, default=tuple(SCENARIOS),
@@ -117,6 +129,27 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mongodb-uri", default=None,
                         help="benchmark this MongoDB instead of a fresh SecantusDB (creates and drops bench_<N>)")
     return parser.parse_args(argv)
+
+
+def _run_round(names: list[str], n: int, server: MongoServer, database: str, scratch: Path, repeats: int,
+               postgres: PostgresServer | str | None) -> list[dict[str, Any]]:
+    """Every scenario in ``names`` at size ``n``, ``repeats`` times in rounds; the median run of each."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for repeat in range(repeats):  # rounds, so a burst of other load hits one round, not one variant
+        for name in names:
+            _wait_until_idle(server.pid)
+            runs[name].append(_run_scenario(name, n, server, database, scratch, repeat, postgres))
+            _progress(runs[name][-1])
+    return [_median_run(measured) for measured in runs.values()]
+
+
+def _start_postgres(stack: ExitStack) -> PostgresServer | str:
+    """The Postgres server for ``platform-postgres`` scenarios, or why there is none (reported as their error)."""
+    try:
+        return stack.enter_context(running_postgres())
+    except PostgresUnavailable as exc:
+        print(f"no Postgres instance: {exc}", file=sys.stderr)
+        return str(exc)
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -204,12 +237,14 @@ def _moto_s3() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _generate(uri: str, database: str, n: int) -> float:
-    """Fill ``database`` for size ``n``; return the seconds it took (reported, never part of a scenario)."""
+def _generate(uri: str, database: str, n: int, *, automations: bool = False) -> float:
+    """Fill ``database`` for size ``n`` (documents, or automations); return the seconds it took (reported, never
+    part of a scenario)."""
     started = time.perf_counter()
     with pymongo.MongoClient(uri) as client:
         client.drop_database(database)
-        counts = dataset.generate(client[database], n)
+        db = client[database]
+        counts = dataset.generate_automations(db, n, mark="unset") if automations else dataset.generate(db, n)
     seconds = round(time.perf_counter() - started, 2)
     print(f"N={n}: generated {counts} in {seconds}s", file=sys.stderr)
     return seconds
@@ -244,23 +279,53 @@ def _wait_until_idle(pid: int | None, timeout: float = 15.0) -> None:
 
 
 def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch: Path,
-                  repeat: int) -> dict[str, Any]:
+                  repeat: int, postgres: PostgresServer | str | None = None) -> dict[str, Any]:
     """Run one scenario in a fresh process; on failure keep the error so the run still reports the rest."""
     out_dir = scratch / "out" / f"{name}-{n}-{repeat}"
+    scenario = SCENARIOS[name]
     spec = {"scenario": name, "n": n, "uri": server.uri, "database": database, "mark": f"{name}@{n}#{repeat}",
             "out_dir": str(out_dir), "bucket": BUCKET, "server_pid": server.pid, "s3_pid": os.getpid()}
+    env = dict(os.environ)
+    if scenario.instance is not None:
+        if scenario.instance == "postgres" and not isinstance(postgres, PostgresServer):
+            return {"scenario": name, "family": scenario.family, "variant": scenario.variant, "n": n,
+                    "error": f"no Postgres server: {postgres}"}
+        env.update(_instance_environment(scenario.instance, out_dir, server, database, postgres))
     completed = subprocess.run(
         [sys.executable, "-m", "bench.measure", json.dumps(spec)],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        cwd=REPO_ROOT, capture_output=True, text=True, env=env,
     )
     shutil.rmtree(out_dir, ignore_errors=True)
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    scenario = SCENARIOS[name]
     if completed.returncode != 0 or not lines:
         error = (completed.stderr or completed.stdout).strip().splitlines()
         return {"scenario": name, "family": scenario.family, "variant": scenario.variant, "n": n,
                 "error": "\n".join(error[-5:]) or f"exit code {completed.returncode}"}
     return json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+
+
+def _instance_environment(kind: str, out_dir: Path, server: MongoServer, database: str,
+                          postgres: PostgresServer | str | None) -> dict[str, str]:
+    """What a whole-run scenario's process gets: the code location pointed at the benchmark's database, and a fresh
+    ``DAGSTER_HOME`` whose ``dagster.yaml`` keeps Dagster's storage in SQLite (the default) or in a new Postgres
+    database. Telemetry is off so no run waits on it."""
+    home = out_dir / "dagster-home"
+    home.mkdir(parents=True, exist_ok=True)
+    config = "telemetry:\n  enabled: false\n"
+    if kind == "postgres":
+        assert isinstance(postgres, PostgresServer)
+        config += (
+            "storage:\n  postgres:\n    postgres_db:\n"
+            f"      hostname: {postgres.host}\n      port: {postgres.port}\n"
+            f"      db_name: {postgres.create_database()}\n      username: {postgres.username}\n"
+            "      password: {env: BENCH_PG_PASSWORD}\n      scheme: postgresql+psycopg2\n"
+        )
+    (home / "dagster.yaml").write_text(config)
+    env = {"DAGSTER_HOME": str(home), "MONGODB_URI": server.uri, "MONGODB_DATABASE": database,
+           "INTERVALPROCESSING_LOCAL_DIR": str(out_dir / "local")}
+    if isinstance(postgres, PostgresServer):
+        env["BENCH_PG_PASSWORD"] = postgres.password
+    return env
 
 
 def _median_run(measured: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """The scenario registry: every measured scenario, its family (what job it does) and its variant (which side).
 
 Each family is measured on the same data, on the same server, in the same run: the ``old`` algorithm, the
-``floor`` (plain pymongo), and the ``platform``. A scenario is a function ``(Context) -> Work``, named here as
-``"module:function"`` so the measuring process imports only the side it runs (the platform side imports Dagster).
+``floor`` (plain pymongo), and the ``platform``. The ``automations`` family has its own data set and sizes (N
+automations of 100 documents each, ``--automations``), and its platform side is a whole cadence run on a real
+Dagster instance: SQLite (``platform``) or Postgres (``platform-postgres``). A scenario is a function
+``(Context) -> Work``, named here as ``"module:function"`` so the measuring process imports only the side it runs
+(the platform side imports Dagster).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class Scenario:
     family: str
     variant: str
     target: str  # "module:function", imported before the timed section
+    prepare: str | None = None  # "module:function" taking the Context, called just before the timed section
+    instance: str | None = None  # the Dagster instance a whole-run scenario gets: "sqlite" or "postgres"
 
 
 FAMILIES = {
@@ -49,7 +54,11 @@ FAMILIES = {
     "aggregate": "Data change, aggregate-based automation (documents)",
     "report-local": "File generation, WeeklyMRRInventory to the local folder (rows)",
     "report-s3": "File generation, WeeklyMRRInventory to S3 on moto (rows)",
+    "automations": "Data change, one cadence of N automations of 100 documents each (documents)",
 }
+
+AUTOMATIONS_FAMILY = "automations"
+"""The family measured over automation counts (``--automations``) instead of document counts (``--sizes``)."""
 
 SCENARIOS: dict[str, Scenario] = {
     "find.old": Scenario("find", "old", "bench.baselines:find_old"),
@@ -63,4 +72,9 @@ SCENARIOS: dict[str, Scenario] = {
     "report-local.platform": Scenario("report-local", "platform", "bench.platform_calls:report_local_platform"),
     "report-s3.floor": Scenario("report-s3", "floor", "bench.baselines:report_s3_floor"),
     "report-s3.platform": Scenario("report-s3", "platform", "bench.platform_calls:report_s3_platform"),
+    "automations.floor": Scenario("automations", "floor", "bench.baselines:automations_floor"),
+    "automations.platform": Scenario("automations", "platform", "bench.cadence_run:cadence_platform",
+                                     prepare="bench.cadence_run:mark_automations", instance="sqlite"),
+    "automations.platform-postgres": Scenario("automations", "platform-postgres", "bench.cadence_run:cadence_platform",
+                                              prepare="bench.cadence_run:mark_automations", instance="postgres"),
 }

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import boto3
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 from pymongo.database import Database
@@ -121,6 +120,8 @@ class S3ReportStore(ReportStore):
         return value
 
     def write(self, file_name: str, chunks: Iterable[bytes]) -> StoredFile:
+        import boto3  # here, not at module level: every run loads this module, only an S3 upload needs boto3 (~60 ms)
+
         key = f"{self.prefix}{file_name}"
         client = boto3.client("s3")
         upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=CONTENT_TYPE)["UploadId"]

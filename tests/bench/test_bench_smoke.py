@@ -32,21 +32,29 @@ def test_floor_queries_are_the_stored_queries() -> None:
 
 def test_benchmark_command_writes_json_and_markdown(tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--sizes", "200", "--no-overhead", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--sizes", "200", "--automations", "2,3", "--no-overhead", "--out",
+         str(tmp_path)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
 
     document = json.loads((tmp_path / "latest.json").read_text())
     assert document["sizes"] == [200]
+    assert document["automation_counts"] == [2, 3]
     assert {"cpu_count", "cpu_model", "ram_gb", "python", "server_version", "packages"} <= set(document["machine"])
     assert {result["scenario"] for result in document["results"]} == set(SCENARIOS)
     for result in document["results"]:
         assert "error" not in result, result
         assert {"wall_seconds", "items", "bytes", "commands", "commands_total", "peak_rss_mb", "rss_baseline_mb",
                 "client_cpu_seconds", "server_cpu_seconds", "check"} <= set(result)
-        assert result["items"] == 200
         assert result["commands_total"] == sum(result["commands"].values()) > 0
+        if result["family"] == "automations":  # N automations of 100 documents, each run as the real job
+            assert result["items"] == result["check"]["marked_documents"] == 100 * result["n"], result
+            if result["variant"] != "floor":
+                assert result["detail"] == {**result["detail"], "run_success": True, "automation_steps": result["n"]}
+                assert result["check"]["succeeded_run_records"] == result["n"]
+            continue
+        assert result["items"] == 200
         if "marked_documents" in result["check"]:
             assert result["check"]["marked_documents"] == 200
         else:
@@ -55,7 +63,8 @@ def test_benchmark_command_writes_json_and_markdown(tmp_path: Path) -> None:
 
     markdown = (tmp_path / "latest.md").read_text()
     for heading in ("## Data change, find-based", "## Data change, aggregate-based", "## File generation",
-                    "## How the figures grow with N", "## Dagster overhead per run", "## Targets", "## Machine"):
+                    "## How the figures grow with N", "## A cadence of N automations", "## Dagster overhead per run",
+                    "## Targets", "## Machine"):
         assert heading in markdown
     assert "same bytes as floor" in markdown
     assert "WRONG" not in markdown and "DIFFERS" not in markdown

@@ -20,7 +20,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import boto3
-import psycopg2
 import pymongo
 import pytest
 import requests
@@ -49,12 +47,12 @@ from dagster._utils.schedules import cron_string_iterator
 from moto.backends import get_backend
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from tests.postgres_cluster import PostgresServer, PostgresUnavailable, running_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO / "deploy"
 #: The launcher module's folder, on PYTHONPATH as in the image (Dockerfile: /opt/dagster/app/deploy/python).
 DEPLOY_PYTHON = DEPLOY_DIR / "python"
-POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -78,92 +76,14 @@ if str(DEPLOY_PYTHON) not in sys.path:  # the daemon side of the tests imports t
 # --- PostgreSQL -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PostgresServer:
-    """A throw-away PostgreSQL cluster with password authentication on 127.0.0.1."""
-
-    host: str
-    port: int
-    username: str
-    password: str
-
-    def create_database(self) -> str:
-        """A fresh, empty database: each test gets its own Dagster storage."""
-        name = f"dagster_{uuid.uuid4().hex[:10]}"
-        connection = psycopg2.connect(
-            host=self.host, port=self.port, user=self.username, password=self.password, dbname="postgres"
-        )
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        connection.close()
-        return name
-
-
-def _postgres_bin_dir() -> Path:
-    candidates = sorted(Path("/").glob(POSTGRES_BIN_GLOB.lstrip("/")), key=lambda p: int(p.parent.name))
-    found = [path for path in candidates if (path / "initdb").exists() and (path / "postgres").exists()]
-    if not found:
-        pytest.fail(
-            f"PostgreSQL server binaries not found ({POSTGRES_BIN_GLOB}/initdb, postgres): "
-            "apt-get install postgresql (the system tests start their own server from them)",
-            pytrace=False,
-        )
-    return found[-1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """initdb + postgres, as the ``postgres`` system user when the tests run as root (both refuse to run as root)."""
-    bin_dir = _postgres_bin_dir()
-    as_root = os.geteuid() == 0
-    base = Path(tempfile.mkdtemp(prefix="intervalprocessing-pg-"))  # outside pytest's 0700 tmp tree: postgres reads it
-    password = f"pg-secret-{secrets.token_hex(8)}"
-    (base / "pwfile").write_text(password + "\n")
-    if as_root:
-        shutil.chown(base, "postgres")
-        shutil.chown(base / "pwfile", "postgres")
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    data = base / "data"
-    subprocess.run(
-        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=scram-sha-256",
-         f"--pwfile={base / 'pwfile'}", "--encoding=UTF8", "--no-sync"],
-        check=True, capture_output=True,
-    )
-    port = _free_port()
-    log_path = base / "postgres.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [*prefix, str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-             "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=300"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    server = PostgresServer(host="127.0.0.1", port=port, username="dagster", password=password)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            psycopg2.connect(host=server.host, port=port, user="dagster", password=password, dbname="postgres").close()
-            break
-        except psycopg2.OperationalError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"PostgreSQL did not start:\n{log_path.read_text()[-2000:]}", pytrace=False)
-            time.sleep(0.2)
-    yield server
-    os.killpg(process.pid, signal.SIGINT)  # "fast shutdown"
+    """Debian's PostgreSQL, started once per session (``tests/postgres_cluster.py``, shared with the benchmark)."""
     try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    shutil.rmtree(base, ignore_errors=True)
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 # --- Fargate stand-in -------------------------------------------------------------------------------------------

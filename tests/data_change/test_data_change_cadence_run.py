@@ -1,0 +1,131 @@
+"""Whole cadence runs as the code location defines them, with the job's own executor on a real (SQLite) instance:
+``execute_job``, not ``execute_in_process`` (which always runs in one process, whatever the job says).
+
+The cadence jobs run their automation steps in the run worker's process (``jobs.py``); these tests hold that choice
+to what users see: every automation its own step, applied exactly once and recorded, and step outputs stored
+through the IO manager so a re-execution from failure still finds its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymongo
+import pytest
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    JobDefinition,
+    JobExecutionResult,
+    ReexecutionOptions,
+    execute_job,
+    instance_for_test,
+    reconstructable,
+)
+from pymongo.database import Database
+
+from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
+from intervalprocessing_dagster.definitions import build_definitions
+from intervalprocessing_dagster.settings import Settings
+
+AUTOMATIONS = 100
+# One database name for every test here: ``execute_job`` loads a reconstructable job once per process and keeps it
+# (Dagster caches the last definition), and the database name is fixed when the definitions are built. The server's
+# address is not: the resource reads ``MONGODB_URI`` when each run starts.
+DATABASE = "test_cadence_run"
+
+
+def hourly_data_change_job() -> JobDefinition:
+    """The job as the code location builds it from the environment; at module level, so it is reconstructable."""
+    return build_definitions(Settings.from_env()).get_job_def(Cadence.HOURLY.job_name)
+
+
+@pytest.fixture()
+def cadence_db(mongo_uri: str) -> Iterator[Database]:
+    """``DATABASE``, empty at the start of each test and dropped after it."""
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    client.drop_database(DATABASE)
+    yield client[DATABASE]
+    client.drop_database(DATABASE)
+    client.close()
+
+
+@pytest.fixture()
+def instance(
+    mongo_uri: str, cadence_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagsterInstance]:
+    """A persistent SQLite instance in a temporary folder, and the code location pointed at the test's database."""
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("MONGODB_DATABASE", DATABASE)
+    monkeypatch.setenv("INTERVALPROCESSING_LOCAL_DIR", str(tmp_path / "local"))
+    (tmp_path / "dagster").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "dagster")) as test_instance:
+        yield test_instance
+
+
+def note_automation(number: int) -> dict:
+    """Automation ``number``: push one note naming it onto its own group's audits (so a second push would show)."""
+    name = f"Cadence Automation {number:03d}"
+    return {
+        "name": name, "query": f"{{ group: {number} }}", "collectionName": "audits", "isActive": True,
+        "runCadence": "Hourly", "singleFieldUpdateElements": [],
+        "arrayObjectFieldUpdateElements": [
+            {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": name}
+        ],
+    }
+
+
+def step_events(result: JobExecutionResult, event_type: DagsterEventType) -> list:
+    return [e for e in result.all_events if e.event_type == event_type and e.step_key.startswith("apply_automation[")]
+
+
+def test_a_hundred_automations_run_once_each_as_their_own_steps_in_one_process(
+    instance: DagsterInstance, cadence_db: Database
+) -> None:
+    cadence_db.audits.insert_many([{"group": g, "seq": s, "notes": []} for g in range(AUTOMATIONS) for s in range(2)])
+    cadence_db.dataupdateconfigs.insert_many([note_automation(g) for g in range(AUTOMATIONS)])
+
+    result = execute_job(reconstructable(hourly_data_change_job), instance=instance)
+
+    assert result.success
+    for audit in cadence_db.audits.find():
+        assert [note["text"] for note in audit["notes"]] == [f"Cadence Automation {audit['group']:03d}"]
+    records = list(cadence_db[RUNS_COLLECTION].find({"runId": result.run_id}))
+    assert len(records) == AUTOMATIONS
+    assert {(r["status"], r["attempts"], r["matched"], r["modified"]) for r in records} == {("succeeded", 1, 2, 2)}
+    outputs = step_events(result, DagsterEventType.STEP_OUTPUT)
+    assert len({e.step_key for e in outputs}) == AUTOMATIONS
+    for event in outputs:
+        metadata = event.event_specific_data.metadata
+        assert (metadata["matched"].value, metadata["modified"].value) == (2, 2)
+    assert len(step_events(result, DagsterEventType.STEP_SUCCESS)) == AUTOMATIONS
+    # In the run's own process, one after another in the loader's (name) order: the old app's order.
+    starts = step_events(result, DagsterEventType.STEP_START)
+    assert len({event.pid for event in starts}) == 1
+    assert [e.step_key for e in starts] == [f"apply_automation[cadence_automation_{g:03d}]" for g in range(AUTOMATIONS)]
+
+
+def test_a_re_execution_from_failure_reruns_only_the_failed_automation_from_its_stored_input(
+    instance: DagsterInstance, cadence_db: Database
+) -> None:
+    """The steps' outputs go through the IO manager in process too, so the re-executed step loads its task."""
+    cadence_db.audits.insert_many([{"group": 0, "notes": []}, {"group": 1, "notes": "not an array"}])
+    cadence_db.dataupdateconfigs.insert_many([note_automation(0), note_automation(1)])
+    job = reconstructable(hourly_data_change_job)
+    first = execute_job(job, instance=instance)
+    assert not first.success
+    assert [e.step_key for e in first.all_events if e.event_type == DagsterEventType.STEP_FAILURE] == [
+        "apply_automation[cadence_automation_001]"
+    ]
+
+    cadence_db.audits.update_one({"group": 1}, {"$set": {"notes": []}})  # an operator fixes the data
+    retry = execute_job(job, instance=instance,
+                        reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance))
+
+    assert retry.success
+    assert {e.step_key for e in retry.all_events if e.event_type == DagsterEventType.STEP_SUCCESS} == {
+        "apply_automation[cadence_automation_001]"
+    }
+    assert [len(a["notes"]) for a in cadence_db.audits.find().sort("group", 1)] == [1, 1]
