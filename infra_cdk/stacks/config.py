@@ -88,7 +88,11 @@ class DeploymentConfig:
     webserver_allowed_cidr: str = _param(
         "webserverAllowedCidr", "", "CIDR allowed to reach the internal load balancer (default: the VPC CIDR)"
     )
-    ci_group_name: str = _param("ciGroupName", "intervalprocessingusers", "IAM group allowed to push the image")
+    ci_group_name: str = _param(
+        "ciGroupName",
+        "intervalprocessingusers",
+        "IAM group allowed to push the image (empty: no group, for accounts whose CI pushes with its own role)",
+    )
 
     @classmethod
     def from_context(cls, node: Node) -> DeploymentConfig:
