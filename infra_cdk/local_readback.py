@@ -148,13 +148,17 @@ def deployed() -> dict[str, Any]:
         },
         "log_groups": {group["logGroupName"]: group.get("retentionInDays") for group in log_groups},
         "roles": _roles(ids.get("AWS::IAM::Role", [])),
-        "vpc": {"cidr": vpc["CidrBlock"], "subnets": len(subnets)},
+        "vpc": {"cidr": vpc["CidrBlock"], "subnet_ids": sorted(subnet["SubnetId"] for subnet in subnets)},
         "nat_gateways": [
             [address.get("AllocationId") for address in gateway["NatGatewayAddresses"]] for gateway in nat_gateways
         ],
         "elastic_ips": {address["AllocationId"]: address["PublicIp"] for address in addresses},
         "security_groups": {
-            group["GroupId"]: {"ingress": len(group["IpPermissions"]), "egress": group["IpPermissionsEgress"]}
+            group["GroupId"]: {
+                "name": group["GroupName"],
+                "ingress": len(group["IpPermissions"]),
+                "egress": group["IpPermissionsEgress"],
+            }
             for group in groups
         },
         "databases": [
@@ -181,7 +185,11 @@ def leftovers(owned: dict[str, Any]) -> dict[str, Any]:
     }
     log_groups = {group["logGroupName"] for group in _client("logs").describe_log_groups()["logGroups"]}
     roles = {role["RoleName"] for role in _client("iam").list_roles()["Roles"]}
-    vpcs = {vpc["CidrBlock"] for vpc in _client("ec2").describe_vpcs()["Vpcs"]}
+    ec2 = _client("ec2")
+    vpcs = {vpc["CidrBlock"] for vpc in ec2.describe_vpcs()["Vpcs"]}
+    subnets = {subnet["SubnetId"] for subnet in ec2.describe_subnets()["Subnets"]}
+    stack_groups = {group_id for group_id, group in owned["security_groups"].items() if group["name"] != "default"}
+    groups = {group["GroupId"] for group in ec2.describe_security_groups()["SecurityGroups"]}
     databases = {db["DBInstanceIdentifier"] for db in _client("rds").describe_db_instances()["DBInstances"]}
     return {
         "stacks": stacks,
@@ -192,10 +200,12 @@ def leftovers(owned: dict[str, Any]) -> dict[str, Any]:
         "log_groups": sorted(log_groups & set(owned["log_groups"])),
         "roles": sorted(roles & set(owned["roles"])),
         "vpcs": sorted(vpcs & {owned["vpc"]["cidr"]}),
+        "subnets": sorted(subnets & set(owned["vpc"]["subnet_ids"])),
+        "security_groups": sorted(groups & stack_groups),
         "databases": sorted(databases & {db["identifier"] for db in owned["databases"]}),
         "elastic_ips": sorted(
             address["AllocationId"]
-            for address in _client("ec2").describe_addresses()["Addresses"]
+            for address in ec2.describe_addresses()["Addresses"]
             if address["AllocationId"] in owned["elastic_ips"]
         ),
     }
