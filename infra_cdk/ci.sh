@@ -34,7 +34,8 @@ step "pytest"
 python -m pytest -q tests
 
 # Options for the second synth: every switch that adds or changes resources.
-variant=(-c webserverLoadBalancer=true -c dbMultiAz=true -c dbDeletionProtection=false -c webserverExecCommand=false)
+variant=(-c webserverLoadBalancer=true -c dbMultiAz=true -c dbDeletionProtection=false -c webserverExecCommand=false
+  -c alertEmail=oncall@example.com)
 # W3005 (redundant DependsOn) is how CDK orders an ECS service after its load balancer listener; it is harmless.
 lint_ignores=(--ignore-checks W3005)
 

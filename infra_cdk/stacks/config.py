@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import itertools
 import re
+import urllib.parse
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +60,12 @@ class DeploymentConfig:
     compute_logs_expiration_days: int = _param(
         "computeLogsExpirationDays", 30, "days after which compute-log objects are deleted"
     )
+    step_outputs_prefix: str = _param(
+        "stepOutputsPrefix", "dagster/step-outputs/", "key prefix of the S3 pickle IO manager's step outputs"
+    )
+    step_outputs_expiration_days: int = _param(
+        "stepOutputsExpirationDays", 14, "days after which step outputs are deleted (no re-execution from older runs)"
+    )
     ecr_repository_name: str = _param("ecrRepositoryName", "intervalprocessing", "ECR repository of the image")
     image_tag: str = _param("imageTag", "latest", "image tag the three task definitions run")
     start_services: bool = _param(
@@ -88,6 +96,10 @@ class DeploymentConfig:
     webserver_allowed_cidr: str = _param(
         "webserverAllowedCidr", "", "CIDR allowed to reach the internal load balancer (default: the VPC CIDR)"
     )
+    webserver_url: str = _param(
+        "webserverUrl", "", "base URL of the Dagster UI for links in alerts (default: the load balancer's, if any)"
+    )
+    alert_email: str = _param("alertEmail", "", "email address subscribed to the alerts topic (none if empty)")
     ci_group_name: str = _param(
         "ciGroupName",
         "intervalprocessingusers",
@@ -123,6 +135,11 @@ class DeploymentConfig:
         return self.compute_logs_prefix.strip("/") + "/"
 
     @property
+    def step_outputs_folder(self) -> str:
+        """The step-output prefix ending in exactly one '/' (see `reports_folder`)."""
+        return self.step_outputs_prefix.strip("/") + "/"
+
+    @property
     def log_retention(self) -> logs.RetentionDays:
         """`log_retention_days` as the CDK enum."""
         return _LOG_RETENTION_BY_DAYS[self.log_retention_days]
@@ -131,13 +148,19 @@ class DeploymentConfig:
         """Reject values that AWS would only refuse mid-deployment (or that would silently misbehave)."""
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.reports_bucket_name):
             raise ValueError(f"reportsBucketName {self.reports_bucket_name!r} is not a valid S3 bucket name")
-        for name, prefix in (("reportsPrefix", self.reports_prefix), ("computeLogsPrefix", self.compute_logs_prefix)):
+        folders = {
+            "reportsPrefix": (self.reports_prefix, self.reports_folder),
+            "computeLogsPrefix": (self.compute_logs_prefix, self.compute_logs_folder),
+            "stepOutputsPrefix": (self.step_outputs_prefix, self.step_outputs_folder),
+        }
+        for name, (prefix, _) in folders.items():
             if not prefix.strip("/") or prefix.startswith("/") or "*" in prefix:
                 raise ValueError(f"{name} {prefix!r} must be a non-empty key prefix without a leading '/' or '*'")
-        if self.reports_folder.startswith(self.compute_logs_folder) or self.compute_logs_folder.startswith(
-            self.reports_folder
-        ):
-            raise ValueError("reportsPrefix and computeLogsPrefix must not overlap (compute logs expire, reports not)")
+        # Each prefix has its own expiry and its own IAM grant: one inside another would expire reports or widen
+        # a role's access to the other's objects.
+        for (name, (_, folder)), (other, (_, other_folder)) in itertools.combinations(folders.items(), 2):
+            if folder.startswith(other_folder) or other_folder.startswith(folder):
+                raise ValueError(f"{name} and {other} must not overlap (each has its own expiry and IAM grant)")
         if self.log_retention_days not in _LOG_RETENTION_BY_DAYS:
             raise ValueError(
                 f"logRetentionDays {self.log_retention_days} is not one CloudWatch accepts: "
@@ -149,8 +172,10 @@ class DeploymentConfig:
         ):
             if memory not in _FARGATE_MEMORY_BY_CPU.get(cpu, range(0)):
                 raise ValueError(f"{name}: {cpu} CPU units with {memory} MiB is not a Fargate size")
-        if self.compute_logs_expiration_days < 1 or self.db_allocated_storage_gib < 20:
-            raise ValueError("computeLogsExpirationDays must be >= 1 and dbAllocatedStorageGib >= 20")
+        if self.compute_logs_expiration_days < 1 or self.step_outputs_expiration_days < 1:
+            raise ValueError("computeLogsExpirationDays and stepOutputsExpirationDays must be >= 1")
+        if self.db_allocated_storage_gib < 20:
+            raise ValueError("dbAllocatedStorageGib must be >= 20")
         for name, cidr in (("vpcCidr", self.vpc_cidr), ("webserverAllowedCidr", self.webserver_allowed_cidr)):
             if cidr or name == "vpcCidr":
                 try:
@@ -161,6 +186,14 @@ class DeploymentConfig:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone name") from None
+        if self.webserver_url:
+            url = urllib.parse.urlsplit(self.webserver_url)
+            if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+                raise ValueError(
+                    f"webserverUrl {self.webserver_url!r} must be an http(s) URL like https://dagster.example.com"
+                )
+        if self.alert_email and not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", self.alert_email):
+            raise ValueError(f"alertEmail {self.alert_email!r} is not one email address")
         if not self.image_tag or not re.fullmatch(r"[\w][\w.-]{0,127}", self.image_tag):
             raise ValueError(f"imageTag {self.image_tag!r} is not a valid image tag")
 

@@ -6,7 +6,10 @@ definition that Dagster's `EcsRunLauncher` starts for every run, and a daemon th
 The run task definition carries the full environment and both secrets itself, because `EcsRunLauncher` does not
 apply its own `env_vars`/`secrets` when it is given a fixed task definition ARN. The daemon and the webserver get the
 same environment: they load the same `dagster.yaml` (Postgres, the launcher settings) and the same code location,
-whose definitions choose their resources from the environment (no `MONGODB_URI` would mean "embedded MongoDB").
+whose definitions choose their resources from the environment (no `MONGODB_URI` would mean "embedded MongoDB"; no
+`STEP_OUTPUTS_S3_BUCKET` the filesystem IO manager). So every process sees the same definitions, and IAM, not the
+environment, decides who may touch what: only the run role reads and writes step outputs, only the daemon's role
+publishes alerts.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks.alerting import Alerting
 from stacks.config import DeploymentConfig
 from stacks.dagster_database import DATABASE_NAME, DATABASE_USERNAME, DagsterDatabase
 from stacks.network import Network
@@ -57,6 +61,7 @@ class DagsterServices(Construct):
         storage: Storage,
         database: DagsterDatabase,
         mongo_uri_secret: secretsmanager.ISecret,
+        alerting: Alerting,
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
@@ -94,18 +99,39 @@ class DagsterServices(Construct):
             "DAGSTER_RUN_SECURITY_GROUPS": network.tasks_sg.security_group_id,
             "DAGSTER_COMPUTE_LOGS_BUCKET": storage.reports_bucket.bucket_name,
             "DAGSTER_COMPUTE_LOGS_PREFIX": config.compute_logs_folder.rstrip("/"),
+            # The S3 pickle IO manager's outputs (read back when a run is re-executed), next to the compute logs.
+            "STEP_OUTPUTS_S3_BUCKET": storage.reports_bucket.bucket_name,
+            "STEP_OUTPUTS_S3_PREFIX": config.step_outputs_folder,
+            "ALERTS_SNS_TOPIC_ARN": alerting.topic.topic_arn,
         }
+        # Created before the task definitions, whose environment carries its address for the links in alerts.
+        self.webserver_load_balancer = self._create_internal_load_balancer() if config.webserver_load_balancer else None
+        if self.webserver_url:
+            self._environment["INTERVALPROCESSING_WEBSERVER_URL"] = self.webserver_url
 
         self.run_task_definition = self._create_run_task_definition()
         self._grant_run_role(storage)
         self._grant_launcher(self._roles.daemon, launches_runs=True)
         self._grant_launcher(self._roles.webserver, launches_runs=False)
         self._grant_compute_log_reads(self._roles.webserver, storage)
+        # The run-failure sensor runs in the daemon (its code server is a subprocess of the daemon's task).
+        alerting.grant_publish(self._roles.daemon)
 
         self.daemon_service = self._create_daemon_service()
         self.webserver_service = self._create_webserver_service()
-        self.webserver_load_balancer = self._create_internal_load_balancer() if config.webserver_load_balancer else None
+        if self.webserver_load_balancer is not None:
+            self._route_load_balancer_to_webserver()
         self._acknowledge_nag_findings(storage)
+
+    @property
+    def webserver_url(self) -> str | None:
+        """The Dagster UI's base URL for links in alerts: the operator's `webserverUrl` (a DNS name, or
+        http://localhost:3000 for SSM port forwarding), else the internal load balancer's, else none."""
+        if self._config.webserver_url:
+            return self._config.webserver_url.rstrip("/")
+        if self.webserver_load_balancer is not None:
+            return f"http://{self.webserver_load_balancer.load_balancer_dns_name}"
+        return None
 
     # --- roles ---------------------------------------------------------------------------------------------------
 
@@ -132,7 +158,12 @@ class DagsterServices(Construct):
         )
 
     def _grant_run_role(self, storage: Storage) -> None:
-        """Run workers write report files and their own compute logs, and nothing else."""
+        """Run workers write report files and their own compute logs, and read and write step outputs; nothing else.
+
+        Step outputs are the only S3 data Dagster reads back: a re-executed run's task loads its parent's outputs.
+        The webserver and the daemon only create that run from the event log in Postgres and launch it, so they
+        get no step-output access.
+        """
         self._roles.run.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteReports",
@@ -146,6 +177,26 @@ class DagsterServices(Construct):
                 # GetObject: the compute-log manager HEADs a key to see whether its upload landed.
                 actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"],
                 resources=[storage.compute_logs_objects_arn()],
+            )
+        )
+        # dagster-aws's PickledObjectS3IOManager: get_object (load, and its existence check), upload_fileobj (put,
+        # multipart above 8 MB, aborted on failure). It never deletes.
+        self._roles.run.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadWriteStepOutputs",
+                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[storage.step_outputs_objects_arn()],
+            )
+        )
+        # ... and, when it starts, list_objects(Prefix=<its prefix>, MaxKeys=1) as a check that the bucket is there.
+        # The prefix is accepted with or without its trailing '/', however the code spells it.
+        step_outputs = self._config.step_outputs_folder
+        self._roles.run.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListStepOutputs",
+                actions=["s3:ListBucket"],
+                resources=[storage.reports_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [step_outputs + "*", step_outputs.rstrip("/")]}},
             )
         )
 
@@ -370,14 +421,7 @@ class DagsterServices(Construct):
             security_group=alb_sg,
             drop_invalid_header_fields=True,
         )
-        listener = load_balancer.add_listener("Http", port=80, open=False)
-        listener.add_targets(
-            "Webserver",
-            port=WEBSERVER_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            targets=[self.webserver_service],
-            health_check=elbv2.HealthCheck(path="/server_info", interval=Duration.seconds(30)),
-        )
+        self._webserver_listener = load_balancer.add_listener("Http", port=80, open=False)
         Validations.of(load_balancer).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-ELB2",
@@ -387,6 +431,16 @@ class DagsterServices(Construct):
             )
         )
         return load_balancer
+
+    def _route_load_balancer_to_webserver(self) -> None:
+        """The load balancer's listener forwards to the webserver service (created after the load balancer)."""
+        self._webserver_listener.add_targets(
+            "Webserver",
+            port=WEBSERVER_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[self.webserver_service],
+            health_check=elbv2.HealthCheck(path="/server_info", interval=Duration.seconds(30)),
+        )
 
     # --- cdk-nag ---------------------------------------------------------------------------------------------------
 
@@ -428,6 +482,11 @@ class DagsterServices(Construct):
             self._roles.run,
             f"{bucket}/{self._config.reports_folder}*",
             "Report file names are made per run; the grant is limited to objects under the report prefix.",
+        )
+        _acknowledge_wildcard(
+            self._roles.run,
+            f"{bucket}/{self._config.step_outputs_folder}*",
+            "Step-output keys are made per run, step and output; the grant is limited to the step-output prefix.",
         )
         for role in (self._roles.run, self._roles.webserver):
             _acknowledge_wildcard(

@@ -1,4 +1,4 @@
-"""The one stack: composes network, storage, Dagster's database and services, and publishes the outputs.
+"""The one stack: composes network, storage, Dagster's database, services and alerting, and publishes the outputs.
 
 The output names are a contract: the operator copies `NatElasticIp` into MongoDB Atlas, and the Dagster deployment
 (`deploy/dagster.yaml`, via the tasks' environment) uses the cluster, run task definition, subnets and security
@@ -13,6 +13,7 @@ from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks.alerting import Alerting
 from stacks.config import DeploymentConfig
 from stacks.dagster_database import DagsterDatabase
 from stacks.dagster_services import DagsterServices
@@ -46,6 +47,7 @@ class IntervalProcessingStack(Stack):
                 "Rotate it in Atlas, put the new value here, and restart the services (README).",
             )
         )
+        alerting = Alerting(self, "Alerting", config=config)
         services = DagsterServices(
             self,
             "DagsterServices",
@@ -54,6 +56,19 @@ class IntervalProcessingStack(Stack):
             storage=storage,
             database=database,
             mongo_uri_secret=self.mongo_uri_secret,
+            alerting=alerting,
+        )
+        alerting.alarm_when_no_task_runs(
+            "DaemonNoRunningTask",
+            cluster=services.cluster,
+            service=services.daemon_service,
+            meaning="the Dagster daemon is down: no schedules tick, no runs launch, no run-failure alerts are sent.",
+        )
+        alerting.alarm_when_no_task_runs(
+            "WebserverNoRunningTask",
+            cluster=services.cluster,
+            service=services.webserver_service,
+            meaning="the Dagster UI is down (schedules and runs go on; nobody can look at them).",
         )
 
         outputs: dict[str, tuple[str, str]] = {
@@ -70,6 +85,7 @@ class IntervalProcessingStack(Stack):
             "MongoUriSecretArn": (self.mongo_uri_secret.secret_arn, "Put the MongoDB connection string here"),
             "DagsterDbSecretArn": (database.secret.secret_arn, "Generated Postgres credentials"),
             "DagsterDbEndpoint": (database.instance.db_instance_endpoint_address, "DAGSTER_PG_HOST"),
+            "AlertsTopicArn": (alerting.topic.topic_arn, "ALERTS_SNS_TOPIC_ARN: subscribe on-call here"),
         }
         for name, (value, description) in outputs.items():
             CfnOutput(self, name, value=value, description=description)

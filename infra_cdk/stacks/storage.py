@@ -1,4 +1,5 @@
-"""Where the project's artifacts live: the report bucket (also holding compute logs) and the image repository.
+"""Where the project's artifacts live: the report bucket (also holding compute logs and step outputs) and the image
+repository.
 
 Replaces the guide's "S3 Bucket", "ECR" and "IAM" parts, minus what made them unsafe: the bucket was public, the
 repository public, and the `intervalprocessingusers` group had `AmazonS3FullAccess` plus wildcard ECR rights.
@@ -16,12 +17,14 @@ from stacks.config import DeploymentConfig
 
 
 class Storage(Construct):
-    """Report bucket (private, TLS-only, versioned, SSE-S3), its access-log bucket, the ECR repository, the CI group."""
+    """Report bucket (private, TLS-only, versioned, SSE-S3; also holding compute logs and step outputs), its
+    access-log bucket, the ECR repository, the CI group."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
         super().__init__(scope, construct_id)
         self._reports_folder = config.reports_folder
         self._compute_logs_folder = config.compute_logs_folder
+        self._step_outputs_folder = config.step_outputs_folder
 
         access_logs = s3.Bucket(
             self,
@@ -60,6 +63,14 @@ class Storage(Construct):
                     id="ExpireComputeLogs",
                     prefix=config.compute_logs_folder,
                     expiration=Duration.days(config.compute_logs_expiration_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                # Step outputs only serve re-execution of recent runs; the bucket is versioned, so overwritten
+                # outputs (an asset's stored value) are dropped after a day too.
+                s3.LifecycleRule(
+                    id="ExpireStepOutputs",
+                    prefix=config.step_outputs_folder,
+                    expiration=Duration.days(config.step_outputs_expiration_days),
                     noncurrent_version_expiration=Duration.days(1),
                 ),
                 s3.LifecycleRule(
@@ -118,3 +129,7 @@ class Storage(Construct):
     def compute_logs_objects_arn(self) -> str:
         """ARN pattern of Dagster's compute-log objects."""
         return self.reports_bucket.arn_for_objects(self._compute_logs_folder + "*")
+
+    def step_outputs_objects_arn(self) -> str:
+        """ARN pattern of the S3 pickle IO manager's step outputs."""
+        return self.reports_bucket.arn_for_objects(self._step_outputs_folder + "*")

@@ -33,7 +33,7 @@ def default(synth_with: Callable[..., Synthesized]) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def variant(synth_with: Callable[..., Synthesized]) -> Synthesized:
-    """Every optional switch flipped: internal load balancer, Multi-AZ, other names, sizes and retention."""
+    """Every optional switch flipped: internal load balancer, Multi-AZ, alert email, other names, sizes, retention."""
     return synth_with(
         webserverLoadBalancer="true",
         webserverAllowedCidr="10.99.0.0/16",
@@ -45,4 +45,7 @@ def variant(synth_with: Callable[..., Synthesized]) -> Synthesized:
         logRetentionDays="30",
         computeLogsPrefix="logs/dagster/",
         reportsPrefix="Reports",
+        stepOutputsPrefix="outputs",
+        stepOutputsExpirationDays="3",
+        alertEmail="oncall@example.com",
     )

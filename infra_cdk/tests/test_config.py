@@ -46,7 +46,14 @@ def test_command_line_strings_are_parsed() -> None:
         ({"dbMultiAz": "maybe"}, "dbMultiAz must be true or false"),
         ({"webserverCpu": "lots"}, "webserverCpu must be an integer"),
         ({"webserverCpu": True}, "webserverCpu must be an integer"),
-        ({"computeLogsPrefix": "GeneratedFiles/logs"}, "must not overlap"),
+        ({"computeLogsPrefix": "GeneratedFiles/logs"}, "reportsPrefix and computeLogsPrefix must not overlap"),
+        ({"stepOutputsPrefix": "dagster/compute-logs/steps"}, "computeLogsPrefix and stepOutputsPrefix must not"),
+        ({"stepOutputsPrefix": "*"}, "stepOutputsPrefix"),
+        ({"stepOutputsExpirationDays": "0"}, "stepOutputsExpirationDays must be >= 1"),
+        ({"webserverUrl": "dagster.example.com"}, "webserverUrl 'dagster.example.com' must be an http(s) URL"),
+        ({"webserverUrl": "ftp://dagster.example.com"}, "webserverUrl"),
+        ({"alertEmail": "oncall"}, "alertEmail 'oncall' is not one email address"),
+        ({"alertEmail": "a@example.com,b@example.com"}, "alertEmail"),
         ({"reportsPrefix": "/"}, "reportsPrefix"),
         ({"imageTag": "has space"}, "imageTag"),
         ({"vpcCidr": "10.40.0.0/33"}, "vpcCidr"),
@@ -60,8 +67,10 @@ def test_bad_values_stop_the_synth_and_name_the_parameter(context: dict[str, Any
 
 
 def test_prefix_folders_end_in_exactly_one_slash() -> None:
-    config = _config(reportsPrefix="Reports", computeLogsPrefix="logs/dagster//")
+    config = _config(reportsPrefix="Reports", computeLogsPrefix="logs/dagster//", stepOutputsPrefix="steps")
     assert (config.reports_folder, config.compute_logs_folder) == ("Reports/", "logs/dagster/")
+    assert config.step_outputs_folder == "steps/"
+    assert _config().step_outputs_folder == "dagster/step-outputs/"  # the default agreed with the Dagster code
 
 
 def test_readme_documents_every_context_parameter() -> None:

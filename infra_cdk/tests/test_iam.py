@@ -81,30 +81,59 @@ def test_pass_role_only_for_the_run_roles_and_only_to_ecs_tasks(default: Synthes
     assert pass_role[0] in _statements_of(default, _role_lid(default, "DaemonTaskRole"))
 
 
-def test_run_role_writes_the_report_and_compute_log_prefixes_and_nothing_else(default: Synthesized) -> None:
-    bucket = default.logical_id(default.stack.node.find_child("Storage").node.find_child("ReportsBucket"))
-    grants = {
+def _object_grants(synth: Synthesized, role_lid: str) -> dict[str, list[str]]:
+    """Object-prefix pattern ('/GeneratedFiles/*') -> actions, for the role's statements on bucket objects."""
+    return {
         statement["Resource"]["Fn::Join"][1][1]: sorted(_actions(statement))
-        for statement in _statements_of(default, _role_lid(default, "RunTaskRole"))
+        for statement in _statements_of(synth, role_lid)
+        if "Fn::Join" in statement["Resource"]
     }
-    assert grants == {
+
+
+def test_run_role_writes_reports_and_compute_logs_and_reads_step_outputs_and_nothing_else(
+    default: Synthesized,
+) -> None:
+    bucket = default.logical_id(default.stack.node.find_child("Storage").node.find_child("ReportsBucket"))
+    statements = _statements_of(default, _role_lid(default, "RunTaskRole"))
+    assert _object_grants(default, _role_lid(default, "RunTaskRole")) == {
         "/GeneratedFiles/*": ["s3:AbortMultipartUpload", "s3:PutObject"],
         "/dagster/compute-logs/*": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+        # the S3 pickle IO manager: a re-executed run reads its parent's outputs; nothing deletes them
+        "/dagster/step-outputs/*": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
     }
-    for statement in _statements_of(default, _role_lid(default, "RunTaskRole")):
+    object_statements = [s for s in statements if "Fn::Join" in s["Resource"]]
+    for statement in object_statements:
         assert statement["Resource"]["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket, "Arn"]}
+    # The one statement on the bucket itself: the IO manager's start-up listing, of its own prefix only.
+    (listing,) = [s for s in statements if s not in object_statements]
+    assert listing["Action"] == "s3:ListBucket"
+    assert listing["Resource"] == {"Fn::GetAtt": [bucket, "Arn"]}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["dagster/step-outputs/*", "dagster/step-outputs"]}}
+
+
+def test_only_the_run_role_touches_step_outputs(default: Synthesized) -> None:
+    run_role = _role_lid(default, "RunTaskRole")
+    for policy in default.of_type("AWS::IAM::Policy").values():
+        if {"Ref": run_role} in policy["Properties"].get("Roles", []):
+            continue
+        assert "step-outputs" not in str(policy["Properties"]["PolicyDocument"]), policy
 
 
 def test_prefix_context_moves_the_grants_and_the_environment_together(variant: Synthesized) -> None:
-    grants = {
-        statement["Resource"]["Fn::Join"][1][1]
-        for statement in _statements_of(variant, _role_lid(variant, "RunTaskRole"))
+    assert set(_object_grants(variant, _role_lid(variant, "RunTaskRole"))) == {
+        "/Reports/*",
+        "/logs/dagster/*",
+        "/outputs/*",
     }
-    assert grants == {"/Reports/*", "/logs/dagster/*"}
+    (listing,) = [
+        s for s in _statements_of(variant, _role_lid(variant, "RunTaskRole")) if s["Action"] == "s3:ListBucket"
+    ]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["outputs/*", "outputs"]}}
     run = variant.resources[variant.logical_id(_services(variant).run_task_definition)]["Properties"]
     environment = {e["Name"]: e["Value"] for e in run["ContainerDefinitions"][0]["Environment"]}
     assert environment["REPORTS_S3_PREFIX"] == "Reports/"
     assert environment["DAGSTER_COMPUTE_LOGS_PREFIX"] == "logs/dagster"  # the log manager adds the '/' itself
+    assert environment["STEP_OUTPUTS_S3_PREFIX"] == "outputs/"
 
 
 def test_daemon_launches_only_the_run_task_definition_in_the_cluster(default: Synthesized) -> None:
@@ -128,6 +157,9 @@ def test_daemon_launches_only_the_run_task_definition_in_the_cluster(default: Sy
         "ec2:DescribeNetworkInterfaces",
         "iam:PassRole",
         "logs:GetLogEvents",
+        "sns:Publish",  # the run-failure sensor (tests/test_alerting.py checks the grant)
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
     }
 
 

@@ -15,6 +15,7 @@ CONTRACT_OUTPUTS = {
     "MongoUriSecretArn",
     "DagsterDbSecretArn",
     "DagsterDbEndpoint",
+    "AlertsTopicArn",
 }
 
 
@@ -47,6 +48,14 @@ def test_outputs_point_at_the_resources_the_tasks_use(default: Synthesized) -> N
     assert value["DagsterDbSecretArn"] == {"Ref": attachment}
     repo, _ = default.one("AWS::ECR::Repository")
     assert repo in str(value["EcrRepositoryUri"])
+    topic, _ = default.one("AWS::SNS::Topic")
+    daemon_environment = {
+        e["Name"]: e["Value"]
+        for e in default.resources[default.logical_id(services.daemon_service.task_definition)]["Properties"][
+            "ContainerDefinitions"
+        ][0]["Environment"]
+    }
+    assert value["AlertsTopicArn"] == {"Ref": topic} == daemon_environment["ALERTS_SNS_TOPIC_ARN"]
 
 
 def test_run_subnets_are_the_two_private_subnets_comma_separated(default: Synthesized) -> None:

@@ -28,7 +28,13 @@ CONTRACT_ENVIRONMENT = {
     "DAGSTER_RUN_SECURITY_GROUPS",
     "DAGSTER_COMPUTE_LOGS_BUCKET",
     "DAGSTER_COMPUTE_LOGS_PREFIX",
+    "STEP_OUTPUTS_S3_BUCKET",
+    "STEP_OUTPUTS_S3_PREFIX",
+    "ALERTS_SNS_TOPIC_ARN",
 }
+#: Only when the UI's address is known (context webserverUrl, or the internal load balancer).
+OPTIONAL_ENVIRONMENT = {"INTERVALPROCESSING_WEBSERVER_URL"}
+FAMILIES = ("IntervalProcessing-Run", "IntervalProcessing-Daemon", "IntervalProcessing-Webserver")
 CONTRACT_SECRETS = {"MONGODB_URI", "DAGSTER_PG_PASSWORD"}
 WORKSPACE = "/opt/dagster/app/workspace.yaml"
 
@@ -118,6 +124,39 @@ def test_run_task_carries_the_whole_contract_environment_and_both_secrets(defaul
     assert environment["PGSSLMODE"] == "require"  # libpq (psycopg2) refuses a connection to Postgres without TLS
     # The run task cannot name its own ARN (a cycle); the family resolves to the latest revision.
     assert environment["DAGSTER_RUN_TASK_DEFINITION_ARN"] == "IntervalProcessing-Run"
+    # Step outputs go to the report bucket, under their own prefix (agreed default, with its '/').
+    assert environment["STEP_OUTPUTS_S3_BUCKET"] == environment["REPORTS_S3_BUCKET"]
+    assert environment["STEP_OUTPUTS_S3_BUCKET"] == {"Ref": default.logical_id(_reports_bucket(default))}
+    assert environment["STEP_OUTPUTS_S3_PREFIX"] == "dagster/step-outputs/"
+    topic, _ = default.one("AWS::SNS::Topic")
+    assert environment["ALERTS_SNS_TOPIC_ARN"] == {"Ref": topic}
+
+
+def _reports_bucket(synth: Synthesized) -> Any:
+    return synth.stack.node.find_child("Storage").node.find_child("ReportsBucket")
+
+
+def test_no_webserver_url_unless_it_is_known(default: Synthesized) -> None:
+    for family in FAMILIES:
+        assert not OPTIONAL_ENVIRONMENT & set(_environment(_container(default, family)))
+
+
+def test_webserver_url_is_the_internal_load_balancer_when_there_is_one(variant: Synthesized) -> None:
+    load_balancer, _ = variant.one("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    expected = {"Fn::Join": ["", ["http://", {"Fn::GetAtt": [load_balancer, "DNSName"]}]]}
+    for family in FAMILIES:
+        environment = _environment(_container(variant, family))
+        assert set(environment) == CONTRACT_ENVIRONMENT | OPTIONAL_ENVIRONMENT
+        assert environment["INTERVALPROCESSING_WEBSERVER_URL"] == expected
+    assert variant.outputs["WebserverUrl"]["Value"] == expected
+
+
+def test_webserver_url_from_context_wins_without_its_trailing_slash(synth_with: Callable[..., Synthesized]) -> None:
+    for context in ({}, {"webserverLoadBalancer": "true"}):
+        synth = synth_with(webserverUrl="https://dagster.example.com/", **context)
+        for family in FAMILIES:
+            url = _environment(_container(synth, family))["INTERVALPROCESSING_WEBSERVER_URL"]
+            assert url == "https://dagster.example.com"
 
 
 def test_secrets_come_from_secrets_manager_not_from_plain_environment(default: Synthesized) -> None:
@@ -125,7 +164,7 @@ def test_secrets_come_from_secrets_manager_not_from_plain_environment(default: S
     (db_secret,) = default.of_type("AWS::SecretsManager::Secret").keys() - {mongo_secret}
     attachment_lid, attachment = default.one("AWS::SecretsManager::SecretTargetAttachment")
     assert attachment["Properties"]["SecretId"] == {"Ref": db_secret}
-    for family in ("IntervalProcessing-Run", "IntervalProcessing-Daemon", "IntervalProcessing-Webserver"):
+    for family in FAMILIES:
         container = _container(default, family)
         secrets = {s["Name"]: s["ValueFrom"] for s in container["Secrets"]}
         assert secrets["MONGODB_URI"] == {"Ref": mongo_secret}

@@ -63,9 +63,24 @@ def test_compute_logs_expire_and_reports_do_not(default: Synthesized) -> None:
     assert rules["ExpireComputeLogs"]["Prefix"] == "dagster/compute-logs/"
     assert rules["ExpireComputeLogs"]["ExpirationInDays"] == 30
     assert rules["ExpireComputeLogs"]["Status"] == "Enabled"
-    # The only rule that deletes current objects is the compute-log one; reports lose old versions only.
-    assert [r["Id"] for r in rules.values() if "ExpirationInDays" in r] == ["ExpireComputeLogs"]
+    # Only compute logs and step outputs lose current objects; reports lose old versions only.
+    assert sorted(r["Id"] for r in rules.values() if "ExpirationInDays" in r) == [
+        "ExpireComputeLogs",
+        "ExpireStepOutputs",
+    ]
     assert rules["ExpireOldReportVersions"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+
+
+def test_step_outputs_expire_after_two_weeks_old_versions_after_a_day(default: Synthesized) -> None:
+    _, props = _bucket(default)
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireStepOutputs"] == {
+        "Id": "ExpireStepOutputs",
+        "Prefix": "dagster/step-outputs/",
+        "ExpirationInDays": 14,
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+        "Status": "Enabled",
+    }
 
 
 def test_bucket_name_and_prefixes_come_from_context(variant: Synthesized) -> None:
@@ -73,6 +88,7 @@ def test_bucket_name_and_prefixes_come_from_context(variant: Synthesized) -> Non
     assert props["BucketName"] == "acme-intervalprocessing-reports"
     rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
     assert rules["ExpireComputeLogs"]["Prefix"] == "logs/dagster/"
+    assert (rules["ExpireStepOutputs"]["Prefix"], rules["ExpireStepOutputs"]["ExpirationInDays"]) == ("outputs/", 3)
 
 
 def test_buckets_and_repository_survive_stack_deletion(default: Synthesized) -> None:
