@@ -126,6 +126,8 @@ def deployed() -> dict[str, Any]:
         for identifier in ids.get("AWS::RDS::DBInstance", [])
     ]
     log_groups = _client("logs").describe_log_groups()["logGroups"]
+    sns = _client("sns")
+    topics = {arn: sns.get_topic_attributes(TopicArn=arn)["Attributes"] for arn in ids.get("AWS::SNS::Topic", [])}
     return {
         "stack_status": stack["StackStatus"],
         "outputs": {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])},
@@ -165,6 +167,15 @@ def deployed() -> dict[str, Any]:
             {"identifier": db["DBInstanceIdentifier"], "encrypted": db.get("StorageEncrypted")} for db in databases
         ],
         "secrets": [secret["Name"] for secret in _client("secretsmanager").list_secrets()["SecretList"]],
+        "kms_keys": ids.get("AWS::KMS::Key", []),
+        "topics": {
+            arn.split(":")[-1]: {
+                "kms_master_key_id": attributes.get("KmsMasterKeyId"),
+                "policy": json.loads(attributes["Policy"]) if attributes.get("Policy") else None,
+            }
+            for arn, attributes in topics.items()
+        },
+        "alarms": [alarm["AlarmName"] for alarm in _client("cloudwatch").describe_alarms()["MetricAlarms"]],
     }
 
 
@@ -191,8 +202,10 @@ def leftovers(owned: dict[str, Any]) -> dict[str, Any]:
     stack_groups = {group_id for group_id, group in owned["security_groups"].items() if group["name"] != "default"}
     groups = {group["GroupId"] for group in ec2.describe_security_groups()["SecurityGroups"]}
     databases = {db["DBInstanceIdentifier"] for db in _client("rds").describe_db_instances()["DBInstances"]}
+    topics = {topic["TopicArn"].split(":")[-1] for topic in _client("sns").list_topics()["Topics"]}
     return {
         "stacks": stacks,
+        "topics": sorted(topics & set(owned["topics"])),
         "buckets": sorted(buckets & {bucket["name"] for bucket in owned["buckets"]}),
         "ecr_repositories": sorted(repositories & {repo["name"] for repo in owned["ecr_repositories"]}),
         "clusters": sorted(clusters),

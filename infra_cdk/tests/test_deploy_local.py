@@ -33,6 +33,8 @@ EMULATOR_SKIPPED_TYPES = {
     "AWS::SecretsManager::Secret",  # the MongoDB URI secret and the generated Postgres secret
     "AWS::SecretsManager::SecretTargetAttachment",
     "AWS::ECS::ClusterCapacityProviderAssociations",
+    "AWS::SNS::TopicPolicy",  # the alerts topic's TLS-only and CloudWatch-publish policy
+    "AWS::CloudWatch::Alarm",  # the two no-running-task alarms
 }
 
 
@@ -157,7 +159,12 @@ def test_roles_and_their_policies(deployed: dict[str, Any]) -> None:
     assert len(task_roles) == 4  # execution, run, daemon, webserver
     assert all(role["trusted_services"] == ["ecs-tasks.amazonaws.com"] for role in task_roles.values())
     (run,) = [role for name, role in task_roles.items() if "RunTaskRole" in name]
-    assert {s.get("Sid") for s in run["statements"]} == {"WriteReports", "WriteComputeLogs"}
+    assert {s.get("Sid") for s in run["statements"]} == {
+        "WriteReports",
+        "WriteComputeLogs",
+        "ReadWriteStepOutputs",
+        "ListStepOutputs",
+    }
     (daemon,) = [role for name, role in task_roles.items() if "DaemonTaskRole" in name]
     launch = next(s for s in daemon["statements"] if s.get("Sid") == "LaunchRunTasks")
     assert launch["Action"] == "ecs:RunTask"
@@ -173,6 +180,17 @@ def test_vpc_nat_gateway_and_its_elastic_ip(deployed: dict[str, Any]) -> None:
     assert deployed["databases"] == [{"identifier": "intervalprocessing-dagster", "encrypted": True}]
     # moto 5.2.5 reports no stack outputs for this stack, so NatElasticIp is read from EC2 above instead.
     assert deployed["outputs"] == {}
+
+
+def test_alerts_topic_is_encrypted_with_the_stacks_own_key(deployed: dict[str, Any]) -> None:
+    assert set(deployed["topics"]) == {"intervalprocessing-alerts"}
+    topic = deployed["topics"]["intervalprocessing-alerts"]
+    (key_id,) = deployed["kms_keys"]
+    assert topic["kms_master_key_id"].endswith(f":key/{key_id}")  # the customer-managed key, not alias/aws/sns
+    # AWS::SNS::TopicPolicy and AWS::CloudWatch::Alarm are skipped types: moto leaves SNS's default policy, which has
+    # no TLS condition, and creates no alarm. The synthesis tests (test_alerting.py) check both.
+    assert "aws:SecureTransport" not in json.dumps(topic["policy"])
+    assert deployed["alarms"] == []
 
 
 def test_destroy_deletes_what_moto_can_and_retains_the_buckets(
@@ -214,6 +232,7 @@ def test_destroy_deletes_what_moto_can_and_retains_the_buckets(
         "databases": [],
         "subnets": [],
         "security_groups": [],
+        "topics": [],
         "buckets": sorted(bucket["name"] for bucket in deployed["buckets"]),  # DeletionPolicy Retain
         # Not deleted because moto cannot delete these types (see the docstring), not because of the stack:
         "ecr_repositories": ["intervalprocessing"],
