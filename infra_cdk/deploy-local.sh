@@ -2,8 +2,9 @@
 # `cdk bootstrap` + `cdk deploy` of the IntervalProcessing stack against a local AWS emulator (moto in server mode),
 # then a boto3 read-back of what was created. No AWS account, no Docker, nothing leaves 127.0.0.1.
 #
-#   bash infra_cdk/deploy-local.sh deploy    # bootstrap, deploy, print the read-back (JSON) and stop the emulator
-#   bash infra_cdk/deploy-local.sh destroy   # `cdk destroy` (only useful with LOCAL_AWS_ENDPOINT, see below)
+#   bash infra_cdk/deploy-local.sh deploy [-c name=value ...]   # bootstrap, deploy, print the read-back (JSON),
+#                                                               # stop the emulator
+#   bash infra_cdk/deploy-local.sh destroy [-c name=value ...]  # `cdk destroy` (with LOCAL_AWS_ENDPOINT, see below)
 #
 # LOCAL_AWS_ENDPOINT=http://127.0.0.1:PORT uses an emulator that is already running (the deploy test starts one,
 # deploys, destroys and looks for leftovers against the same one); without it, deploy starts moto on a free port of
@@ -16,7 +17,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 action="${1:-deploy}"
-case "$action" in deploy | destroy) ;; *) echo "usage: $0 [deploy|destroy]" >&2; exit 2 ;; esac
+case "$action" in deploy | destroy) ;; *) echo "usage: $0 [deploy|destroy] [-c name=value ...]" >&2; exit 2 ;; esac
+shift || true
 
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 NODE_NO_WARNINGS=1
 # Fake credentials and moto's default account: nothing here can reach a real account.
@@ -26,7 +28,8 @@ unset AWS_PROFILE
 account=123456789012
 # The context of a local deploy: deletable Postgres (so destroy works), and no CI group (moto's CloudFormation has
 # no AWS::IAM::Group; `-c ciGroupName=` is the switch for accounts whose CI pushes with its own role).
-context=(-c dbDeletionProtection=false -c ciGroupName=)
+# Further `-c name=value` arguments are passed on, to rehearse an operator's own context.
+context=(-c dbDeletionProtection=false -c ciGroupName= "$@")
 
 if [[ ! -x .venv/bin/python ]]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt

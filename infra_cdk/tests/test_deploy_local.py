@@ -2,10 +2,11 @@
 
 Synthesis tests prove what the template says; this proves that the CDK CLI can publish it, that CloudFormation can
 order and resolve it, and what the services then report. moto's CloudFormation skips some resource types and
-properties without failing (README.md, "Local deploy"); `EMULATOR_GAPS` lists exactly those, and the test fails if
-one of them starts to appear (time to move the check up) as well as if anything else goes missing.
+properties without failing (README.md, step 0); `EMULATOR_SKIPPED_TYPES` and the comments below list exactly those,
+and the test fails if one of them starts to appear (time to turn it into a real check) as well as if anything else
+goes missing.
 
-Marked `deploy_local` (about a minute and a half): `pytest -m deploy_local`; ci.sh runs it after the fast suite.
+Marked `deploy_local` (1-2 minutes): `pytest -m deploy_local`; ci.sh runs it after the fast suite.
 """
 
 from __future__ import annotations
