@@ -5,7 +5,8 @@
 # 2. the pinned CDK CLI from npm (package-lock.json),
 # 3. lint, then the pytest suite (assertions + cdk-nag, offline),
 # 4. `cdk synth --no-lookups` exactly as an operator runs it, once with defaults and once with every optional
-#    switch on, and cfn-lint on both templates.
+#    switch on, and cfn-lint on both templates,
+# 5. the local deploy test: deploy-local.sh bootstraps, deploys and destroys the app against moto on 127.0.0.1.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -26,8 +27,8 @@ step "npm ci (pinned aws-cdk CLI)"
 npm ci --no-audit --no-fund --loglevel=error
 
 step "ruff"
-ruff check stacks tests app.py
-ruff format --check stacks tests app.py
+ruff check stacks tests app.py local_readback.py
+ruff format --check stacks tests app.py local_readback.py
 
 step "pytest"
 python -m pytest -q tests
@@ -46,5 +47,8 @@ npx cdk synth --no-lookups --no-notices --quiet --output cdk.out.variant "${vari
 
 step "cfn-lint"
 cfn-lint "${lint_ignores[@]}" -- cdk.out/IntervalProcessing.template.json cdk.out.variant/IntervalProcessing.template.json
+
+step "cdk deploy + destroy against moto (deploy-local.sh)"
+python -m pytest -q -m deploy_local tests/test_deploy_local.py
 
 step "OK"

@@ -100,7 +100,11 @@ class DeploymentConfig:
         "webserverUrl", "", "base URL of the Dagster UI for links in alerts (default: the load balancer's, if any)"
     )
     alert_email: str = _param("alertEmail", "", "email address subscribed to the alerts topic (none if empty)")
-    ci_group_name: str = _param("ciGroupName", "intervalprocessingusers", "IAM group allowed to push the image")
+    ci_group_name: str = _param(
+        "ciGroupName",
+        "intervalprocessingusers",
+        "IAM group allowed to push the image (empty: no group, for accounts whose CI pushes with its own role)",
+    )
 
     @classmethod
     def from_context(cls, node: Node) -> DeploymentConfig:

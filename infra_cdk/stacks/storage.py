@@ -108,16 +108,19 @@ class Storage(Construct):
         )
 
         # The old guide's group for image pushes, now allowed to push and pull this one repository and nothing
-        # else. No user or access key is created: attach a CI user or (better) use an OIDC role instead.
-        self.ci_group = iam.Group(self, "CiImagePushGroup", group_name=config.ci_group_name)
-        self.repository.grant_pull_push(self.ci_group)
-        Validations.of(self.ci_group).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="ecr:GetAuthorizationToken has no resource-level permissions; AWS requires Resource '*'. "
-                "Every other ECR action is scoped to the one repository.",
+        # else. No user or access key is created: attach a CI user or (better) use an OIDC role instead. An account
+        # whose CI already has such a role sets `-c ciGroupName=` (empty) and gets no group at all.
+        self.ci_group: iam.Group | None = None
+        if config.ci_group_name:
+            self.ci_group = iam.Group(self, "CiImagePushGroup", group_name=config.ci_group_name)
+            self.repository.grant_pull_push(self.ci_group)
+            Validations.of(self.ci_group).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::*]",
+                    reason="ecr:GetAuthorizationToken has no resource-level permissions; AWS requires Resource '*'. "
+                    "Every other ECR action is scoped to the one repository.",
+                )
             )
-        )
 
     def reports_objects_arn(self) -> str:
         """ARN pattern of the report files (the run tasks write there)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tests.synthesis import Synthesized
@@ -125,3 +126,10 @@ def test_ci_group_can_push_only_to_the_one_repository(default: Synthesized) -> N
     assert not rest
     assert repo_lid in resource
     assert {"ecr:PutImage", "ecr:BatchGetImage", "ecr:CompleteLayerUpload"} <= set(actions)
+
+
+def test_an_empty_ci_group_name_creates_no_group_and_no_policy_for_it(synth_with: Callable[..., Synthesized]) -> None:
+    without_group = synth_with(ciGroupName="")
+    assert not without_group.of_type("AWS::IAM::Group")
+    assert not [p for p in without_group.of_type("AWS::IAM::Policy").values() if "Groups" in p["Properties"]]
+    assert not without_group.nag_violations
