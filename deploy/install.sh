@@ -39,7 +39,7 @@ check() {
     # A throw-away URI: the definitions must choose the production MongoResource without connecting anywhere.
     # Run from / so the *installed* package is imported, not the source tree in the current directory.
     root="$(pwd)"
-    cd / && env MONGODB_URI="mongodb://install-check.invalid/" PYTHONPATH="$root/deploy/python" "$PYTHON" - <<'PY'
+    cd / && env MONGODB_URI="mongodb://install-check.invalid/" "$PYTHON" - <<'PY'
 import importlib.metadata
 import importlib.util
 import sys
@@ -51,7 +51,7 @@ missing = {"intervalprocessing", "dagster", "dagster-daemon", "dagster-webserver
 if missing:
     sys.exit(f"console scripts missing: {sorted(missing)}")
 
-import intervalprocessing_ecs_launcher  # noqa: E402,F401 - the run launcher deploy/dagster.yaml names
+import intervalprocessing_dagster.deploy.ecs_run_launcher  # noqa: E402,F401 - the run launcher deploy/dagster.yaml names
 from intervalprocessing_dagster.definitions import defs  # noqa: E402
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource  # noqa: E402
 
