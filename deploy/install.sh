@@ -1,6 +1,6 @@
 #!/bin/sh
 # The production image's Python install steps, in one place: the Dockerfile runs them, and CI runs the same steps
-# in a fresh virtualenv (the image itself cannot be built there), so a broken install fails CI, not a deploy.
+# in a fresh virtualenv too, so a broken install fails CI fast, before deploy/build-image.sh builds the image.
 #
 #   deploy/install.sh requirements  print the runtime requirements (pyproject's [project].dependencies, no extras)
 #   deploy/install.sh deps          install them at the versions pinned in deploy/constraints.txt: the Dockerfile's
