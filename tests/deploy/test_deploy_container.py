@@ -40,14 +40,14 @@ def _docker() -> str:
                           timeout=60)
     if info.returncode != 0:
         reason = (info.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"no container engine: `docker info` failed (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}): "
-                    f"{reason}")
+        host = os.environ.get("DOCKER_HOST", "unset")
+        pytest.skip(f"no container engine: `docker info` failed (DOCKER_HOST={host}): {reason}")
     return docker
 
 
 def _pip_index_configured() -> bool:
     listed = subprocess.run(["python3", "-m", "pip", "config", "list"], capture_output=True, text=True)
-    return "index-url" in os.environ.get("PIP_INDEX_URL", "") or ".index-url=" in listed.stdout
+    return bool(os.environ.get("PIP_INDEX_URL")) or ".index-url=" in listed.stdout  # not extra-index-url
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,8 @@ def test_dagster_runs(docker: str, image: str) -> None:
 def test_the_definitions_load_with_the_production_settings(docker: str, image: str) -> None:
     """MONGODB_URI and REPORTS_S3_BUCKET set, as in the task definitions; an empty DAGSTER_HOME, since the
     production instance needs its Postgres (tests/deploy/test_deploy_ecs_production.py runs that one)."""
-    completed = _run(docker, image, "sh", "-c", 'mkdir -p "$DAGSTER_HOME" && dagster definitions validate -w workspace.yaml',
+    completed = _run(docker, image, "sh", "-c",
+                     'mkdir -p "$DAGSTER_HOME" && dagster definitions validate -w workspace.yaml',
                      env={"MONGODB_URI": "mongodb://definitions-check.invalid/", "REPORTS_S3_BUCKET": "reports",
                           "DAGSTER_HOME": "/tmp/dagster_home"})
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -136,7 +137,8 @@ def test_no_secret_reaches_history_config_or_layers(docker: str, image: str, ind
         assert "PIP_INDEX_URL" not in text and "index-url" not in text
         assert "@pypi.org" not in text
     # BuildKit leaves the empty /run/secrets mount point; no file of the mounts stays.
-    leftovers = _run(docker, image, "sh", "-c", "find /etc/pip.conf /etc/xdg/pip /run/secrets -type f 2>/dev/null; true")
+    leftovers = _run(docker, image, "sh", "-c",
+                     "find /etc/pip.conf /etc/xdg/pip /run/secrets -type f 2>/dev/null; true")
     assert leftovers.stdout.strip() == ""
     if index_token is None:
         pytest.skip("this machine names its own pip index, so the build had no test token to look for in the layers")
@@ -158,7 +160,10 @@ def test_file_generation_job_runs_in_the_container(
     seed_demo_data(mongo_db)
     completed = _run(
         docker, image, "sh", "-c",
-        'mkdir -p "$DAGSTER_HOME" && printf "telemetry:\n  enabled: false\n" > "$DAGSTER_HOME/dagster.yaml" && dagster job execute -m intervalprocessing_dagster.definitions -j file_generation_job',
+        # An instance of its own in the container (SQLite, telemetry off as in deploy/dagster.yaml: the service
+        # user has no writable HOME for Dagster's telemetry id).
+        'mkdir -p "$DAGSTER_HOME" && printf "telemetry:\n  enabled: false\n" > "$DAGSTER_HOME/dagster.yaml"'
+        " && dagster job execute -m intervalprocessing_dagster.definitions -j file_generation_job",
         env={
             "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": mongo_db.name, "REPORTS_S3_BUCKET": s3_bucket,
             "AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

@@ -111,7 +111,8 @@ def test_the_image_is_slim_python_311_and_runs_as_a_service_user() -> None:
 
 def test_the_dependency_layer_comes_before_the_source_so_it_stays_cached() -> None:
     steps = [f"{instruction} {args}" for instruction, args in _instructions()]
-    deps = next(i for i, step in enumerate(steps) if step.startswith("RUN ") and step.endswith("deploy/install.sh deps"))
+    deps = next(i for i, step in enumerate(steps)
+                if step.startswith("RUN ") and step.endswith("deploy/install.sh deps"))
     source = next(i for i, step in enumerate(steps) if step.startswith("COPY intervalprocessing_dagster"))
     assert all("intervalprocessing_dagster" not in step for step in steps[:deps])
     assert deps < source
