@@ -1,6 +1,6 @@
 #!/bin/sh
 # The production image's Python install steps, in one place: the Dockerfile runs them, and CI runs the same steps
-# in a fresh virtualenv (the image itself cannot be built there), so a broken install fails CI, not a deploy.
+# in a fresh virtualenv too, so a broken install fails CI fast, before deploy/build-image.sh builds the image.
 #
 #   deploy/install.sh requirements  print the runtime requirements (pyproject's [project].dependencies, no extras)
 #   deploy/install.sh deps          install them at the versions pinned in deploy/constraints.txt: the Dockerfile's
@@ -39,7 +39,7 @@ check() {
     # A throw-away URI: the definitions must choose the production MongoResource without connecting anywhere.
     # Run from / so the *installed* package is imported, not the source tree in the current directory.
     root="$(pwd)"
-    cd / && env MONGODB_URI="mongodb://install-check.invalid/" PYTHONPATH="$root/deploy/python" "$PYTHON" - <<'PY'
+    cd / && env MONGODB_URI="mongodb://install-check.invalid/" "$PYTHON" - <<'PY'
 import importlib.metadata
 import importlib.util
 import sys
@@ -51,7 +51,7 @@ missing = {"intervalprocessing", "dagster", "dagster-daemon", "dagster-webserver
 if missing:
     sys.exit(f"console scripts missing: {sorted(missing)}")
 
-import intervalprocessing_ecs_launcher  # noqa: E402,F401 - the run launcher deploy/dagster.yaml names
+import intervalprocessing_dagster.deploy.ecs_run_launcher  # noqa: E402,F401 - the run launcher deploy/dagster.yaml names
 from intervalprocessing_dagster.definitions import defs  # noqa: E402
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource  # noqa: E402
 

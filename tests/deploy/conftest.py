@@ -51,8 +51,6 @@ from tests.postgres_cluster import PostgresServer, PostgresUnavailable, running_
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO / "deploy"
-#: The launcher module's folder, on PYTHONPATH as in the image (Dockerfile: /opt/dagster/app/deploy/python).
-DEPLOY_PYTHON = DEPLOY_DIR / "python"
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -68,10 +66,6 @@ LOCATION_NAME = "intervalprocessing"
 DAEMON_ROLE_ACTIONS = {
     "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:DescribeTaskDefinition", "logs:GetLogEvents",
 }
-
-if str(DEPLOY_PYTHON) not in sys.path:  # the daemon side of the tests imports the launcher like the image does
-    sys.path.insert(0, str(DEPLOY_PYTHON))
-
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------------
 
@@ -218,12 +212,11 @@ class ProductionStack:
         return FakeFargate(self)
 
     def host_environment(self) -> dict[str, str]:
-        """What a container gets besides its task definition: the image's ENV (PATH, PYTHONPATH, unbuffered output)
+        """What a container gets besides its task definition: the image's ENV (PATH, unbuffered output)
         and the task role's credentials (here: moto's), which ECS serves from the metadata endpoint instead."""
         return {
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "HOME": str(self.dagster_home),
-            "PYTHONPATH": str(DEPLOY_PYTHON),
             "PYTHONUNBUFFERED": "1",
             "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
             "AWS_ACCESS_KEY_ID": "testing",
@@ -266,7 +259,6 @@ class ProductionStack:
             "DAGSTER_RUN_TASK_DEFINITION_ARN": self.run_task_definition_arn,
             "DAGSTER_PG_PASSWORD": self.postgres.password,
             "MONGODB_URI": self.mongo_uri,
-            "PYTHONPATH": str(DEPLOY_PYTHON),
         }
         for name, value in daemon_env.items():
             self.monkeypatch.setenv(name, value)

@@ -1,5 +1,6 @@
-"""What can be checked about the image without building it (no Docker daemon here): the build context, the
-Dockerfile's structure, and the install steps it shares with CI (``deploy/install.sh``; CI also runs them)."""
+"""What can be checked about the image without building it: the build context, the Dockerfile's structure, and the
+install steps it shares with CI (``deploy/install.sh``; CI also runs them). Building and running the image is
+tests/deploy/test_deploy_container.py (marked ``container``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -95,16 +97,22 @@ def test_the_build_context_has_everything_the_dockerfile_copies() -> None:
 
 
 def test_the_image_is_slim_python_311_and_runs_as_a_service_user() -> None:
+    """The base is the official slim image unless deploy/build-image.sh passes its Debian-built stand-in."""
     instructions = _instructions()
     (base,) = [args for instruction, args in instructions if instruction == "FROM"]
-    assert re.fullmatch(r"python:3\.11-slim(-\w+)?", base)
+    assert base == "${BASE_IMAGE}"
+    (default,) = [args.split("=", 1)[1] for instruction, args in instructions
+                  if instruction == "ARG" and args.startswith("BASE_IMAGE=")]
+    assert re.fullmatch(r"python:3\.11-slim-bookworm", default)
+    assert [instruction for instruction, _ in instructions][0] == "ARG"  # declared before FROM, so FROM can use it
     users = [args for instruction, args in instructions if instruction == "USER"]
     assert users and users[-1] not in ("root", "0")
 
 
 def test_the_dependency_layer_comes_before_the_source_so_it_stays_cached() -> None:
     steps = [f"{instruction} {args}" for instruction, args in _instructions()]
-    deps = steps.index("RUN deploy/install.sh deps")
+    deps = next(i for i, step in enumerate(steps)
+                if step.startswith("RUN ") and step.endswith("deploy/install.sh deps"))
     source = next(i for i, step in enumerate(steps) if step.startswith("COPY intervalprocessing_dagster"))
     assert all("intervalprocessing_dagster" not in step for step in steps[:deps])
     assert deps < source
@@ -115,7 +123,10 @@ def test_dagster_home_holds_the_production_instance_config() -> None:
     instructions = _instructions()
     env = " ".join(args for instruction, args in instructions if instruction == "ENV")
     assert "DAGSTER_HOME=/opt/dagster/dagster_home" in env
-    assert "PYTHONPATH=/opt/dagster/app/deploy/python" in env  # the run launcher module dagster.yaml names
+    assert "PYTHONPATH" not in env  # the run launcher dagster.yaml names is a module of the installed package
+    module = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["run_launcher"]["module"]
+    assert module.startswith("intervalprocessing_dagster.")
+    assert (REPO / (module.replace(".", "/") + ".py")).is_file()
     assert any(
         instruction == "COPY" and args.endswith("deploy/dagster.yaml /opt/dagster/dagster_home/dagster.yaml")
         for instruction, args in instructions
@@ -128,6 +139,19 @@ def test_no_credentials_or_configuration_values_are_baked_in() -> None:
     for instruction, args in _instructions():
         if instruction in ("ENV", "ARG"):
             assert not re.search(r"PASSWORD|SECRET|MONGODB_URI|AWS_|TOKEN|DAGSTER_PG_", args, re.IGNORECASE), args
+
+
+def test_pip_settings_reach_the_build_only_as_secret_mounts() -> None:
+    """The building machine's pip.conf and CA bundle are mounted for the pip steps alone: no ARG or ENV carries an
+    index URL (build arguments are kept in ``docker history``), and no COPY brings a pip configuration in."""
+    pip_steps = [args for instruction, args in _instructions() if instruction == "RUN" and "deploy/install.sh" in args]
+    assert len(pip_steps) == 2
+    for args in pip_steps:
+        assert "--mount=type=secret,id=pip.conf,target=/etc/pip.conf" in args
+        assert "--mount=type=secret,id=pip-ca.pem" in args
+    for instruction, args in _instructions():
+        assert not (instruction in ("ARG", "ENV") and re.search(r"PIP_(INDEX|EXTRA|TRUSTED|CERT)", args)), args
+        assert not (instruction == "COPY" and "pip" in args.lower()), args
 
 
 def test_install_steps_take_only_the_runtime_dependencies() -> None:

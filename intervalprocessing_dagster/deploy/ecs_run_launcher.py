@@ -8,8 +8,10 @@ hands them to the tasks as one comma-separated variable each (``DAGSTER_RUN_SUBN
 daemon's placement and does not work outside ECS (the tests). Besides that, it only keeps run monitoring away from
 the runs of the ``processToRun`` entry point (``check_run_worker_health``); everything else is the stock launcher.
 
-This module is deployment-only: the image puts ``/opt/dagster/app/deploy/python`` on ``PYTHONPATH`` (Dockerfile), and
-``deploy/dagster.yaml`` names it as the run launcher's module.
+Only the deployed instance loads it: ``deploy/dagster.yaml`` names this module as its run launcher, and the installed
+package provides it. Stored run records keep no launcher module path (Dagster stores the instance's launcher config
+in ``dagster.yaml`` only), so moving it from the old ``deploy/python/intervalprocessing_ecs_launcher.py`` needed no
+migration; the class name is unchanged.
 """
 
 from __future__ import annotations

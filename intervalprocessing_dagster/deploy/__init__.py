@@ -1,0 +1,1 @@
+"""What only the deployed Dagster instance loads: the run launcher ``deploy/dagster.yaml`` names."""
