@@ -16,6 +16,7 @@ from dagster import ConfigurableIOManagerFactory, Definitions, EnvVar, Filesyste
 from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
 from intervalprocessing_dagster.alerting import AlertChannel, LogAlertChannel, SnsAlertChannel, run_failure_alert_sensor
+from intervalprocessing_dagster.config_checks import build_config_checks_schedule, config_checks_job
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.reports.definitions import report_definitions
@@ -63,7 +64,12 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions.merge(
         data_change_definitions(settings),
         report_definitions(settings),
-        Definitions(sensors=[run_failure_alert_sensor], resources=build_resources(settings)),
+        Definitions(
+            jobs=[config_checks_job],
+            schedules=[build_config_checks_schedule(settings)],
+            sensors=[run_failure_alert_sensor],
+            resources=build_resources(settings),
+        ),
     )
 
 
