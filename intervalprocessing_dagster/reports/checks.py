@@ -126,10 +126,12 @@ def _row_count_check(report: AssetsDefinition) -> AssetChecksDefinition:
     )
     def row_count(context: AssetCheckExecutionContext) -> AssetCheckResult:
         records = context.instance.fetch_materializations(report.key, limit=2).records
-        rows = [record.asset_materialization.metadata["rows"].value for record in records
-                if record.asset_materialization and "rows" in record.asset_materialization.metadata]
-        if not rows:
+        materialized = [record.asset_materialization.metadata for record in records if record.asset_materialization]
+        if not materialized:
             return AssetCheckResult(passed=True, description="not materialized yet (the freshness check says so)")
+        if "reports" in materialized[0] and materialized[0]["reports"].value == 0:  # configured_reports, none set up
+            return AssetCheckResult(passed=True, description="no configured report produced a file")
+        rows = [metadata["rows"].value for metadata in materialized if "rows" in metadata]
         latest, previous = rows[0], (rows[1] if len(rows) > 1 else None)
         metadata = {"rows": latest, "previous_rows": previous if previous is not None else MetadataValue.null()}
         if latest == 0:
