@@ -9,9 +9,11 @@ entry point, whose runs execute in their own process and so carry no code-locati
 ``monitor_all_code_locations``; the deployment has this one location).
 
 Reported once: a run that run retries (``deploy/dagster.yaml`` ``run_retries``) will retry is not reported; its
-retry is a new run, reported if it fails in turn. "Will retry" is decided exactly as the retry daemon decides it,
-with Dagster's ``should_retry`` (the ``dagster/will_retry`` tag the instance sets when the failure is stored, or the
-same rule applied to the run when the tag is not there yet); without run retries configured nothing is retried. So
+retry is a new run, reported if it fails in turn. "Will retry" is what the retry daemon acts on: the
+``dagster/will_retry`` tag the instance sets when it stores the failure, or, if the sensor gets there before the tag
+does, Dagster's own rule for it (``auto_reexecution_should_retry_run``: failure reason, ``max_retries``, the run
+group's size); without run retries configured nothing is retried. (Should the daemon then fail to launch the retry,
+it flips the tag to false after this sensor has passed the run: that rare failure shows in the run's log only.) So
 the last attempt, the one that fails for good, is the one a person hears about, and its message says which attempt
 it was.
 
@@ -27,8 +29,16 @@ from dataclasses import dataclass
 
 import boto3
 from dagster import ConfigurableResource, DagsterEvent, DagsterRun, DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
-from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG, SCHEDULE_NAME_TAG
-from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
+from dagster._core.events import RunFailureReason
+from dagster._core.execution.retries import auto_reexecution_should_retry_run
+from dagster._core.storage.tags import (
+    PARENT_RUN_ID_TAG,
+    RETRY_NUMBER_TAG,
+    RUN_FAILURE_REASON_TAG,
+    SCHEDULE_NAME_TAG,
+    WILL_RETRY_TAG,
+)
+from dagster._utils.tags import get_boolean_tag_value
 from pydantic import Field
 
 # compat.LAUNCHED_BY_TAG (compat imports the definitions, which import this module); a test keeps them equal.
@@ -109,11 +119,16 @@ def build_failure_alert(context: RunFailureSensorContext, alerts: AlertChannel) 
 
 def will_be_retried(context: RunFailureSensorContext) -> bool:
     """Whether run retries will start another attempt of this run (so this failure is not the final one)."""
-    if not context.instance.run_retries_enabled:
+    instance = context.instance
+    if not instance.run_retries_enabled:
         return False
     # The run as stored now: the instance adds dagster/will_retry just after the failure event the sensor saw.
-    run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
-    return should_retry(run, context.instance)
+    run = instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
+    tagged = run.tags.get(WILL_RETRY_TAG)
+    if tagged is not None:
+        return get_boolean_tag_value(tagged, default_value=False)
+    reason = run.tags.get(RUN_FAILURE_REASON_TAG)
+    return auto_reexecution_should_retry_run(instance, run, RunFailureReason(reason) if reason else None)
 
 
 @run_failure_sensor(
