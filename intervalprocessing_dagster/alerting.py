@@ -28,7 +28,14 @@ from abc import abstractmethod
 from dataclasses import dataclass
 
 import boto3
-from dagster import ConfigurableResource, DagsterEvent, DagsterRun, DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
+from dagster import (
+    ConfigurableResource,
+    DagsterEvent,
+    DagsterRun,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    run_failure_sensor,
+)
 from dagster._core.events import RunFailureReason
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
 from dagster._core.storage.tags import (

@@ -57,7 +57,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 LINEAGE_QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
 
 
-def test_ui_shows_lineage_from_the_automations_and_config_through_the_collections_to_the_reports(webserver: str) -> None:
+def test_ui_shows_lineage_from_automations_and_config_through_the_collections_to_the_reports(webserver: str) -> None:
     response = requests.post(f"{webserver}/graphql", json={"query": LINEAGE_QUERY}, timeout=60)
     response.raise_for_status()
     upstream = {

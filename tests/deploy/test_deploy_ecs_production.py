@@ -447,7 +447,8 @@ def test_a_failed_automation_is_re_executed_from_failure_in_a_new_task_reading_i
         instance = context.instance
         run, task_arn = stack.launch_first_run(context, "hourly_data_change_schedule")
         stack.fargate.run(task_arn)
-        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE, stack.task_outputs[task_arn][-3000:]
+        first_output = stack.task_outputs[task_arn]
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE, first_output[-3000:]
         failed = {e.step_key for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)}
         assert failed == {"apply_automation[flag_audits]"}
         succeeded = _started_steps(instance, run.run_id) - failed
