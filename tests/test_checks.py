@@ -12,10 +12,8 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetSelection,
-    DagsterEventType,
     DagsterInstance,
     Definitions,
-    EventRecordsFilter,
     define_asset_job,
     instance_for_test,
 )
@@ -206,12 +204,8 @@ def test_an_applied_automation_observes_the_collection_it_changed(mongo: MongoRe
                 instance=instance, resources={"mongo": mongo, "clock": RunClock()}, run_config=run_config
             )
         observations = {
-            key: [
-                record.event_log_entry.asset_observation.metadata
-                for record in instance.get_event_records(
-                    EventRecordsFilter(DagsterEventType.ASSET_OBSERVATION, asset_key=AssetKey(key))
-                )
-            ]
+            key: [record.asset_observation.metadata
+                  for record in instance.fetch_observations(AssetKey(key), limit=10).records]
             for key in ("audits", "medicalrecordrequests")
         }
     # One observation each, from the real run (the dry run changed nothing and observed nothing).
