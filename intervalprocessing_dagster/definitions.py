@@ -1,7 +1,10 @@
 """The code location: every job, schedule, asset and resource, with local or production parts chosen here.
 
 This is the only place that branches on the environment (see ``settings.py``): no ``MONGODB_URI`` means the
-embedded server; no ``REPORTS_S3_BUCKET`` means the local reports folder. The production *instance* (Postgres,
+embedded server; no ``REPORTS_S3_BUCKET`` means the local reports folder; no ``STEP_OUTPUTS_S3_BUCKET`` means step
+outputs on the local disk (Dagster's filesystem IO manager), where production keeps them in S3 so that a
+re-execution "from failure", which runs as a new ECS task with an empty disk, can load what the first task's steps
+produced; no ``ALERTS_SNS_TOPIC_ARN`` means failure alerts are only logged. The production *instance* (Postgres,
 ECS run launcher) is chosen by ``DAGSTER_HOME``'s ``dagster.yaml``, not by code.
 """
 
@@ -9,8 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import Definitions, EnvVar
+from dagster import ConfigurableIOManagerFactory, Definitions, EnvVar, FilesystemIOManager
+from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
+from intervalprocessing_dagster.alerting import AlertChannel, LogAlertChannel, SnsAlertChannel, run_failure_alert_sensor
+from intervalprocessing_dagster.config_checks import build_config_checks_schedule, config_checks_job
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.reports.definitions import report_definitions
@@ -31,14 +37,39 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         report_store: ReportStore = S3ReportStore(bucket=settings.reports_s3_bucket, prefix=settings.reports_s3_prefix)
     else:
         report_store = LocalReportStore(directory=str(settings.reports_local_dir))
-    return {"mongo": mongo, "clock": RunClock(timezone=settings.timezone), "report_store": report_store}
+    if settings.step_outputs_s3_bucket:
+        io_manager: ConfigurableIOManagerFactory = S3PickleIOManager(
+            s3_resource=S3Resource(),
+            s3_bucket=settings.step_outputs_s3_bucket,
+            s3_prefix=settings.step_outputs_s3_prefix,
+        )
+    else:
+        io_manager = FilesystemIOManager()  # the instance's storage folder, as Dagster's default
+    if settings.alerts_sns_topic_arn:
+        alerts: AlertChannel = SnsAlertChannel(
+            topic_arn=settings.alerts_sns_topic_arn, webserver_url=settings.webserver_url
+        )
+    else:
+        alerts = LogAlertChannel(webserver_url=settings.webserver_url)
+    return {
+        "mongo": mongo,
+        "clock": RunClock(timezone=settings.timezone),
+        "report_store": report_store,
+        "io_manager": io_manager,
+        "alerts": alerts,
+    }
 
 
 def build_definitions(settings: Settings) -> Definitions:
     return Definitions.merge(
         data_change_definitions(settings),
         report_definitions(settings),
-        Definitions(resources=build_resources(settings)),
+        Definitions(
+            jobs=[config_checks_job],
+            schedules=[build_config_checks_schedule(settings)],
+            sensors=[run_failure_alert_sensor],
+            resources=build_resources(settings),
+        ),
     )
 
 

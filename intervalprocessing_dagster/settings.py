@@ -22,6 +22,7 @@ DEFAULT_TIMEZONE = "UTC"
 DEFAULT_REPORTS_S3_PREFIX = "GeneratedFiles/"
 DEFAULT_FILE_GENERATION_CRON = "0 3 * * *"
 DEFAULT_LOCAL_DIR = ".intervalprocessing"
+DEFAULT_STEP_OUTPUTS_S3_PREFIX = "dagster/step-outputs/"
 
 
 class SettingsError(ValueError):
@@ -40,6 +41,10 @@ class Settings:
     local_dir: Path
     reports_local_dir: Path
     file_generation_cron: str
+    step_outputs_s3_bucket: str | None
+    step_outputs_s3_prefix: str
+    alerts_sns_topic_arn: str | None
+    webserver_url: str | None
 
     @property
     def embedded_mongo_dir(self) -> Path:
@@ -56,17 +61,20 @@ class Settings:
             raise SettingsError(
                 f"INTERVALPROCESSING_TIMEZONE={timezone!r} is not an IANA time zone name (e.g. 'America/New_York')"
             ) from exc
-        prefix = _env(env, "REPORTS_S3_PREFIX") or DEFAULT_REPORTS_S3_PREFIX
         local_dir = Path(_env(env, "INTERVALPROCESSING_LOCAL_DIR") or DEFAULT_LOCAL_DIR).resolve()
         return cls(
             mongodb_uri_is_set=bool(_env(env, "MONGODB_URI")),
             mongodb_database=_env(env, "MONGODB_DATABASE") or DEFAULT_DATABASE,
             timezone=timezone,
             reports_s3_bucket=_env(env, "REPORTS_S3_BUCKET"),
-            reports_s3_prefix=prefix if prefix.endswith("/") else prefix + "/",
+            reports_s3_prefix=_folder(_env(env, "REPORTS_S3_PREFIX") or DEFAULT_REPORTS_S3_PREFIX),
             local_dir=local_dir,
             reports_local_dir=Path(_env(env, "REPORTS_LOCAL_DIR") or local_dir / "reports").resolve(),
             file_generation_cron=_env(env, "FILE_GENERATION_CRON") or DEFAULT_FILE_GENERATION_CRON,
+            step_outputs_s3_bucket=_env(env, "STEP_OUTPUTS_S3_BUCKET"),
+            step_outputs_s3_prefix=_folder(_env(env, "STEP_OUTPUTS_S3_PREFIX") or DEFAULT_STEP_OUTPUTS_S3_PREFIX),
+            alerts_sns_topic_arn=_env(env, "ALERTS_SNS_TOPIC_ARN"),
+            webserver_url=_env(env, "INTERVALPROCESSING_WEBSERVER_URL"),
         )
 
 
@@ -74,3 +82,8 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
     """A variable's value, with empty strings treated as unset (as ECS task definitions often leave them)."""
     value = environ.get(name, "").strip()
     return value or None
+
+
+def _folder(prefix: str) -> str:
+    """An S3 key prefix that names a folder: ``out`` and ``out/`` both mean ``out/``."""
+    return prefix if prefix.endswith("/") else prefix + "/"

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster import DefaultScheduleStatus, Definitions
+from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, Definitions, FilesystemIOManager
+from dagster_aws.s3 import S3PickleIOManager
 
+from intervalprocessing_dagster.alerting import LogAlertChannel, SnsAlertChannel
 from intervalprocessing_dagster.definitions import build_definitions, defs
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, S3ReportStore
@@ -75,3 +77,49 @@ def test_production_reads_the_uri_from_the_environment_only(monkeypatch: pytest.
 def test_a_bad_timezone_is_named() -> None:
     with pytest.raises(SettingsError, match="INTERVALPROCESSING_TIMEZONE='Mars/Olympus'"):
         Settings.from_env({"INTERVALPROCESSING_TIMEZONE": "Mars/Olympus"})
+
+
+def test_local_parts_keep_step_outputs_on_disk_and_log_alerts(tmp_path: Path) -> None:
+    local = build_definitions(Settings.from_env({"INTERVALPROCESSING_LOCAL_DIR": str(tmp_path)}))
+    assert isinstance(local.resources["io_manager"], FilesystemIOManager)
+    assert type(local.resources["alerts"]) is LogAlertChannel
+
+
+def test_production_keeps_step_outputs_in_s3_and_publishes_alerts_to_sns() -> None:
+    production = build_definitions(Settings.from_env({
+        "STEP_OUTPUTS_S3_BUCKET": "reports", "STEP_OUTPUTS_S3_PREFIX": "dagster/outputs",
+        "ALERTS_SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts",
+        "INTERVALPROCESSING_WEBSERVER_URL": "https://dagster.example.com",
+    }))
+    io_manager = production.resources["io_manager"]
+    assert isinstance(io_manager, S3PickleIOManager)
+    assert (io_manager.s3_bucket, io_manager.s3_prefix) == ("reports", "dagster/outputs/")
+    alerts = production.resources["alerts"]
+    assert isinstance(alerts, SnsAlertChannel)
+    assert alerts.topic_arn == "arn:aws:sns:us-east-1:123456789012:alerts"
+    assert alerts.run_url("abc") == "https://dagster.example.com/runs/abc"
+
+
+def test_step_outputs_prefix_defaults_to_the_agreed_one() -> None:
+    assert Settings.from_env({}).step_outputs_s3_prefix == "dagster/step-outputs/"
+
+
+def test_on_call_sensors_and_the_config_check_schedule_run_by_default() -> None:
+    for name in ("run_failure_alert_sensor", "report_freshness_sensor"):
+        assert defs.resolve_sensor_def(name).default_status == DefaultSensorStatus.RUNNING
+    schedule = defs.resolve_schedule_def("config_checks_schedule")
+    assert schedule.default_status == DefaultScheduleStatus.RUNNING and schedule.cron_schedule == "45 * * * *"
+    job = defs.resolve_job_def("config_checks_job")
+    assert {node.name for node in job.nodes} == {
+        "dataupdateconfigs_automations_are_valid",
+        "fileprocessingconfigs_report_processes_are_valid",
+        "storedqueries_report_queries_are_valid",
+    }
+
+
+def test_lineage_runs_from_the_config_collections_through_the_data_to_the_reports() -> None:
+    graph = defs.resolve_asset_graph()
+    assert AssetKey("dataupdateconfigs") in graph.get(AssetKey("audits")).parent_keys
+    assert {AssetKey("audits"), AssetKey("fileprocessingconfigs"), AssetKey("storedqueries")} <= (
+        graph.get(AssetKey("daily_audit_inventory")).parent_keys
+    )

@@ -57,16 +57,20 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 LINEAGE_QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
 
 
-def test_ui_shows_lineage_from_the_source_collections_to_the_reports(webserver: str) -> None:
+def test_ui_shows_lineage_from_automations_and_config_through_the_collections_to_the_reports(webserver: str) -> None:
     response = requests.post(f"{webserver}/graphql", json={"query": LINEAGE_QUERY}, timeout=60)
     response.raise_for_status()
     upstream = {
         "/".join(node["assetKey"]["path"]): {"/".join(key["path"]) for key in node["dependencyKeys"]}
         for node in response.json()["data"]["assetNodes"]
     }
-    assert upstream["daily_audit_inventory"] == {"audits"}
-    assert upstream["weekly_mrr_inventory"] == {"medicalrecordrequests", "providers"}
-    assert upstream["daily_active_mrr_inventory"] == {"medicalrecordrequests", "providers"}
+    config = {"fileprocessingconfigs", "storedqueries"}
+    assert upstream["daily_audit_inventory"] == {"audits", *config}
+    assert upstream["weekly_mrr_inventory"] == {"medicalrecordrequests", "providers", *config}
+    assert upstream["daily_active_mrr_inventory"] == {"medicalrecordrequests", "providers", *config}
+    # automations -> collections -> reports
+    for collection in ("audits", "medicalrecordrequests", "providers"):
+        assert upstream[collection] == {"dataupdateconfigs"}
 
 
 def test_ui_lists_every_job_and_schedule(webserver: str) -> None:
@@ -80,3 +84,23 @@ def test_ui_lists_every_job_and_schedule(webserver: str) -> None:
         assert (schedule["pipelineName"], schedule["cronSchedule"], schedule["executionTimezone"]) == (
             job_name, cron, "UTC"
         )
+
+
+CHECKS_QUERY = """
+{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } } }
+"""
+
+
+def test_ui_shows_the_on_call_checks_on_the_config_collections_and_reports(webserver: str) -> None:
+    response = requests.post(f"{webserver}/graphql", json={"query": CHECKS_QUERY}, timeout=60)
+    response.raise_for_status()
+    checks = {
+        "/".join(node["assetKey"]["path"]): {check["name"] for check in node["assetChecksOrError"].get("checks", [])}
+        for node in response.json()["data"]["assetNodes"]
+    }
+    assert checks["dataupdateconfigs"] == {"automations_are_valid"}
+    assert checks["fileprocessingconfigs"] == {"report_processes_are_valid"}
+    assert checks["storedqueries"] == {"report_queries_are_valid"}
+    for report in ("daily_audit_inventory", "daily_active_mrr_inventory", "weekly_audit_inventory",
+                   "weekly_mrr_inventory", "configured_reports"):
+        assert checks[report] == {"freshness_check", "row_count"}, report

@@ -15,10 +15,6 @@ from enum import Enum
 CADENCE_TAG = "intervalprocessing/cadence"
 # Dagster's run-monitoring tag: a run still going after this many seconds is failed by the daemon.
 MAX_RUNTIME_TAG = "dagster/max_runtime"
-# Dagster's tag for how the daemon retries a failed run. A retry runs as a new ECS task whose disk holds none of the
-# first task's step outputs, so resuming "from failure" could not load the automations the first task read; the
-# whole run is repeated instead, which is safe: the loader is cheap and every plan is idempotent for its run stamp.
-RETRY_STRATEGY_TAG = "dagster/retry_strategy"
 # Time kept back from a run's max runtime so automations stop on their own (between batches, or by the server's
 # time limit) and record why, before run monitoring would kill the run without a word.
 _STOP_MARGIN_SECONDS = 60
@@ -86,9 +82,12 @@ class Cadence(Enum):
 
     @property
     def run_tags(self) -> dict[str, str]:
-        """Tags on every run of this cadence's job: the runtime limit, the one-at-a-time concurrency key, and retries
-        that repeat every step."""
-        return {MAX_RUNTIME_TAG: str(self.max_runtime_seconds), CADENCE_TAG: self.key, RETRY_STRATEGY_TAG: "ALL_STEPS"}
+        """Tags on every run of this cadence's job: the runtime limit and the one-at-a-time concurrency key.
+
+        No retry strategy: the daemon's default, from failure, works in production because step outputs live in S3
+        (``STEP_OUTPUTS_S3_BUCKET``), so a retry's new ECS task loads what the loader read and repeats only the
+        automations that did not finish."""
+        return {MAX_RUNTIME_TAG: str(self.max_runtime_seconds), CADENCE_TAG: self.key}
 
     @classmethod
     def from_process_to_run(cls, process_to_run: str) -> Cadence:

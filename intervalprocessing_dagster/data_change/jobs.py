@@ -30,6 +30,7 @@ from typing import Any
 
 from bson import json_util
 from dagster import (
+    AssetObservation,
     Config,
     DynamicOut,
     DynamicOutput,
@@ -203,6 +204,10 @@ def apply_automation(
     except PyMongoError as exc:
         context.log.warning(f"automation {task.label} succeeded, but its {SUCCEEDED} run record was not written: {exc}")
 
+    if not result.dry_run:  # the collection's own history: the UI plots modified counts per collection over time
+        context.log_event(AssetObservation(asset_key=automation.collection, metadata={
+            "automation": automation.name, "matched": result.matched, "modified": result.modified,
+        }))
     metadata: dict[str, Any] = {
         "matched": result.matched,
         "modified": result.modified,

@@ -42,8 +42,15 @@ from dagster import (
 )
 from pydantic import Field
 
+from intervalprocessing_dagster.data_change.rules import CONFIG_COLLECTION
 from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.reports.config import ReportCadence, load_process, process_names
+from intervalprocessing_dagster.reports.config import (
+    PROCESSES_COLLECTION,
+    QUERIES_COLLECTION,
+    ReportCadence,
+    load_process,
+    process_names,
+)
 from intervalprocessing_dagster.reports.delivery import ReportStore
 from intervalprocessing_dagster.reports.generate import GeneratedReport, generate_report
 from intervalprocessing_dagster.run_clock import RunClock
@@ -53,13 +60,21 @@ REPORTS_GROUP = "file_generation"
 REPORT_CADENCE_TAG = "intervalprocessing/report_cadence"
 FRIDAY = 4
 
-AUDITS = AssetSpec("audits", group_name="mongodb", kinds={"mongodb"},
+# Any data-change automation may change these collections (each applied one observes the collection it changed).
+AUTOMATIONS = [CONFIG_COLLECTION]
+AUDITS = AssetSpec("audits", group_name="mongodb", kinds={"mongodb"}, deps=AUTOMATIONS,
                    description="MongoDB collection `audits`: claim audits.")
-MEDICAL_RECORD_REQUESTS = AssetSpec("medicalrecordrequests", group_name="mongodb", kinds={"mongodb"},
+MEDICAL_RECORD_REQUESTS = AssetSpec("medicalrecordrequests", group_name="mongodb", kinds={"mongodb"}, deps=AUTOMATIONS,
                                     description="MongoDB collection `medicalrecordrequests`: medical record requests.")
-PROVIDERS = AssetSpec("providers", group_name="mongodb", kinds={"mongodb"},
+PROVIDERS = AssetSpec("providers", group_name="mongodb", kinds={"mongodb"}, deps=AUTOMATIONS,
                       description="MongoDB collection `providers`: providers, joined into medical record requests.")
 SOURCE_ASSETS = (AUDITS, MEDICAL_RECORD_REQUESTS, PROVIDERS)
+# The report configuration every report reads (reports/checks.py validates it).
+FILE_PROCESSING_CONFIGS = AssetSpec(PROCESSES_COLLECTION, group_name="mongodb", kinds={"mongodb"},
+                                    description="MongoDB collection `fileprocessingconfigs`: the reports' processes[].")
+STORED_QUERIES = AssetSpec(QUERIES_COLLECTION, group_name="mongodb", kinds={"mongodb"},
+                           description="MongoDB collection `storedqueries`: the reports' queries, by name.")
+CONFIG_ASSETS = (FILE_PROCESSING_CONFIGS, STORED_QUERIES)
 
 
 class FileGenerationConfig(Config):
@@ -125,7 +140,7 @@ def _built_in_asset(report: BuiltInReport) -> AssetsDefinition:
     @asset(
         name=report.asset_name,
         group_name=REPORTS_GROUP,
-        deps=list(report.sources),
+        deps=[*report.sources, *CONFIG_ASSETS],
         output_required=not report.weekly,
         description=f"The {base} file (processes[] entry {report.processor!r}), {cadence}.",
         tags={REPORT_CADENCE_TAG: "weekly" if report.weekly else "daily"},
@@ -155,7 +170,7 @@ BUILT_IN_REPORT_ASSETS = tuple(_built_in_asset(report) for report in BUILT_IN_RE
 
 @asset(
     group_name=REPORTS_GROUP,
-    deps=list(SOURCE_ASSETS),
+    deps=[*SOURCE_ASSETS, *CONFIG_ASSETS],
     description="Every report configured in fileprocessingconfigs beyond the four built-ins (config-only reports).",
 )
 def configured_reports(

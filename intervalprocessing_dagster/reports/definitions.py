@@ -28,7 +28,18 @@ from dagster import (
 )
 from dagster import Field as ConfigField
 
-from intervalprocessing_dagster.reports.assets import BUILT_IN_REPORT_ASSETS, SOURCE_ASSETS, configured_reports
+from intervalprocessing_dagster.reports.assets import (
+    BUILT_IN_REPORT_ASSETS,
+    CONFIG_ASSETS,
+    SOURCE_ASSETS,
+    configured_reports,
+)
+from intervalprocessing_dagster.reports.checks import (
+    CONFIG_CHECKS,
+    build_freshness_checks,
+    build_report_freshness_sensor,
+    build_row_count_checks,
+)
 from intervalprocessing_dagster.run_clock import run_stamp_tags
 from intervalprocessing_dagster.settings import Settings
 
@@ -72,8 +83,11 @@ def build_file_generation_schedule(settings: Settings) -> ScheduleDefinition:
 
 
 def report_definitions(settings: Settings) -> Definitions:
+    freshness_checks = build_freshness_checks(REPORT_ASSETS, settings.timezone)
     return Definitions(
-        assets=[*SOURCE_ASSETS, *REPORT_ASSETS],
+        assets=[*SOURCE_ASSETS, *CONFIG_ASSETS, *REPORT_ASSETS],
+        asset_checks=[*CONFIG_CHECKS, *freshness_checks, *build_row_count_checks(REPORT_ASSETS)],
         jobs=[file_generation_job],
         schedules=[build_file_generation_schedule(settings)],
+        sensors=[build_report_freshness_sensor(freshness_checks)],
     )

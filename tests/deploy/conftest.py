@@ -61,6 +61,7 @@ RUN_LOG_GROUP = "/ecs/IntervalProcessing-Run"
 REPORTS_BUCKET = "intervalprocessing"
 REPORTS_PREFIX = "GeneratedFiles/"
 COMPUTE_LOGS_PREFIX = "dagster/compute-logs"
+STEP_OUTPUTS_PREFIX = "dagster/step-outputs/"
 LOCATION_NAME = "intervalprocessing"
 #: The AWS actions infra_cdk's daemon task role allows the launcher (stacks/dagster_services.py, _grant_launcher).
 DAEMON_ROLE_ACTIONS = {
@@ -159,7 +160,9 @@ class FakeFargate:
         return exit_code
 
     def write_logs(self, task_arn: str, lines: list[str]) -> None:
-        """The awslogs driver: one event per line in ``<prefix>/<container>/<task id>``."""
+        """The awslogs driver: one event per non-empty line in ``<prefix>/<container>/<task id>`` (CloudWatch refuses
+        empty messages; a failed run's traceback has blank lines)."""
+        lines = [line for line in lines if line.strip()] or ["(no output)"]
         logs = boto3.client("logs")
         stream = f"{RUN_CONTAINER}/{RUN_CONTAINER}/{task_arn.split('/')[-1]}"
         logs.create_log_stream(logGroupName=RUN_LOG_GROUP, logStreamName=stream)
@@ -248,6 +251,8 @@ class ProductionStack:
             "INTERVALPROCESSING_TIMEZONE": "UTC",
             "REPORTS_S3_BUCKET": REPORTS_BUCKET,
             "REPORTS_S3_PREFIX": REPORTS_PREFIX,
+            "STEP_OUTPUTS_S3_BUCKET": REPORTS_BUCKET,
+            "STEP_OUTPUTS_S3_PREFIX": STEP_OUTPUTS_PREFIX,
         }
         secrets_ = {"MONGODB_URI": self.secret_arns["mongodb-uri"], "DAGSTER_PG_PASSWORD": pg_password_secret}
         self.run_task_definition_arn = self._register_run_task_definition(

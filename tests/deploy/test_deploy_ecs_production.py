@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pymongo
 import pytest
 import requests
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
@@ -405,3 +406,88 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+REEXECUTE = """
+mutation ($params: ReexecutionParams) {
+  launchPipelineReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def _started_steps(instance: DagsterInstance, run_id: str) -> set[str]:
+    return {event.step_key for event in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)}
+
+
+def test_a_failed_automation_is_re_executed_from_failure_in_a_new_task_reading_its_input_from_s3(
+    production_stack,
+) -> None:
+    """The UI's "Re-execute from failure" in production: a new ECS task with nothing of the first task's disk runs
+    only the failed automation, loading the automation the first run's loader read from the S3 step outputs; the
+    automations that succeeded are not applied again."""
+    stack = production_stack
+    db = pymongo.MongoClient(stack.mongo_uri, tz_aware=True)[stack.mongo_database]
+    # Bad data, not a bad config: one audit's notes is a string, so MongoDB refuses the push there (and only there).
+    db.audits.insert_many([
+        {"auditId": 99998, "status": "Needs Flag", "notes": []},
+        {"auditId": 99999, "status": "Needs Flag", "notes": "typed by hand"},
+    ])
+    db.dataupdateconfigs.insert_one({
+        "name": "Flag Audits", "runCadence": "Hourly", "collectionName": "audits", "isActive": True,
+        "query": "{ status: 'Needs Flag' }", "singleFieldUpdateElements": [],
+        "arrayObjectFieldUpdateElements": [
+            {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "Flagged"},
+        ],
+    })
+    with stack.daemon() as context:
+        instance = context.instance
+        run, task_arn = stack.launch_first_run(context, "hourly_data_change_schedule")
+        stack.fargate.run(task_arn)
+        first_output = stack.task_outputs[task_arn]
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE, first_output[-3000:]
+        failed = {e.step_key for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)}
+        assert failed == {"apply_automation[flag_audits]"}
+        succeeded = _started_steps(instance, run.run_id) - failed
+        assert {"load_hourly_automations", "apply_automation[escalate_pending_review_audits]"} <= succeeded
+
+        # The step outputs are in S3 under the agreed prefix; nothing of them is on the first task's disk.
+        prefix = f"dagster/step-outputs/storage/{run.run_id}/"
+        listing = boto3.client("s3").list_objects_v2(Bucket="intervalprocessing", Prefix=prefix)
+        keys = {item["Key"] for item in listing.get("Contents", [])}
+        loader_output = f"{prefix}load_hourly_automations/result/flag_audits"
+        assert loader_output in keys, keys
+        assert not (stack.dagster_home / "storage" / run.run_id).exists()
+
+        db.audits.update_one({"auditId": 99999}, {"$set": {"notes": []}})  # the operator fixes the data
+
+        # What the UI's button sends (GraphQL launchPipelineReexecution, strategy FROM_FAILURE), to this instance.
+        from dagster_graphql.test.utils import execute_dagster_graphql
+
+        response = execute_dagster_graphql(
+            context.create_request_context(), REEXECUTE,
+            variables={"params": {"parentRunId": run.run_id, "strategy": "FROM_FAILURE"}},
+        )
+        launched = response.data["launchPipelineReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        stack.dequeue(context)
+        reexecution = instance.get_run_by_id(launched["run"]["runId"])
+        assert reexecution.parent_run_id == run.run_id and reexecution.root_run_id == run.run_id
+        new_task = reexecution.tags["ecs/task_arn"]
+        assert new_task != task_arn and len(stack.run_task_calls) == 2
+
+        assert stack.fargate.run(new_task) == 0, stack.task_outputs[new_task][-3000:]
+        assert instance.get_run_by_id(reexecution.run_id).status == DagsterRunStatus.SUCCESS
+        assert _started_steps(instance, reexecution.run_id) == {"apply_automation[flag_audits]"}
+        log_text = "\n".join(entry.user_message for entry in instance.all_logs(reexecution.run_id))
+        assert f"Loading S3 object from: s3://intervalprocessing/{loader_output}" in log_text
+
+    # Applied once each: the re-execution shares the run's stamp, and the automations that had succeeded did not run.
+    for audit_id in (99998, 99999):
+        notes = db.audits.find_one({"auditId": audit_id})["notes"]
+        assert [note["text"] for note in notes] == ["Flagged"], notes
+    escalated = db.audits.find_one({"auditId": 10000})["notes"]
+    assert [note["text"] for note in escalated].count("Escalated: high-value audit pending review") == 1

@@ -1,0 +1,36 @@
+"""The config checks of both domains as one job on its own hourly schedule, so a broken automation or report config
+is red in the UI hours before the job that would trip over it runs.
+
+``config_checks_job`` runs only the checks (``data_change/checks.py``, ``reports/checks.py``): it reads the config
+collections and writes nothing. Its schedule starts **running** (unlike the jobs' schedules, it changes no data), and
+the UI's "Execute" on any of the checks runs them on demand.
+"""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
+
+from intervalprocessing_dagster.data_change.checks import automations_are_valid
+from intervalprocessing_dagster.reports.checks import CONFIG_CHECKS
+from intervalprocessing_dagster.settings import Settings
+
+# At :45, a quarter of an hour before the hourly and nightly data-change ticks.
+CONFIG_CHECKS_CRON = "45 * * * *"
+
+config_checks_job = define_asset_job(
+    name="config_checks_job",
+    selection=AssetSelection.checks(automations_are_valid, *CONFIG_CHECKS),
+    description="Validates every automation, report process and stored query; writes nothing.",
+)
+
+
+def build_config_checks_schedule(settings: Settings) -> ScheduleDefinition:
+    return ScheduleDefinition(
+        name="config_checks_schedule",
+        job=config_checks_job,
+        cron_schedule=CONFIG_CHECKS_CRON,
+        execution_timezone=settings.timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="Hourly validation of the config collections (dataupdateconfigs, fileprocessingconfigs, "
+        "storedqueries).",
+    )
