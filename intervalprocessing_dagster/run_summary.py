@@ -28,12 +28,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import ExecutorDefinition, multi_or_in_process_executor
-from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster import DagsterEvent, DagsterEventType, Executor, ExecutorDefinition, multi_or_in_process_executor
+
+# Not exported at the top level, but the types of the public Executor interface's arguments and properties.
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
-from dagster._core.executor.base import Executor
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 
 AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")

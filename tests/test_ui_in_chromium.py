@@ -9,12 +9,14 @@ why. The Dagster UI is a React app, so every check waits for rendered text rathe
 from __future__ import annotations
 
 import re
+import uuid
 import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import pymongo
 import pytest
 from pymongo.database import Database
 
@@ -48,11 +50,8 @@ def run_id(output: str, job: str) -> str:
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory, mongo_uri: str) -> Iterator[tuple[DagsterDev, dict[str, str]]]:
     """``dagster dev`` on a project folder where the hourly data change and a Thursday file generation ran."""
-    import pymongo
-
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    database: Database = client["browser_demo"]
-    client.drop_database(database.name)
+    database: Database = client[f"browser_{uuid.uuid4().hex[:12]}"]
     seed_demo_data(database)
     project = new_project(tmp_path_factory.mktemp("browser") / "project")
     env = user_env(mongo_uri, database.name)
