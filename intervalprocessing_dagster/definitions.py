@@ -22,6 +22,7 @@ from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, Mon
 from intervalprocessing_dagster.reports.definitions import report_definitions
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
 from intervalprocessing_dagster.run_clock import RunClock
+from intervalprocessing_dagster.run_summary import run_summary_executor
 from intervalprocessing_dagster.settings import Settings
 
 
@@ -69,6 +70,8 @@ def build_definitions(settings: Settings) -> Definitions:
             schedules=[build_config_checks_schedule(settings)],
             sensors=[run_failure_alert_sensor],
             resources=build_resources(settings),
+            # Every job's default executor: Dagster's own, plus one INFO summary line at the end of each run.
+            executor=run_summary_executor,
         ),
     )
 

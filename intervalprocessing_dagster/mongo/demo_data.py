@@ -4,6 +4,11 @@ It is written in the shapes the old system's users already have (spec §2.1, §2
 queries and the file-processing config exactly as the old ``databaseScript.js`` stored them (shell-style query
 strings included), and ``dataupdateconfigs`` automations that exercise every update type at every cadence, so a
 new user sees every job do something real. Values are fixed so the demo reports are the same on every machine.
+
+Each automation's query also says "not done yet" (``recoveryStage`` absent, no escalation note yet, a note still
+unread, ...), as a real rule should: the first run changes the data and every later run matches nothing, so the
+hourly job does not push the same note onto the same audits every hour. Two automations push a note (escalation
+and overdue follow-up), once per document.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ _AUDIT_ROWS = [
 
 AUDITS: list[dict[str, Any]] = [
     {"auditId": audit_id, "claimNumber": claim, "status": status, "organization": org, "date": date,
-     "amount": amount, "notes": [{"text": "Audit opened", "source": "seed", "date": date}]}
+     "amount": amount, "notes": [{"text": "Audit opened", "source": "seed", "date": date}],
+     **({"priority": "Low"} if audit_id == 10002 else {})}  # a stale priority for "Drop Priority" to remove
     for audit_id, claim, status, org, date, amount in _AUDIT_ROWS
 ]
 
@@ -107,43 +113,48 @@ def _automation(name: str, cadence: str, collection: str, query: str, *, single:
 # Old-schema automations (spec §3.1), covering Add/Change/Remove/Delete for single fields and arrays at every cadence.
 DATA_UPDATE_CONFIGS: list[dict[str, Any]] = [
     _automation(
-        "Mark Approved Audits Ready For Recovery", "Nightly", "audits", "{ 'status' : 'Approved' }",
+        "Mark Approved Audits Ready For Recovery", "Nightly", "audits",
+        "{ 'status' : 'Approved', 'recoveryStage' : { $exists : false } }",
         single=[{"elementName": "recoveryStage", "updateType": "Add", "elementValue": "Ready"},
                 {"elementName": "reviewedByAutomation", "updateType": "Change", "elementValue": True}],
     ),
     _automation(
-        "Clear Closed Audit Assignments", "Nightly", "audits", "{ status: 'Closed' }",
+        "Clear Closed Audit Assignments", "Nightly", "audits", "{ status: 'Closed', organization: { $ne: '' } }",
         single=[{"elementName": "organization", "updateType": "Remove", "elementValue": ""}],
     ),
     _automation(
         "Note Overdue Record Requests", "Hourly", "medicalrecordrequests",
-        "aggregate([{$match:{status:'Overdue'}},{$project:{_id:1}}])",
+        "aggregate([{$match:{status:'Overdue','internalNotes.note':{$ne:'Still overdue: follow up with the provider'}}},"
+        "{$project:{_id:1}}])",
         array=[{"arrayProperty": "internalNotes", "matchingPropertyName": "note", "updateType": "Add",
                 "newValue": "Still overdue: follow up with the provider"}],
     ),
     _automation(
         "Escalate Pending Review Audits", "Hourly", "audits",
-        "{ 'status' : 'Pending Review', 'amount' : { $gte : NumberInt(1000000) } }",
+        "{ 'status' : 'Pending Review', 'amount' : { $gte : NumberInt(1000000) }, 'priority' : { $ne : 'High' } }",
         single=[{"elementName": "priority", "updateType": "Add", "elementValue": "High"}],
         array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add",
                 "newValue": "Escalated: high-value audit pending review"}],
     ),
     _automation(
-        "Mark Received Requests Reviewed", "HalfHourly", "medicalrecordrequests", "{ status: 'Received' }",
+        "Mark Received Requests Reviewed", "HalfHourly", "medicalrecordrequests",
+        "{ status: 'Received', 'internalNotes.reviewed': 'no' }",
         array=[{"arrayProperty": "internalNotes", "matchingPropertyName": "reviewed", "updateType": "Change",
                 "newValue": "yes", "matchingValue": "no"}],
     ),
     _automation(
-        "Drop Priority From Closed Audits", "HalfHourly", "audits", "{ status: 'Closed' }",
+        "Drop Priority From Closed Audits", "HalfHourly", "audits", "{ status: 'Closed', priority: { $exists: true } }",
         single=[{"elementName": "priority", "updateType": "Delete", "elementValue": ""}],
     ),
     _automation(
-        "Blank Notes On Closed Requests", "QuarterHourly", "medicalrecordrequests", "{ status: 'Closed' }",
+        "Blank Notes On Closed Requests", "QuarterHourly", "medicalrecordrequests",
+        "{ status: 'Closed', internalNotes: { $elemMatch: { note: { $ne: '' } } } }",
         array=[{"arrayProperty": "internalNotes", "matchingPropertyName": "note", "updateType": "Remove",
                 "newValue": ""}],
     ),
     _automation(
-        "Remove Seed Notes From Closed Audits", "QuarterHourly", "audits", "{ status: 'Closed' }",
+        "Remove Seed Notes From Closed Audits", "QuarterHourly", "audits",
+        "{ status: 'Closed', 'notes.text': 'Audit opened' }",
         array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Delete",
                 "newValue": "Audit opened"}],
     ),

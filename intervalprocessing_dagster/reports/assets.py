@@ -8,7 +8,8 @@ processor name:
 * ``weekly_audit_inventory`` (WeeklyAuditInventoryProcessor), ``weekly_mrr_inventory`` (WeeklyMRRInventoryProcessor):
   only when the run's stamp (``RunClock``: the schedule tick, or a manual run's launch time, in
   ``INTERVALPROCESSING_TIMEZONE``) is a Friday, or when the run config says ``include_weekly: true``. On other days
-  they skip without materializing. The old check read the container's UTC clock, so a Thursday-night tick in New
+  they skip without materializing, and log an observation ``skipped: not a Friday (stamp …)`` so the UI shows
+  why. The old check read the container's UTC clock, so a Thursday-night tick in New
   York could count as Friday (spec §1.2, §5.10); the stamp's own time zone decides here.
 * ``configured_reports``: every ``processes[]`` entry that is *not* one of the four built-ins — a report added by
   config alone (a new entry plus, for a new ``writerTypeKey``, a ``reportlayouts`` document; see ``layouts.py``).
@@ -154,7 +155,10 @@ def _built_in_asset(report: BuiltInReport) -> AssetsDefinition:
     ) -> Iterator[MaterializeResult]:
         stamp = clock.stamp(context)
         if report.weekly and not weekly_due(stamp, config):
-            context.log.info(f"{report.processor}: skipped, {stamp:%A %Y-%m-%d %H:%M %Z} is not a Friday")
+            # No file and no materialization, but an observation, so the asset's page says why it did not run.
+            reason = f"not a Friday (stamp {stamp.isoformat()}, a {stamp:%A})"
+            context.log.info(f"{report.processor}: skipped, {reason}")
+            context.log_event(AssetObservation(asset_key=context.asset_key, metadata={"skipped": reason}))
             return
         context.log.info(f"Executing {report.processor} process...")  # the old app's log lines, still searched for
         db = mongo.database()

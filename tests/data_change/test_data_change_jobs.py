@@ -257,10 +257,14 @@ def test_mapping_keys_are_sanitized_and_unique() -> None:
 def test_hourly_job_on_the_demo_data_changes_it_and_a_second_run_sees_the_first(
     mongo: MongoResource, mongo_db: Database
 ) -> None:
-    """The "done when" check, on the demo data set the embedded server is seeded with."""
+    """The "done when" check, on the demo data set the embedded server is seeded with: the first run pushes each
+    note once; the second sees those changes, so its queries match nothing and it pushes nothing again."""
     seed_demo_data(mongo_db)
     first = run_job(Cadence.HOURLY, mongo, tick=None)  # a manual run: stamped with its creation time
     assert first.success, failures(first)
+    assert {key: (m["matched"].value, m["modified"].value) for key, m in outputs(first).items()} == {
+        "escalate_pending_review_audits": (2, 2), "note_overdue_record_requests": (1, 1)
+    }
     escalated = list(mongo_db.audits.find({"priority": "High"}, {"auditId": 1, "notes": 1}))
     assert sorted(a["auditId"] for a in escalated) == [10000, 10006]
     assert all(a["notes"][-1]["source"] == "Escalate Pending Review Audits Query Automation" for a in escalated)
@@ -269,19 +273,26 @@ def test_hourly_job_on_the_demo_data_changes_it_and_a_second_run_sees_the_first(
 
     second = run_job(Cadence.HOURLY, mongo, tick=None)
     assert second.success
+    assert {key: (m["matched"].value, m["modified"].value) for key, m in outputs(second).items()} == {
+        "escalate_pending_review_audits": (0, 0), "note_overdue_record_requests": (0, 0)
+    }
     overdue = mongo_db.medicalrecordrequests.find_one({"status": "Overdue"})
-    assert [n["source"] for n in overdue["internalNotes"]] == [
-        "seed", "Note Overdue Record Requests Query Automation", "Note Overdue Record Requests Query Automation"
-    ]
-    assert len({n["date"] for n in overdue["internalNotes"][1:]}) == 2  # one note per run, each with its stamp
+    assert [n["source"] for n in overdue["internalNotes"]] == ["seed", "Note Overdue Record Requests Query Automation"]
+    for audit in mongo_db.audits.find({"priority": "High"}):
+        assert [n["text"] for n in audit["notes"]].count("Escalated: high-value audit pending review") == 1
     assert mongo_db[RUNS_COLLECTION].count_documents({"status": "succeeded"}) == 4
 
 
-def test_demo_data_every_cadence_runs_green(mongo: MongoResource, mongo_db: Database) -> None:
+def test_demo_data_every_cadence_runs_green_and_a_second_round_modifies_nothing(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
     seed_demo_data(mongo_db)
+    first_round = {}
     for cadence in Cadence:
         result = run_job(cadence, mongo)
         assert result.success, (cadence, failures(result))
+        first_round.update(outputs(result))
+    assert all(m["modified"].value > 0 for m in first_round.values()), first_round  # every demo does something
     assert mongo_db.audits.count_documents({"status": "Closed"}) == 2  # the inactive "Reopen Closed Audits" did not run
     received = mongo_db.medicalrecordrequests.find_one({"status": "Received"})
     assert [n["reviewed"] for n in received["internalNotes"]] == ["yes"]
@@ -289,7 +300,13 @@ def test_demo_data_every_cadence_runs_green(mongo: MongoResource, mongo_db: Data
     assert [n["note"] for n in closed["internalNotes"]] == [""]
     assert mongo_db.audits.count_documents({"reviewedByAutomation": True}) == 2  # a typed (boolean) value
     assert mongo_db.audits.count_documents({"status": "Closed", "notes.text": "Audit opened"}) == 0
+    assert mongo_db.audits.count_documents({"status": "Closed", "priority": {"$exists": True}}) == 0
+    assert mongo_db.audits.count_documents({"status": "Closed", "organization": ""}) == 2
 
+    for cadence in Cadence:
+        result = run_job(cadence, mongo, tick=datetime(2026, 3, 6, 3, 0, tzinfo=UTC))
+        assert result.success, (cadence, failures(result))
+        assert {key: m["modified"].value for key, m in outputs(result).items()} == dict.fromkeys(outputs(result), 0)
 
 
 def test_a_run_record_that_cannot_be_written_does_not_fail_an_applied_automation(

@@ -50,6 +50,21 @@ def test_thursday_night_in_new_york_is_not_friday(report_db: Database, run_repor
     ]
 
 
+def test_a_skipped_weekly_report_says_why_in_an_observation(report_db: Database, run_reports: RunReports) -> None:
+    result = run_reports(THURSDAY_NIGHT)
+    skipped = {
+        event.asset_key.to_user_string(): event.asset_observation_data.asset_observation.metadata["skipped"].value
+        for event in result.all_events
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION
+        and "skipped" in event.asset_observation_data.asset_observation.metadata
+    }
+    assert skipped == dict.fromkeys(WEEKLY, "not a Friday (stamp 2024-03-14T23:30:00-04:00, a Thursday)")
+    assert not any(  # a Friday run observes nothing skipped
+        "skipped" in event.asset_observation_data.asset_observation.metadata
+        for event in run_reports(FRIDAY_NIGHT).all_events if event.event_type == DagsterEventType.ASSET_OBSERVATION
+    )
+
+
 def test_friday_night_in_new_york_is_friday(report_db: Database, run_reports: RunReports) -> None:
     assert materialized(run_reports(FRIDAY_NIGHT)) == DAILY | WEEKLY | {"configured_reports"}
 
@@ -128,7 +143,8 @@ def test_a_new_report_needs_only_config(report_db: Database, run_reports: RunRep
     assert (summary.metadata["reports"].value, summary.metadata["rows"].value) == (1, 4)
     assert summary.metadata["skipped_weekly"].value == "WeeklyProviderDirectoryProcessor"
     [observation] = [e.event_specific_data.asset_observation for e in result.all_events
-                     if e.event_type == DagsterEventType.ASSET_OBSERVATION]
+                     if e.event_type == DagsterEventType.ASSET_OBSERVATION
+                     and e.asset_key.to_user_string() == "configured_reports"]
     assert observation.metadata["file_name"].value == "ProviderDirectory_03142024_233000.txt"
     assert observation.metadata["rows"].value == 4
     assert report_db.generatedfiles.count_documents({"source": "ProviderDirectoryProcessor"}) == 1

@@ -1,0 +1,147 @@
+"""One INFO line at the end of every run's logs saying what the run did, failed runs included.
+
+A run's outcome is otherwise spread over dozens of DEBUG events. The line reads, for a data-change run,
+``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed (bad_rule)`` and, for file generation,
+``Run summary: reports written: daily_audit_inventory -> /…/DailyAuditInventory_….txt; skipped:
+weekly_audit_inventory (not a Friday)``; any failed step is named at the end.
+
+Why it is written by the executor, not by an op, a hook or a sensor:
+
+* a final "collect" op after the mapped ``apply_automation`` steps is *skipped* as soon as one upstream step fails,
+  which is exactly the run whose summary matters most; and the report assets have no common downstream step;
+* a hook runs per step, never once per run;
+* a run-status sensor runs in the daemon only, so ``dagster job execute`` would never print it, and it lands in
+  the daemon's logs rather than the run's;
+* the executor is the one piece of every launch path (``dagster job execute``, ``dagster dev``, the ECS run task)
+  that sees every step's events, from every step process, and knows when the last step has finished.
+
+So :func:`with_run_summary` wraps an executor: it passes every event through unchanged, tallies the ones it cares
+about, and logs the line when the steps are done (or, if orchestration itself raises, before re-raising). It is
+the code location's default executor (``definitions.py``); a job that sets its own executor keeps the line by
+wrapping it: ``executor_def=with_run_summary(in_process_executor)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import DagsterEvent, DagsterEventType, Executor, ExecutorDefinition, multi_or_in_process_executor
+
+# Not exported at the top level, but the types of the public Executor interface's arguments and properties.
+from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.step_dependency_config import StepDependencyConfig
+
+AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
+LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
+
+
+@dataclass
+class RunSummary:
+    """What a run's step events say it did."""
+
+    data_change: bool = False
+    applied: int = 0
+    matched: int = 0
+    modified: int = 0
+    failed_automations: list[str] = field(default_factory=list)
+    reports: list[tuple[str, str]] = field(default_factory=list)
+    skipped_reports: list[tuple[str, str]] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)
+
+    def add(self, event: DagsterEvent) -> None:
+        step_key = event.step_key or ""
+        automation = AUTOMATION_STEP.match(step_key)
+        if automation or LOAD_AUTOMATIONS_STEP.match(step_key):
+            self.data_change = True
+        if event.event_type == DagsterEventType.STEP_OUTPUT and automation:
+            metadata = event.event_specific_data.metadata
+            self.applied += 1
+            self.matched += _number(metadata.get("matched"))
+            self.modified += _number(metadata.get("modified"))
+        elif event.event_type == DagsterEventType.STEP_FAILURE:
+            if automation:
+                self.failed_automations.append(automation["key"])
+            else:
+                self.failed_steps.append(step_key)
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            self._add_asset_event(event, event.event_specific_data.materialization.metadata)
+        elif event.event_type == DagsterEventType.ASSET_OBSERVATION:
+            self._add_asset_event(event, event.event_specific_data.asset_observation.metadata)
+
+    def _add_asset_event(self, event: DagsterEvent, metadata: Mapping[str, Any]) -> None:
+        asset = event.asset_key.to_user_string() if event.asset_key else "?"
+        if "location" in metadata:  # one report file (a built-in asset, or one file of configured_reports)
+            self.reports.append((asset, str(metadata["location"].value)))
+        elif "skipped" in metadata:
+            self.skipped_reports.append((asset, str(metadata["skipped"].value)))
+
+    def line(self) -> str:
+        parts = []
+        if self.data_change:
+            failed = len(self.failed_automations)
+            parts.append(
+                f"automations {self.applied} applied, {self.matched} matched, {self.modified} modified, "
+                f"{failed} failed" + (f" ({', '.join(self.failed_automations)})" if failed else "")
+            )
+        else:
+            written = "; ".join(f"{asset} -> {location}" for asset, location in self.reports)
+            parts.append(f"reports written: {written or 'none'}")
+            if self.skipped_reports:
+                parts.append("skipped: " + "; ".join(f"{a} ({why})" for a, why in self.skipped_reports))
+        if self.failed_steps:
+            parts.append("failed steps: " + ", ".join(self.failed_steps))
+        return "Run summary: " + "; ".join(parts)
+
+
+def _number(value: Any) -> int:
+    """An int metadata value's number (absent: 0)."""
+    return int(value.value) if value is not None and value.value is not None else 0
+
+
+class RunSummaryExecutor(Executor):
+    """Runs the plan on ``inner`` and logs the :class:`RunSummary` line once the steps are done."""
+
+    def __init__(self, inner: Executor) -> None:
+        self._inner = inner
+
+    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        summary = RunSummary()
+        try:
+            for event in self._inner.execute(plan_context, execution_plan):
+                summary.add(event)
+                yield event
+        except Exception:
+            plan_context.log.info(summary.line())
+            raise
+        plan_context.log.info(summary.line())
+
+    @property
+    def retries(self) -> RetryMode:
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self) -> StepDependencyConfig:
+        return self._inner.step_dependency_config
+
+    def get_step_event_or_retry_event(self, *args: Any, **kwargs: Any) -> DagsterEvent:
+        return self._inner.get_step_event_or_retry_event(*args, **kwargs)
+
+
+def with_run_summary(inner: ExecutorDefinition) -> ExecutorDefinition:
+    """``inner`` with the summary line; same name, config and requirements, so run config is unchanged."""
+    return ExecutorDefinition(
+        name=inner.name,
+        config_schema=inner.config_schema,
+        requirements=inner.get_requirements,
+        executor_creation_fn=lambda init_context: RunSummaryExecutor(inner.executor_creation_fn(init_context)),
+        description=f"{inner.description or inner.name}, followed by one INFO line summarizing the run.",
+    )
+
+
+# Dagster's own default executor (multiprocess unless the run config picks in_process), with the summary line.
+run_summary_executor = with_run_summary(multi_or_in_process_executor)

@@ -1,0 +1,132 @@
+"""A new user's setup in a temporary folder: the project's dagster.yaml, no DAGSTER_HOME, the dagster CLI.
+
+Each test gets its own folder so the instance (``.intervalprocessing/dagster_home`` under it) starts empty and
+nothing touches the developer's. MongoDB is the test's SecantusDB database (``MONGODB_URI``), seeded with the demo
+data, rather than a second embedded server per test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).parents[1]
+DAGSTER = [sys.executable, "-m", "dagster"]
+CODE_LOCATION = ["-m", "intervalprocessing_dagster.definitions"]
+
+
+def new_project(folder: Path) -> Path:
+    """``folder`` set up as the project root is for a user: the committed dagster.yaml, nothing else."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", folder / "dagster.yaml")
+    return folder
+
+
+def user_env(mongo_uri: str, database: str) -> dict[str, str]:
+    """The environment of a user who exported nothing Dagster-related (a developer's DAGSTER_HOME is dropped)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DAGSTER_")}
+    return {**env, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": database}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def execute_job(project: Path, env: dict[str, str], job: str, tags: dict[str, str] | None = None) -> str:
+    """``dagster job execute`` in ``project``; its output (stdout and stderr)."""
+    completed = subprocess.run(
+        [*DAGSTER, "job", "execute", *CODE_LOCATION, "-j", job, *(["--tags", json.dumps(tags)] if tags else [])],
+        cwd=project, env=env, capture_output=True, text=True, timeout=240,
+    )
+    return completed.stdout + completed.stderr
+
+
+@dataclass
+class DagsterDev:
+    """A running ``dagster dev``: its process (leader of its own process group), URL and log."""
+
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def group(self) -> list[str]:
+        """``pid command`` of every process still in dagster dev's process group (its services and their children)."""
+        listing = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(self.process.pid)],
+                                 capture_output=True, text=True).stdout
+        return [line.strip() for line in listing.splitlines() if line.strip() and not line.split()[1].startswith("Z")]
+
+    def stop(self, sig: signal.Signals, *, to_group: bool, timeout: float) -> float | None:
+        """Send ``sig`` (to the whole group, as Ctrl-C in a terminal does, or to dagster dev alone, as ``kill``
+        does); seconds until every process of the group had exited, or None if some were still up at ``timeout``."""
+        started = time.monotonic()
+        if to_group:
+            os.killpg(self.process.pid, sig)
+        else:
+            self.process.send_signal(sig)
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None and not self.group():
+                return time.monotonic() - started
+            time.sleep(0.2)
+        return None
+
+    def kill(self) -> None:
+        """Last resort after a failed stop, so a test never leaves processes behind."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+
+
+@contextmanager
+def dagster_dev(project: Path, env: dict[str, str]) -> Iterator[DagsterDev]:
+    """``dagster dev`` in ``project`` on a free port, up and serving; killed afterwards if a test left it up."""
+    port = free_port()
+    log_path = project / "dagster-dev.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*DAGSTER, "dev", *CODE_LOCATION, "-h", "127.0.0.1", "-p", str(port)],
+            cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, like a terminal's foreground job
+            preexec_fn=_terminal_signals,
+        )
+    dev = DagsterDev(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        deadline = time.monotonic() + 180
+        while not _serving(dev.url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dagster dev did not come up:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield dev
+    finally:
+        if process.poll() is None or dev.group():
+            dev.kill()
+
+
+def _terminal_signals() -> None:
+    """SIGINT and SIGTERM as a terminal leaves them (default), even when the test runner was started with them
+    ignored (as a background job of a non-interactive shell is): an ignored signal is inherited, and dagster dev
+    with SIGINT ignored never stops (README "Stopping dagster dev")."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _serving(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/server_info", timeout=2).ok
+    except requests.ConnectionError:
+        return False

@@ -1,0 +1,63 @@
+"""The project's dagster.yaml makes the local instance persistent with no DAGSTER_HOME: a run started with
+``dagster job execute`` is in the instance that ``dagster dev`` and ``DAGSTER_HOME=$PWD dagster run list`` read,
+and ``dagster dev`` stops cleanly on Ctrl-C (SIGINT to its process group) and on SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from pymongo.database import Database
+
+from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from tests.local_project import DAGSTER, dagster_dev, execute_job, new_project, user_env
+
+RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId jobName status } } } }"
+STOP_SECONDS = 20.0  # about 4 s measured on the shared 2-core machine; a hang never ends, so the margin is free
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    return new_project(tmp_path / "project")
+
+
+def run_id(output: str) -> str:
+    found = re.search(r" - (?P<run_id>[0-9a-f-]{36}) - \d+ - RUN_SUCCESS - ", output)
+    assert found, output[-3000:]
+    return found["run_id"]
+
+
+def test_a_cli_run_persists_in_the_project_instance(mongo_uri: str, mongo_db: Database, project: Path) -> None:
+    seed_demo_data(mongo_db)
+    env = user_env(mongo_uri, mongo_db.name)
+    first = run_id(execute_job(project, env, "hourly_data_change_job"))
+    assert (project / ".intervalprocessing" / "dagster_home" / "history" / "runs.db").is_file()
+    assert not list(project.glob(".tmp_dagster_home_*"))  # the temporary folder Dagster made is gone, empty
+
+    listed = subprocess.run([*DAGSTER, "run", "list"], cwd=project, env={**env, "DAGSTER_HOME": str(project)},
+                            capture_output=True, text=True, timeout=120)
+    assert f"Run: {first}" in listed.stdout, listed.stdout + listed.stderr
+
+
+@pytest.mark.parametrize(("sig", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c", "sigterm"])
+def test_dagster_dev_shows_the_cli_run_and_stops_cleanly(
+    mongo_uri: str, mongo_db: Database, project: Path, sig: signal.Signals, to_group: bool
+) -> None:
+    seed_demo_data(mongo_db)
+    env = user_env(mongo_uri, mongo_db.name)
+    cli_run = run_id(execute_job(project, env, "hourly_data_change_job"))
+    with dagster_dev(project, env) as dev:
+        response = requests.post(f"{dev.url}/graphql", json={"query": RUNS_QUERY}, timeout=60)
+        runs = response.json()["data"]["runsOrError"]["results"]
+        assert {"runId": cli_run, "jobName": "hourly_data_change_job", "status": "SUCCESS"} in runs
+        assert dev.group(), "dagster dev has no processes to stop"
+        seconds = dev.stop(sig, to_group=to_group, timeout=STOP_SECONDS)
+        assert seconds is not None, (
+            f"still running {STOP_SECONDS}s after {sig.name}: {dev.group()}\n{dev.log_path.read_text()[-3000:]}"
+        )
+    assert not list(project.glob(".tmp_dagster_home_*"))

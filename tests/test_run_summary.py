@@ -1,0 +1,80 @@
+"""The closing INFO line of every run, as a user sees it: ``dagster job execute`` with the code location's default
+executor (multiprocess: every step in its own process), on a seeded database, a failing run included."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pymongo
+import pytest
+from pymongo.database import Database
+
+from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from intervalprocessing_dagster.run_clock import RUN_STAMP_TAG
+
+REPO = Path(__file__).parents[1]
+THURSDAY = "2024-03-14T03:00:00+00:00"
+FRIDAY = "2024-03-15T03:00:00+00:00"
+
+
+def execute(job: str, mongo_uri: str, database: str, tmp_path: Path, stamp: str) -> list[str]:
+    """Run ``job`` with the dagster CLI; its INFO log lines (the run's own, from every step process)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": database,
+           "REPORTS_LOCAL_DIR": str(tmp_path / "reports")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "intervalprocessing_dagster.definitions",
+         "-j", job, "--tags", json.dumps({RUN_STAMP_TAG: stamp})],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )
+    lines = (completed.stdout + completed.stderr).splitlines()
+    return [line for line in lines if " - INFO - " in line or "RUN_SUCCESS" in line or "RUN_FAILURE" in line]
+
+
+def summary(lines: list[str]) -> str:
+    """The summary line's text, checking it is the run's last INFO line and comes just before the run's end."""
+    [index] = [i for i, line in enumerate(lines) if "Run summary: " in line]
+    assert re.search(r"RUN_(SUCCESS|FAILURE)", lines[index + 1]), lines[index:]
+    return lines[index].split("Run summary: ", 1)[1]
+
+
+@pytest.fixture()
+def seeded(mongo_uri: str, mongo_db: Database) -> Database:
+    seed_demo_data(mongo_db)
+    return mongo_db
+
+
+def test_a_data_change_run_ends_with_its_counts_and_failed_automations_even_when_it_fails(
+    mongo_uri: str, seeded: Database, tmp_path: Path
+) -> None:
+    seeded.dataupdateconfigs.insert_one({
+        "name": "Broken Rule", "runCadence": "Hourly", "collectionName": "audits", "query": "{ status: ",
+        "isActive": True, "singleFieldUpdateElements": [], "arrayObjectFieldUpdateElements": [],
+    })
+    lines = execute("hourly_data_change_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
+    assert "RUN_FAILURE" in lines[-1]
+    assert summary(lines) == "automations 2 applied, 3 matched, 3 modified, 1 failed (broken_rule)"
+
+    again = execute("hourly_data_change_job", mongo_uri, seeded.name, tmp_path, FRIDAY)
+    assert summary(again) == "automations 2 applied, 0 matched, 0 modified, 1 failed (broken_rule)"
+
+
+def test_a_file_generation_run_ends_with_the_files_it_wrote_and_the_reports_it_skipped(
+    mongo_uri: str, seeded: Database, tmp_path: Path
+) -> None:
+    lines = execute("file_generation_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
+    assert "RUN_SUCCESS" in lines[-1]
+    reports = tmp_path / "reports"
+    written, skipped = summary(lines).removeprefix("reports written: ").split("; skipped: ")
+    assert set(written.split("; ")) == {  # in the order the step processes finished
+        f"daily_active_mrr_inventory -> {reports / 'DailyActiveMRRInventory_03142024_030000.txt'}",
+        f"daily_audit_inventory -> {reports / 'DailyAuditInventory_03142024_030000.txt'}",
+    }
+    reason = "not a Friday (stamp 2024-03-14T03:00:00+00:00, a Thursday)"
+    assert set(skipped.split("; ")) == {f"weekly_audit_inventory ({reason})", f"weekly_mrr_inventory ({reason})"}
