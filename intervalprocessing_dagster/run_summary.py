@@ -52,6 +52,8 @@ class RunSummary:
     reports: list[tuple[str, str]] = field(default_factory=list)
     skipped_reports: list[tuple[str, str]] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
+    checks_passed: int = 0
+    failed_checks: list[str] = field(default_factory=list)
 
     def add(self, event: DagsterEvent) -> None:
         step_key = event.step_key or ""
@@ -72,6 +74,12 @@ class RunSummary:
             self._add_asset_event(event, event.event_specific_data.materialization.metadata)
         elif event.event_type == DagsterEventType.ASSET_OBSERVATION:
             self._add_asset_event(event, event.event_specific_data.asset_observation.metadata)
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if evaluation.passed:
+                self.checks_passed += 1
+            else:
+                self.failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
 
     def _add_asset_event(self, event: DagsterEvent, metadata: Mapping[str, Any]) -> None:
         asset = event.asset_key.to_user_string() if event.asset_key else "?"
@@ -88,11 +96,17 @@ class RunSummary:
                 f"automations {self.applied} applied, {self.matched} matched, {self.modified} modified, "
                 f"{failed} failed" + (f" ({', '.join(self.failed_automations)})" if failed else "")
             )
-        else:
+        elif self.reports or self.skipped_reports or not (self.checks_passed or self.failed_checks):
             written = "; ".join(f"{asset} -> {location}" for asset, location in self.reports)
             parts.append(f"reports written: {written or 'none'}")
             if self.skipped_reports:
                 parts.append("skipped: " + "; ".join(f"{a} ({why})" for a, why in self.skipped_reports))
+        if self.checks_passed or self.failed_checks:
+            failed = len(self.failed_checks)
+            parts.append(
+                f"checks {self.checks_passed} passed, {failed} failed"
+                + (f" ({', '.join(self.failed_checks)})" if failed else "")
+            )
         if self.failed_steps:
             parts.append("failed steps: " + ", ".join(self.failed_steps))
         return "Run summary: " + "; ".join(parts)

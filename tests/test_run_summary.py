@@ -71,10 +71,24 @@ def test_a_file_generation_run_ends_with_the_files_it_wrote_and_the_reports_it_s
     lines = execute("file_generation_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
     assert "RUN_SUCCESS" in lines[-1]
     reports = tmp_path / "reports"
-    written, skipped = summary(lines).removeprefix("reports written: ").split("; skipped: ")
+    reports_part, checks = summary(lines).removeprefix("reports written: ").split("; checks ")
+    written, skipped = reports_part.split("; skipped: ")
     assert set(written.split("; ")) == {  # in the order the step processes finished
         f"daily_active_mrr_inventory -> {reports / 'DailyActiveMRRInventory_03142024_030000.txt'}",
         f"daily_audit_inventory -> {reports / 'DailyAuditInventory_03142024_030000.txt'}",
     }
     reason = "not a Friday (stamp 2024-03-14T03:00:00+00:00, a Thursday)"
     assert set(skipped.split("; ")) == {f"weekly_audit_inventory ({reason})", f"weekly_mrr_inventory ({reason})"}
+    # The two written reports' row-count checks and the four reports' freshness checks ran with them.
+    assert checks == "6 passed, 0 failed"
+
+
+def test_a_config_checks_run_ends_with_its_passed_and_failed_checks(
+    mongo_uri: str, seeded: Database, tmp_path: Path
+) -> None:
+    seeded.dataupdateconfigs.insert_one({
+        "name": "Broken Rule", "runCadence": "Hourly", "collectionName": "audits", "query": "{ status: ",
+        "isActive": True, "singleFieldUpdateElements": [], "arrayObjectFieldUpdateElements": [],
+    })
+    lines = execute("config_checks_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
+    assert summary(lines) == "checks 2 passed, 1 failed (dataupdateconfigs:automations_are_valid)"

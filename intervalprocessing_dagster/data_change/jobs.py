@@ -11,8 +11,9 @@ The steps run in the run worker's own process (``in_process_executor``), one aft
 package again: about 1.3 s per automation, against tens of milliseconds of database work (bench/README.md compares
 the options). Sequential is also the old app's order, so automations that touch the same collection still apply
 in name order. What it costs: a crash or memory blow-up of one automation ends the run's process, and so the run;
-the daemon's run retry then repeats every step (``Cadence.run_tags``), which is safe because every plan is
-idempotent for its run stamp. Step outputs still go through the IO manager, so re-execution works as before. A
+the daemon's run retry then resumes from failure in a new task, loading the finished steps' outputs through the
+IO manager (S3 in production), and an automation that had applied before the crash is safe to apply again because
+every plan is idempotent for its run stamp. A
 step waiting out a ``RetryRequested`` does not hold up the others: the executor runs every other ready step and
 sleeps only when none is left.
 
@@ -59,6 +60,7 @@ from intervalprocessing_dagster.data_change.rules import (
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.run_clock import RunClock
+from intervalprocessing_dagster.run_summary import with_run_summary
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
 # are retried this many times, waiting RETRY_BASE_SECONDS, then twice that, then four times.
@@ -253,7 +255,7 @@ def build_data_change_job(cadence: Cadence) -> JobDefinition:
         tags=cadence.run_tags,
         description=f"Applies the active '{cadence.value}' automations of {CONFIG_COLLECTION} (the old "
         f"{cadence.process_to_run}), one step per automation.",
-        executor_def=in_process_executor,
+        executor_def=with_run_summary(in_process_executor),
     )
     def data_change_job() -> None:
         load_automations().map(apply_automation)
