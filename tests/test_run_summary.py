@@ -50,13 +50,18 @@ def seeded(mongo_uri: str, mongo_db: Database) -> Database:
     return mongo_db
 
 
-def test_a_data_change_run_ends_with_its_counts_and_failed_automations_even_when_it_fails(
-    mongo_uri: str, seeded: Database, tmp_path: Path
-) -> None:
-    seeded.dataupdateconfigs.insert_one({
+def insert_broken_automation(db: Database) -> None:
+    """An active hourly automation whose query does not parse: its step fails, and so does its config check."""
+    db.dataupdateconfigs.insert_one({
         "name": "Broken Rule", "runCadence": "Hourly", "collectionName": "audits", "query": "{ status: ",
         "isActive": True, "singleFieldUpdateElements": [], "arrayObjectFieldUpdateElements": [],
     })
+
+
+def test_a_data_change_run_ends_with_its_counts_and_failed_automations_even_when_it_fails(
+    mongo_uri: str, seeded: Database, tmp_path: Path
+) -> None:
+    insert_broken_automation(seeded)
     lines = execute("hourly_data_change_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
     assert "RUN_FAILURE" in lines[-1]
     assert summary(lines) == "automations 2 applied, 3 matched, 3 modified, 1 failed (broken_rule)"
@@ -86,9 +91,6 @@ def test_a_file_generation_run_ends_with_the_files_it_wrote_and_the_reports_it_s
 def test_a_config_checks_run_ends_with_its_passed_and_failed_checks(
     mongo_uri: str, seeded: Database, tmp_path: Path
 ) -> None:
-    seeded.dataupdateconfigs.insert_one({
-        "name": "Broken Rule", "runCadence": "Hourly", "collectionName": "audits", "query": "{ status: ",
-        "isActive": True, "singleFieldUpdateElements": [], "arrayObjectFieldUpdateElements": [],
-    })
+    insert_broken_automation(seeded)
     lines = execute("config_checks_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
     assert summary(lines) == "checks 2 passed, 1 failed (dataupdateconfigs:automations_are_valid)"
