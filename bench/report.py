@@ -379,9 +379,7 @@ def _flat_memory(runs: _Index, family: str) -> dict[str, Any]:
     if len(measured) < 2:
         return _target(name, "not measured", "needs the platform report scenario at two sizes or more")
     first, last = measured[0], measured[-1]
-    growth = last["peak_rss_mb"] - first["peak_rss_mb"]
-    evidence = (f"N={first['n']:,}: {first['peak_rss_mb']:.0f} MB, N={last['n']:,}: {last['peak_rss_mb']:.0f} MB "
-                f"({growth:+.0f} MB)")
+    growth, evidence = _rss_growth(first, last)
     if growth <= RSS_BUDGET_MB:
         return _target(name, "pass", evidence)
     return _target(name, "fail", evidence, why="client memory grows with the row count, so something holds rows "
@@ -479,6 +477,13 @@ def _cadence_run_time(runs: _Index) -> dict[str, Any]:
                    fix="reduce the per-step cost (executor, event writes)")
 
 
+def _rss_growth(first: dict[str, Any], last: dict[str, Any]) -> tuple[float, str]:
+    """Peak RSS growth from the ``first`` to the ``last`` measured run, and the evidence line that shows it."""
+    growth = last["peak_rss_mb"] - first["peak_rss_mb"]
+    return growth, (f"N={first['n']:,}: {first['peak_rss_mb']:.0f} MB, N={last['n']:,}: {last['peak_rss_mb']:.0f} MB "
+                    f"({growth:+.0f} MB)")
+
+
 def _cadence_flat_memory(runs: _Index) -> dict[str, Any]:
     name = (f"Cadence: peak RSS within +{CADENCE_RSS_BUDGET_MB:.0f} MB from {CADENCE_RSS_FROM} automations to the "
             "largest N")
@@ -487,9 +492,7 @@ def _cadence_flat_memory(runs: _Index) -> dict[str, Any]:
     if CADENCE_RSS_FROM not in by_n or not larger:
         return _target(name, "not measured", f"needs the platform at N={CADENCE_RSS_FROM} and a larger N")
     first, last = by_n[CADENCE_RSS_FROM], by_n[max(larger)]
-    growth = last["peak_rss_mb"] - first["peak_rss_mb"]
-    evidence = (f"N={first['n']:,}: {first['peak_rss_mb']:.0f} MB, N={last['n']:,}: {last['peak_rss_mb']:.0f} MB "
-                f"({growth:+.0f} MB)")
+    growth, evidence = _rss_growth(first, last)
     if growth <= CADENCE_RSS_BUDGET_MB:
         return _target(name, "pass", evidence)
     return _target(name, "fail", evidence, why="the run's memory grows with its automations: something holds every "
