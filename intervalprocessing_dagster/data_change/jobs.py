@@ -13,9 +13,8 @@ the options). Sequential is also the old app's order, so automations that touch 
 in name order. What it costs: a crash or memory blow-up of one automation ends the run's process, and so the run;
 the daemon's run retry then resumes from failure in a new task, loading the finished steps' outputs through the
 IO manager (S3 in production), and an automation that had applied before the crash is safe to apply again because
-every plan is idempotent for its run stamp. A
-step waiting out a ``RetryRequested`` does not hold up the others: the executor runs every other ready step and
-sleeps only when none is left.
+every plan is idempotent for its run stamp. A step waiting out a ``RetryRequested`` does not hold up the others:
+the executor runs every other ready step and sleeps only when none is left.
 
 One factory builds the four jobs; they differ only in which ``runCadence`` they load and in their tags
 (``Cadence.run_tags``: the runtime limit and the one-at-a-time concurrency key).

@@ -52,7 +52,10 @@ WEEKLY_FRESHNESS = timedelta(days=8)
 _CONFIG_ERRORS = (ReportConfigError, LayoutError, ValueError)
 
 
-def _failed(collection: str, checked: int, problems: list[str]) -> AssetCheckResult:
+def _verdict(collection: str, checked: int, problems: list[str], valid: str) -> AssetCheckResult:
+    """Passed (``valid`` says what was found valid), or failed at ERROR with every problem listed."""
+    if not problems:
+        return AssetCheckResult(passed=True, metadata={"checked": checked, "invalid": 0}, description=valid)
     listing = "\n".join(f"- {problem}" for problem in problems)
     return AssetCheckResult(
         passed=False,
@@ -85,7 +88,7 @@ def report_processes_are_valid(mongo: MongoResource) -> AssetCheckResult:
     try:
         names, processes, problems = _processes(mongo)
     except ReportConfigError as exc:  # no config document, or no processes list: no report can run
-        return _failed(PROCESSES_COLLECTION, 0, [str(exc)])
+        return _verdict(PROCESSES_COLLECTION, 0, [str(exc)], valid="")
     db = mongo.database()
     for process in processes:
         try:
@@ -93,10 +96,7 @@ def report_processes_are_valid(mongo: MongoResource) -> AssetCheckResult:
             load_projection(process)
         except _CONFIG_ERRORS as exc:
             problems.append(f"process {process.name!r}: {exc}")
-    if problems:
-        return _failed(PROCESSES_COLLECTION, len(names), problems)
-    return AssetCheckResult(passed=True, metadata={"checked": len(names), "invalid": 0},
-                            description=f"all {len(names)} process(es) are valid")
+    return _verdict(PROCESSES_COLLECTION, len(names), problems, valid=f"all {len(names)} process(es) are valid")
 
 
 @asset_check(
@@ -108,7 +108,7 @@ def report_queries_are_valid(mongo: MongoResource) -> AssetCheckResult:
     try:
         _, processes, _ = _processes(mongo)  # an unparsable process is report_processes_are_valid's to name
     except ReportConfigError as exc:
-        return _failed(QUERIES_COLLECTION, 0, [str(exc)])
+        return _verdict(QUERIES_COLLECTION, 0, [str(exc)], valid="")
     db = mongo.database()
     problems: list[str] = []
     for process in processes:
@@ -116,10 +116,8 @@ def report_queries_are_valid(mongo: MongoResource) -> AssetCheckResult:
             load_query(db, process)
         except _CONFIG_ERRORS as exc:
             problems.append(str(exc))
-    if problems:
-        return _failed(QUERIES_COLLECTION, len(processes), problems)
-    return AssetCheckResult(passed=True, metadata={"checked": len(processes), "invalid": 0},
-                            description=f"the queries of all {len(processes)} process(es) are valid")
+    return _verdict(QUERIES_COLLECTION, len(processes), problems,
+                    valid=f"the queries of all {len(processes)} process(es) are valid")
 
 
 def _row_count_check(report: AssetsDefinition) -> AssetChecksDefinition:
