@@ -307,19 +307,23 @@ def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch
 def _instance_environment(kind: str, out_dir: Path, server: MongoServer, database: str,
                           postgres: PostgresServer | str | None) -> dict[str, str]:
     """What a whole-run scenario's process gets: the code location pointed at the benchmark's database, and a fresh
-    ``DAGSTER_HOME`` whose ``dagster.yaml`` keeps Dagster's storage in SQLite (the default) or in a new Postgres
-    database. Telemetry is off so no run waits on it."""
+    ``DAGSTER_HOME`` whose ``dagster.yaml`` keeps Dagster's storage in SQLite or in a new Postgres database, with
+    the storage classes the project's own instances use (the repo-root ``dagster.yaml`` and
+    ``deploy/dagster.yaml``). Telemetry is off so no run waits on it."""
     home = out_dir / "dagster-home"
     home.mkdir(parents=True, exist_ok=True)
     config = "telemetry:\n  enabled: false\n"
+    config += "storage:\n  custom:\n    module: intervalprocessing_dagster.instance_storage\n"
     if kind == "postgres":
         assert isinstance(postgres, PostgresServer)
         config += (
-            "storage:\n  postgres:\n    postgres_db:\n"
-            f"      hostname: {postgres.host}\n      port: {postgres.port}\n"
-            f"      db_name: {postgres.create_database()}\n      username: {postgres.username}\n"
-            "      password: {env: BENCH_PG_PASSWORD}\n      scheme: postgresql+psycopg2\n"
+            "    class: PooledPostgresStorage\n    config:\n      postgres_db:\n"
+            f"        hostname: {postgres.host}\n        port: {postgres.port}\n"
+            f"        db_name: {postgres.create_database()}\n        username: {postgres.username}\n"
+            "        password: {env: BENCH_PG_PASSWORD}\n        scheme: postgresql+psycopg2\n"
         )
+    else:
+        config += f"    class: PooledSqliteStorage\n    config:\n      base_dir: {home}\n"
     (home / "dagster.yaml").write_text(config)
     env = {"DAGSTER_HOME": str(home), "MONGODB_URI": server.uri, "MONGODB_DATABASE": database,
            "INTERVALPROCESSING_LOCAL_DIR": str(out_dir / "local")}

@@ -9,8 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
+import sqlalchemy
 import yaml
-from dagster import DagsterInstance
+from dagster import DagsterInstance, execute_job, in_process_executor, job, op, reconstructable
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.scheduler import DagsterDaemonScheduler
@@ -47,7 +48,7 @@ def test_the_instance_reads_exactly_the_contract_variables() -> None:
 
 def test_the_password_comes_from_the_environment_only() -> None:
     config = yaml.safe_load(DAGSTER_YAML.read_text())
-    assert config["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+    assert config["storage"]["custom"]["config"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
 
 
 def test_the_file_passes_dagsters_schema(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_the_loaded_instance_has_the_production_parts(production_stack) -> None:
     """Loaded the way the daemon loads it, with the contract environment (Postgres + moto)."""
     with DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.event_log_storage).__name__ == "PooledPostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert isinstance(instance.scheduler, DagsterDaemonScheduler)
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
@@ -80,6 +81,32 @@ def test_the_loaded_instance_has_the_production_parts(production_stack) -> None:
         assert instance.run_retries_retry_on_asset_or_op_failure is False
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
         assert {"key": "intervalprocessing/cadence", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+
+
+@op
+def three_logs(context) -> None:  # noqa: ANN001 - Dagster's op context
+    for number in range(3):
+        context.log.info(f"log {number}")
+
+
+@job(executor_def=in_process_executor)  # every event written from this process, through the counted engine
+def logging_job() -> None:
+    three_logs()
+
+
+@pytest.mark.system
+def test_a_runs_events_share_one_postgres_connection(production_stack) -> None:
+    """Stock dagster-postgres opens a connection per event (per TLS handshake on RDS); the pooled event log keeps one
+    for the whole run, and everything it wrote is read back."""
+    with DagsterInstance.get() as instance:
+        opened = []
+        sqlalchemy.event.listen(instance.event_log_storage._engine, "connect", lambda *_: opened.append(1))
+        result = execute_job(reconstructable(logging_job), instance=instance)
+        assert result.success
+        events = instance.all_logs(result.run_id)
+    assert [e.user_message for e in events if e.user_message.startswith("log ")] == ["log 0", "log 1", "log 2"]
+    assert len(events) > 10
+    assert len(opened) == 1
 
 
 # --- the launcher subclass --------------------------------------------------------------------------------------

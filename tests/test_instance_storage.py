@@ -1,0 +1,153 @@
+"""The local instance's pooled SQLite event log (``instance_storage.py``): Dagster's files, fewer connections.
+
+Each test counts real SQLite connections (SQLAlchemy's ``connect`` event fires once per new DB-API connection) and
+reads the files back with Dagster's stock storage, so "pooled" and "unchanged on disk" are both checked.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import (
+    DagsterEventType,
+    EventLogEntry,
+    execute_job,
+    in_process_executor,
+    job,
+    op,
+    reconstructable,
+)
+from dagster._cli.utils import get_possibly_temporary_instance_for_cli
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from intervalprocessing_dagster import instance_storage
+from intervalprocessing_dagster.instance_storage import PooledSqliteEventLogStorage
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def connections() -> Iterator[Counter[str]]:
+    """New SQLite connections opened while the test runs, by database file name."""
+    opened: Counter[str] = Counter()
+
+    def on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects
+        path = dbapi_connection.execute("PRAGMA database_list").fetchone()[2]
+        opened[Path(path).name] += 1
+
+    event.listen(Engine, "connect", on_connect)
+    yield opened
+    event.remove(Engine, "connect", on_connect)
+
+
+def _log_entry(run_id: str, message: str) -> EventLogEntry:
+    return EventLogEntry(
+        error_info=None, level="INFO", user_message=message, run_id=run_id, timestamp=time.time(),
+        step_key="some_step", job_name="some_job", dagster_event=None,
+    )
+
+
+def test_one_connection_per_database_file_for_many_events(tmp_path: Path, connections: Counter[str]) -> None:
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(_log_entry("run_a", "event 0"))  # creates the file (Dagster's schema set-up connects twice)
+    connections.clear()
+    for number in range(1, 50):
+        storage.store_event(_log_entry("run_a", f"event {number}"))
+    assert connections["run_a.db"] == 0  # the stock storage: 49
+
+    # The same files as Dagster's own storage: it reads every event back.
+    stock = SqliteEventLogStorage(str(tmp_path))
+    assert [record.event_log_entry.user_message for record in stock.get_records_for_run("run_a").records] == [
+        f"event {number}" for number in range(50)
+    ]
+
+
+def test_the_stock_storages_files_stay_readable_and_writable(tmp_path: Path) -> None:
+    SqliteEventLogStorage(str(tmp_path)).store_event(_log_entry("old_run", "written before the switch"))
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(_log_entry("old_run", "written after"))
+    assert [r.event_log_entry.user_message for r in storage.get_records_for_run("old_run").records] == [
+        "written before the switch", "written after"
+    ]
+
+
+def test_engines_beyond_the_limit_are_closed(tmp_path: Path, connections: Counter[str]) -> None:
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    runs = [f"run_{number}" for number in range(instance_storage.SQLITE_ENGINES_KEPT + 3)]
+    for run_id in runs:
+        storage.store_event(_log_entry(run_id, "first"))
+    assert len(storage._engines) == instance_storage.SQLITE_ENGINES_KEPT
+    assert runs[0] not in storage._engines and runs[-1] in storage._engines
+
+    connections.clear()
+    storage.store_event(_log_entry(runs[0], "second"))  # reopened: one new connection, nothing lost
+    assert connections[f"{runs[0]}.db"] == 1
+    assert len(storage.get_records_for_run(runs[0]).records) == 2
+
+
+def test_wipe_closes_the_kept_connections_before_deleting_the_files(tmp_path: Path) -> None:
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(_log_entry("run_a", "before wipe"))
+    storage.wipe()
+    assert not (tmp_path / "run_a.db").exists()
+    storage.store_event(_log_entry("run_a", "after wipe"))
+    assert [r.event_log_entry.user_message for r in storage.get_records_for_run("run_a").records] == ["after wipe"]
+
+
+def _store_in_child(storage: PooledSqliteEventLogStorage) -> None:
+    storage.store_event(_log_entry("run_a", "from the forked child"))
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(_log_entry("run_a", "from the parent"))
+    parent_engine = storage._engines["run_a"]
+
+    child = multiprocessing.get_context("fork").Process(target=_store_in_child, args=(storage,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+
+    storage.store_event(_log_entry("run_a", "from the parent again"))
+    assert storage._engines["run_a"] is parent_engine  # the parent's connection was not closed by the child
+    assert [r.event_log_entry.user_message for r in storage.get_records_for_run("run_a").records] == [
+        "from the parent", "from the forked child", "from the parent again"
+    ]
+
+
+@op
+def three_logs(context) -> None:  # noqa: ANN001 - Dagster's op context
+    for number in range(3):
+        context.log.info(f"log {number}")
+
+
+@job(executor_def=in_process_executor)  # every event from this process, so its connections are all counted
+def logging_job() -> None:
+    three_logs()
+
+
+def test_the_project_instance_uses_it_and_a_run_opens_one_connection_for_its_events(
+    tmp_path: Path, connections: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repo-root dagster.yaml, as `dagster job execute` loads it (DAGSTER_HOME unset, the project folder)."""
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with get_possibly_temporary_instance_for_cli("dagster job execute") as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        result = execute_job(reconstructable(logging_job), instance=instance)
+        assert result.success
+        events = instance.all_logs(result.run_id)
+    assert sum(1 for e in events if e.user_message.startswith("log ")) == 3
+    assert any(e.dagster_event_type == DagsterEventType.RUN_SUCCESS for e in events)
+    assert len(events) > 10
+    assert connections[f"{result.run_id}.db"] <= 2  # the schema set-up's two; the stock storage: one per event
+    assert (tmp_path / ".intervalprocessing" / "dagster_home" / "history" / "runs" / f"{result.run_id}.db").exists()
