@@ -8,7 +8,9 @@ read back what was written, with Dagster's stock storage where the files' format
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -74,6 +76,28 @@ def test_one_connection_per_database_file_for_many_events(tmp_path: Path, connec
     for number in range(10):
         stock.store_event(_log_entry("run_a", f"stock event {number}"))
     assert connections["run_a.db"] == 10
+
+
+def _store_and_die(base_dir: str) -> None:
+    storage = PooledSqliteEventLogStorage(base_dir)
+    for number in range(20):
+        storage.store_event(_log_entry("run_k", f"event {number}"))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_commits_skip_the_disk_flush_yet_a_killed_process_loses_nothing(tmp_path: Path) -> None:
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    with storage.run_connection("run_k") as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL (FULL is 2)
+
+    child = multiprocessing.get_context("spawn").Process(target=_store_and_die, args=(str(tmp_path),))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
+
+    stock = SqliteEventLogStorage(str(tmp_path))
+    assert len(stock.get_records_for_run("run_k").records) == 20
 
 
 def test_the_stock_storages_files_stay_readable_and_writable(tmp_path: Path) -> None:
