@@ -161,14 +161,16 @@ def generate_automations(db: Database, n: int, mark: str) -> dict[str, int]:
     """The ``automations`` family at size ``n``: ``n`` automations of one cadence, each changing its own 100 documents.
 
     Even-numbered automations are find-based (``audits``), odd ones aggregate-based (``medicalrecordrequests``), so a
-    cadence mixes both as users' cadences do; each sets ``MARK_FIELD`` to ``mark``, which the check counts. Group
+    cadence mixes both as users' cadences do: half of the aggregate ones a pipeline of ``$match`` alone, half a
+    ``$match`` followed by a ``$lookup`` (a join no filter can express, so the platform streams ``_id`` batches for
+    it); each sets ``MARK_FIELD`` to ``mark``, which the check counts. Group
     numbers are indexed so every automation's own query costs the same whatever ``n`` is: what grows with ``n`` is
     the number of automations, not the cost of each.
     """
     for name in (AUDITS, MRRS):
         db[name].create_index(AUTOMATION_GROUP_FIELD)
-    for kind, collection in (("find", AUDITS), ("aggregate", MRRS)):
-        groups = [i for i in range(n) if automation_kind(i) == kind]
+    for collection in (AUDITS, MRRS):
+        groups = [i for i in range(n) if group_collection(i) == collection]
         _insert(db, collection, ({AUTOMATION_GROUP_FIELD: group, "status": "Open", "seq": seq}
                                  for group in groups for seq in range(DOCUMENTS_PER_AUTOMATION)))
     if n:
@@ -178,7 +180,8 @@ def generate_automations(db: Database, n: int, mark: str) -> dict[str, int]:
 
 
 def automation_kind(i: int) -> str:
-    return "find" if i % 2 == 0 else "aggregate"
+    """``find``, ``aggregate`` (``$match`` stages only) or ``join`` (``$match`` then ``$lookup``), in turn."""
+    return ("find", "aggregate", "find", "join")[i % 4]
 
 
 def group_collection(i: int) -> str:
@@ -187,8 +190,13 @@ def group_collection(i: int) -> str:
 
 def group_automation(i: int, mark: str) -> dict[str, Any]:
     """Automation ``i`` of the ``automations`` family, in the old schema (cadence ``CADENCE``)."""
-    query = (f"{{ {AUTOMATION_GROUP_FIELD} : {i} }}" if automation_kind(i) == "find"
-             else f"aggregate([{{$match:{{{AUTOMATION_GROUP_FIELD}:{i}}}}}])")
+    match = f"{{$match:{{{AUTOMATION_GROUP_FIELD}:{i}}}}}"
+    query = {
+        "find": f"{{ {AUTOMATION_GROUP_FIELD} : {i} }}",
+        "aggregate": f"aggregate([{match}])",
+        "join": f"aggregate([{match},{{$lookup:{{from:'{PROVIDERS}',localField:'provider_id',foreignField:'_id',"
+                "as:'provider'}}])",
+    }[automation_kind(i)]
     return {
         "name": f"Bench automation {i:04d}",
         "query": query,
