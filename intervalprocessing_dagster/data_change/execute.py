@@ -8,7 +8,10 @@ document that stopped matching between read and write was changed anyway. Here:
   the command, and the server re-checks the condition as it writes; if the server refuses a document part-way
   (``update_many`` then stops), the remaining documents are written in ``_id`` batches that still re-check the query,
   and the refused ones are reported;
-* an aggregate query is streamed projected to ``_id`` and written in unordered batches of ``batch_size`` (one
+* so is a pipeline that only filters (``$match`` stages, then only stages that keep every document, such as
+  ``$project``): its ``$match`` conditions are a find filter that selects the same documents (``filter_of``), and
+  one ``update_many`` costs the server less than reading the ``_id`` values and writing them back one by one;
+* any other aggregate query is streamed projected to ``_id`` and written in unordered batches of ``batch_size`` (one
   ``UpdateOne`` per ``_id``, so a document the server refuses does not stop the others in its batch); a pipeline's
   condition cannot be re-checked in a write filter, the plan's own conditions (push guard, array present) are;
 * every server call runs inside ``pymongo.timeout`` for the time left before ``deadline`` (the server gets it as
@@ -35,6 +38,10 @@ from intervalprocessing_dagster.mongo.shell_syntax import MongoQuery
 
 # How many refused documents a failure message quotes; the count is always complete.
 _QUOTED_ERRORS = 3
+
+# Stages that pass on every document they receive (they reshape or reorder it): after a pipeline's leading ``$match``
+# stages they change nothing about which documents the pipeline returns.
+_DOCUMENT_KEEPING_STAGES = frozenset({"$project", "$addFields", "$set", "$unset", "$sort"})
 
 
 @dataclass(frozen=True)
@@ -82,15 +89,37 @@ def execute(
     # instead of ``serverSelectionTimeoutMS``, so an outage would use up the run instead of failing fast (and being
     # retried).
     collection.database.command("ping")
-    if query.pipeline is not None:
+    if query.pipeline is None:
+        query_filter, described = query.filter or {}, "the query"
+    else:
+        query_filter, described = filter_of(query.pipeline), "the pipeline's $match filter"
+    if query_filter is None:
         return _execute_pipeline(
-            collection, query.pipeline, plan, deadline=deadline, dry_run=dry_run, batch_size=batch_size,
+            collection, query.pipeline or [], plan, deadline=deadline, dry_run=dry_run, batch_size=batch_size,
             sample_size=sample_size, log=log,
         )
     return _execute_filter(
-        collection, query.filter or {}, plan, deadline=deadline, dry_run=dry_run, batch_size=batch_size,
-        sample_size=sample_size, log=log,
+        collection, query_filter, plan, described=described, deadline=deadline, dry_run=dry_run,
+        batch_size=batch_size, sample_size=sample_size, log=log,
     )
+
+
+def filter_of(pipeline: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The find filter selecting exactly the documents ``pipeline`` returns, or None when the pipeline does more than
+    filter (a ``$lookup``, ``$unwind``, ``$group``, ``$limit``, or a ``$match`` after a reshaping stage).
+
+    ``$match`` takes the same query language as a find filter, so leading ``$match`` stages are their conjunction,
+    and the stages of ``_DOCUMENT_KEEPING_STAGES`` after them keep every document.
+    """
+    conditions: list[dict[str, Any]] = []
+    rest = list(pipeline)
+    while rest and list(rest[0]) == ["$match"] and isinstance(rest[0]["$match"], dict):
+        conditions.append(rest.pop(0)["$match"])
+    if not all(len(stage) == 1 and next(iter(stage)) in _DOCUMENT_KEEPING_STAGES for stage in rest):
+        return None
+    if len(conditions) == 1:
+        return dict(conditions[0])
+    return {"$and": conditions} if conditions else {}
 
 
 def _execute_filter(
@@ -98,6 +127,7 @@ def _execute_filter(
     query_filter: dict[str, Any],
     plan: UpdatePlan,
     *,
+    described: str,
     deadline: float,
     dry_run: bool,
     batch_size: int,
@@ -112,13 +142,13 @@ def _execute_filter(
             sample = [doc["_id"] for doc in collection.find(write_filter, {"_id": 1}).limit(sample_size)]
             log(f"dry run: {matched} document(s) of {collection.name} would be updated; nothing written")
             return ExecutionResult(matched, 0, 1, time.monotonic() - started, True, sample)
-        log(f"updating {collection.name} server-side (one update_many; the query is re-checked on write)")
         try:
             result = collection.update_many(write_filter, plan.update, array_filters=plan.array_filters or None)
         except WriteError as exc:
             refused = exc
         else:
-            log(f"{result.matched_count} matched, {result.modified_count} modified")
+            log(f"{result.matched_count} matched, {result.modified_count} modified by one server-side update_many "
+                f"of {collection.name} ({described} re-checked as each document is written)")
             return ExecutionResult(result.matched_count, result.modified_count, 1, time.monotonic() - started, False)
     # update_many stops at the first document the server refuses (e.g. a push onto a field that is not an array),
     # leaving the rest unwritten. Finish the others one by one: documents already updated match again harmlessly

@@ -24,6 +24,7 @@ from intervalprocessing_dagster.data_change.execute import (
     DocumentWriteErrors,
     ExecutionResult,
     execute,
+    filter_of,
 )
 from intervalprocessing_dagster.data_change.plan import build_plan
 from intervalprocessing_dagster.data_change.rules import parse_automation
@@ -220,8 +221,8 @@ def test_aggregate_query_streams_ids_and_writes_bounded_unordered_batches(
     db, log = listened
     db.docs.insert_many([{"_id": n, "status": "Overdue" if n < 25 else "Open"} for n in range(30)])
     log.commands.clear()
-    result = run(
-        db, query="aggregate([{$match:{status:'Overdue'}}])", batch_size=10,
+    result = run(  # the $limit makes it more than a filter, so it takes the _id path
+        db, query="aggregate([{$match:{status:'Overdue'}},{$limit:1000}])", batch_size=10,
         single=[{"elementName": "flagged", "updateType": "Add", "elementValue": True}],
     )
     assert (result.matched, result.modified, result.batches) == (25, 25, 3)
@@ -234,10 +235,49 @@ def test_aggregate_query_streams_ids_and_writes_bounded_unordered_batches(
     assert db.docs.count_documents({"flagged": True}) == 25
 
 
+def test_a_pipeline_that_only_filters_is_one_server_side_update_filtered_by_its_match_stages(
+    listened: tuple[Database, CommandLog],
+) -> None:
+    """Reading the _id values back and writing them one by one costs the server more than one update_many, and the
+    filter is re-checked as each document is written, which the _id path cannot do (spec §5.7)."""
+    db, log = listened
+    db.docs.insert_many([{"_id": n, "status": "Open" if n % 2 else "Closed"} for n in range(10)])
+    log.commands.clear()
+    result = run(db, query="aggregate([{$match:{status:'Open'}},{$match:{_id:{$lt:7}}},{$project:{_id:1}}])",
+                 single=[{"elementName": "seen", "updateType": "Add", "elementValue": True}])
+    assert [name for name, _ in log.commands if name != "ping"] == ["update"]
+    (statement,) = log.named("update")[0]["updates"]
+    assert statement["q"] == {"$and": [{"status": "Open"}, {"_id": {"$lt": 7}}]} and statement["multi"] is True
+    assert (result.matched, result.modified, result.batches) == (3, 3, 1)
+    assert sorted(doc["_id"] for doc in db.docs.find({"seen": True})) == [1, 3, 5]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "expected"),
+    [
+        ([{"$match": {"a": 1}}], {"a": 1}),
+        ([{"$match": {"a": 1}}, {"$match": {"b": 2}}], {"$and": [{"a": 1}, {"b": 2}]}),
+        ([{"$match": {"a": 1}}, {"$project": {"_id": 1}}, {"$sort": {"b": 1}}], {"a": 1}),
+        ([{"$set": {"x": 1}}], {}),
+        ([], {}),
+        ([{"$match": {"a": 1}}, {"$limit": 5}], None),
+        ([{"$match": {"a": 1}}, {"$lookup": {"from": "p", "localField": "p", "foreignField": "_id", "as": "p"}}],
+         None),
+        ([{"$match": {"a": 1}}, {"$project": {"b": "$c"}}, {"$match": {"b": 2}}], None),  # matches a reshaped doc
+        ([{"$sort": {"a": 1}}, {"$match": {"a": 1}}], None),
+        ([{"$unwind": "$items"}], None),
+    ],
+)
+def test_filter_of_a_pipeline_only_where_it_selects_the_same_documents(
+    pipeline: list[dict[str, Any]], expected: dict[str, Any] | None
+) -> None:
+    assert filter_of(pipeline) == expected
+
+
 def test_aggregate_refused_documents_do_not_stop_the_others(mongo_db: Database) -> None:
     mongo_db.docs.insert_many([{"_id": 1, "notes": []}, {"_id": 2, "notes": "not an array"}, {"_id": 3}])
     with pytest.raises(DocumentWriteErrors) as caught:
-        run(mongo_db, query="aggregate([{$match:{}}])", array=[
+        run(mongo_db, query="aggregate([{$match:{}},{$limit:1000}])", array=[
             {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "x"}])
     assert caught.value.failed == 1 and "_id 2" in str(caught.value)
     assert caught.value.result.modified == 2
@@ -251,8 +291,8 @@ def test_dry_run_counts_and_samples_but_writes_nothing(listened: tuple[Database,
     log.commands.clear()
     change = [{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}]
     found = run(db, query="{ status: 'Open' }", single=change, dry_run=True, sample_size=3)
-    piped = run(db, query="aggregate([{$match:{status:'Open'}}])", single=change, dry_run=True, batch_size=5,
-                sample_size=3)
+    piped = run(db, query="aggregate([{$match:{status:'Open'}},{$limit:1000}])", single=change, dry_run=True,
+                batch_size=5, sample_size=3)
     for result in (found, piped):
         assert (result.matched, result.modified, result.dry_run, len(result.sample_ids)) == (12, 0, True, 3)
     assert piped.batches == 3
@@ -275,7 +315,7 @@ def test_batches_stop_once_the_deadline_passes(mongo_db: Database) -> None:
         time.sleep(0.3)
 
     with pytest.raises(DeadlineExceeded):  # between batches, or as the server-side time limit of the next getMore
-        run(mongo_db, query="aggregate([{$sort:{_id:1}}])", batch_size=2, deadline=time.time() + 0.2,
+        run(mongo_db, query="aggregate([{$sort:{_id:1}},{$limit:100}])", batch_size=2, deadline=time.time() + 0.2,
             single=[{"elementName": "x", "updateType": "Add", "elementValue": 1}], log=slow_progress)
     assert mongo_db.docs.count_documents({"x": 1}) == 2
 
