@@ -47,12 +47,20 @@ from dagster import (
     op,
 )
 from pydantic import Field
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, ExecutionResult, execute
 from intervalprocessing_dagster.data_change.plan import build_plan
-from intervalprocessing_dagster.data_change.record import FAILED, RETRYING, SUCCEEDED, RunRecord, write_run_record
+from intervalprocessing_dagster.data_change.record import (
+    FAILED,
+    RETRYING,
+    RUNS_COLLECTION,
+    SUCCEEDED,
+    RunRecord,
+    ensure_run_record_index,
+    write_run_record,
+)
 from intervalprocessing_dagster.data_change.rules import (
     CONFIG_COLLECTION,
     InvalidAutomationError,
@@ -117,10 +125,15 @@ def _load_op(cadence: Cadence) -> OpDefinition:
         context: OpExecutionContext, mongo: MongoResource
     ) -> Iterator[DynamicOutput[AutomationTask]]:
         valid_cadences = [c.value for c in Cadence]
+        database = mongo.database()
         try:
-            configs = mongo.database()[CONFIG_COLLECTION]
+            configs = database[CONFIG_COLLECTION]
             documents = list(configs.find({"runCadence": cadence.value}).sort([("name", 1), ("_id", 1)]))
             stray = list(configs.find({"runCadence": {"$nin": valid_cadences}}, {"name": 1, "runCadence": 1}))
+            try:
+                ensure_run_record_index(database)
+            except OperationFailure as exc:  # the server refused it: the run log matters less than the automations
+                context.log.warning(f"the automations run, but {RUNS_COLLECTION} has no unique run index: {exc}")
         except ConnectionFailure as exc:
             wait = RETRY_BASE_SECONDS * 2**context.retry_number
             raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from exc

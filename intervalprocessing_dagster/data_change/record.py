@@ -41,16 +41,21 @@ class RunRecord:
     error: str | None = None
 
 
-def write_run_record(database: Database, record: RunRecord) -> None:
-    """Insert or update the record for ``(run_id, mapping_key)``.
+def ensure_run_record_index(database: Database) -> None:
+    """Create the unique index on ``(runId, mappingKey)`` unless it exists (then the server does nothing).
 
-    The unique index makes that key the record's identity (two racing upserts cannot make two records) and keeps the
-    lookup cheap as the collection grows; creating an existing index is a no-op on the server.
+    It makes that key a record's identity (two racing upserts cannot make two records) and keeps the lookup cheap as
+    the collection grows. The loader calls this once per run rather than every record write: a cadence of hundreds of
+    automations would otherwise send as many ``createIndexes`` commands (a re-execution skips the loader, and finds
+    the index its original run made).
     """
+    database[RUNS_COLLECTION].create_index([("runId", 1), ("mappingKey", 1)], unique=True)
+
+
+def write_run_record(database: Database, record: RunRecord) -> None:
+    """Insert or update the record for ``(run_id, mapping_key)`` (unique by ``ensure_run_record_index``)."""
     result = record.result
-    runs = database[RUNS_COLLECTION]
-    runs.create_index([("runId", 1), ("mappingKey", 1)], unique=True)
-    runs.update_one(
+    database[RUNS_COLLECTION].update_one(
         {"runId": record.run_id, "mappingKey": record.mapping_key},
         {
             "$set": {
