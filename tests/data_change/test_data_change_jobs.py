@@ -243,6 +243,25 @@ def test_run_records_are_unique_per_run_and_automation(mongo: MongoResource, mon
     assert any(i["key"] == [("runId", 1), ("mappingKey", 1)] and i.get("unique") for i in indexes)
 
 
+def test_a_run_index_the_server_refuses_is_warned_about_and_the_automations_still_run(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    """The index is ensured once, by the loader; a failure there must not cost the automations their run (as a run
+    record that cannot be written does not)."""
+    mongo_db[RUNS_COLLECTION].insert_many([{"runId": "old", "mappingKey": "twice"} for _ in range(2)])
+    mongo_db.audits.insert_one({"status": "Open", "notes": []})
+    mongo_db.dataupdateconfigs.insert_one(automation("Still Applied"))
+    with DagsterInstance.ephemeral() as instance:
+        result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
+            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, tags=run_stamp_tags(TICK)
+        )
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert result.success
+    assert outputs(result)["still_applied"]["modified"].value == 1
+    assert any(f"{RUNS_COLLECTION} has no unique run index" in message for message in messages)
+    assert mongo_db[RUNS_COLLECTION].count_documents({"automation": "Still Applied", "status": "succeeded"}) == 1
+
+
 def test_no_automations_is_a_successful_empty_run(mongo: MongoResource, mongo_db: Database) -> None:
     assert run_job(Cadence.QUARTER_HOURLY, mongo).success
     assert mongo_db[RUNS_COLLECTION].count_documents({}) == 0
