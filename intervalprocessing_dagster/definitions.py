@@ -4,16 +4,17 @@ This is the only place that branches on the environment (see ``settings.py``): n
 embedded server; no ``REPORTS_S3_BUCKET`` means the local reports folder; no ``STEP_OUTPUTS_S3_BUCKET`` means step
 outputs on the local disk (Dagster's filesystem IO manager), where production keeps them in S3 so that a
 re-execution "from failure", which runs as a new ECS task with an empty disk, can load what the first task's steps
-produced; no ``ALERTS_SNS_TOPIC_ARN`` means failure alerts are only logged. The production *instance* (Postgres,
-ECS run launcher) is chosen by ``DAGSTER_HOME``'s ``dagster.yaml``, not by code.
+produced (either way, a step takes what its own process produced from memory: ``step_outputs.py``); no
+``ALERTS_SNS_TOPIC_ARN`` means failure alerts are only logged. The production *instance* (Postgres, ECS run launcher)
+is chosen by ``DAGSTER_HOME``'s ``dagster.yaml``, not by code.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dagster import ConfigurableIOManagerFactory, Definitions, EnvVar, FilesystemIOManager
-from dagster_aws.s3 import S3PickleIOManager, S3Resource
+from dagster import ConfigurableIOManagerFactory, Definitions, EnvVar
+from dagster_aws.s3 import S3Resource
 
 from intervalprocessing_dagster.alerting import AlertChannel, LogAlertChannel, SnsAlertChannel, run_failure_alert_sensor
 from intervalprocessing_dagster.config_checks import build_config_checks_schedule, config_checks_job
@@ -24,6 +25,7 @@ from intervalprocessing_dagster.reports.delivery import LocalReportStore, Report
 from intervalprocessing_dagster.run_clock import RunClock
 from intervalprocessing_dagster.run_summary import run_summary_executor
 from intervalprocessing_dagster.settings import Settings
+from intervalprocessing_dagster.step_outputs import LocalStepOutputs, S3StepOutputs
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -39,13 +41,13 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     else:
         report_store = LocalReportStore(directory=str(settings.reports_local_dir))
     if settings.step_outputs_s3_bucket:
-        io_manager: ConfigurableIOManagerFactory = S3PickleIOManager(
+        io_manager: ConfigurableIOManagerFactory = S3StepOutputs(
             s3_resource=S3Resource(),
             s3_bucket=settings.step_outputs_s3_bucket,
             s3_prefix=settings.step_outputs_s3_prefix,
         )
     else:
-        io_manager = FilesystemIOManager()  # the instance's storage folder, as Dagster's default
+        io_manager = LocalStepOutputs()  # the instance's storage folder, as Dagster's default
     if settings.alerts_sns_topic_arn:
         alerts: AlertChannel = SnsAlertChannel(
             topic_arn=settings.alerts_sns_topic_arn, webserver_url=settings.webserver_url

@@ -77,6 +77,10 @@ def note_automation(number: int) -> dict:
     }
 
 
+def log_messages(instance: DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
+
+
 def step_events(result: JobExecutionResult, event_type: DagsterEventType) -> list:
     return [e for e in result.all_events if e.event_type == event_type and e.step_key.startswith("apply_automation[")]
 
@@ -105,6 +109,11 @@ def test_a_hundred_automations_run_once_each_as_their_own_steps_in_one_process(
     starts = step_events(result, DagsterEventType.STEP_START)
     assert len({event.pid for event in starts}) == 1
     assert [e.step_key for e in starts] == [f"apply_automation[cadence_automation_{g:03d}]" for g in range(AUTOMATIONS)]
+    # Every task the loader yielded is stored (a re-execution needs it), and taken back from memory, not the store.
+    messages = log_messages(instance, result.run_id)
+    assert sum(message.startswith("Writing file at") for message in messages) == AUTOMATIONS
+    assert not [message for message in messages if message.startswith("Loading file from")]
+    assert len(step_events(result, DagsterEventType.LOADED_INPUT)) == AUTOMATIONS
 
 
 def test_a_re_execution_from_failure_reruns_only_the_failed_automation_from_its_stored_input(
@@ -128,4 +137,6 @@ def test_a_re_execution_from_failure_reruns_only_the_failed_automation_from_its_
     assert {e.step_key for e in retry.all_events if e.event_type == DagsterEventType.STEP_SUCCESS} == {
         "apply_automation[cadence_automation_001]"
     }
+    loaded = [message for message in log_messages(instance, retry.run_id) if message.startswith("Loading file from")]
+    assert len(loaded) == 1 and first.run_id in loaded[0]  # the first run's stored task, not this process's memory
     assert [len(a["notes"]) for a in cadence_db.audits.find().sort("group", 1)] == [1, 1]
