@@ -47,9 +47,13 @@ def cadence_platform(context: Context) -> Work:
         events = result.all_events
     modified = 0
     steps = 0
+    stored: list[str] = []  # where the loader's outputs (one task per automation) were stored
     for event in events:
         if event.event_type == DagsterEventType.STEP_OUTPUT and event.step_key.startswith("apply_automation["):
             modified += event.event_specific_data.metadata["modified"].value
             steps += 1
+        elif event.event_type == DagsterEventType.HANDLED_OUTPUT and "path" in event.event_specific_data.metadata:
+            stored.append(str(event.event_specific_data.metadata["path"].value))
     return Work(items=modified, detail={"run_success": result.success, "automation_steps": steps,
-                                        "run_id": result.run_id})
+                                        "run_id": result.run_id, "stored_outputs": len(stored),
+                                        "first_stored_output": stored[0] if stored else None})

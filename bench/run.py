@@ -291,6 +291,8 @@ def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch
             return {"scenario": name, "family": scenario.family, "variant": scenario.variant, "n": n,
                     "error": f"no Postgres server: {postgres}"}
         env.update(_instance_environment(scenario.instance, out_dir, server, database, postgres))
+    if scenario.step_outputs_in_s3:  # the moto S3 this process serves (``_moto_s3``), as production's bucket
+        env.update({"STEP_OUTPUTS_S3_BUCKET": BUCKET, "STEP_OUTPUTS_S3_PREFIX": f"step-outputs/{name}-{n}-{repeat}"})
     completed = subprocess.run(
         [sys.executable, "-m", "bench.measure", json.dumps(spec)],
         cwd=REPO_ROOT, capture_output=True, text=True, env=env,

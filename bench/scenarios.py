@@ -3,7 +3,8 @@
 Each family is measured on the same data, on the same server, in the same run: the ``old`` algorithm, the
 ``floor`` (plain pymongo), and the ``platform``. The ``automations`` family has its own data set and sizes (N
 automations of 100 documents each, ``--automations``), and its platform side is a whole cadence run on a real
-Dagster instance: SQLite (``platform``) or Postgres (``platform-postgres``). A scenario is a function
+Dagster instance: SQLite (``platform``), Postgres (``platform-postgres``), or SQLite with the step outputs in S3 on
+moto (``platform-s3-outputs``, production's IO manager on a local stand-in for S3). A scenario is a function
 ``(Context) -> Work``, named here as ``"module:function"`` so the measuring process imports only the side it runs
 (the platform side imports Dagster).
 """
@@ -47,6 +48,7 @@ class Scenario:
     target: str  # "module:function", imported before the timed section
     prepare: str | None = None  # "module:function" taking the Context, called just before the timed section
     instance: str | None = None  # the Dagster instance a whole-run scenario gets: "sqlite" or "postgres"
+    step_outputs_in_s3: bool = False  # a whole run's step outputs in the benchmark's moto S3, as production's in S3
 
 
 FAMILIES = {
@@ -77,4 +79,8 @@ SCENARIOS: dict[str, Scenario] = {
                                      prepare="bench.cadence_run:mark_automations", instance="sqlite"),
     "automations.platform-postgres": Scenario("automations", "platform-postgres", "bench.cadence_run:cadence_platform",
                                               prepare="bench.cadence_run:mark_automations", instance="postgres"),
+    "automations.platform-s3-outputs": Scenario("automations", "platform-s3-outputs",
+                                                "bench.cadence_run:cadence_platform",
+                                                prepare="bench.cadence_run:mark_automations", instance="sqlite",
+                                                step_outputs_in_s3=True),
 }

@@ -51,8 +51,11 @@ def test_benchmark_command_writes_json_and_markdown(tmp_path: Path) -> None:
         if result["family"] == "automations":  # N automations of 100 documents, each run as the real job
             assert result["items"] == result["check"]["marked_documents"] == 100 * result["n"], result
             if result["variant"] != "floor":
-                assert result["detail"] == {**result["detail"], "run_success": True, "automation_steps": result["n"]}
+                assert result["detail"] == {**result["detail"], "run_success": True, "automation_steps": result["n"],
+                                            "stored_outputs": result["n"]}  # the loader's task for each automation
                 assert result["check"]["succeeded_run_records"] == result["n"]
+                in_s3 = result["detail"]["first_stored_output"].startswith("step-outputs/automations.platform-s3")
+                assert in_s3 == (result["variant"] == "platform-s3-outputs"), result["detail"]
             continue
         assert result["items"] == 200
         if "marked_documents" in result["check"]:
