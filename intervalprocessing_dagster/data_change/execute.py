@@ -91,11 +91,11 @@ def execute(
     collection.database.command("ping")
     if query.pipeline is None:
         query_filter, described = query.filter or {}, "the query"
+    elif (query_filter := filter_of(query.pipeline)) is not None:
+        described = "the pipeline's $match filter"
     else:
-        query_filter, described = filter_of(query.pipeline), "the pipeline's $match filter"
-    if query_filter is None:
         return _execute_pipeline(
-            collection, query.pipeline or [], plan, deadline=deadline, dry_run=dry_run, batch_size=batch_size,
+            collection, query.pipeline, plan, deadline=deadline, dry_run=dry_run, batch_size=batch_size,
             sample_size=sample_size, log=log,
         )
     return _execute_filter(
