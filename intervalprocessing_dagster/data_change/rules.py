@@ -13,11 +13,15 @@ an array element (which elements a Change/Remove applies to) and non-string valu
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, cast
+
+from bson import json_util
+from bson.json_util import CANONICAL_JSON_OPTIONS
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.mongo.shell_syntax import MongoQuery, parse_query
@@ -106,6 +110,26 @@ def automation_label(document: Mapping[str, Any]) -> str:
     if isinstance(name, str) and name.strip():
         return repr(name)
     return f"<unnamed, _id {document.get('_id')}>"
+
+
+def config_hash(document: Mapping[str, Any]) -> str:
+    """A short fingerprint of a config document exactly as stored (every field, BSON types included).
+
+    Run records and journal entries carry it, so "which version of the automation did this?" has an answer after
+    the document has been edited: equal documents hash alike whatever their key order, and a changed value, field or
+    type changes the hash.
+    """
+    canonical = json_util.dumps(_sorted(document), json_options=CANONICAL_JSON_OPTIONS, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _sorted(value: Any) -> Any:
+    """``value`` with every sub-document's keys in sorted order (array order is meaningful and kept)."""
+    if isinstance(value, Mapping):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
 
 
 def parse_automation(document: Mapping[str, Any]) -> Automation:

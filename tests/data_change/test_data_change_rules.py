@@ -14,6 +14,7 @@ from intervalprocessing_dagster.data_change.rules import (
     InvalidAutomationError,
     Matching,
     UpdateType,
+    config_hash,
     parse_automation,
 )
 from intervalprocessing_dagster.mongo.demo_data import DATA_UPDATE_CONFIGS
@@ -225,3 +226,19 @@ def test_a_document_without_a_name_is_named_by_its_id() -> None:
 def test_forbidden_pipeline_stage_is_a_query_problem() -> None:
     problems = problems_of(config(query="aggregate([{$match:{}},{$out:'elsewhere'}])"))
     assert len(problems) == 1 and problems[0].startswith("query: ") and "$out" in problems[0]
+
+
+def test_the_config_hash_ignores_key_order_and_sees_every_value_and_type() -> None:
+    document = config()
+    reordered = dict(reversed(list(document.items())))
+    assert config_hash(reordered) == config_hash(document)
+    assert len(config_hash(document)) == 16
+    changed_value = config(singleFieldUpdateElements=[
+        {"elementName": "status", "updateType": "Change", "elementValue": "Open"}])
+    changed_type = deepcopy(document)
+    changed_type["singleFieldUpdateElements"][0]["elementValue"] = Int64(1)
+    other_int = deepcopy(document)
+    other_int["singleFieldUpdateElements"][0]["elementValue"] = 1
+    changed_value["_id"] = document["_id"]
+    hashes = {config_hash(d) for d in (document, changed_value, changed_type, other_int)}
+    assert len(hashes) == 4
