@@ -21,7 +21,7 @@ from bench import dataset
 from bench.scenarios import Context, Work
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.definitions import defs
-from intervalprocessing_dagster.run_clock import run_stamp_tags
+from intervalprocessing_dagster.runs.clock import run_stamp_tags
 
 CADENCE = Cadence(dataset.CADENCE)
 

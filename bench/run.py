@@ -315,7 +315,7 @@ def _instance_environment(kind: str, out_dir: Path, server: MongoServer, databas
     home = out_dir / "dagster-home"
     home.mkdir(parents=True, exist_ok=True)
     config = "telemetry:\n  enabled: false\n"
-    config += "storage:\n  custom:\n    module: intervalprocessing_dagster.instance_storage\n"
+    config += "storage:\n  custom:\n    module: intervalprocessing_dagster.instance.storage\n"
     if kind == "postgres":
         assert isinstance(postgres, PostgresServer)
         config += (

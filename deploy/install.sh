@@ -51,7 +51,7 @@ missing = {"intervalprocessing", "dagster", "dagster-daemon", "dagster-webserver
 if missing:
     sys.exit(f"console scripts missing: {sorted(missing)}")
 
-import intervalprocessing_dagster.deploy.ecs_run_launcher  # noqa: E402,F401 - the run launcher deploy/dagster.yaml names
+import intervalprocessing_dagster.instance.ecs_run_launcher  # noqa: E402,F401 - the run launcher deploy/dagster.yaml names
 from intervalprocessing_dagster.definitions import defs  # noqa: E402
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource  # noqa: E402
 

@@ -4,7 +4,7 @@ This is the only place that branches on the environment (see ``settings.py``): n
 embedded server; no ``REPORTS_S3_BUCKET`` means the local reports folder; no ``STEP_OUTPUTS_S3_BUCKET`` means step
 outputs on the local disk (Dagster's filesystem IO manager), where production keeps them in S3 so that a
 re-execution "from failure", which runs as a new ECS task with an empty disk, can load what the first task's steps
-produced (either way, a step takes what its own process produced from memory: ``step_outputs.py``); no
+produced (either way, a step takes what its own process produced from memory: ``instance/step_outputs.py``); no
 ``ALERTS_SNS_TOPIC_ARN`` means failure alerts are only logged. The production *instance* (Postgres, ECS run launcher)
 is chosen by ``DAGSTER_HOME``'s ``dagster.yaml``, not by code.
 """
@@ -16,16 +16,16 @@ from typing import Any
 from dagster import ConfigurableIOManagerFactory, Definitions, EnvVar
 from dagster_aws.s3 import S3Resource
 
-from intervalprocessing_dagster.alerting import AlertChannel, LogAlertChannel, SnsAlertChannel, run_failure_alert_sensor
-from intervalprocessing_dagster.config_checks import build_config_checks_schedule, config_checks_job
+from intervalprocessing_dagster.oncall.alerting import AlertChannel, LogAlertChannel, SnsAlertChannel, run_failure_alert_sensor
+from intervalprocessing_dagster.oncall.config_checks import build_config_checks_schedule, config_checks_job
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.reports.definitions import report_definitions
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
-from intervalprocessing_dagster.run_clock import RunClock
-from intervalprocessing_dagster.run_summary import run_summary_executor
+from intervalprocessing_dagster.runs.clock import RunClock
+from intervalprocessing_dagster.oncall.run_summary import run_summary_executor
 from intervalprocessing_dagster.settings import Settings
-from intervalprocessing_dagster.step_outputs import LocalStepOutputs, S3StepOutputs
+from intervalprocessing_dagster.instance.step_outputs import LocalStepOutputs, S3StepOutputs
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:

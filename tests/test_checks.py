@@ -20,7 +20,7 @@ from dagster import (
 from dagster._core.test_utils import freeze_time
 from pymongo.database import Database
 
-from intervalprocessing_dagster.config_checks import config_checks_job
+from intervalprocessing_dagster.oncall.config_checks import config_checks_job
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.checks import DATA_UPDATE_CONFIGS, automations_are_valid
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
@@ -30,7 +30,7 @@ from intervalprocessing_dagster.reports.assets import CONFIG_ASSETS, SOURCE_ASSE
 from intervalprocessing_dagster.reports.checks import CONFIG_CHECKS, build_freshness_checks, build_row_count_checks
 from intervalprocessing_dagster.reports.definitions import REPORT_ASSETS, file_generation_job
 from intervalprocessing_dagster.reports.delivery import LocalReportStore
-from intervalprocessing_dagster.run_clock import RunClock, run_stamp_tags
+from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags
 from tests.data_change.test_data_change_jobs import automation
 
 FRIDAY = datetime(2024, 3, 15, 3, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, Definitions, FilesystemIOManager
 from dagster_aws.s3 import S3PickleIOManager
 
-from intervalprocessing_dagster.alerting import LogAlertChannel, SnsAlertChannel
+from intervalprocessing_dagster.oncall.alerting import LogAlertChannel, SnsAlertChannel
 from intervalprocessing_dagster.definitions import build_definitions, defs
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, S3ReportStore

@@ -21,7 +21,7 @@ import pytest
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.run_clock import RUN_STAMP_TAG
+from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from tests.local_project import DagsterDev, dagster_dev, execute_job, new_project, user_env
 
 pytestmark = pytest.mark.browser

@@ -2,7 +2,7 @@
 
 A broken automation used to show only when its cadence ran it (for a nightly one, up to a day later). This check
 validates every document with ``rules.parse_automation``, the very code each automation's step runs first, on its
-own hourly schedule (``config_checks.py``) and from the UI at any time; it reads and writes nothing else and never
+own hourly schedule (``oncall/config_checks.py``) and from the UI at any time; it reads and writes nothing else and never
 applies an update. A failing check names every invalid document and each field that is wrong.
 
 Severity: ERROR when an active automation is invalid (its next run fails); WARN when only inactive ones are (they

@@ -68,8 +68,8 @@ from intervalprocessing_dagster.data_change.rules import (
     parse_automation,
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.run_clock import RunClock
-from intervalprocessing_dagster.run_summary import with_run_summary
+from intervalprocessing_dagster.runs.clock import RunClock
+from intervalprocessing_dagster.oncall.run_summary import with_run_summary
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
 # are retried this many times, waiting RETRY_BASE_SECONDS, then twice that, then four times.

@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.run_clock import run_stamp_tags
+from intervalprocessing_dagster.runs.clock import run_stamp_tags
 
 # A run in any of these states would overlap the next one.
 ACTIVE_RUN_STATUSES = [

@@ -10,8 +10,8 @@ the runs of the ``processToRun`` entry point (``check_run_worker_health``); ever
 
 Only the deployed instance loads it: ``deploy/dagster.yaml`` names this module as its run launcher, and the installed
 package provides it. Stored run records keep no launcher module path (Dagster stores the instance's launcher config
-in ``dagster.yaml`` only), so moving it from the old ``deploy/python/intervalprocessing_ecs_launcher.py`` needed no
-migration; the class name is unchanged.
+in ``dagster.yaml`` only), so moving it here (from ``deploy/python/intervalprocessing_ecs_launcher.py``, then
+``intervalprocessing_dagster/deploy/``) needed no migration; the class name is unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dagster_aws.ecs import EcsRunLauncher
 
 ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
 
-#: The tag ``intervalprocessing_dagster.compat`` puts on the runs it executes in its own process (the old
+#: The tag ``intervalprocessing_dagster.runs.process_to_run`` puts on the runs it executes in its own process (the old
 #: ``processToRun`` task definitions); a test keeps the two spellings equal.
 LAUNCHED_BY_TAG = "intervalprocessing/launched_by"
 LAUNCHED_BY_PROCESS_TO_RUN = "processToRun"

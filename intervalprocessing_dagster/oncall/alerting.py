@@ -48,7 +48,7 @@ from dagster._core.storage.tags import (
 from dagster._utils.tags import get_boolean_tag_value
 from pydantic import Field
 
-# compat.LAUNCHED_BY_TAG (compat imports the definitions, which import this module); a test keeps them equal.
+# process_to_run.LAUNCHED_BY_TAG (runs/process_to_run.py imports the definitions, which import this module); a test keeps them equal.
 LAUNCHED_BY_TAG = "intervalprocessing/launched_by"
 # SNS refuses a subject longer than 100 characters.
 _MAX_SUBJECT = 100

@@ -54,7 +54,7 @@ from intervalprocessing_dagster.reports.config import (
 )
 from intervalprocessing_dagster.reports.delivery import ReportStore
 from intervalprocessing_dagster.reports.generate import GeneratedReport, generate_report
-from intervalprocessing_dagster.run_clock import RunClock
+from intervalprocessing_dagster.runs.clock import RunClock
 
 REPORTS_GROUP = "file_generation"
 # Not "intervalprocessing/cadence": that key is the data-change cadence the run queue limits runs by (deploy/).

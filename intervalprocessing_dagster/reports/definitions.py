@@ -40,7 +40,7 @@ from intervalprocessing_dagster.reports.checks import (
     build_report_freshness_sensor,
     build_row_count_checks,
 )
-from intervalprocessing_dagster.run_clock import run_stamp_tags
+from intervalprocessing_dagster.runs.clock import run_stamp_tags
 from intervalprocessing_dagster.settings import Settings
 
 PROCESS_TO_RUN = "FileGenerationProcesses"

@@ -30,7 +30,7 @@ from intervalprocessing_dagster.data_change.schedules import ACTIVE_RUN_STATUSES
 from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.reports.definitions import PROCESS_TO_RUN as FILE_GENERATION_PROCESS
 from intervalprocessing_dagster.reports.definitions import file_generation_job
-from intervalprocessing_dagster.run_clock import run_stamp_tags
+from intervalprocessing_dagster.runs.clock import run_stamp_tags
 from intervalprocessing_dagster.settings import Settings, SettingsError
 
 PROCESS_TO_RUN_VARIABLE = "processToRun"

@@ -28,7 +28,7 @@ from intervalprocessing_dagster.data_change.cadence import CADENCE_TAG, MAX_RUNT
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, PROCESS_TO_RUN_JOBS
 from intervalprocessing_dagster.data_change.schedules import build_data_change_schedule
-from intervalprocessing_dagster.run_clock import RUN_STAMP_TAG
+from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from intervalprocessing_dagster.settings import Settings
 
 EXPECTED = {

@@ -33,7 +33,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import deserialize_value
 from dagster._time import get_current_timestamp
 
-from intervalprocessing_dagster import compat
+from intervalprocessing_dagster.runs import process_to_run
 
 pytestmark = pytest.mark.system
 
@@ -301,9 +301,9 @@ def test_run_monitoring_leaves_the_runs_of_the_process_to_run_entry_point_alone(
     without a task that does not carry their tag is failed, as before)."""
     with production_stack.daemon() as context:
         instance = context.instance
-        job = compat.load_job("hourly_data_change_job")
+        job = process_to_run.load_job("hourly_data_change_job")
         entry_point_run = instance.create_run_for_job(
-            job, tags={compat.LAUNCHED_BY_TAG: compat.PROCESS_TO_RUN_VARIABLE}
+            job, tags={process_to_run.LAUNCHED_BY_TAG: process_to_run.PROCESS_TO_RUN_VARIABLE}
         )
         other_run = instance.create_run_for_job(job)
         for run in (entry_point_run, other_run):  # both going, as far as Dagster knows
@@ -346,7 +346,7 @@ def test_an_old_eventbridge_target_runs_its_process_on_the_new_run_task_definiti
     with DagsterInstance.get() as instance:  # the deployment's Postgres: the run shows in the UI
         (run,) = instance.get_runs()
         assert run.job_name == "file_generation_job" and run.status == DagsterRunStatus.SUCCESS
-        assert run.tags[compat.LAUNCHED_BY_TAG] == "processToRun"
+        assert run.tags[process_to_run.LAUNCHED_BY_TAG] == "processToRun"
     keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket="intervalprocessing")["Contents"]]
     assert any(key.startswith("GeneratedFiles/DailyAuditInventory_") for key in keys)
 

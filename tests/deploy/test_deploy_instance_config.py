@@ -17,9 +17,9 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.scheduler import DagsterDaemonScheduler
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 
-from intervalprocessing_dagster import compat
-from intervalprocessing_dagster.deploy import ecs_run_launcher
-from intervalprocessing_dagster.deploy.ecs_run_launcher import EnvNetworkEcsRunLauncher, split_ids
+from intervalprocessing_dagster.runs import process_to_run
+from intervalprocessing_dagster.instance import ecs_run_launcher
+from intervalprocessing_dagster.instance.ecs_run_launcher import EnvNetworkEcsRunLauncher, split_ids
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
@@ -158,9 +158,9 @@ def test_a_bad_network_setting_stops_the_launcher_at_start_up(
 
 
 def test_the_launcher_knows_the_entry_points_tag() -> None:
-    """The launcher cannot import the package's compat module (it would load every definition in the daemon)."""
-    assert ecs_run_launcher.LAUNCHED_BY_TAG == compat.LAUNCHED_BY_TAG
-    assert ecs_run_launcher.LAUNCHED_BY_PROCESS_TO_RUN == compat.PROCESS_TO_RUN_VARIABLE
+    """The launcher cannot import the package's processToRun entry point (runs/process_to_run.py) (it would load every definition in the daemon)."""
+    assert ecs_run_launcher.LAUNCHED_BY_TAG == process_to_run.LAUNCHED_BY_TAG
+    assert ecs_run_launcher.LAUNCHED_BY_PROCESS_TO_RUN == process_to_run.PROCESS_TO_RUN_VARIABLE
 
 
 def test_split_ids_keeps_order_and_drops_blanks() -> None:

@@ -14,9 +14,9 @@ import pymongo
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from intervalprocessing_dagster import compat
+from intervalprocessing_dagster.runs import process_to_run
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.run_clock import RUN_STAMP_TAG
+from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 
 VALID = [
     ("FileGenerationProcesses", "file_generation_job"),
@@ -47,7 +47,7 @@ def old_task_environment(
 
 
 def test_the_mapping_is_the_old_switch_in_order() -> None:
-    assert list(compat.JOB_BY_PROCESS.items()) == VALID
+    assert list(process_to_run.JOB_BY_PROCESS.items()) == VALID
 
 
 @pytest.mark.parametrize(("process", "job_name"), VALID)
@@ -58,7 +58,7 @@ def test_each_process_runs_its_job_against_the_configured_instance(
     home, _ = old_task_environment
     monkeypatch.setenv("processToRun", process)
 
-    assert compat.main() == 0
+    assert process_to_run.main() == 0
 
     out = capsys.readouterr().out
     for line in (f"processToRun: {process}", "Initiating IntervalProcessing Processes...",
@@ -68,14 +68,14 @@ def test_each_process_runs_its_job_against_the_configured_instance(
         (run,) = instance.get_runs()
         assert run.job_name == job_name
         assert run.status == DagsterRunStatus.SUCCESS
-        assert run.tags[compat.PROCESS_TO_RUN_TAG] == process
+        assert run.tags[process_to_run.PROCESS_TO_RUN_TAG] == process
 
 
 def test_file_generation_writes_its_reports(
     old_task_environment: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("processToRun", "FileGenerationProcesses")
-    assert compat.main() == 0
+    assert process_to_run.main() == 0
     written = {path.name.split("_")[0] for path in (tmp_path / "reports").glob("*.txt")}
     assert {"DailyAuditInventory", "DailyActiveMRRInventory"} <= written  # the weekly ones only on a Friday
 
@@ -89,7 +89,7 @@ def test_an_unknown_or_missing_value_is_one_line_and_exit_code_2(
     else:
         monkeypatch.setenv("processToRun", value)
 
-    assert compat.main() == 2
+    assert process_to_run.main() == 2
 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -111,7 +111,7 @@ def test_an_instance_missing_its_variables_is_named_not_traced(
         if name.startswith("DAGSTER_PG_"):
             monkeypatch.delenv(name)
 
-    assert compat.main() == 2
+    assert process_to_run.main() == 2
 
     err = capsys.readouterr().err
     assert err == (
@@ -128,7 +128,7 @@ def test_a_failed_run_is_exit_code_1(
     monkeypatch.setenv("REPORTS_S3_BUCKET", "no-such-bucket")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: every S3 call fails at once
 
-    assert compat.main() == 1
+    assert process_to_run.main() == 1
 
     assert "FileGenerationProcesses process failed: Dagster run" in capsys.readouterr().out
 
@@ -147,10 +147,10 @@ def test_a_process_whose_job_is_still_running_is_skipped(
 ) -> None:
     home, database = old_task_environment
     with DagsterInstance.from_config(str(home)) as instance:
-        slow = instance.create_run_for_job(compat.load_job("hourly_data_change_job"), status=DagsterRunStatus.STARTED)
+        slow = instance.create_run_for_job(process_to_run.load_job("hourly_data_change_job"), status=DagsterRunStatus.STARTED)
     monkeypatch.setenv("processToRun", "HourlyDataChangeProcesses")
 
-    assert compat.main() == 0
+    assert process_to_run.main() == 0
 
     assert f"HourlyDataChangeProcesses process skipped: Dagster run {slow.run_id}" in capsys.readouterr().out
     with DagsterInstance.from_config(str(home)) as instance:
@@ -159,7 +159,7 @@ def test_a_process_whose_job_is_still_running_is_skipped(
     assert client[database].automationruns.count_documents({}) == 0
     # Another cadence is not held back by it.
     monkeypatch.setenv("processToRun", "QuarterHourlyDataChangeProcesses")
-    assert compat.main() == 0
+    assert process_to_run.main() == 0
     assert "QuarterHourlyDataChangeProcesses process complete" in capsys.readouterr().out
 
 
@@ -171,8 +171,8 @@ def test_a_retried_data_change_task_stands_for_the_same_tick_and_pushes_nothing_
     monkeypatch.setenv("processToRun", "HourlyDataChangeProcesses")
     monkeypatch.setenv("INTERVALPROCESSING_TIMEZONE", "America/New_York")
     for minute in (0, 7):  # the first delivery at 14:00:05, its retry at 14:07:05
-        monkeypatch.setattr(compat, "now", lambda minute=minute: datetime(2026, 3, 6, 14, minute, 5, tzinfo=UTC))
-        assert compat.main() == 0
+        monkeypatch.setattr(process_to_run, "now", lambda minute=minute: datetime(2026, 3, 6, 14, minute, 5, tzinfo=UTC))
+        assert process_to_run.main() == 0
 
     with DagsterInstance.from_config(str(home)) as instance:
         stamps = {run.tags[RUN_STAMP_TAG] for run in instance.get_runs()}

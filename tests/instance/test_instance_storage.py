@@ -1,4 +1,4 @@
-"""The local instance's pooled SQLite event log (``instance_storage.py``): Dagster's files, fewer connections.
+"""The local instance's pooled SQLite event log (``instance/storage.py``): Dagster's files, fewer connections.
 
 The tests count real SQLite connections (SQLAlchemy's ``connect`` event fires once per new DB-API connection) and
 read back what was written, with Dagster's stock storage where the files' format matters, so "pooled" and
@@ -31,10 +31,10 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from intervalprocessing_dagster import instance_storage
-from intervalprocessing_dagster.instance_storage import PooledSqliteEventLogStorage
+from intervalprocessing_dagster.instance import storage as instance_storage
+from intervalprocessing_dagster.instance.storage import PooledSqliteEventLogStorage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

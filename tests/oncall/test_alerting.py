@@ -13,8 +13,8 @@ from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context, ins
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG, ROOT_RUN_ID_TAG, WILL_RETRY_TAG
 from pymongo.database import Database
 
-from intervalprocessing_dagster import compat
-from intervalprocessing_dagster.alerting import (
+from intervalprocessing_dagster.runs import process_to_run
+from intervalprocessing_dagster.oncall.alerting import (
     LAUNCHED_BY_TAG,
     AlertChannel,
     LogAlertChannel,
@@ -24,7 +24,7 @@ from intervalprocessing_dagster.alerting import (
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
 from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.run_clock import RunClock
+from intervalprocessing_dagster.runs.clock import RunClock
 from tests.data_change.test_data_change_jobs import automation
 
 RETRIES = {"run_retries": {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}}
@@ -154,12 +154,12 @@ def test_process_to_run_runs_are_reported_too(topic: tuple[str, str], mongo: Mon
     with instance_for_test(overrides=RETRIES) as instance:
         daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
         daemon.tick()
-        run_id = run_hourly(instance, mongo, **{compat.LAUNCHED_BY_TAG: compat.PROCESS_TO_RUN_VARIABLE})
+        run_id = run_hourly(instance, mongo, **{process_to_run.LAUNCHED_BY_TAG: process_to_run.PROCESS_TO_RUN_VARIABLE})
         assert instance.get_run_by_id(run_id).remote_job_origin is None
         daemon.tick()
     (message,) = received(queue_url)
     assert f"Run: {run_id}" in message["Message"] and "Started by: processToRun" in message["Message"]
-    assert LAUNCHED_BY_TAG == compat.LAUNCHED_BY_TAG
+    assert LAUNCHED_BY_TAG == process_to_run.LAUNCHED_BY_TAG
 
 
 def test_without_a_topic_the_alert_is_logged(

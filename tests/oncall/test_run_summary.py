@@ -15,9 +15,9 @@ import pytest
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.run_clock import RUN_STAMP_TAG
+from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 THURSDAY = "2024-03-14T03:00:00+00:00"
 FRIDAY = "2024-03-15T03:00:00+00:00"
 

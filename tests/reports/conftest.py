@@ -18,7 +18,7 @@ from intervalprocessing_dagster.mongo.demo_data import FILE_PROCESSING_CONFIG, S
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.reports.definitions import report_definitions
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore
-from intervalprocessing_dagster.run_clock import RunClock, run_stamp_tags
+from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags
 from intervalprocessing_dagster.settings import Settings
 
 NEW_YORK = ZoneInfo("America/New_York")

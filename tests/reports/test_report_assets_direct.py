@@ -16,7 +16,7 @@ from pymongo.database import Database
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.reports.assets import BUILT_IN_REPORT_ASSETS
 from intervalprocessing_dagster.reports.delivery import LocalReportStore
-from intervalprocessing_dagster.run_clock import RunClock
+from intervalprocessing_dagster.runs.clock import RunClock
 
 ASSETS: dict[str, AssetsDefinition] = {a.key.to_user_string(): a for a in BUILT_IN_REPORT_ASSETS}
 THURSDAY = datetime(2024, 3, 14, 3, 0, tzinfo=ZoneInfo("America/New_York"))

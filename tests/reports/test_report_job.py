@@ -15,7 +15,7 @@ from pymongo.database import Database
 from intervalprocessing_dagster.reports.definitions import build_file_generation_schedule
 from intervalprocessing_dagster.reports.delivery import S3ReportStore
 from intervalprocessing_dagster.reports.layouts import BUILT_IN_LAYOUT_DOCUMENTS
-from intervalprocessing_dagster.run_clock import RUN_STAMP_TAG
+from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from intervalprocessing_dagster.settings import Settings
 
 RunReports = Callable[..., ExecuteInProcessResult]

@@ -17,7 +17,7 @@ from dagster import (
     reconstructable,
 )
 
-from intervalprocessing_dagster.run_clock import RunClock, run_stamp_tags
+from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags
 
 
 @op

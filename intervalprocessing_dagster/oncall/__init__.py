@@ -1,0 +1,1 @@
+"""What the engineer on call sees and hears: the run-failure alert, the hourly config checks, the run summary line."""
