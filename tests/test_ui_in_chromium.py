@@ -22,7 +22,7 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
-from tests.local_project import DagsterDev, dagster_dev, execute_job, new_project, user_env
+from tests.local_project import DagsterDev, dagster_dev, execute_job, new_project, run_id, user_env
 
 pytestmark = pytest.mark.browser
 
@@ -39,12 +39,6 @@ if not Path(CHROMIUM).exists():
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402 - only once Chromium is known to exist
 
 expect.set_options(timeout=RENDER_TIMEOUT_MS)
-
-
-def run_id(output: str, job: str) -> str:
-    found = re.search(rf" - {job} - (?P<run_id>[0-9a-f-]{{36}}) - \d+ - RUN_SUCCESS - ", output)
-    assert found, output[-3000:]
-    return found["run_id"]
 
 
 @pytest.fixture(scope="module")
