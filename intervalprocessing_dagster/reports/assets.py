@@ -1,7 +1,7 @@
 """The reports as Dagster assets, with the MongoDB collections they read as external assets for lineage.
 
-Assets, one per old processor, each reading its ``processes[]`` entry by the old
-processor name:
+Assets, one per old processor, each reading its ``processes[]`` entry by the old processor name (every asset of the
+code location is in one group, ``ASSET_GROUP``: ``data_change/checks.py`` says why):
 
 * ``daily_audit_inventory`` (DailyAuditInventoryProcessor), ``daily_active_mrr_inventory``
   (DailyActiveMRRInventoryProcessor): every run.
@@ -18,8 +18,9 @@ processor name:
   the Friday rule. One broken entry does not stop the others: the asset writes every file it can, then fails,
   naming each broken entry.
 
-External assets ``audits``, ``medicalrecordrequests`` and ``providers`` are the collections the
-stored queries read; ``configured_reports`` depends on all three because its queries are only known at run time.
+External assets ``audits``, ``medicalrecordrequests`` and ``providers`` are the collections the stored queries read;
+``configured_reports`` depends on all three because its queries are only known at run time. Each report records
+what it read of ``fileprocessingconfigs`` and ``storedqueries`` as their observations.
 
 Each report is its own step, so one failing report does not stop the others (the old app stopped at the first
 exception, spec §5.6). Metadata keeps numbers as numbers so the UI plots them run over run.
