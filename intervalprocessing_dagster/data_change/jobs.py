@@ -202,8 +202,8 @@ def apply_automation(
             deadline=_run_start(context) + task.cadence.work_budget_seconds, dry_run=config.dry_run,
             batch_size=config.batch_size, sample_size=config.sample_size, log=context.log.info,
         )
-    except InvalidAutomationError as exc:
-        raise fail(exc) from exc
+    except InvalidAutomationError as exc:  # the Failure's description is its whole message; its stack says nothing
+        raise fail(exc) from None
     except DocumentWriteErrors as exc:
         raise fail(exc, exc.result) from exc
     except ConnectionFailure as exc:

@@ -36,6 +36,8 @@ from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 
+from intervalprocessing_dagster.oncall.console_log import say_each_error_once
+
 AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
 LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
 
@@ -124,6 +126,7 @@ class RunSummaryExecutor(Executor):
         self._inner = inner
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        say_each_error_once(plan_context.log)  # not run summary work: see console_log.py for why it is here
         summary = RunSummary()
         try:
             for event in self._inner.execute(plan_context, execution_plan):
