@@ -40,7 +40,6 @@ import boto3
 from dagster import (
     ConfigurableResource,
     DagsterEvent,
-    DagsterEventType,
     DagsterRun,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -57,6 +56,8 @@ from dagster._core.storage.tags import (
 )
 from dagster._utils.tags import get_boolean_tag_value
 from pydantic import Field
+
+from intervalprocessing_dagster.oncall.run_summary import failed_by_blocking_check
 
 # process_to_run.LAUNCHED_BY_TAG (runs/process_to_run.py imports the definitions, which import this module); a test
 # keeps them equal.
@@ -144,12 +145,13 @@ def excerpt(text: str, max_lines: int = MAX_ERROR_LINES) -> list[str]:
     return kept
 
 
-def build_failure_alert(context: RunFailureSensorContext, alerts: AlertChannel) -> Alert:
+def build_failure_alert(
+    context: RunFailureSensorContext, step_failures: list[DagsterEvent], alerts: AlertChannel
+) -> Alert:
     """The message for the failed run in ``context``: job, run, link, origin, why the run failed, each failed step."""
     run = context.dagster_run
     lines = [f"Job: {run.job_name}", f"Run: {run.run_id}", alerts.link_line(run.run_id)]
     lines.extend(_origin_lines(run))
-    step_failures = context.get_step_failure_events()
     lines.extend(_run_failure_lines(context.failure_event, bool(step_failures)))
     if step_failures:
         lines.append(f"Failed steps ({len(step_failures)}):")
@@ -190,7 +192,12 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertChan
     if will_be_retried(context):
         context.log.info(f"run {run.run_id} of {run.job_name} failed and will be retried; its retry reports")
         return
-    alerts.send(build_failure_alert(context, alerts), context.log)
+    step_failures = context.get_step_failure_events()
+    if _failed_only_through_checks(context.failure_event, step_failures):
+        context.log.info(f"run {run.run_id} of {run.job_name} failed only through its blocking checks; "
+                         "check_failure_alert_sensor tells about them, once per new failure")
+        return
+    alerts.send(build_failure_alert(context, step_failures, alerts), context.log)
 
 
 def _origin_lines(run: DagsterRun) -> list[str]:
@@ -202,11 +209,19 @@ def _origin_lines(run: DagsterRun) -> list[str]:
     return lines
 
 
+def _failed_only_through_checks(failure_event: DagsterEvent, step_failures: list[DagsterEvent]) -> bool:
+    """A run whose every failed step is a blocking check that failed at ERROR (a config check run finding a broken
+    document): the check is red every hour until the document is fixed, the run with it."""
+    data = failure_event.event_specific_data  # None for a failure reported from outside the run (run monitoring)
+    return (data is not None and data.failure_reason == RunFailureReason.STEP_FAILURE and bool(step_failures)
+            and all(failed_by_blocking_check(event) for event in step_failures))
+
+
 def _run_failure_lines(failure_event: DagsterEvent, has_step_failures: bool) -> list[str]:
     """Why the run failed, unless that is only Dagster's "Steps failed: [...]" (the steps are listed below): the
     message of a run that failed outside its steps (a dead or stuck task, a run over its time, a run found
     incomplete), with its error, if any, and without the worker's log tail."""
-    data = failure_event.job_failure_data if failure_event.event_type == DagsterEventType.RUN_FAILURE else None
+    data = failure_event.event_specific_data  # None for a failure reported from outside the run (run monitoring)
     if data is not None and data.failure_reason == RunFailureReason.STEP_FAILURE and has_step_failures:
         return []
     text = (failure_event.message or "").split(_WORKER_LOG_TAIL, 1)[0]

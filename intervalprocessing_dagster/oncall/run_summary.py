@@ -30,6 +30,9 @@ from typing import Any
 
 from dagster import DagsterEvent, DagsterEventType, Executor, ExecutorDefinition, multi_or_in_process_executor
 
+# The error a failed blocking check fails its step with; not exported at the top level.
+from dagster._core.errors import DagsterAssetCheckFailedError
+
 # Not exported at the top level, but the types of the public Executor interface's arguments and properties.
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
@@ -70,7 +73,7 @@ class RunSummary:
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             if automation:
                 self.failed_automations.append(automation["key"])
-            else:
+            elif not failed_by_blocking_check(event):  # such a step's check is counted with the failed checks
                 self.failed_steps.append(step_key)
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             self._add_asset_event(event, event.event_specific_data.materialization.metadata)
@@ -112,6 +115,12 @@ class RunSummary:
         if self.failed_steps:
             parts.append("failed steps: " + ", ".join(self.failed_steps))
         return "Run summary: " + "; ".join(parts)
+
+
+def failed_by_blocking_check(event: DagsterEvent) -> bool:
+    """Whether a step failed only because its blocking check failed at ERROR (the config checks are blocking)."""
+    error = event.step_failure_data.error
+    return error is not None and error.cls_name == DagsterAssetCheckFailedError.__name__
 
 
 def _number(value: Any) -> int:

@@ -74,6 +74,7 @@ class Daemon:
     def tick(self) -> None:
         context = build_sensor_context(instance=self.instance, cursor=self.cursor, resources={"alerts": self.alerts})
         result = run_failure_alert_sensor.evaluate_tick(context)
+        assert not [reaction.error for reaction in result.dagster_run_reactions if reaction.error]
         self.cursor = result.cursor
 
 
