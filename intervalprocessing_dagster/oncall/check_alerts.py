@@ -103,8 +103,7 @@ def check_failure_alert_sensor(context: SensorEvaluationContext, alerts: AlertCh
 
 def latest_results(context: SensorEvaluationContext) -> list[CheckResult]:
     """The latest completed evaluation of every check of the code location, in key order."""
-    repository = context.repository_def
-    keys = sorted(repository.asset_graph.asset_check_keys if repository else CONFIG_CHECK_KEYS, key=str)
+    keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=str)
     records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     results = [_result(records[key]) for key in keys if key in records]
     return [result for result in results if result is not None]
