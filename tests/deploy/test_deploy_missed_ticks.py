@@ -146,11 +146,7 @@ def test_a_dead_cadence_run_holds_the_next_tick_back_only_until_run_monitoring_f
     with stack.daemon() as context:
         instance = context.instance
         dead, task_arn = stack.launch_first_run(context, "hourly_data_change_schedule")
-
-        def started(output: str) -> bool:
-            return "RUN_START" in output and instance.get_run_by_id(dead.run_id).status == DagsterRunStatus.STARTED
-
-        assert stack.fargate.run(task_arn, kill_when=started) == 137
+        assert stack.fargate.run_killed_once_started(task_arn, dead.run_id, instance) == 137
 
         # Before monitoring has looked, the dead run still counts as going: the tick is skipped.
         stack.tick(context, "hourly_data_change_schedule")

@@ -42,6 +42,7 @@ from pymongo.database import Database
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.reports.delivery import GENERATED_FILES_COLLECTION, PARTIAL_SUFFIX
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
+from tests.deploy.test_deploy_ecs_production import REEXECUTE  # the UI's Re-execute mutation
 from tests.local_project import REPO, new_project, user_env
 
 DATABASE = "test_report_recovery"
@@ -53,15 +54,6 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 LAUNCH = """
 mutation ($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-  }
-}
-"""
-REEXECUTE = """
-mutation ($params: ReexecutionParams) {
-  launchPipelineReexecution(reexecutionParams: $params) {
     __typename
     ... on LaunchRunSuccess { run { runId } }
     ... on PythonError { message }
