@@ -129,7 +129,10 @@ def test_a_report_config_check_alerts_and_a_failed_check_fails_the_cli_run(
     demo_db.storedqueries.delete_one({"name": "dailyAuditInventory"})
     output = execute_job(new_project(tmp_path / "project"), user_env(mongo_uri, demo_db.name), "config_checks_job")
     assert " - RUN_FAILURE - " in output and "resulted in failure" in output, output[-3000:]
-    assert "1 blocking asset check failed with ERROR severity:\nstoredqueries: report_queries_are_valid" in output
+    failures = [output[i:i + 600] for i in range(len(output)) if output.startswith(" - STEP_FAILURE - ", i)]
+    assert "1 blocking asset check failed with ERROR severity:\nstoredqueries: report_queries_are_valid" in output, (
+        failures or output[-3000:]
+    )
 
     home = tmp_path / "project" / ".intervalprocessing" / "dagster_home"
     # The instance the CLI wrote to (the project's dagster.yaml: Dagster's SQLite files under that folder).

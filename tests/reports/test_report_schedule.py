@@ -1,16 +1,27 @@
 """What ``file_generation_schedule`` asks for when ticks were missed (the daemon was down): one run for its own tick,
-tagged with the ticks it stands in for, and the weekly reports when one of those was a Friday. (The daemon's own
-scheduler after a gap, end to end: tests/deploy/test_deploy_missed_ticks.py.)"""
+tagged with the ticks it stands in for, and the weekly reports when one of those was a Friday, which say so. (The
+daemon's own scheduler after a gap: tests/deploy/test_deploy_missed_ticks.py.)"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunRequest, build_schedule_context, instance_for_test
+from dagster import (
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    ExecuteInProcessResult,
+    RunRequest,
+    build_schedule_context,
+    instance_for_test,
+)
 from dagster._core.storage.tags import SCHEDULE_NAME_TAG
+from pymongo.database import Database
 
 from intervalprocessing_dagster.reports.assets import MISSED_TICKS_TAG, WEEKLY_CATCH_UP_TAG
 from intervalprocessing_dagster.reports.definitions import build_file_generation_schedule
@@ -18,6 +29,7 @@ from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from intervalprocessing_dagster.settings import Settings
 
 NEW_YORK = ZoneInfo("America/New_York")
+RunReports = Callable[..., ExecuteInProcessResult]
 
 
 def tick(day: int) -> datetime:
@@ -92,3 +104,27 @@ def test_a_long_outage_is_one_line() -> None:
         f"75 ticks from 2024-01-02T03:00:00-05:00 to {tick(16).isoformat()}"  # 30 + 29 + 16 days
     )
     assert request.tags[WEEKLY_CATCH_UP_TAG] == tick(15).isoformat()  # the last Friday missed
+
+
+def test_the_weekly_reports_of_a_missed_friday_say_so_and_are_named_for_their_run(
+    report_db: Database, run_reports: RunReports, reports_dir: Path
+) -> None:
+    """The run the schedule asks for after a missed Friday, executed: daily and weekly files, all named for its
+    Sunday tick; the weekly reports' metadata (and the run's log) name the Friday they stand in for."""
+    with instance_for_test() as instance:
+        previous_run(instance, tick(14))
+        request = request_at(instance, tick(17))
+    result = run_reports(tick(17), run_config=request.run_config, tags=dict(request.tags))
+
+    assert result.success
+    assert sorted(path.name for path in reports_dir.iterdir()) == [
+        f"{base}_03172024_030000.txt"
+        for base in ("DailyActiveMRRInventory", "DailyAuditInventory", "WeeklyAuditInventory", "WeeklyMRRInventory")
+    ]
+    catch_up = {
+        event.asset_key.to_user_string(): event.materialization.metadata.get("catches_up_on")
+        for event in result.get_asset_materialization_events()
+    }
+    assert {asset: value.value for asset, value in catch_up.items() if value} == {
+        "weekly_audit_inventory": tick(15).isoformat(), "weekly_mrr_inventory": tick(15).isoformat(),
+    }
