@@ -12,6 +12,11 @@ message (``... failed. Steps failed: [...]``) when its error is a step's error a
 failed outside its steps (an exception in orchestration, an interrupted run) keeps its error: it was printed
 nowhere else. The executor wrapper (``run_summary.py``) installs it, as it is the one piece every launch path runs
 in the orchestrating process, the process that logs ``RUN_FAILURE``.
+
+One upstream caveat: a step's lines reach the console through Dagster's ``tail -F`` mirror of the process's
+captured output, which is stopped when the capture ends and can then drop the last lines under heavy load
+(dagster-io/dagster#23336; ``DAGSTER_COMPUTE_LOG_TAIL_WAIT_AFTER_FINISH`` delays the stop). The error is always in
+the run's event log (the UI), its compute logs and the alert.
 """
 
 from __future__ import annotations

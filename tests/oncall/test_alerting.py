@@ -22,7 +22,9 @@ from dagster._core.execution.plan.objects import StepFailureData, UserFailureDat
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG, ROOT_RUN_ID_TAG, WILL_RETRY_TAG
 from pymongo.database import Database
 
-from intervalprocessing_dagster.runs import process_to_run
+from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
+from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.oncall.alerting import (
     LAUNCHED_BY_TAG,
     MAX_ERROR_LINES,
@@ -32,9 +34,7 @@ from intervalprocessing_dagster.oncall.alerting import (
     SnsAlertChannel,
     run_failure_alert_sensor,
 )
-from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.runs import process_to_run
 from intervalprocessing_dagster.runs.clock import RunClock
 from tests.data_change.test_data_change_jobs import automation
 
