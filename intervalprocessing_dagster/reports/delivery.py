@@ -118,11 +118,10 @@ def remove_orphaned_partials(folder: Path) -> list[str]:
                 continue
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # a live writer holds it
-                continue
-            else:
-                partial.unlink(missing_ok=True)
+                partial.unlink()
                 removed.append(partial.name)
+            except (BlockingIOError, FileNotFoundError):  # a live writer holds it, or just renamed it whole
+                continue
             finally:
                 os.close(handle)
     return removed
