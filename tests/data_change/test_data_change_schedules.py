@@ -86,7 +86,8 @@ def test_a_tick_requests_a_run_stamped_with_the_tick() -> None:
     schedule = build_data_change_schedule(Cadence.HOURLY, DATA_CHANGE_JOBS[Cadence.HOURLY], "America/New_York")
     tick = datetime(2026, 3, 6, 2, 0, tzinfo=ZoneInfo("America/New_York"))
     with instance_for_test() as instance:
-        request = schedule.evaluate_tick(build_schedule_context(instance, scheduled_execution_time=tick)).run_requests
+        with build_schedule_context(instance, scheduled_execution_time=tick) as context:
+            request = schedule.evaluate_tick(context).run_requests
     assert request is not None and len(request) == 1 and isinstance(request[0], RunRequest)
     assert datetime.fromisoformat(request[0].tags[RUN_STAMP_TAG]) == tick
 
@@ -122,7 +123,8 @@ def test_a_tick_is_skipped_while_the_previous_run_is_queued_or_running(
         other = DagsterRun(job_name=DATA_CHANGE_JOBS[Cadence.HOURLY].name, run_id=str(uuid.uuid4()),
                            status=DagsterRunStatus.STARTED)
         instance.add_run(other)
-        result = schedule(build_schedule_context(instance, scheduled_execution_time=datetime.now(ZoneInfo("UTC"))))
+        with build_schedule_context(instance, scheduled_execution_time=datetime.now(ZoneInfo("UTC"))) as context:
+            result = schedule(context)
     if skipped:
         assert isinstance(result, SkipReason) and previous.run_id in result.skip_message
     else:

@@ -83,8 +83,8 @@ def test_schedule_stamps_its_run_with_the_tick_in_the_configured_timezone() -> N
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 3 * * *", "America/New_York")
     tick = datetime(2024, 3, 15, 3, 0, tzinfo=NEW_YORK)
     with instance_for_test() as instance:
-        context = build_schedule_context(instance, scheduled_execution_time=tick)
-        [request] = schedule.evaluate_tick(context).run_requests
+        with build_schedule_context(instance, scheduled_execution_time=tick) as context:
+            [request] = schedule.evaluate_tick(context).run_requests
     assert isinstance(request, RunRequest)
     assert datetime.fromisoformat(request.tags[RUN_STAMP_TAG]) == tick
 

@@ -39,7 +39,9 @@ def tick(day: int) -> datetime:
 
 def request_at(instance: DagsterInstance, when: datetime) -> RunRequest:
     schedule = build_file_generation_schedule(Settings.from_env({"INTERVALPROCESSING_TIMEZONE": "America/New_York"}))
-    [request] = schedule.evaluate_tick(build_schedule_context(instance, scheduled_execution_time=when)).run_requests
+    # A context manager: the schedule reads context.instance, which the context opens and must close again.
+    with build_schedule_context(instance, scheduled_execution_time=when) as context:
+        [request] = schedule.evaluate_tick(context).run_requests
     return request
 
 
