@@ -42,6 +42,7 @@ from dagster import (
     job,
     op,
 )
+from dagster._core.errors import DagsterRunNotFoundError
 from pydantic import Field
 from pymongo.database import Database
 
@@ -235,7 +236,10 @@ def revert_automation_run(
 
 def _run_group_root(context: OpExecutionContext, database: Database, run_id: str) -> str:
     """The root run of ``run_id``'s group, once every run of the group has finished."""
-    group = context.instance.get_run_group(run_id)
+    try:
+        group = context.instance.get_run_group(run_id)
+    except DagsterRunNotFoundError:
+        group = None
     if group is None:
         # Not in this instance (its history was deleted, or it ran elsewhere): its id may still be a root the
         # journal knows.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
-from intervalprocessing_dagster.data_change.checks import automations_are_valid
+from intervalprocessing_dagster.data_change.checks import automations_are_valid, automations_within_limits
 from intervalprocessing_dagster.reports.checks import CONFIG_CHECKS
 from intervalprocessing_dagster.settings import Settings
 
@@ -19,8 +19,9 @@ CONFIG_CHECKS_CRON = "45 * * * *"
 
 config_checks_job = define_asset_job(
     name="config_checks_job",
-    selection=AssetSelection.checks(automations_are_valid, *CONFIG_CHECKS),
-    description="Validates every automation, report process and stored query; writes nothing.",
+    selection=AssetSelection.checks(automations_are_valid, automations_within_limits, *CONFIG_CHECKS),
+    description="Validates every automation, report process and stored query, and counts what each automation with "
+    "a limit would match; writes no data.",
 )
 
 

@@ -43,7 +43,8 @@ DOCUMENTS = [
     {"_id": 3},
     {"_id": 4, "status": 1, "meta": "a string", "notes": [{"reviewed": ["no", "x"]}, {"reviewed": 1.0},
                                                           {"reviewed": None}]},
-    {"_id": 5, "status": "Closed", "meta": {}, "notes": [{"text": "a", "reviewed": "no"}, {"text": "a", "reviewed": "no"}]},
+    {"_id": 5, "status": "Closed", "meta": {},
+     "notes": [{"text": "a", "reviewed": "no"}, {"text": "a", "reviewed": "no"}]},
     {"_id": 6, "meta": {"by": ["x"]}, "codes": [1, 2], "notes": "not an array"},
 ]
 
@@ -66,7 +67,8 @@ CASES: dict[str, dict[str, list[dict[str, Any]]]] = {
                                                "updateType": "Change", "newValue": "done", "matchingValue": "no"}]},
     "array Change, matching 1 (1.0 too)": {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
                                                       "updateType": "Change", "newValue": "done", "matchingValue": 1}]},
-    "array Remove, matching null (missing too)": {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
+    "array Remove, matching null (missing too)": {"array": [{"arrayProperty": "notes",
+                                                             "matchingPropertyName": "reviewed",
                                                              "updateType": "Remove", "matchingValue": None}]},
     "array Delete 'no'": {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
                                      "updateType": "Delete", "newValue": "no"}]},

@@ -14,7 +14,12 @@ import pytest
 from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.changes import SetChange, UpdateShape, change_from_document
-from intervalprocessing_dagster.data_change.execute import DeadlineExceeded, DocumentWriteErrors, ExecutionResult, execute
+from intervalprocessing_dagster.data_change.execute import (
+    DeadlineExceeded,
+    DocumentWriteErrors,
+    ExecutionResult,
+    execute,
+)
 from intervalprocessing_dagster.data_change.journal import (
     JOURNAL_COLLECTION,
     TTL_INDEX,
@@ -59,7 +64,8 @@ CASES: dict[str, tuple[dict[str, Any], list[dict[str, Any]], list[int]]] = {
         {"single": [{"elementName": "meta.old", "updateType": "Delete", "elementValue": ""}]},
         [{"kind": "set", "path": "meta.old", "before": 1}], [1]),
     "array Add": (
-        {"array": [{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "Call"}]},
+        {"array": [{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add",
+                    "newValue": "Call"}]},
         [{"kind": "push", "path": "notes", "element": NOTE, "created": False}], [1, 2, 3]),
     "array Change": (
         {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Change",

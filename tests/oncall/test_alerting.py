@@ -22,6 +22,7 @@ from intervalprocessing_dagster.oncall.alerting import (
     run_failure_alert_sensor,
 )
 from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
@@ -68,7 +69,8 @@ class Daemon:
 
 def run_hourly(instance: DagsterInstance, mongo: MongoResource, **tags: str) -> str:
     result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-        instance=instance, resources={"mongo": mongo, "clock": RunClock()}, tags=tags or None, raise_on_error=False
+        instance=instance, resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
+        tags=tags or None, raise_on_error=False,
     )
     return result.run_id
 
