@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from dagster import (
     DagsterEventType,
     DagsterInstance,
@@ -139,6 +140,21 @@ def test_a_revert_can_be_narrowed_to_automations_and_names_the_ones_it_does_not_
     assert output(notes_only)["restored"] == 4
     audits = list(two_automations.audits.find())
     assert {a["status"] for a in audits} == {"Closed"} and all(a["notes"] == [{"text": "seed"}] for a in audits)
+
+
+def test_the_readmes_launchpad_config_reverts_a_run(mongo: MongoResource, mongo_db: Database) -> None:
+    """README "Undo an automation run": the run config an on-call engineer pastes into the Launchpad, as written."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Undo an automation run", 1)[1]
+    example = yaml.safe_load(textwrap.dedent(section.split("```yaml", 1)[1].split("```", 1)[0]))
+    seed_demo_data(mongo_db)
+    with DagsterInstance.ephemeral() as instance:
+        run_id = apply(Cadence.HOURLY, mongo, instance)
+        example["ops"]["revert_automation_run"]["config"]["run_id"] = run_id
+        result = revert_automation_run_job.execute_in_process(
+            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, run_config=example)
+    metadata = output(result)
+    assert metadata["dry_run"] is True and metadata["would restore"] == 2  # the two escalated audits
 
 
 def test_an_unknown_run_or_one_still_running_is_not_reverted(mongo: MongoResource, mongo_db: Database) -> None:
