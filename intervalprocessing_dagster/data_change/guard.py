@@ -8,9 +8,10 @@ replaces the platform's, so one that is meant to touch many documents can say so
 
 The guard counts before anything is written, with a count-only query that selects what the write would: the query
 with the plan's conditions for a find (and a pipeline that only filters, ``execute.filter_of``), the pipeline's
-output for any other pipeline. A percentage is of the collection's ``estimated_document_count`` (its metadata: no
-scan). The count is taken once, just before the write: documents that begin to match while the automation writes are
-written; the guard bounds a rule, not concurrent writers.
+output for any other pipeline (which so runs twice: the price of a limit on a join). Only an automation with a limit
+is counted. A percentage is of the collection's ``estimated_document_count`` (its metadata: no scan). The count is
+taken once, just before the write: documents that begin to match while the automation writes are written; the guard
+bounds a rule, not concurrent writers.
 
 The same count runs in the hourly config checks (``checks.py``), so an over-broad automation is red hours before its
 cadence fires, and in the automation's own step, where exceeding the limit fails the step with a message that gives

@@ -88,6 +88,7 @@ from intervalprocessing_dagster.data_change.changes import (
     UpdateShape,
     change_from_document,
     projection_of,
+    same_value,
 )
 from intervalprocessing_dagster.data_change.execute import (
     QUOTED_ERRORS,
@@ -393,11 +394,11 @@ def conjoin(filters: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _combine(left: Any, right: Any) -> dict[str, Any] | Any | None:
     """Two conditions on one field as one, or None when they cannot share a document of operators."""
-    if _same(left, right):
+    if same_value(left, right):
         return left
     left_ops, right_ops = _operators(left), _operators(right)
     for operator, value in right_ops.items():
-        if operator in left_ops and not _same(left_ops[operator], value):
+        if operator in left_ops and not same_value(left_ops[operator], value):
             return None
     return {**left_ops, **right_ops}
 
@@ -407,10 +408,6 @@ def _operators(condition: Any) -> dict[str, Any]:
     if isinstance(condition, Mapping) and condition and all(str(key).startswith("$") for key in condition):
         return dict(condition)
     return {"$eq": condition}
-
-
-def _same(left: Any, right: Any) -> bool:
-    return bson.encode({"v": left}) == bson.encode({"v": right})
 
 
 def _write(
