@@ -8,6 +8,7 @@ the same no-ops, the same refusals, and every recorded *after* value is what the
 from __future__ import annotations
 
 import copy
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,8 +32,11 @@ from intervalprocessing_dagster.data_change.changes import (
     restore_document,
     same_value,
 )
+from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, execute
+from intervalprocessing_dagster.data_change.journal import ChangeJournal
 from intervalprocessing_dagster.data_change.plan import build_plan
 from intervalprocessing_dagster.data_change.rules import parse_automation
+from intervalprocessing_dagster.mongo.shell_syntax import parse_query
 
 STAMP = datetime(2026, 3, 6, 2, 0, tzinfo=UTC)
 
@@ -108,6 +112,31 @@ def test_the_prediction_agrees_with_the_server_on_every_document(mongo_db: Datab
         else:
             assert server == "modified" and all(change.holds_after(now) for change in effect.changes), where
             assert not all(change.holds_before(now) for change in effect.changes), where
+
+
+def test_every_element_set_over_an_array_holding_a_non_document_is_refused_on_both_servers(
+    mongo_db: Database, request: pytest.FixtureRequest
+) -> None:
+    """Where SecantusDB and MongoDB differ: MongoDB refuses ``$set`` of ``notes.$[].x`` when an element is not a
+    document (it cannot create a field in a string); SecantusDB 0.7 sets it in the document elements and skips the
+    others. The prediction follows MongoDB, so the journaled platform refuses the document on both servers (the
+    ``real_mongo`` tier shows MongoDB's side)."""
+    shape, plan = shape_and_plan(CASES["array Change, every element"])
+    mongo_db.docs.insert_one({"_id": 1, "notes": [{"reviewed": "no"}, "a string"]})
+    assert isinstance(shape.predict(mongo_db.docs.find_one({}, shape.projection)), Refusal)
+    journal = ChangeJournal(mongo_db, run_id="r", root_run_id="r", stamp=STAMP, automation="Predicted",
+                            config_id=1, config_hash="h", history_days=90)
+    with pytest.raises(DocumentWriteErrors, match="notes.1 is 'a string', not a document"):
+        execute(mongo_db.docs, parse_query("{}", source="test"), plan, deadline=time.time() + 60, journal=journal)
+    assert mongo_db.docs.find_one() == {"_id": 1, "notes": [{"reviewed": "no"}, "a string"]}
+    scratch = mongo_db.scratch
+    scratch.insert_one({"_id": 1, "notes": [{"reviewed": "no"}, "a string"]})
+    if request.node.callspec.params["mongo_uri"] == "real_mongo":
+        with pytest.raises(WriteError):
+            scratch.update_one({"_id": 1}, plan.update)
+    else:
+        assert scratch.update_one({"_id": 1}, plan.update).modified_count == 1
+        assert scratch.find_one()["notes"] == [{"reviewed": "done"}, "a string"]
 
 
 def test_changes_are_recorded_at_the_level_undoing_them_needs() -> None:
