@@ -29,9 +29,10 @@ field, an array holding the value matches). A pin is a query condition, so it co
 one concurrent change a pin cannot tell apart is a field rewritten, in the instant between the read and the write,
 to an equal number of another type or to an array holding its value.
 
-The other direction: :meth:`SetChange.restore` and its siblings give, for a recorded change and the document as it
-is now, the write that puts the value back, but only while the document still holds exactly what the automation
-wrote; otherwise the change is a conflict (someone changed it since) or already undone.
+The other direction: :func:`restore_document` gives, for a document's recorded changes and the document as it is
+now, the write that puts the values back, but only while the document still holds exactly what the automation wrote
+(a push: while the pushed element is still there; a pull: while the array still starts with what the pull left);
+otherwise the document is a conflict (someone changed it since) or already as before.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Restoration:
-    """What undoing a document's recorded changes takes, as :meth:`restore_document` found the document now.
+    """What undoing a document's recorded changes takes, as :func:`restore_document` found the document now.
 
     ``state`` is ``restore`` (``update`` and ``pins`` put the recorded values back; ``changes`` is what that write
     changes, journaled in turn), ``already`` (the document holds the values from before, nothing to do) or
