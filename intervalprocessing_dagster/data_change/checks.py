@@ -27,6 +27,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetObservation,
+    AssetRecordsFilter,
     AssetSpec,
     MetadataValue,
     asset_check,
@@ -46,13 +47,19 @@ from intervalprocessing_dagster.data_change.rules import (
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
 
+#: The one asset group of the code location: the collections, the configuration and the reports. The UI's global
+#: lineage opens with every group collapsed when there are several (dagster-webserver 1.13), which hid the
+#: ``dataupdateconfigs -> collections -> reports`` chain behind clicks; with one group it is the first thing shown.
+ASSET_GROUP = "intervalprocessing"
+
 DATA_UPDATE_CONFIGS = AssetSpec(
-    CONFIG_COLLECTION, group_name="mongodb", kinds={"mongodb"},
+    CONFIG_COLLECTION, group_name=ASSET_GROUP, kinds={"mongodb"},
     description=f"MongoDB collection `{CONFIG_COLLECTION}`: the data-change automations (one document each).",
 )
 
-# How many of the collection's latest observations are searched for one already recording a config change.
-_RECENT_OBSERVATIONS = 500
+# Observations read per call when looking for a config change already recorded (the loader observes the collection on
+# every run, so there are many).
+_OBSERVATIONS_PER_PAGE = 500
 
 
 @asset_check(
@@ -60,6 +67,7 @@ _RECENT_OBSERVATIONS = 500
     name="automations_are_valid",
     description="Every automation document passes the validation its data-change step runs first (writes nothing); "
     "automations changed since their last run are recorded as observations.",
+    blocking=True,  # failed at ERROR, it fails its run too (oncall/config_checks.py says why)
 )
 def automations_are_valid(context: AssetCheckExecutionContext, mongo: MongoResource) -> AssetCheckResult:
     database = mongo.database()
@@ -93,6 +101,7 @@ def automations_are_valid(context: AssetCheckExecutionContext, mongo: MongoResou
     name="automations_within_limits",
     description="Every active automation with a limit (maxDocuments, or AUTOMATION_MAX_DOCUMENTS) matches no more "
     "documents than it allows, counted as its next run would (count-only queries; writes nothing).",
+    blocking=True,  # over its limit, an automation's next run fails: like an invalid one, it fails the check's run
 )
 def automations_within_limits(mongo: MongoResource, guard: AutomationGuard) -> AssetCheckResult:
     database = mongo.database()
@@ -134,19 +143,18 @@ def _observe_changes_since_last_run(
         runs.create_index([("configId", 1), ("stamp", -1)], name="configId_stamp")
     except OperationFailure as exc:
         context.log.warning(f"{RUNS_COLLECTION} has no index on configId; the last runs are found by a scan: {exc}")
-    recorded = {
-        (str(record.asset_observation.metadata["config_id"].value),
-         str(record.asset_observation.metadata["config_hash"].value))
-        for record in context.instance.fetch_observations(DATA_UPDATE_CONFIGS.key, limit=_RECENT_OBSERVATIONS).records
-        if {"config_id", "config_hash"} <= set(record.asset_observation.metadata)
-    }
-    changed = 0
+    changed = []
     for document in documents:
         last = runs.find_one({"configId": document.get("_id"), "dryRun": False, "config": {"$exists": True}},
                              sort=[("stamp", -1)])
-        if last is None or config_hash(last["config"]) == config_hash(document):
-            continue
-        changed += 1
+        if last is not None and config_hash(last["config"]) != config_hash(document):
+            changed.append((document, last))
+    if not changed:
+        return 0
+    # A change is recorded once: an observation of it can only date from after the last run that loaded the old
+    # version, so the observations since the earliest of those runs are all that need reading.
+    recorded = _recorded_changes(context, min(_timestamp(last.get("stamp")) for _, last in changed))
+    for document, last in changed:
         key = (str(document.get("_id")), config_hash(document))
         if key in recorded:
             continue
@@ -163,7 +171,29 @@ def _observe_changes_since_last_run(
                 "changes": MetadataValue.json(fields),
             },
         ))
-    return changed
+    return len(changed)
+
+
+def _recorded_changes(context: AssetCheckExecutionContext, since: float) -> set[tuple[str, str]]:
+    """(config ``_id``, config hash) of every change observed on ``dataupdateconfigs`` after ``since`` (a Unix
+    time; 0: ever)."""
+    records_filter = AssetRecordsFilter(asset_key=DATA_UPDATE_CONFIGS.key, after_timestamp=since or None)
+    recorded: set[tuple[str, str]] = set()
+    cursor = None
+    while True:
+        page = context.instance.fetch_observations(records_filter, limit=_OBSERVATIONS_PER_PAGE, cursor=cursor)
+        for record in page.records:
+            metadata = record.asset_observation.metadata
+            if {"config_id", "config_hash"} <= set(metadata):
+                recorded.add((str(metadata["config_id"].value), str(metadata["config_hash"].value)))
+        if not page.has_more:
+            return recorded
+        cursor = page.cursor
+
+
+def _timestamp(stamp: datetime | None) -> float:
+    """A record's stamp as a Unix time (0 for an old record without one)."""
+    return 0.0 if stamp is None else stamp.timestamp()
 
 
 def _field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

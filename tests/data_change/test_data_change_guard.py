@@ -101,6 +101,7 @@ def test_the_failure_alert_quotes_the_limit(topic: tuple[str, str], mongo: Mongo
         assert instance.get_run_by_id(result.run_id).status == DagsterRunStatus.FAILURE
         daemon.tick()
     (message,) = received(queue_url)
-    assert ("- apply_automation[typo_in_query]: automation 'Typo In Query' failed: it matches 4 documents of audits, "
-            "more than its limit of 1 set by maxDocuments on its dataupdateconfigs document; nothing was written. If "
-            "that many is intended, set maxDocuments: 4 (or more)") in message["Message"]
+    assert ("- automation 'Typo In Query' (step apply_automation[typo_in_query]):\n"
+            "    automation 'Typo In Query' failed: it matches 4 documents of audits, more than its limit of 1 set by "
+            "maxDocuments on its dataupdateconfigs document; nothing was written. If that many is intended, set "
+            "maxDocuments: 4 (or more) on its dataupdateconfigs document and run it again") in message["Message"]
