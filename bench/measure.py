@@ -39,7 +39,9 @@ import boto3
 from pymongo import MongoClient, monitoring
 
 from bench import dataset
+from bench.baselines import JOURNAL_FLOOR_COLLECTION
 from bench.scenarios import AUTOMATIONS_FAMILY, SCENARIOS, Context, Work
+from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
 
 RESULT_PREFIX = "BENCH-RESULT "
@@ -144,16 +146,32 @@ def _check(context: Context, work: Work, family: str) -> dict[str, Any]:
                 {"status": "succeeded", "runId": work.detail["run_id"]})
         return check
     if work.output is None:
-        return {"marked_documents": sum(
+        check = {"marked_documents": sum(
             context.db[name].count_documents({dataset.MARK_FIELD: context.mark})
             for name in (dataset.AUDITS, dataset.MRRS)
         )}
+        if family == "journal":  # one entry per changed document, every platform page written
+            check["journaled_documents"] = _journaled(context)
+        return check
     digest = hashlib.sha256()
     lines = 0
     for chunk in _output_chunks(work.output):
         digest.update(chunk)
         lines += chunk.count(b"\n")
     return {"rows": lines - 1, "sha256": digest.hexdigest(), "output": work.output}
+
+
+def _journaled(context: Context) -> int:
+    """Documents the scenario journaled: the platform's pages, or the floor's plain entries; -1 if a platform page is
+    not ``written``."""
+    if context.db[JOURNAL_COLLECTION].count_documents({"runId": f"bench-{context.mark}", "state": {"$ne": "written"}}):
+        return -1
+    pages = context.db[JOURNAL_COLLECTION].aggregate([
+        {"$match": {"runId": f"bench-{context.mark}"}},
+        {"$group": {"_id": None, "documents": {"$sum": {"$size": "$documents"}}}},
+    ])
+    platform = next(pages, {"documents": 0})["documents"]
+    return platform or context.db[JOURNAL_FLOOR_COLLECTION].count_documents({"mark": context.mark})
 
 
 def _output_chunks(output: str) -> Iterator[bytes]:

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from bench import dataset
 from bench.scenarios import Context, Work
 from intervalprocessing_dagster.data_change.execute import execute
+from intervalprocessing_dagster.data_change.journal import ChangeJournal
 from intervalprocessing_dagster.data_change.plan import build_plan
-from intervalprocessing_dagster.data_change.rules import parse_automation
+from intervalprocessing_dagster.data_change.rules import config_hash, parse_automation
 from intervalprocessing_dagster.reports.config import load_process
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
 from intervalprocessing_dagster.reports.generate import generate_report
@@ -35,6 +36,11 @@ def aggregate_platform(context: Context) -> Work:
     return _apply(context, "aggregate")
 
 
+def journal_platform(context: Context) -> Work:
+    """The find-based automation as a cadence step applies it: every change journaled (``data_change/journal.py``)."""
+    return _apply(context, "find", journaled=True)
+
+
 def report_local_platform(context: Context) -> Work:
     return _report(context, LocalReportStore(directory=str(context.out_dir)))
 
@@ -43,12 +49,20 @@ def report_s3_platform(context: Context) -> Work:
     return _report(context, S3ReportStore(bucket=context.bucket, prefix=f"bench/{context.mark}/"))
 
 
-def _apply(context: Context, kind: str) -> Work:
-    """Parse the config document, plan the update, execute it: the per-automation path of a cadence job."""
-    automation = parse_automation(dataset.automation(kind, context.mark))
+def _apply(context: Context, kind: str, *, journaled: bool = False) -> Work:
+    """Parse the config document, plan the update, execute it: the per-automation path of a cadence job (with the
+    change journal, as the job runs it, when ``journaled``; the ``find`` and ``aggregate`` families measure the
+    write alone, as they did before the journal existed)."""
+    document = dataset.automation(kind, context.mark)
+    automation = parse_automation(document)
     plan = build_plan(automation, STAMP)
+    journal = None
+    if journaled:
+        run_id = f"bench-{context.mark}"
+        journal = ChangeJournal(context.db, run_id=run_id, root_run_id=run_id, stamp=STAMP, automation=automation.name,
+                                config_id=automation.name, config_hash=config_hash(document), history_days=90)
     result = execute(context.db[automation.collection], automation.query, plan,
-                     deadline=time.time() + DEADLINE_SECONDS)
+                     deadline=time.time() + DEADLINE_SECONDS, journal=journal)
     return Work(items=result.modified, detail={"matched": result.matched, "batches": result.batches})
 
 

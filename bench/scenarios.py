@@ -4,7 +4,9 @@ Each family is measured on the same data, on the same server, in the same run: t
 ``floor`` (plain pymongo), and the ``platform``. The ``automations`` family has its own data set and sizes (N
 automations of 100 documents each, ``--automations``), and its platform side is a whole cadence run on a real
 Dagster instance: SQLite (``platform``), Postgres (``platform-postgres``), or SQLite with the step outputs in S3 on
-moto (``platform-s3-outputs``, production's IO manager on a local stand-in for S3). A scenario is a function
+moto (``platform-s3-outputs``, production's IO manager on a local stand-in for S3). The ``journal`` family is the
+find-based automation with the change journal on, against the bare ``update_many`` and the floor of ``update_many``
+plus a plain journal write of the same documents (``baselines.journal_floor``). A scenario is a function
 ``(Context) -> Work``, named here as ``"module:function"`` so the measuring process imports only the side it runs
 (the platform side imports Dagster).
 """
@@ -57,6 +59,7 @@ FAMILIES = {
     "report-local": "File generation, WeeklyMRRInventory to the local folder (rows)",
     "report-s3": "File generation, WeeklyMRRInventory to S3 on moto (rows)",
     "automations": "Data change, one cadence of N automations of 100 documents each (documents)",
+    "journal": "Data change, find-based automation with the change journal on (documents)",
 }
 
 AUTOMATIONS_FAMILY = "automations"
@@ -83,4 +86,7 @@ SCENARIOS: dict[str, Scenario] = {
                                                 "bench.cadence_run:cadence_platform",
                                                 prepare="bench.cadence_run:mark_automations", instance="sqlite",
                                                 step_outputs_in_s3=True),
+    "journal.update-many": Scenario("journal", "update-many", "bench.baselines:find_floor"),
+    "journal.floor": Scenario("journal", "floor", "bench.baselines:journal_floor"),
+    "journal.platform": Scenario("journal", "platform", "bench.platform_calls:journal_platform"),
 }

@@ -25,6 +25,7 @@ from intervalprocessing_dagster.oncall.alerting import (
 from intervalprocessing_dagster.oncall.check_alerts import check_failure_alert_sensor
 from intervalprocessing_dagster.oncall.config_checks import build_config_checks_schedule, config_checks_job
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
+from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.reports.definitions import report_definitions
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
@@ -37,10 +38,14 @@ from intervalprocessing_dagster.instance.step_outputs import LocalStepOutputs, S
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for this environment, keyed by the names ops and assets ask for."""
     if settings.mongodb_uri_is_set:
-        mongo: MongoResource = MongoResource(uri=EnvVar("MONGODB_URI"), database_name=settings.mongodb_database)
+        mongo: MongoResource = MongoResource(
+            uri=EnvVar("MONGODB_URI"), database_name=settings.mongodb_database,
+            history_days=settings.automation_history_days,
+        )
     else:
         mongo = EmbeddedMongoResource(
-            data_dir=str(settings.embedded_mongo_dir), database_name=settings.mongodb_database
+            data_dir=str(settings.embedded_mongo_dir), database_name=settings.mongodb_database,
+            history_days=settings.automation_history_days,
         )
     if settings.reports_s3_bucket:
         report_store: ReportStore = S3ReportStore(bucket=settings.reports_s3_bucket, prefix=settings.reports_s3_prefix)
@@ -66,6 +71,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "report_store": report_store,
         "io_manager": io_manager,
         "alerts": alerts,
+        "guard": AutomationGuard.of(settings.automation_max_documents),
     }
 
 

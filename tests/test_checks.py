@@ -22,8 +22,14 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.oncall.config_checks import config_checks_job
 from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.data_change.checks import DATA_UPDATE_CONFIGS, automations_are_valid
+from intervalprocessing_dagster.data_change.guard import AutomationGuard
+from intervalprocessing_dagster.data_change.checks import (
+    DATA_UPDATE_CONFIGS,
+    automations_are_valid,
+    automations_within_limits,
+)
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
+from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.reports.assets import CONFIG_ASSETS, SOURCE_ASSETS
@@ -36,14 +42,16 @@ from tests.data_change.test_data_change_jobs import automation
 FRIDAY = datetime(2024, 3, 15, 3, 0, tzinfo=UTC)
 
 
-def run_config_checks(mongo: MongoResource) -> dict[str, AssetCheckEvaluation]:
+def run_config_checks(
+    mongo: MongoResource, guard: AutomationGuard | None = None, instance: DagsterInstance | None = None
+) -> dict[str, AssetCheckEvaluation]:
     defs = Definitions(
         assets=[DATA_UPDATE_CONFIGS, *CONFIG_ASSETS],
-        asset_checks=[automations_are_valid, *CONFIG_CHECKS],
+        asset_checks=[automations_are_valid, automations_within_limits, *CONFIG_CHECKS],
         jobs=[config_checks_job],
-        resources={"mongo": mongo},
+        resources={"mongo": mongo, "guard": guard or AutomationGuard()},
     )
-    result = defs.resolve_job_def("config_checks_job").execute_in_process(raise_on_error=False)
+    result = defs.resolve_job_def("config_checks_job").execute_in_process(raise_on_error=False, instance=instance)
     evaluations = {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
     # A check failed at ERROR fails its run too (the config checks are blocking); at WARN the run stays green.
     at_error = [e for e in evaluations.values() if not e.passed and e.severity == AssetCheckSeverity.ERROR]
@@ -58,7 +66,9 @@ def snapshot(db: Database) -> dict[str, list[dict[str, Any]]]:
 def test_config_checks_pass_on_the_demo_data(mongo: MongoResource, mongo_db: Database) -> None:
     seed_demo_data(mongo_db)
     evaluations = run_config_checks(mongo)
-    assert set(evaluations) == {"automations_are_valid", "report_processes_are_valid", "report_queries_are_valid"}
+    assert set(evaluations) == {
+        "automations_are_valid", "automations_within_limits", "report_processes_are_valid", "report_queries_are_valid"
+    }
     assert all(evaluation.passed for evaluation in evaluations.values()), evaluations
     assert evaluations["automations_are_valid"].metadata["documents"].value == 9
 
@@ -86,6 +96,56 @@ def test_only_inactive_invalid_automations_warn(mongo: MongoResource, mongo_db: 
     evaluation = run_config_checks(mongo)["automations_are_valid"]
     assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
     assert "'Draft' (inactive): query:" in evaluation.description
+
+
+def test_an_automation_over_its_limit_is_red_before_its_cadence_fires(mongo: MongoResource, mongo_db: Database) -> None:
+    mongo_db.audits.insert_many([{"status": "Open"} for _ in range(3)])
+    mongo_db.dataupdateconfigs.insert_many([
+        automation("Too Broad", maxDocuments=2), automation("Fine", maxDocuments="100%"), automation("Unlimited"),
+        automation("Off", isActive=False, maxDocuments=1), automation("Broken", maxDocuments=1, query=None),
+    ])
+    before = snapshot(mongo_db)
+    evaluation = run_config_checks(mongo)["automations_within_limits"]
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
+    assert (evaluation.metadata["checked"].value, evaluation.metadata["over_limit"].value) == (2, 1)
+    assert evaluation.description == (
+        "1 automation(s) match more documents than they may:\n- 'Too Broad': it matches 3 documents of audits, more "
+        "than its limit of 2 set by maxDocuments on its dataupdateconfigs document; its next run will fail, writing "
+        "nothing. If that many is intended, set maxDocuments: 3 (or more) on its dataupdateconfigs document and run "
+        "it again")
+    assert snapshot(mongo_db) == before  # count-only queries
+
+    evaluation = run_config_checks(mongo, AutomationGuard(max_documents=1))["automations_within_limits"]
+    assert evaluation.metadata["over_limit"].value == 2 and "'Unlimited': it matches 3" in evaluation.description
+    mongo_db.dataupdateconfigs.update_one({"name": "Too Broad"}, {"$set": {"maxDocuments": 3}})
+    assert run_config_checks(mongo)["automations_within_limits"].passed
+
+
+def test_an_automation_changed_since_its_last_run_is_observed_once_with_old_and_new_config(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    changed = automation("Edited", query="{ status: 'Pending' }", maxDocuments=50)
+    unchanged = automation("Untouched")
+    mongo_db.dataupdateconfigs.insert_many([changed, unchanged])
+    as_run = {**changed, "query": "{ status: 'Open' }"}
+    as_run.pop("maxDocuments")
+    mongo_db[RUNS_COLLECTION].insert_many([  # the recovery ledger's records: the document as each run loaded it
+        {"runId": "old-run", "configId": changed["_id"], "dryRun": False, "stamp": FRIDAY, "config": as_run},
+        {"runId": "dry-run", "configId": changed["_id"], "dryRun": True, "stamp": FRIDAY + timedelta(hours=1),
+         "config": changed},
+        {"runId": "old-run", "configId": unchanged["_id"], "dryRun": False, "stamp": FRIDAY, "config": unchanged},
+    ])
+    with instance_for_test() as instance:
+        for _ in range(2):  # the second hour records nothing new
+            assert run_config_checks(mongo, instance=instance)["automations_are_valid"].metadata[
+                "changed_since_last_run"].value == 1
+        (record,) = instance.fetch_observations(DATA_UPDATE_CONFIGS.key, limit=10).records
+    observation = record.asset_observation
+    assert observation.description.startswith("automation 'Edited' changed since its last run (old-run, stamp ")
+    assert observation.metadata["changed_fields"].value == ["maxDocuments", "query"]
+    assert observation.metadata["changes"].value == {
+        "query": {"before": "{ status: 'Open' }", "after": "{ status: 'Pending' }"}, "maxDocuments": {"after": 50}}
+    assert observation.metadata["last_run_id"].value == "old-run"
 
 
 def test_broken_report_config_is_named_per_process_and_query(mongo: MongoResource, mongo_db: Database) -> None:
@@ -204,7 +264,8 @@ def test_an_applied_automation_observes_the_collection_it_changed(mongo: MongoRe
     with instance_for_test() as instance:
         for run_config in ({"ops": {"apply_automation": {"config": {"dry_run": True}}}}, None):
             DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-                instance=instance, resources={"mongo": mongo, "clock": RunClock()}, run_config=run_config
+                instance=instance, resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
+                run_config=run_config,
             )
         observations = {
             key: [record.asset_observation.metadata

@@ -9,6 +9,7 @@ from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, Defini
 from dagster_aws.s3 import S3PickleIOManager
 
 from intervalprocessing_dagster.oncall.alerting import LogAlertChannel, SnsAlertChannel
+from intervalprocessing_dagster.data_change.rules import Limit, parse_automation
 from intervalprocessing_dagster.definitions import build_definitions, defs
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, S3ReportStore
@@ -100,6 +101,30 @@ def test_production_keeps_step_outputs_in_s3_and_publishes_alerts_to_sns() -> No
     assert alerts.run_url("abc") == "https://dagster.example.com/runs/abc"
 
 
+def test_automation_history_and_the_platform_limit_come_from_the_environment() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.automation_history_days, defaults.automation_max_documents) == (90, None)
+    assert build_definitions(defaults).resources["guard"].limit_for(parse_automation(_automation())) is None
+    configured = Settings.from_env({"AUTOMATION_HISTORY_DAYS": "30", "AUTOMATION_MAX_DOCUMENTS": "50000, 5%"})
+    assert configured.automation_history_days == 30
+    resources = build_definitions(configured).resources
+    assert resources["mongo"].history_days == 30
+    assert resources["guard"].limit_for(parse_automation(_automation())) == (
+        Limit(50000, 5.0), "the platform default AUTOMATION_MAX_DOCUMENTS=50000, 5%")
+
+
+@pytest.mark.parametrize(("name", "value"), [("AUTOMATION_HISTORY_DAYS", "0"), ("AUTOMATION_MAX_DOCUMENTS", "all")])
+def test_a_bad_automation_setting_is_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name}='{value}'"):
+        Settings.from_env({name: value})
+
+
+def _automation() -> dict:
+    return {"name": "A", "query": "{}", "collectionName": "audits", "isActive": True, "runCadence": "Hourly",
+            "singleFieldUpdateElements": [{"elementName": "x", "updateType": "Add", "elementValue": 1}],
+            "arrayObjectFieldUpdateElements": []}
+
+
 def test_step_outputs_prefix_defaults_to_the_agreed_one() -> None:
     assert Settings.from_env({}).step_outputs_s3_prefix == "dagster/step-outputs/"
 
@@ -112,6 +137,7 @@ def test_on_call_sensors_and_the_config_check_schedule_run_by_default() -> None:
     job = defs.resolve_job_def("config_checks_job")
     assert {node.name for node in job.nodes} == {
         "dataupdateconfigs_automations_are_valid",
+        "dataupdateconfigs_automations_within_limits",
         "fileprocessingconfigs_report_processes_are_valid",
         "storedqueries_report_queries_are_valid",
     }

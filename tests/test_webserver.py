@@ -61,7 +61,7 @@ def test_ui_lists_every_job_and_schedule(webserver: str) -> None:
     response = requests.post(f"{webserver}/graphql", json={"query": QUERY}, timeout=60)
     response.raise_for_status()
     (repository,) = response.json()["data"]["repositoriesOrError"]["nodes"]
-    assert set(JOBS_AND_CRONS) <= {job["name"] for job in repository["jobs"]}
+    assert {*JOBS_AND_CRONS, "revert_automation_run_job"} <= {job["name"] for job in repository["jobs"]}
     schedules = {schedule["name"]: schedule for schedule in repository["schedules"]}
     for job_name, cron in JOBS_AND_CRONS.items():
         schedule = schedules[job_name.removesuffix("_job") + "_schedule"]
@@ -82,7 +82,7 @@ def test_ui_shows_the_on_call_checks_on_the_config_collections_and_reports(webse
         "/".join(node["assetKey"]["path"]): {check["name"] for check in node["assetChecksOrError"].get("checks", [])}
         for node in response.json()["data"]["assetNodes"]
     }
-    assert checks["dataupdateconfigs"] == {"automations_are_valid"}
+    assert checks["dataupdateconfigs"] == {"automations_are_valid", "automations_within_limits"}
     assert checks["fileprocessingconfigs"] == {"report_processes_are_valid"}
     assert checks["storedqueries"] == {"report_queries_are_valid"}
     for report in ("daily_audit_inventory", "daily_active_mrr_inventory", "weekly_audit_inventory",

@@ -17,7 +17,11 @@ document that stopped matching between read and write was changed anyway. Here:
 * every server call runs inside ``pymongo.timeout`` for the time left before ``deadline`` (the server gets it as
   ``maxTimeMS``), and batching stops between batches once the deadline has passed, so a run never outlives its
   interval; a later run finishes the job, because every plan is idempotent for its run;
-* a dry run counts what would match and samples a few ``_id`` values, and writes nothing.
+* a dry run counts what would match and samples a few ``_id`` values, and writes nothing;
+* with a change journal (``journal.py``; every automation step passes one), a write that is not a dry run is the
+  journal's: it reads what each batch's documents hold in the fields the update touches, records it, and writes
+  with filters that pin those values, so the journal and the data agree. Without one (the benchmark's measure of
+  what journaling costs) the write is the plain one described above.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymongo
 from pymongo import UpdateOne
@@ -36,8 +40,11 @@ from pymongo.errors import BulkWriteError, PyMongoError, WriteError
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
 from intervalprocessing_dagster.mongo.shell_syntax import MongoQuery
 
+if TYPE_CHECKING:  # journal.py builds on this module
+    from intervalprocessing_dagster.data_change.journal import ChangeJournal
+
 # How many refused documents a failure message quotes; the count is always complete.
-_QUOTED_ERRORS = 3
+QUOTED_ERRORS = 3
 
 # Stages that pass on every document they receive (they reshape or reorder it): after a pipeline's leading ``$match``
 # stages they change nothing about which documents the pipeline returns.
@@ -81,14 +88,19 @@ def execute(
     batch_size: int = 1000,
     sample_size: int = 5,
     log: Callable[[str], None] = lambda _message: None,
+    journal: ChangeJournal | None = None,
 ) -> ExecutionResult:
-    """Run ``plan`` on the documents ``query`` selects in ``collection``; ``deadline`` is a ``time.time()`` value."""
+    """Run ``plan`` on the documents ``query`` selects in ``collection``; ``deadline`` is a ``time.time()`` value.
+    With ``journal``, every document written is journaled with the values it held (not in a dry run: nothing is
+    written)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     # Reach the server first, outside ``pymongo.timeout``: inside it, server selection waits for the whole time left
     # instead of ``serverSelectionTimeoutMS``, so an outage would use up the run instead of failing fast (and being
     # retried).
     collection.database.command("ping")
+    if journal is not None and not dry_run:
+        return journal.apply(collection, query, plan, deadline=deadline, batch_size=batch_size, log=log)
     if query.pipeline is None:
         query_filter, described = query.filter or {}, "the query"
     elif (query_filter := filter_of(query.pipeline)) is not None:
@@ -136,7 +148,7 @@ def _execute_filter(
 ) -> ExecutionResult:
     started = time.monotonic()
     write_filter = plan.filter(query_filter)
-    with _within(deadline, f"the update of {collection.name}"):
+    with within(deadline, f"the update of {collection.name}"):
         if dry_run:
             matched = collection.count_documents(write_filter)
             sample = [doc["_id"] for doc in collection.find(write_filter, {"_id": 1}).limit(sample_size)]
@@ -174,7 +186,7 @@ def _execute_pipeline(
 ) -> ExecutionResult:
     started = time.monotonic()
     matched = modified = batches = failed = 0
-    quoted: list[str] = []
+    refused: list[tuple[Any, str]] = []
     sample: list[Any] = []
 
     def flush(ids: list[Any]) -> None:
@@ -205,16 +217,16 @@ def _execute_pipeline(
                 modified += exc.details.get("nModified", 0)
                 errors = exc.details.get("writeErrors", [])
                 failed += len(errors)
-                quoted.extend(
-                    f"_id {ids[error['index']]}: {error.get('errmsg')}"
-                    for error in errors[: max(0, _QUOTED_ERRORS - len(quoted))]
+                refused.extend(
+                    (ids[error["index"]], str(error.get("errmsg")))
+                    for error in errors[: max(0, QUOTED_ERRORS - len(refused))]
                 )
         log(
             f"batch {batches}: {len(ids)} document(s); so far {matched} matched, {modified} modified"
             f"{', ' + str(failed) + ' refused' if failed else ''} ({time.monotonic() - started:.1f}s)"
         )
 
-    with _within(deadline, f"the pipeline on {collection.name}"):
+    with within(deadline, f"the pipeline on {collection.name}"):
         cursor = collection.aggregate([*pipeline, {"$project": {"_id": 1}}], allowDiskUse=True, batchSize=batch_size)
         with cursor:
             ids: list[Any] = []
@@ -229,8 +241,13 @@ def _execute_pipeline(
     if dry_run:
         log(f"dry run: {matched} document(s) of {collection.name} would be updated; nothing written")
     if failed:
-        raise DocumentWriteErrors(result, failed, quoted)
+        raise DocumentWriteErrors(result, failed, quote_refusals(refused))
     return result
+
+
+def quote_refusals(refused: list[tuple[Any, str]]) -> list[str]:
+    """The first refused documents (``_id``, reason) as a failure message quotes them; the count is given apart."""
+    return [f"_id {_id}: {message}" for _id, message in refused[:QUOTED_ERRORS]]
 
 
 def _by_id(_id: Any, recheck: dict[str, Any] | None) -> dict[str, Any]:
@@ -245,7 +262,7 @@ def _server_message(exc: PyMongoError) -> str:
 
 
 @contextmanager
-def _within(deadline: float, what: str) -> Iterator[None]:
+def within(deadline: float, what: str) -> Iterator[None]:
     """Run the block under a client-side timeout for the time left; a timeout then means the deadline passed."""
     remaining = deadline - time.time()
     if remaining <= 0:

@@ -51,6 +51,8 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, ExecutionResult, execute
+from intervalprocessing_dagster.data_change.guard import AutomationGuard
+from intervalprocessing_dagster.data_change.journal import ChangeJournal
 from intervalprocessing_dagster.data_change.plan import build_plan
 from intervalprocessing_dagster.data_change.record import (
     FAILED,
@@ -65,6 +67,7 @@ from intervalprocessing_dagster.data_change.rules import (
     CONFIG_COLLECTION,
     InvalidAutomationError,
     automation_label,
+    config_hash,
     parse_automation,
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
@@ -168,7 +171,8 @@ def _load_op(cadence: Cadence) -> OpDefinition:
     out=Out(Nothing),
 )
 def apply_automation(
-    context: OpExecutionContext, config: DataChangeConfig, mongo: MongoResource, clock: RunClock, task: AutomationTask
+    context: OpExecutionContext, config: DataChangeConfig, mongo: MongoResource, clock: RunClock,
+    guard: AutomationGuard, task: AutomationTask,
 ) -> Output[None]:
     started_at = datetime.now(UTC)
     stamp = clock.stamp(context)
@@ -204,10 +208,15 @@ def apply_automation(
             f"update {json_util.dumps(plan.update)}, array filters {json_util.dumps(plan.array_filters)}, "
             f"extra conditions {json_util.dumps(plan.conditions)}"
         )
+        verdict = guard.enforce(database[automation.collection], automation, plan)  # before anything is written
         result = execute(
             database[automation.collection], automation.query, plan,
             deadline=_run_start(context) + task.cadence.work_budget_seconds, dry_run=config.dry_run,
             batch_size=config.batch_size, sample_size=config.sample_size, log=context.log.info,
+            journal=ChangeJournal.for_step(
+                context, database, automation=automation.name, config_id=task.document.get("_id"),
+                config_hash=config_hash(task.document), stamp=stamp, history_days=mongo.history_days,
+            ),
         )
     except InvalidAutomationError as exc:  # the Failure's description is its whole message; its stack says nothing
         raise fail(exc) from None
@@ -246,6 +255,8 @@ def apply_automation(
         "collection": automation.collection,
         "query_kind": "aggregate" if automation.query.is_aggregate else "find",
     }
+    if verdict is not None:
+        metadata["max_documents"] = verdict.allowed
     if result.dry_run:
         metadata["sample_ids"] = [str(_id) for _id in result.sample_ids]
     return Output(None, metadata=metadata)

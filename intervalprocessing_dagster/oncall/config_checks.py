@@ -18,20 +18,21 @@ from __future__ import annotations
 
 from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
-from intervalprocessing_dagster.data_change.checks import automations_are_valid
+from intervalprocessing_dagster.data_change.checks import automations_are_valid, automations_within_limits
 from intervalprocessing_dagster.reports.checks import CONFIG_CHECKS
 from intervalprocessing_dagster.settings import Settings
 
 # At :45, a quarter of an hour before the hourly and nightly data-change ticks.
 CONFIG_CHECKS_CRON = "45 * * * *"
 
-ALL_CONFIG_CHECKS = (automations_are_valid, *CONFIG_CHECKS)
+ALL_CONFIG_CHECKS = (automations_are_valid, automations_within_limits, *CONFIG_CHECKS)
 CONFIG_CHECK_KEYS = frozenset(key for checks in ALL_CONFIG_CHECKS for key in checks.check_keys)
 
 config_checks_job = define_asset_job(
     name="config_checks_job",
     selection=AssetSelection.checks(*ALL_CONFIG_CHECKS),
-    description="Validates every automation, report process and stored query; writes nothing.",
+    description="Validates every automation, report process and stored query, and counts what each automation with "
+    "a limit would match; writes no data.",
 )
 
 

@@ -58,6 +58,8 @@ def test_benchmark_command_writes_json_and_markdown(tmp_path: Path) -> None:
                 assert in_s3 == (result["variant"] == "platform-s3-outputs"), result["detail"]
             continue
         assert result["items"] == 200
+        if result["family"] == "journal":  # every change journaled, by the platform and by the floor's plain write
+            assert result["check"]["journaled_documents"] == (0 if result["variant"] == "update-many" else 200)
         if "marked_documents" in result["check"]:
             assert result["check"]["marked_documents"] == 200
         else:
@@ -66,6 +68,7 @@ def test_benchmark_command_writes_json_and_markdown(tmp_path: Path) -> None:
 
     markdown = (tmp_path / "latest.md").read_text()
     for heading in ("## Data change, find-based", "## Data change, aggregate-based", "## File generation",
+                    "## Data change, find-based automation with the change journal on",
                     "## How the figures grow with N", "## A cadence of N automations", "## Dagster overhead per run",
                     "## Targets", "## Machine"):
         assert heading in markdown

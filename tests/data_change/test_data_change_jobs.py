@@ -19,6 +19,7 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change import jobs
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, mapping_keys
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
@@ -49,7 +50,7 @@ def run_job(
     cadence: Cadence, mongo: MongoResource, *, tick: datetime | None = TICK, run_config: dict[str, Any] | None = None
 ) -> ExecuteInProcessResult:
     return DATA_CHANGE_JOBS[cadence].execute_in_process(
-        resources={"mongo": mongo, "clock": RunClock()},
+        resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
         run_config=run_config,
         tags=run_stamp_tags(tick) if tick else None,
         raise_on_error=False,
@@ -99,7 +100,8 @@ def test_a_misspelt_cadence_is_warned_about_not_silently_ignored(mongo: MongoRes
     mongo_db.dataupdateconfigs.insert_many([automation("Typo", "hourly"), automation("Fine")])
     with DagsterInstance.ephemeral() as instance:
         result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, tags=run_stamp_tags(TICK)
+            resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()}, instance=instance,
+            tags=run_stamp_tags(TICK),
         )
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert set(outputs(result)) == {"fine"}
@@ -267,7 +269,8 @@ def test_a_run_index_the_server_refuses_is_warned_about_and_the_automations_stil
     mongo_db.dataupdateconfigs.insert_one(automation("Still Applied"))
     with DagsterInstance.ephemeral() as instance:
         result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, tags=run_stamp_tags(TICK)
+            resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()}, instance=instance,
+            tags=run_stamp_tags(TICK),
         )
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert result.success

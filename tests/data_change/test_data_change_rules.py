@@ -12,6 +12,7 @@ from bson.int64 import Int64
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.rules import (
     InvalidAutomationError,
+    Limit,
     Matching,
     UpdateType,
     config_hash,
@@ -242,3 +243,26 @@ def test_the_config_hash_ignores_key_order_and_sees_every_value_and_type() -> No
     changed_value["_id"] = document["_id"]
     hashes = {config_hash(d) for d in (document, changed_value, changed_type, other_int)}
     assert len(hashes) == 4
+
+
+@pytest.mark.parametrize(
+    ("stored", "limit", "documents_of_1000"),
+    [
+        (5000, Limit(5000, None), 5000), (Int64(20), Limit(20, None), 20), (250.0, Limit(250, None), 250),
+        ("5%", Limit(None, 5.0), 50), ("0.5 %", Limit(None, 0.5), 5), ("120, 10%", Limit(120, 10.0), 100),
+        ("10%,50", Limit(50, 10.0), 50),
+    ],
+)
+def test_max_documents_is_a_number_a_percentage_or_both(stored: Any, limit: Limit, documents_of_1000: int) -> None:
+    assert parse_automation(config(maxDocuments=stored)).max_documents == limit
+    assert limit.documents(1000) == documents_of_1000
+
+
+def test_without_max_documents_the_old_schema_has_no_limit_of_its_own() -> None:
+    assert parse_automation(config()).max_documents is None
+
+
+@pytest.mark.parametrize("stored", [0, -5, 2.5, True, "", "lots", "5,000", "0%", "101%", "5%, 6%", "1, 2", None])
+def test_a_bad_max_documents_is_named_with_the_syntax(stored: Any) -> None:
+    (problem,) = problems_of(config(maxDocuments=stored))
+    assert problem.startswith("maxDocuments: must be a whole number of at least 1, a percentage of the collection")

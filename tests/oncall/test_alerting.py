@@ -23,6 +23,7 @@ from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG, ROOT
 from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.oncall.alerting import (
@@ -80,7 +81,8 @@ class Daemon:
 
 def run_hourly(instance: DagsterInstance, mongo: MongoResource, **tags: str) -> str:
     result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-        instance=instance, resources={"mongo": mongo, "clock": RunClock()}, tags=tags or None, raise_on_error=False
+        instance=instance, resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
+        tags=tags or None, raise_on_error=False,
     )
     return result.run_id
 

@@ -93,4 +93,4 @@ def test_a_config_checks_run_ends_with_its_passed_and_failed_checks(
 ) -> None:
     insert_broken_automation(seeded)
     lines = execute("config_checks_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
-    assert summary(lines) == "checks 2 passed, 1 failed (dataupdateconfigs:automations_are_valid)"
+    assert summary(lines) == "checks 3 passed, 1 failed (dataupdateconfigs:automations_are_valid)"

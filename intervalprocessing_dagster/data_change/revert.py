@@ -1,0 +1,274 @@
+"""``revert_automation_run_job``: put back what one run's automations changed, from the change journal.
+
+An automation with a wrong rule used to be undone only by a point-in-time restore of the whole cluster, losing every
+other change since. This job reads the run's pages of ``automationchanges`` (``journal.py``) and restores each
+journaled value, only where the document still holds exactly what the automation wrote. A document anyone changed
+since is left as it is and reported as a conflict: counted in the step's metadata, each one named in its logs.
+
+What "the run" covers: the cadence tick the given run stands for. A run, its step retries, its re-executions and the
+daemon's run retries share one root run and one stamp (``runs/clock.py``), and each of them journals what it changed
+under that root, so any of their ids reverts the changes they made together. ``automations`` narrows it to some
+automations by name.
+
+Order: the newest page first, so when two automations changed the same document in that run (one sets a status the
+next one selects on), the later change is undone before the earlier one, each against the state it produced.
+
+A dry run (the default) reads and classifies every journaled document, writes nothing (not even journal
+bookkeeping), and reports per automation what it would restore, with a sample of the values now and after. A real
+revert journals its own writes like any run (pages marked ``revertOf``), so it can itself be reverted: give its run
+id. After a revert that reports no conflicts, every document equals its state before the reverted run (field order
+aside). A run of the group that has not finished yet is not reverted: the step fails and says which one.
+
+Launch it from the UI (**Jobs → revert_automation_run_job → Launchpad**) with ``ops: {revert_automation_run: {config:
+{run_id: <id>}}}``, first as a dry run; README "Undo an automation run" walks through it.
+"""
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import json_util
+from bson.json_util import RELAXED_JSON_OPTIONS
+from dagster import (
+    Config,
+    Failure,
+    MetadataValue,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    Output,
+    in_process_executor,
+    job,
+    op,
+)
+from dagster._core.errors import DagsterRunNotFoundError
+from pydantic import Field
+from pymongo.database import Database
+
+from intervalprocessing_dagster.data_change.changes import (
+    ALREADY,
+    RESTORE,
+    change_from_document,
+    projection_of,
+    restore_document,
+)
+from intervalprocessing_dagster.data_change.journal import (
+    JOURNAL_COLLECTION,
+    WRITING,
+    ChangeJournal,
+    PlannedWrite,
+    read_documents,
+    resolve_page,
+)
+from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.runs.clock import RunClock
+
+# Conflicts named per log line (a revert may find thousands; each is named, in lines of this many).
+_CONFLICTS_PER_LINE = 20
+
+
+class RevertConfig(Config):
+    """Run config of ``revert_automation_run``."""
+
+    run_id: str = Field(description="Id of the run whose changes to undo (any run of its group: the run, a retry or "
+                                    "a re-execution; all of them are undone together).")
+    automations: list[str] = Field(default_factory=list,
+                                   description="Names of the automations to undo; empty: every one the run changed.")
+    dry_run: bool = Field(default=True, description="Only count and show what would be restored; write nothing.")
+    sample_size: int = Field(default=3, ge=0, description="Documents shown per automation, values now and after.")
+
+
+@dataclass
+class AutomationRevert:
+    """One automation's part of a revert: documents it journaled, and what became of each."""
+
+    journaled: int = 0
+    restored: int = 0
+    already: int = 0
+    conflicts: int = 0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def metadata(self, dry_run: bool) -> dict[str, Any]:
+        return {
+            "journaled": self.journaled, "would restore" if dry_run else "restored": self.restored,
+            "already as before": self.already, "conflicts": self.conflicts,
+        }
+
+
+def revert_run(
+    database: Database,
+    root_run_id: str,
+    automations: list[str],
+    *,
+    dry_run: bool,
+    journal_for: Callable[[Mapping[str, Any]], ChangeJournal],
+    sample_size: int,
+    log: Callable[[str], None],
+) -> dict[str, AutomationRevert]:
+    """Undo (or, in a dry run, classify) the journaled changes of the run group ``root_run_id``, newest page first;
+    ``journal_for(page)`` journals the restoring writes of one page's automation."""
+    pages = database[JOURNAL_COLLECTION]
+    selection: dict[str, Any] = {"rootRunId": root_run_id}
+    if automations:
+        selection["automation"] = {"$in": automations}
+    if not dry_run:  # pages a died attempt left in doubt are settled first, by reading their documents back
+        for page in pages.find({**selection, "state": WRITING}):
+            resolve_page(database, page)
+    reports: dict[str, AutomationRevert] = {}
+    for page in pages.find(selection, sort=[("_id", -1)], batch_size=1):
+        report = reports.setdefault(page["automation"], AutomationRevert())
+        conflicts = _revert_page(database, page, report, dry_run=dry_run, journal_for=journal_for,
+                                 sample_size=sample_size)
+        report.conflicts += len(conflicts)
+        for line in _lines(conflicts):
+            log(f"conflicts, left as they are ({page['automation']}, {page['collection']}): {line}")
+    return reports
+
+
+def _revert_page(
+    database: Database, page: Mapping[str, Any], report: AutomationRevert, *, dry_run: bool,
+    journal_for: Callable[[Mapping[str, Any]], ChangeJournal], sample_size: int,
+) -> list[str]:
+    """Undo one page; the conflicts found, each naming its document and why."""
+    collection = database[page["collection"]]
+    conflicts: list[str] = []
+    changes: dict[Any, list[Any]] = {}
+    for entry in page["documents"]:
+        report.journaled += 1
+        if entry.get("unconfirmed"):
+            conflicts.append(f"_id {entry['_id']}: it changed while the automation wrote it, so the journal cannot "
+                             "say whether the automation's value is the one it holds")
+        else:
+            changes[entry["_id"]] = [change_from_document(change) for change in entry["changes"]]
+    paths = [change.path for listed in changes.values() for change in listed]
+    current = {doc["_id"]: doc for doc in read_documents(collection, list(changes), projection_of(paths), [])}
+    writes: list[PlannedWrite] = []
+    for document_id, recorded in changes.items():
+        document = current.get(document_id)
+        if document is None:
+            conflicts.append(f"_id {document_id}: the document no longer exists")
+            continue
+        restoration = restore_document(recorded, document)
+        if restoration.state == RESTORE:
+            writes.append(PlannedWrite(document_id, restoration.changes, restoration.update, [], restoration.pins))
+            if len(report.samples) < sample_size:
+                report.samples.append({"_id": document_id, "now and after": [c.to_document()
+                                                                             for c in restoration.changes]})
+        elif restoration.state == ALREADY:
+            report.already += 1
+        else:
+            conflicts.append(f"_id {document_id}: {restoration.reason}")
+    if dry_run:
+        report.restored += len(writes)
+        return conflicts
+    outcome = journal_for(page).write(collection, writes, [])
+    report.restored += outcome.written
+    conflicts += [f"_id {document_id}: {reason}" for document_id, reason in outcome.refused]
+    conflicts += [f"_id {document_id}: it changed while being restored" for document_id in outcome.skipped]
+    if outcome.unconfirmed:
+        conflicts.append(f"{outcome.unconfirmed} document(s) changed as they were restored; their restoration is "
+                         "journaled, flagged unconfirmed")
+    return conflicts
+
+
+def _lines(items: list[str]) -> Iterator[str]:
+    for start in range(0, len(items), _CONFLICTS_PER_LINE):
+        yield "; ".join(items[start:start + _CONFLICTS_PER_LINE])
+
+
+@op(
+    name="revert_automation_run",
+    out=Out(Nothing),
+    description="Restores what a run's automations changed, from the change journal, where nothing changed since "
+    "(a dry run by default).",
+)
+def revert_automation_run(
+    context: OpExecutionContext, config: RevertConfig, mongo: MongoResource, clock: RunClock
+) -> Output[None]:
+    database = mongo.database()
+    root_run_id = _run_group_root(context, database, config.run_id)
+    stamp = clock.stamp(context)
+    if not config.dry_run and (context.retry_number > 0 or context.run.parent_run_id is not None):
+        # This revert's own earlier attempt may have left a page in doubt: settle it before reading the state.
+        for page in database[JOURNAL_COLLECTION].find({"rootRunId": context.run.root_run_id or context.run_id,
+                                                       "state": WRITING}):
+            resolve_page(database, page)
+    known = database[JOURNAL_COLLECTION].distinct("automation", {"rootRunId": root_run_id})
+    unknown = sorted(set(config.automations) - set(known))
+    if unknown:
+        raise Failure(
+            f"run {config.run_id} journaled no change for {', '.join(map(repr, unknown))}; it journaled changes for: "
+            + (", ".join(map(repr, sorted(known))) or "no automation (it changed nothing, or its journal expired)")
+        )
+
+    def journal_for(page: Mapping[str, Any]) -> ChangeJournal:
+        return ChangeJournal.for_step(
+            context, database, automation=page["automation"], config_id=page["configId"],
+            config_hash=page["configHash"], stamp=stamp, history_days=mongo.history_days, revert_of=root_run_id,
+        )
+
+    reports = revert_run(
+        database, root_run_id, config.automations, dry_run=config.dry_run, journal_for=journal_for,
+        sample_size=config.sample_size, log=context.log.warning,
+    )
+    totals = AutomationRevert(
+        journaled=sum(r.journaled for r in reports.values()), restored=sum(r.restored for r in reports.values()),
+        already=sum(r.already for r in reports.values()), conflicts=sum(r.conflicts for r in reports.values()),
+    )
+    verb = "would restore" if config.dry_run else "restored"
+    context.log.info(
+        f"Revert of run group {root_run_id}{' (dry run: nothing written)' if config.dry_run else ''}: "
+        f"{totals.journaled} journaled document(s), {verb} {totals.restored}, {totals.already} already as before, "
+        f"{totals.conflicts} conflict(s)"
+    )
+    metadata: dict[str, Any] = {
+        "reverted_run_group": root_run_id, "dry_run": config.dry_run, **totals.metadata(config.dry_run),
+        "by_automation": MetadataValue.md(_table(reports, config.dry_run)),
+    }
+    for name, report in reports.items():
+        if report.samples:
+            metadata[f"sample: {name}"] = MetadataValue.json(
+                json.loads(json_util.dumps(report.samples, json_options=RELAXED_JSON_OPTIONS))
+            )
+    return Output(None, metadata=metadata)
+
+
+def _run_group_root(context: OpExecutionContext, database: Database, run_id: str) -> str:
+    """The root run of ``run_id``'s group, once every run of the group has finished."""
+    try:
+        group = context.instance.get_run_group(run_id)
+    except DagsterRunNotFoundError:
+        group = None
+    if group is None:
+        # Not in this instance (its history was deleted, or it ran elsewhere): its id may still be a root the
+        # journal knows.
+        if database[JOURNAL_COLLECTION].find_one({"rootRunId": run_id}, {"_id": 1}) is None:
+            raise Failure(f"no run {run_id} in this Dagster instance and no journaled change under that id: check "
+                          "the run id (the UI's run page shows it)")
+        return run_id
+    root_run_id, runs = group
+    unfinished = [run for run in runs if not run.is_finished]
+    if unfinished:
+        raise Failure(
+            "not reverted: " + ", ".join(f"run {run.run_id} is {run.status.value}" for run in unfinished)
+            + "; revert once every run of the group has finished"
+        )
+    return root_run_id
+
+
+def _table(reports: Mapping[str, AutomationRevert], dry_run: bool) -> str:
+    verb = "would restore" if dry_run else "restored"
+    rows = [f"| automation | journaled | {verb} | already as before | conflicts |", "|---|---:|---:|---:|---:|"]
+    rows += [f"| {name} | {r.journaled} | {r.restored} | {r.already} | {r.conflicts} |" for name, r in reports.items()]
+    return "\n".join(rows)
+
+
+@job(
+    name="revert_automation_run_job",
+    description="Undoes what one run's automations changed (from the change journal), where nothing changed since; "
+    "a dry run unless dry_run: false.",
+    executor_def=in_process_executor,
+)
+def revert_automation_run_job() -> None:
+    revert_automation_run()

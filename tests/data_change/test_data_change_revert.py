@@ -1,0 +1,259 @@
+"""``revert_automation_run_job`` executed by Dagster on SecantusDB: a dry run by default, documents restored equal,
+conflicts named and left alone, the run group (retries, re-executions, a killed run) undone together.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    ExecuteInProcessResult,
+    ReexecutionOptions,
+    execute_job,
+    reconstructable,
+)
+from dagster._serdes import serialize_value
+from pymongo.database import Database
+
+from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change.guard import AutomationGuard
+from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
+from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION, WRITING
+from intervalprocessing_dagster.data_change.revert import revert_automation_run_job
+from intervalprocessing_dagster.definitions import build_definitions
+from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.runs.clock import RunClock
+from intervalprocessing_dagster.settings import Settings
+from tests.data_change.test_data_change_cadence_run import (  # noqa: F401 - cadence_db and instance are fixtures
+    cadence_db,
+    hourly_data_change_job,
+    instance,
+    note_automation,
+)
+from tests.data_change.test_data_change_jobs import automation
+
+CLOSE = [{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}]
+
+
+def snapshot(db: Database, *collections: str) -> dict[str, dict[Any, dict[str, Any]]]:
+    return {name: {doc["_id"]: doc for doc in db[name].find()} for name in collections}
+
+
+def apply(cadence: Cadence, mongo: MongoResource, instance: DagsterInstance) -> str:
+    result = DATA_CHANGE_JOBS[cadence].execute_in_process(
+        resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()}, instance=instance,
+        raise_on_error=False,
+    )
+    return result.run_id
+
+
+def revert(mongo: MongoResource, instance: DagsterInstance, run_id: str, **config: Any) -> ExecuteInProcessResult:
+    return revert_automation_run_job.execute_in_process(
+        resources={"mongo": mongo, "clock": RunClock()}, instance=instance, raise_on_error=False,
+        run_config={"ops": {"revert_automation_run": {"config": {"run_id": run_id, **config}}}},
+    )
+
+
+def output(result: ExecuteInProcessResult) -> dict[str, Any]:
+    (event,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_OUTPUT]
+    return {key: value.value for key, value in event.event_specific_data.metadata.items()}
+
+
+def failure(result: ExecuteInProcessResult) -> str:
+    (event,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    return event.step_failure_data.user_failure_data.description
+
+
+def logs(instance: DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
+
+
+@pytest.fixture()
+def two_automations(mongo_db: Database) -> Database:
+    mongo_db.audits.insert_many([{"_id": n, "status": "Open", "notes": [{"text": "seed"}]} for n in range(4)])
+    mongo_db.dataupdateconfigs.insert_many([
+        automation("Close Open Audits", singleFieldUpdateElements=CLOSE, arrayObjectFieldUpdateElements=[]),
+        automation("Note Closed Audits", query="{ status: 'Closed' }"),  # runs after it, on what it changed
+    ])
+    return mongo_db
+
+
+def test_a_revert_is_a_dry_run_by_default_with_counts_and_a_sample(
+    mongo: MongoResource, two_automations: Database
+) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        run_id = apply(Cadence.HOURLY, mongo, instance)
+        changed = snapshot(two_automations, "audits", JOURNAL_COLLECTION)
+        result = revert(mongo, instance, run_id)
+    assert result.success
+    metadata = output(result)
+    assert {key: metadata[key] for key in ("dry_run", "journaled", "would restore", "already as before",
+                                           "conflicts")} == {
+        "dry_run": True, "journaled": 8, "would restore": 8, "already as before": 0, "conflicts": 0}
+    assert "| Close Open Audits | 4 | 4 | 0 | 0 |" in metadata["by_automation"]
+    (first, *_) = metadata["sample: Close Open Audits"]
+    assert first["now and after"] == [{"kind": "set", "path": "status", "before": "Closed", "after": "Open"}]
+    assert snapshot(two_automations, "audits", JOURNAL_COLLECTION) == changed  # nothing written, journal included
+
+
+def test_a_revert_restores_equal_documents_and_names_each_conflict_in_its_logs(
+    mongo: MongoResource, two_automations: Database
+) -> None:
+    before = snapshot(two_automations, "audits")
+    with DagsterInstance.ephemeral() as instance:
+        run_id = apply(Cadence.HOURLY, mongo, instance)
+        two_automations.audits.update_one({"_id": 2}, {"$set": {"status": "Escalated"}})  # a person, since
+        result = revert(mongo, instance, run_id, dry_run=False)
+        messages = logs(instance, result.run_id)
+    metadata = output(result)
+    assert (metadata["restored"], metadata["conflicts"]) == (7, 1)
+    assert any("conflicts, left as they are (Close Open Audits, audits): _id 2: status is now 'Escalated', the "
+               "automation wrote 'Closed'" in message for message in messages)
+    assert any(message.startswith(f"Revert of run group {run_id}: 8 journaled document(s), restored 7") for message
+               in messages)
+    after = snapshot(two_automations, "audits")["audits"]
+    assert after[2] == {"_id": 2, "status": "Escalated", "notes": [{"text": "seed"}]}  # its note was undone, too
+    assert {i: after[i] for i in (0, 1, 3)} == {i: before["audits"][i] for i in (0, 1, 3)}
+
+
+def test_a_revert_can_be_narrowed_to_automations_and_names_the_ones_it_does_not_know(
+    mongo: MongoResource, two_automations: Database
+) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        run_id = apply(Cadence.HOURLY, mongo, instance)
+        unknown = revert(mongo, instance, run_id, automations=["Note Closed Audits", "Typo"], dry_run=False)
+        notes_only = revert(mongo, instance, run_id, automations=["Note Closed Audits"], dry_run=False)
+    assert failure(unknown) == (f"run {run_id} journaled no change for 'Typo'; it journaled changes for: "
+                                "'Close Open Audits', 'Note Closed Audits'")
+    assert output(notes_only)["restored"] == 4
+    audits = list(two_automations.audits.find())
+    assert {a["status"] for a in audits} == {"Closed"} and all(a["notes"] == [{"text": "seed"}] for a in audits)
+
+
+def test_the_readmes_launchpad_config_reverts_a_run(mongo: MongoResource, mongo_db: Database) -> None:
+    """README "Undo an automation run": the run config an on-call engineer pastes into the Launchpad, as written."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Undo an automation run", 1)[1]
+    example = yaml.safe_load(textwrap.dedent(section.split("```yaml", 1)[1].split("```", 1)[0]))
+    seed_demo_data(mongo_db)
+    with DagsterInstance.ephemeral() as instance:
+        run_id = apply(Cadence.HOURLY, mongo, instance)
+        example["ops"]["revert_automation_run"]["config"]["run_id"] = run_id
+        result = revert_automation_run_job.execute_in_process(
+            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, run_config=example)
+    metadata = output(result)
+    assert metadata["dry_run"] is True and metadata["would restore"] == 2  # the two escalated audits
+
+
+def test_an_unknown_run_or_one_still_running_is_not_reverted(mongo: MongoResource, mongo_db: Database) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        unknown = revert(mongo, instance, "no-such-run")
+        running = instance.create_run_for_job(DATA_CHANGE_JOBS[Cadence.HOURLY], status=DagsterRunStatus.STARTED)
+        still_going = revert(mongo, instance, running.run_id)
+    assert failure(unknown).startswith("no run no-such-run in this Dagster instance and no journaled change")
+    assert failure(still_going) == (f"not reverted: run {running.run_id} is STARTED; revert once every run of the "
+                                    "group has finished")
+
+
+def test_every_demo_cadence_reverted_gives_back_the_demo_data(mongo: MongoResource, mongo_db: Database) -> None:
+    """Every update type of the demo automations, find and aggregate, single fields and array elements."""
+    seed_demo_data(mongo_db)
+    before = snapshot(mongo_db, "audits", "medicalrecordrequests")
+    with DagsterInstance.ephemeral() as instance:
+        runs = [apply(cadence, mongo, instance) for cadence in Cadence]
+        assert snapshot(mongo_db, "audits", "medicalrecordrequests") != before
+        for run_id in reversed(runs):
+            metadata = output(revert(mongo, instance, run_id, dry_run=False))
+            assert metadata["conflicts"] == 0 and metadata["restored"] == metadata["journaled"] > 0
+    assert snapshot(mongo_db, "audits", "medicalrecordrequests") == before
+
+
+def revert_job_of_the_code_location() -> Any:
+    return build_definitions(Settings.from_env()).get_job_def("revert_automation_run_job")
+
+
+def test_a_run_killed_mid_write_and_re_executed_journals_each_change_once_and_reverts_as_one(
+    instance: DagsterInstance, cadence_db: Database, tmp_path: Path
+) -> None:
+    """The run worker is killed (SIGKILL-like: ``os._exit``) after its first batch was written and before its journal
+    page was confirmed; run monitoring fails the run; a re-execution from failure settles the page in doubt, applies
+    the rest, and journals nothing twice. Reverting the original run undoes both runs."""
+    cadence_db.audits.insert_many([{"group": 0, "n": n, "notes": []} for n in range(5)])
+    cadence_db.dataupdateconfigs.insert_one(note_automation(0))
+    before = snapshot(cadence_db, "audits")
+    ref = tmp_path / "instance-ref"
+    ref.write_text(serialize_value(instance.get_ref()))
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os
+        from dagster import DagsterInstance, execute_job, reconstructable
+        from dagster._serdes import deserialize_value
+        from intervalprocessing_dagster.data_change import journal
+        from tests.data_change.test_data_change_cadence_run import hourly_data_change_job
+
+        write = journal._write
+        def write_then_die(*args, **kwargs):
+            write(*args, **kwargs)
+            os._exit(137)  # the data is written, the page still says "writing"
+        journal._write = write_then_die
+        instance = DagsterInstance.from_ref(deserialize_value(open({str(ref)!r}).read()))
+        execute_job(reconstructable(hourly_data_change_job), instance=instance,
+                    run_config={{"ops": {{"apply_automation": {{"config": {{"batch_size": 2}}}}}}}})
+    """)], cwd=Path(__file__).parents[2], env=os.environ, capture_output=True, text=True, timeout=240)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    (run,) = instance.get_runs()
+    assert cadence_db[JOURNAL_COLLECTION].find_one()["state"] == WRITING
+    assert cadence_db.audits.count_documents({"notes.0": {"$exists": True}}) == 2
+    instance.report_run_failed(run)  # what run monitoring does with a run whose worker died
+
+    retry = execute_job(reconstructable(hourly_data_change_job), instance=instance,
+                        reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance))
+
+    assert retry.success
+    assert cadence_db.audits.count_documents({"notes": {"$size": 1}}) == 5
+    pages = list(cadence_db[JOURNAL_COLLECTION].find().sort("_id", 1))
+    assert {page["state"] for page in pages} == {"written"} and {page["rootRunId"] for page in pages} == {run.run_id}
+    journaled = [entry["_id"] for page in pages for entry in page["documents"]]
+    assert sorted(journaled) == sorted(before["audits"]) and len(journaled) == 5  # each change once
+
+    reverted = revert_job_of_the_code_location().execute_in_process(
+        instance=instance, run_config={"ops": {"revert_automation_run": {"config": {
+            "run_id": run.run_id, "dry_run": False}}}})
+    assert output(reverted)["restored"] == 5
+    assert snapshot(cadence_db, "audits") == before
+
+
+def test_the_revert_of_any_run_of_a_group_undoes_the_whole_group(
+    instance: DagsterInstance, cadence_db: Database
+) -> None:
+    """A failed automation re-executed from failure after an operator fixed the data: reverting the first run, or
+    the re-execution, undoes the changes of both."""
+    cadence_db.audits.insert_many([{"group": 0, "notes": []}, {"group": 1, "notes": "not an array"}])
+    cadence_db.dataupdateconfigs.insert_many([note_automation(0), note_automation(1)])
+    job = reconstructable(hourly_data_change_job)
+    first = execute_job(job, instance=instance)
+    cadence_db.audits.update_one({"group": 1}, {"$set": {"notes": []}})  # the operator's fix stays
+    fixed = {"audits": {doc["_id"]: {**doc, "notes": []} for doc in cadence_db.audits.find()}}
+    retry = execute_job(job, instance=instance, reexecution_options=ReexecutionOptions.from_failure(first.run_id,
+                                                                                                     instance))
+    assert not first.success and retry.success
+
+    dry = revert_job_of_the_code_location().execute_in_process(
+        instance=instance, run_config={"ops": {"revert_automation_run": {"config": {"run_id": retry.run_id}}}})
+    assert (output(dry)["reverted_run_group"], output(dry)["would restore"]) == (first.run_id, 2)
+    revert_job_of_the_code_location().execute_in_process(
+        instance=instance, run_config={"ops": {"revert_automation_run": {"config": {
+            "run_id": first.run_id, "dry_run": False}}}})
+    assert snapshot(cadence_db, "audits") == fixed
+    assert isinstance(cadence_db[JOURNAL_COLLECTION].find_one()["stamp"], datetime)
