@@ -31,10 +31,14 @@ from intervalprocessing_dagster.instance.step_outputs import LocalStepOutputs, S
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for this environment, keyed by the names ops and assets ask for."""
     if settings.mongodb_uri_is_set:
-        mongo: MongoResource = MongoResource(uri=EnvVar("MONGODB_URI"), database_name=settings.mongodb_database)
+        mongo: MongoResource = MongoResource(
+            uri=EnvVar("MONGODB_URI"), database_name=settings.mongodb_database,
+            history_days=settings.automation_history_days,
+        )
     else:
         mongo = EmbeddedMongoResource(
-            data_dir=str(settings.embedded_mongo_dir), database_name=settings.mongodb_database
+            data_dir=str(settings.embedded_mongo_dir), database_name=settings.mongodb_database,
+            history_days=settings.automation_history_days,
         )
     if settings.reports_s3_bucket:
         report_store: ReportStore = S3ReportStore(bucket=settings.reports_s3_bucket, prefix=settings.reports_s3_prefix)

@@ -23,6 +23,7 @@ DEFAULT_REPORTS_S3_PREFIX = "GeneratedFiles/"
 DEFAULT_FILE_GENERATION_CRON = "0 3 * * *"
 DEFAULT_LOCAL_DIR = ".intervalprocessing"
 DEFAULT_STEP_OUTPUTS_S3_PREFIX = "dagster/step-outputs/"
+DEFAULT_AUTOMATION_HISTORY_DAYS = 90
 
 
 class SettingsError(ValueError):
@@ -45,6 +46,7 @@ class Settings:
     step_outputs_s3_prefix: str
     alerts_sns_topic_arn: str | None
     webserver_url: str | None
+    automation_history_days: int
 
     @property
     def embedded_mongo_dir(self) -> Path:
@@ -75,6 +77,7 @@ class Settings:
             step_outputs_s3_prefix=_folder(_env(env, "STEP_OUTPUTS_S3_PREFIX") or DEFAULT_STEP_OUTPUTS_S3_PREFIX),
             alerts_sns_topic_arn=_env(env, "ALERTS_SNS_TOPIC_ARN"),
             webserver_url=_env(env, "INTERVALPROCESSING_WEBSERVER_URL"),
+            automation_history_days=_days(env, "AUTOMATION_HISTORY_DAYS", DEFAULT_AUTOMATION_HISTORY_DAYS),
         )
 
 
@@ -82,6 +85,20 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
     """A variable's value, with empty strings treated as unset (as ECS task definitions often leave them)."""
     value = environ.get(name, "").strip()
     return value or None
+
+
+def _days(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of days, at least 1 (a TTL of 0 would delete every record at once)."""
+    raw = _env(environ, name)
+    if raw is None:
+        return default
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise SettingsError(f"{name}={raw!r} is not a whole number of days of at least 1 (default {default})")
+    return days
 
 
 def _folder(prefix: str) -> str:

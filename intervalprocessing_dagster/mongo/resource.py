@@ -34,6 +34,11 @@ class MongoResource(ConfigurableResource):
     database_name: str = Field(default="intervalprocessing", description="Database holding every collection.")
     server_selection_timeout_ms: int = Field(default=20_000, description="How long to wait for a reachable server.")
     socket_timeout_ms: int = Field(default=600_000, description="Longest single server round trip (bulk updates).")
+    history_days: int = Field(
+        default=90, ge=1,
+        description="Days the platform keeps its own records in this database, counted from their run stamp "
+        "(automationruns: a TTL index). Set from AUTOMATION_HISTORY_DAYS.",
+    )
 
     _client: pymongo.MongoClient | None = PrivateAttr(default=None)
 
