@@ -64,10 +64,11 @@ def test_a_data_change_run_ends_with_its_counts_and_failed_automations_even_when
     insert_broken_automation(seeded)
     lines = execute("hourly_data_change_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
     assert "RUN_FAILURE" in lines[-1]
-    assert summary(lines) == "automations 2 applied, 3 matched, 3 modified, 1 failed (broken_rule)"
+    # The failed automation by the name in its document, not its step key.
+    assert summary(lines) == "automations 2 applied, 3 matched, 3 modified, 1 failed ('Broken Rule')"
 
     again = execute("hourly_data_change_job", mongo_uri, seeded.name, tmp_path, FRIDAY)
-    assert summary(again) == "automations 2 applied, 0 matched, 0 modified, 1 failed (broken_rule)"
+    assert summary(again) == "automations 2 applied, 0 matched, 0 modified, 1 failed ('Broken Rule')"
 
 
 def test_a_file_generation_run_ends_with_the_files_it_wrote_and_the_reports_it_skipped(
