@@ -36,9 +36,9 @@ from typing import Any
 
 from bson import json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import OperationFailure
 
 from intervalprocessing_dagster.data_change.execute import ExecutionResult
 from intervalprocessing_dagster.data_change.plan import push_date
@@ -163,28 +163,31 @@ def claim(database: Database, record: RunRecord) -> dict[str, Any] | None:
     """Mark the record ``running`` for ``record``'s try, unless it already ``succeeded`` for this stamp: then return
     that record (the automation is not to be applied again) and change nothing. A dry run always runs.
 
-    One round trip in the usual case: the update matches only a record that has not succeeded, and creates the
-    record if the loader could not; when it has succeeded, that creation collides with the ``_id`` and the server
-    refuses it, which is the answer.
+    One round trip in the usual case (the loader wrote the record): an update that matches only a record that has not
+    succeeded. When it matches nothing, one read says why: succeeded, or no record at all (the loader could not write
+    it), which is then created ``running``. The document and its hash are the loader's and the final write's to set.
     """
+    collection = database[RUNS_COLLECTION]
     record_filter: dict[str, Any] = {"_id": record.record_id}
     if not record.key.dry_run:
         record_filter["status"] = {"$ne": SUCCEEDED}
-    try:
-        database[RUNS_COLLECTION].find_one_and_update(
-            record_filter,
-            {
-                "$set": {**_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
-                         "status": RUNNING, "attempts": record.attempt, "startedAt": record.started_at,
-                         "finishedAt": None, **_outcome(None, None)},
-                "$addToSet": {"runIds": record.run_id},
-            },
-            upsert=True,
-            projection={"_id": 1},
-            return_document=ReturnDocument.AFTER,
-        )
-    except DuplicateKeyError:
-        return database[RUNS_COLLECTION].find_one({"_id": record.record_id})
+    running = {
+        "runId": record.run_id, "mappingKey": record.mapping_key, "automation": record.automation,
+        "status": RUNNING, "attempts": record.attempt, "startedAt": record.started_at, "finishedAt": None,
+        "recordedAt": datetime.now(UTC), **_outcome(None, None),
+    }
+    if collection.update_one(record_filter, {"$set": running, "$addToSet": {"runIds": record.run_id}}).matched_count:
+        return None
+    existing = collection.find_one({"_id": record.record_id})
+    if existing is not None and existing.get("status") == SUCCEEDED and not record.key.dry_run:
+        return existing
+    collection.update_one(
+        {"_id": record.record_id},
+        {"$set": {**_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
+                  **running},
+         "$addToSet": {"runIds": record.run_id}},
+        upsert=True,
+    )
     return None
 
 

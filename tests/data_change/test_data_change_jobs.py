@@ -454,3 +454,26 @@ def test_records_of_the_old_layout_stay_readable_beside_the_ledger(mongo: MongoR
     assert run_job(Cadence.HOURLY, mongo).success
     assert mongo_db[RUNS_COLLECTION].find_one({"_id": old_id}) == {"_id": old_id, **old}
     assert mongo_db[RUNS_COLLECTION].count_documents({"automation": "Kept"}) == 2
+
+
+def test_a_loaded_set_that_cannot_be_recorded_is_warned_about_and_the_automations_still_run(
+    mongo: MongoResource, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pending records are for the closing check; without them each step still creates its own record."""
+    def refuse(*_args: Any) -> None:
+        raise OperationFailure("not authorized on automationruns")
+
+    monkeypatch.setattr(jobs, "record_loaded", refuse)
+    mongo_db.audits.insert_one({"status": "Open", "notes": []})
+    config_id = mongo_db.dataupdateconfigs.insert_one(automation("Unrecorded Load")).inserted_id
+    with DagsterInstance.ephemeral() as instance:
+        result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
+            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, tags=run_stamp_tags(TICK)
+        )
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert result.success
+    assert any("the loaded set is not in automationruns" in message for message in messages)
+    (record,) = mongo_db[RUNS_COLLECTION].find()
+    assert (record["_id"], record["status"], record["runIds"]) == (
+        StampKey("Hourly", TICK, False).record_id(config_id), "succeeded", [result.run_id])
+    assert record["config"] == mongo_db.dataupdateconfigs.find_one()
