@@ -104,6 +104,13 @@ class Cadence:
         env = {**self.env, "DAGSTER_HOME": str(self.worker_home)}
         return Worker(start_worker(env, log, kill, stamp=stamp, reexecute_from=reexecute_from), log)
 
+    def wait_until_applied(self, worker: Worker, stamp: datetime, count: int) -> None:
+        """Until ``count`` automations have succeeded for ``stamp`` (while ``worker`` goes on)."""
+        deadline = time.monotonic() + 120
+        while self.db[RUNS_COLLECTION].count_documents({"stamp": stamp, "status": "succeeded"}) < count:
+            assert worker.running() and time.monotonic() < deadline, worker.output()[-3000:]
+            time.sleep(0.02)
+
     def runs(self, stamp: datetime) -> list[DagsterRun]:
         """The stamp's runs, oldest first: the run its tick started and the re-executions after it (by root run id:
         a re-execution through the Python API carries neither the stamp tag nor Dagster's run-group tag)."""
@@ -337,10 +344,7 @@ def test_a_run_terminated_mid_cadence_then_re_executed_applies_each_automation_o
     which sends the worker SIGTERM (ECS StopTask); the worker turns it into Dagster's interrupt."""
     stamp = FIRST_TICK
     worker = cadence.worker(stamp, None)
-    deadline = time.monotonic() + 120
-    while cadence.db[RUNS_COLLECTION].count_documents({"stamp": stamp, "status": "succeeded"}) < 6:
-        assert worker.running() and time.monotonic() < deadline, worker.output()[-3000:]
-        time.sleep(0.02)
+    cadence.wait_until_applied(worker, stamp, 6)
     (run,) = cadence.runs(stamp)
     cadence.instance.report_run_canceling(run)
     worker.process.terminate()  # SIGTERM
@@ -372,10 +376,7 @@ def test_a_mongodb_restart_in_the_middle_of_a_cadence_is_ridden_out(cadence: Cad
         cadence.env["MONGODB_URI"] = uri
         stamp = FIRST_TICK
         worker = cadence.worker(stamp, None)
-        deadline = time.monotonic() + 120
-        while cadence.db[RUNS_COLLECTION].count_documents({"stamp": stamp, "status": "succeeded"}) < 5:
-            assert worker.running() and time.monotonic() < deadline, worker.output()[-3000:]
-            time.sleep(0.02)
+        cadence.wait_until_applied(worker, stamp, 5)
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
         time.sleep(2)

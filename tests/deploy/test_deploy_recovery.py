@@ -15,14 +15,13 @@ from datetime import datetime
 
 import pymongo
 import pytest
-from dagster import DagsterEventType, DagsterRunStatus
+from dagster import DagsterEventType, DagsterRun, DagsterRunStatus
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster_graphql.test.utils import execute_dagster_graphql
 from pymongo.database import Database
 
 from tests.deploy.conftest import ProductionStack
-from tests.deploy.test_deploy_ecs_production import REEXECUTE, _monitor, _retry_failed_runs
+from tests.deploy.test_deploy_ecs_production import _monitor, _retry_failed_runs
 
 pytestmark = pytest.mark.system
 
@@ -73,7 +72,21 @@ def assert_applied_once(db: Database, tick: datetime, where: str) -> None:
     assert sorted(r["status"] for r in records) == ["succeeded"] * AUTOMATIONS, where
 
 
-def test_a_killed_task_is_retried_by_the_daemon_and_every_automation_applied_once(production_stack) -> None:
+def retried_by_the_daemon(stack: ProductionStack, context: WorkspaceProcessContext, run: DagsterRun) -> DagsterRun:
+    """Run retries, as the daemon's event-log consumer decides and submits them (from failure), then launched."""
+    _retry_failed_runs(context)
+    stack.dequeue(context)
+    retry = stack.runs(context)[-1]
+    assert retry.tags[PARENT_RUN_ID_TAG] == run.run_id
+    return retry
+
+
+def re_executed_in_the_ui(stack: ProductionStack, context: WorkspaceProcessContext, run: DagsterRun) -> DagsterRun:
+    return stack.reexecute_from_failure_as_the_ui_does(context, run.run_id)
+
+
+@pytest.mark.parametrize("recover", [retried_by_the_daemon, re_executed_in_the_ui])
+def test_a_killed_task_is_recovered_and_every_automation_applied_once(production_stack, recover) -> None:
     stack = production_stack
     db = pymongo.MongoClient(stack.mongo_uri, tz_aware=True)[stack.mongo_database]
     add_automations(db)
@@ -81,36 +94,12 @@ def test_a_killed_task_is_retried_by_the_daemon_and_every_automation_applied_onc
         instance = context.instance
         run, tick, k = killed_mid_cadence(stack, context, db)
 
-        _retry_failed_runs(context)  # the daemon's event-log consumer: run retries, from failure
-        stack.dequeue(context)
-        retry = stack.runs(context)[-1]
-        assert retry.tags[PARENT_RUN_ID_TAG] == run.run_id
-        task_arn = retry.tags["ecs/task_arn"]
+        recovery = recover(stack, context, run)
+
+        task_arn = recovery.tags["ecs/task_arn"]
         assert stack.fargate.run(task_arn) == 0, stack.task_outputs[task_arn][-3000:]
-        assert instance.get_run_by_id(retry.run_id).status == DagsterRunStatus.SUCCESS
-        started = {e.step_key for e in instance.all_logs(retry.run_id, of_type=DagsterEventType.STEP_START)}
-    where = f"seed {SEED}: killed after {k} of {AUTOMATIONS} automations"
+        assert instance.get_run_by_id(recovery.run_id).status == DagsterRunStatus.SUCCESS
+        started = {e.step_key for e in instance.all_logs(recovery.run_id, of_type=DagsterEventType.STEP_START)}
+    where = f"seed {SEED}: killed after {k} of {AUTOMATIONS} automations, recovered {recover.__name__}"
     assert len(started) >= AUTOMATIONS - k, where  # every automation that had not succeeded, none left out
     assert_applied_once(db, tick, where)
-
-
-def test_a_killed_task_re_executed_from_failure_in_the_ui_applies_every_automation_once(production_stack) -> None:
-    stack = production_stack
-    db = pymongo.MongoClient(stack.mongo_uri, tz_aware=True)[stack.mongo_database]
-    add_automations(db)
-    with stack.daemon() as context:
-        instance = context.instance
-        run, tick, k = killed_mid_cadence(stack, context, db)
-
-        response = execute_dagster_graphql(
-            context.create_request_context(), REEXECUTE,
-            variables={"params": {"parentRunId": run.run_id, "strategy": "FROM_FAILURE"}},
-        )
-        launched = response.data["launchPipelineReexecution"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-        stack.dequeue(context)
-        reexecution = instance.get_run_by_id(launched["run"]["runId"])
-        task_arn = reexecution.tags["ecs/task_arn"]
-        assert stack.fargate.run(task_arn) == 0, stack.task_outputs[task_arn][-3000:]
-        assert instance.get_run_by_id(reexecution.run_id).status == DagsterRunStatus.SUCCESS
-    assert_applied_once(db, tick, f"seed {SEED}: killed after {k} of {AUTOMATIONS} automations")
