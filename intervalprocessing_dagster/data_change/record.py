@@ -5,7 +5,7 @@ Spec §3.4: nothing recorded that an automation ran, so "did last night's automa
 answer outside CloudWatch. Here each record says what one automation (a ``dataupdateconfigs`` document) did for one
 run stamp of its cadence, whichever Dagster runs took part: the first run, its step retries, a re-execution from
 failure, "Re-execute all", a retry after the worker died. Its ``_id`` is built from cadence, stamp, dry-run flag and
-config ``_id`` (:func:`record_id`), so ``_id``'s own unique index makes two records for one automation and stamp
+config ``_id`` (``StampKey.record_id``), so ``_id``'s own unique index makes two records for one automation and stamp
 impossible without any other index; records of the old layout (one per Dagster run, keyed by an ObjectId) stay
 readable beside them.
 

@@ -45,8 +45,10 @@ from dagster._core.execution.step_dependency_config import StepDependencyConfig
 
 AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
 LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
-# How many automations a summary line or failure message names before "and N more" (the count is always complete).
+# How many automations a summary line or failure message names before "and N more" (the count is always complete),
+# and how much of each name it quotes: the message stays short enough for an alert whatever the documents hold.
 NAMED_AT_MOST = 10
+NAME_QUOTED_UP_TO = 60
 
 
 class AutomationRef(NamedTuple):
@@ -124,7 +126,7 @@ class RunSummary:
         than one document; at most ``NAMED_AT_MOST``, then how many more."""
         ids_per_name = Counter(ref.name for ref in {*self.seen_automations, *automations})
         labels = [
-            repr(ref.name) + (f" (_id {ref.config_id})" if ids_per_name[ref.name] > 1 else "")
+            _quoted(ref.name) + (f" (_id {ref.config_id})" if ids_per_name[ref.name] > 1 else "")
             for ref in automations[:NAMED_AT_MOST]
         ]
         more = len(automations) - len(labels)
@@ -167,6 +169,10 @@ class RunSummary:
 def _number(value: Any) -> int:
     """An int metadata value's number (absent: 0)."""
     return int(value.value) if value is not None and value.value is not None else 0
+
+
+def _quoted(name: str) -> str:
+    return repr(name if len(name) <= NAME_QUOTED_UP_TO else name[: NAME_QUOTED_UP_TO - 1] + "…")
 
 
 def _flag(value: Any) -> bool:

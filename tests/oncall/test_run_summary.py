@@ -15,6 +15,7 @@ import pytest
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from intervalprocessing_dagster.oncall.run_summary import AutomationRef, RunSummary
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 
 REPO = Path(__file__).parents[2]
@@ -95,3 +96,12 @@ def test_a_config_checks_run_ends_with_its_passed_and_failed_checks(
     insert_broken_automation(seeded)
     lines = execute("config_checks_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
     assert summary(lines) == "checks 2 passed, 1 failed (dataupdateconfigs:automations_are_valid)"
+
+
+def test_automations_are_named_briefly_however_many_and_long_their_names() -> None:
+    """Failed and not-run automations by document name, the ``_id`` only where the run saw a name twice; at most ten,
+    each name cut at 60 characters, so the line and the failure message stay alert-sized."""
+    summary = RunSummary(seen_automations={AutomationRef("Twin", "1"), AutomationRef("Twin", "2")})
+    named = summary.named([AutomationRef("x" * 100, "9"), AutomationRef("Twin", "1"),
+                           *(AutomationRef(f"A{i}", str(i)) for i in range(12))])
+    assert named == ("'" + "x" * 59 + "…', 'Twin' (_id 1), " + ", ".join(f"'A{i}'" for i in range(8)) + " and 4 more")
