@@ -36,9 +36,8 @@ from typing import Any
 
 from bson import json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS
-from pymongo import UpdateOne
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from intervalprocessing_dagster.data_change.execute import ExecutionResult
 from intervalprocessing_dagster.data_change.plan import push_date
@@ -57,6 +56,7 @@ TTL_INDEX = "recordedAt_ttl"
 # The server's codes for "an index with this key or name exists with other options" (IndexOptionsConflict,
 # IndexKeySpecsConflict): the TTL window was changed, and collMod moves it.
 _INDEX_CONFLICT_CODES = (85, 86)
+_DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -140,23 +140,30 @@ def ensure_run_record_indexes(database: Database, history_days: int) -> list[str
 
 
 def record_loaded(database: Database, key: StampKey, run_id: str, loaded: Sequence[LoadedAutomation]) -> int:
-    """Write a ``pending`` record for each loaded automation that has none for this stamp yet (one unordered bulk
-    write); an existing record, terminal or not, is left as it is. Returns how many were new."""
+    """Write a ``pending`` record for each loaded automation that has none for this stamp yet; an existing record,
+    terminal or not, is left as it is. Returns how many were new.
+
+    One unordered ``insert_many``: the server refuses the records whose ``_id`` exists (duplicate key), which is the
+    point, and inserts the rest; cheaper than an upsert each (about a quarter of the time on SecantusDB).
+    """
     if not loaded:
         return 0
-    writes = [
-        UpdateOne(
-            {"_id": key.record_id(automation.config.get("_id"))},
-            {"$setOnInsert": {
-                **_identity(key, run_id, automation.mapping_key, automation.name, automation.config),
-                "runIds": [run_id], "status": PENDING, "attempts": 0, "startedAt": None, "finishedAt": None,
-                **_outcome(None, None),
-            }},
-            upsert=True,
-        )
+    records = [
+        {
+            "_id": key.record_id(automation.config.get("_id")),
+            **_identity(key, run_id, automation.mapping_key, automation.name, automation.config),
+            "runIds": [run_id], "status": PENDING, "attempts": 0, "startedAt": None, "finishedAt": None,
+            **_outcome(None, None),
+        }
         for automation in loaded
     ]
-    return database[RUNS_COLLECTION].bulk_write(writes, ordered=False).upserted_count
+    try:
+        return len(database[RUNS_COLLECTION].insert_many(records, ordered=False).inserted_ids)
+    except BulkWriteError as exc:
+        refused = exc.details.get("writeErrors", [])
+        if exc.details.get("writeConcernErrors") or any(error.get("code") != _DUPLICATE_KEY for error in refused):
+            raise
+        return int(exc.details.get("nInserted", 0))
 
 
 def claim(database: Database, record: RunRecord) -> dict[str, Any] | None:
