@@ -118,8 +118,8 @@ def finished_steps(instance: DagsterInstance, parent_run: DagsterRun, producers:
 
 
 def _plan_of(instance: DagsterInstance, run: DagsterRun) -> RemoteExecutionPlan:
-    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id \
-        else None
+    snapshot_id = run.execution_plan_snapshot_id
+    snapshot = instance.get_execution_plan_snapshot(snapshot_id) if snapshot_id else None
     if snapshot is None:  # Dagster's own derivation raised the same a moment ago; kept for the type checker
         raise DagsterExecutionPlanSnapshotNotFoundError(f"Could not load execution plan snapshot for run {run.run_id}")
     return RemoteExecutionPlan(execution_plan_snapshot=snapshot)

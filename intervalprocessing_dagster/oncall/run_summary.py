@@ -210,14 +210,26 @@ class RunSummaryExecutor(Executor):
             for event in self._inner.execute(plan_context, execution_plan):
                 summary.add(event)
                 yield event
-            if self._closing_check is not None:
-                summary.not_run = self._closing_check(plan_context, summary)
+            self._check_closing(plan_context, summary)
         except Exception:
             plan_context.log.info(summary.line())
             raise
         plan_context.log.info(summary.line())
         if summary.not_run:
             raise IncompleteRunError(summary.incomplete_message())
+
+    def _check_closing(self, plan_context: PlanOrchestrationContext, summary: RunSummary) -> None:
+        """Run the job's closing check into ``summary.not_run``. A check that cannot run fails a run that would
+        otherwise be green (it cannot be shown complete); a run that already failed on its steps fails on them, with
+        the check's error as a warning, so the cause a person reads stays the step's."""
+        if self._closing_check is None:
+            return
+        try:
+            summary.not_run = self._closing_check(plan_context, summary)
+        except Exception as exc:
+            if not (summary.failed_automations or summary.failed_steps):
+                raise
+            plan_context.log.warning(f"the closing check could not run: {exc}")
 
     @property
     def retries(self) -> RetryMode:
