@@ -21,8 +21,13 @@ from intervalprocessing_dagster.data_change.rules import (
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
 
+#: The one asset group of the code location: the collections, the configuration and the reports. The UI's global
+#: lineage opens with every group collapsed when there are several (dagster-webserver 1.13), which hid the
+#: ``dataupdateconfigs -> collections -> reports`` chain behind clicks; with one group it is the first thing shown.
+ASSET_GROUP = "intervalprocessing"
+
 DATA_UPDATE_CONFIGS = AssetSpec(
-    CONFIG_COLLECTION, group_name="mongodb", kinds={"mongodb"},
+    CONFIG_COLLECTION, group_name=ASSET_GROUP, kinds={"mongodb"},
     description=f"MongoDB collection `{CONFIG_COLLECTION}`: the data-change automations (one document each).",
 )
 

@@ -160,6 +160,10 @@ def _load_op(cadence: Cadence) -> OpDefinition:
             context.log.info("skipping inactive automations: " + ", ".join(automation_label(d) for d in inactive))
         active = [d for d in documents if d.get("isActive") is not False]
         context.log.info(f"{len(active)} automation(s) to apply for cadence {cadence.value}")
+        # The collection's card in the UI then shows when a run last read it and what it found.
+        context.log_event(AssetObservation(asset_key=CONFIG_COLLECTION, metadata={
+            "cadence": cadence.value, "automations": len(documents), "active": len(active),
+        }))
         keys = mapping_keys([str(d.get("name") or d["_id"]) for d in active])
         tasks = [AutomationTask(cadence, automation_label(document), document) for document in active]
         stamp_key = StampKey(cadence.value, clock.stamp(context), dry_run_of(context.run_config))

@@ -5,8 +5,9 @@ Dagster ``run_failure_sensor``) and publishes, for each failed run, which job fa
 (for a data-change job: each failed automation) with the first line of its error, and a link to the run in the UI.
 
 Which runs: every run of this instance, whatever started it: schedules, the launchpad, and the ``processToRun``
-entry point, whose runs execute in their own process and so carry no code-location origin (hence
-``monitor_all_code_locations``; the deployment has this one location).
+entry point, whose runs execute in their own process (stored as this code location's by ``instance/run_origin.py``,
+but an instance with Dagster's stock storage leaves them without an origin: hence ``monitor_all_code_locations``;
+the deployment has this one location).
 
 Reported once: a run that run retries (``deploy/dagster.yaml`` ``run_retries``) will retry is not reported; its
 retry is a new run, reported if it fails in turn. "Will retry" is what the retry daemon acts on: the

@@ -64,7 +64,7 @@ def test_the_file_passes_dagsters_schema(tmp_path: Path) -> None:
 def test_the_loaded_instance_has_the_production_parts(production_stack) -> None:
     """Loaded the way the daemon loads it, with the contract environment (Postgres + moto)."""
     with DagsterInstance.get() as instance:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.run_storage).__name__ == "CodeLocationPostgresRunStorage"  # instance/run_origin.py
         assert type(instance.event_log_storage).__name__ == "PooledPostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert isinstance(instance.scheduler, DagsterDaemonScheduler)

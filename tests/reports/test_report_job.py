@@ -254,3 +254,22 @@ def test_a_report_failing_mid_stream_leaves_no_object_and_no_record(report_db: D
     assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert sorted(report_db.generatedfiles.distinct("source")) == [
         "DailyActiveMRRInventoryProcessor", "WeeklyMRRInventoryProcessor"]
+
+
+def test_each_report_observes_the_configuration_it_read(report_db: Database, run_reports: RunReports) -> None:
+    """The UI's cards of fileprocessingconfigs and storedqueries show when a report last read them, and what."""
+    observed: dict[str, set[tuple[str, ...]]] = {"fileprocessingconfigs": set(), "storedqueries": set()}
+    for event in run_reports(FRIDAY_NIGHT).all_events:
+        key = event.asset_key.to_user_string() if event.asset_key else None
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION and key in observed:
+            metadata = event.asset_observation_data.asset_observation.metadata
+            observed[key].add(tuple(metadata[name].value for name in sorted(metadata)))
+    processes = {"DailyAuditInventoryProcessor", "DailyActiveMRRInventoryProcessor", "WeeklyAuditInventoryProcessor",
+                 "WeeklyMRRInventoryProcessor"}
+    assert observed["fileprocessingconfigs"] == {(process,) for process in processes}
+    assert {(process, query) for process, query in observed["storedqueries"]} == {
+        ("DailyAuditInventoryProcessor", "dailyAuditInventory"),
+        ("DailyActiveMRRInventoryProcessor", "dailyActiveMRRInventory"),
+        ("WeeklyAuditInventoryProcessor", "weeklyAuditInventory"),
+        ("WeeklyMRRInventoryProcessor", "weeklyMRRInventory"),
+    }
