@@ -212,13 +212,14 @@ def kill_points(rng: random.Random) -> list[KillPoint]:
         k = rng.randrange(AUTOMATIONS)
         return rng.choice([
             KillPoint(f"inside the loader, after its output {k + 1}", "after_event", k + 1, "STEP_OUTPUT", LOADER),
-            KillPoint("before the loader wrote the pending records", "mongo_started", 1, command="update",
+            KillPoint("before the loader wrote the pending records", "mongo_started", 1, command="insert",
                       collection=RUNS_COLLECTION),
             KillPoint("between the loader and the first automation", "after_event", 1, "STEP_SUCCESS", LOADER),
             KillPoint(f"between {name(k)} and the next", "after_event", 1, "STEP_SUCCESS", step(k)),
             KillPoint(f"as {name(k)} starts", "after_event", 1, "STEP_START", step(k)),
-            KillPoint(f"{name(k)} claimed running, nothing applied", "mongo_succeeded", k + 1,
-                      command="findAndModify", collection=RUNS_COLLECTION),
+            # The steps' record writes alternate: the claim (running), then the outcome; 2k + 1 is Auto k's claim.
+            KillPoint(f"{name(k)} claimed running, nothing applied", "mongo_succeeded", 2 * k + 1,
+                      command="update", collection=RUNS_COLLECTION),
             KillPoint(f"inside the update of {name(k)}, before it is sent", "mongo_started", k + 1,
                       command="update", collection="audits"),
             KillPoint(f"inside the update of {name(k)}, applied but unanswered", "mongo_succeeded", k + 1,
