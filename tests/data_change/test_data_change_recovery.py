@@ -1,8 +1,9 @@
 """A killed data-change run is recovered completely, through Dagster's own re-execution (issue 18).
 
 The run worker (``killed_worker.py``: the real job, Dagster's execution, SQLite instance, SecantusDB; forked from a
-process that imported them once) dies with SIGKILL at a chosen point; what run monitoring then does is one call (``report_run_failed``: the daemon's own
-monitoring and retry machinery are driven in ``tests/deploy/test_deploy_recovery.py``), and recovery is Dagster's
+process that imported them once) dies with SIGKILL at a chosen point; what run monitoring then does is one call
+(``report_run_failed``: the daemon's own monitoring and retry machinery are driven in
+``tests/deploy/test_deploy_recovery.py``), and recovery is Dagster's
 re-execution from failure (``ReexecutionOptions.from_failure``, which goes through the same
 ``KnownExecutionState.build_resume_retry_reexecution`` as the daemon's retries and the UI's button) on the project's
 own instance configuration (``dagster.yaml``: ``RecoveringDagsterInstance``). After recovery: every automation
