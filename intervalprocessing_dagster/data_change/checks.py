@@ -36,6 +36,7 @@ DATA_UPDATE_CONFIGS = AssetSpec(
     asset=DATA_UPDATE_CONFIGS.key,
     name="automations_are_valid",
     description="Every automation document passes the validation its data-change step runs first (writes nothing).",
+    blocking=True,  # failed at ERROR, it fails its run too (oncall/config_checks.py says why)
 )
 def automations_are_valid(mongo: MongoResource) -> AssetCheckResult:
     documents = list(mongo.database()[CONFIG_COLLECTION].find({}).sort([("name", 1), ("_id", 1)]))

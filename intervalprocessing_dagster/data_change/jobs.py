@@ -83,7 +83,7 @@ from intervalprocessing_dagster.data_change.rules import (
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
-from intervalprocessing_dagster.oncall.run_summary import with_run_summary
+from intervalprocessing_dagster.oncall.run_summary import AUTOMATION_ID, AUTOMATION_NAME, with_run_summary
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
 # are retried this many times, waiting RETRY_BASE_SECONDS, then twice that, then four times.
@@ -196,7 +196,8 @@ def apply_automation(
     started_at = datetime.now(UTC)
     key = StampKey(task.cadence.value, clock.stamp(context), config.dry_run)
     database = mongo.database()
-    identity = {"automation": task.name, "config_id": str(task.document.get("_id"))}
+    # Which document this is, on the step's output and failure: the run summary and the run-failure alert name it so.
+    identity = {AUTOMATION_NAME: task.name, AUTOMATION_ID: str(task.document.get("_id"))}
 
     def record(status: str, result: ExecutionResult | None = None, error: str | None = None) -> RunRecord:
         return RunRecord(
@@ -249,8 +250,8 @@ def apply_automation(
             deadline=_run_start(context) + task.cadence.work_budget_seconds, dry_run=config.dry_run,
             batch_size=config.batch_size, sample_size=config.sample_size, log=context.log.info,
         )
-    except InvalidAutomationError as exc:
-        raise fail(exc) from exc
+    except InvalidAutomationError as exc:  # the Failure's description is its whole message; its stack says nothing
+        raise fail(exc) from None
     except DocumentWriteErrors as exc:
         raise fail(exc, exc.result) from exc
     except ConnectionFailure as exc:

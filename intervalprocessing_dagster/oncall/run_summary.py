@@ -37,14 +37,22 @@ from typing import Any, NamedTuple
 
 from dagster import DagsterEvent, DagsterEventType, Executor, ExecutorDefinition, multi_or_in_process_executor
 
+# The error a failed blocking check fails its step with; not exported at the top level.
+from dagster._core.errors import DagsterAssetCheckFailedError
+
 # Not exported at the top level, but the types of the public Executor interface's arguments and properties.
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 
+from intervalprocessing_dagster.oncall.console_log import say_each_error_once
+
 AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
 LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
+# The metadata an automation step's output and failure carry (data_change/jobs.py): the document's name and _id.
+AUTOMATION_NAME = "automation"
+AUTOMATION_ID = "config_id"
 # How many automations a summary line or failure message names before "and N more" (the count is always complete),
 # and how much of each name it quotes: the message stays short enough for an alert whatever the documents hold.
 NAMED_AT_MOST = 10
@@ -101,7 +109,7 @@ class RunSummary:
                 self.failed_automations.append(ref)
                 self.seen_automations.add(ref)
                 self.ended_automation_keys.add(automation["key"])
-            else:
+            elif not failed_by_blocking_check(event):  # such a step's check is counted with the failed checks
                 self.failed_steps.append(step_key)
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             self._add_asset_event(event, event.event_specific_data.materialization.metadata)
@@ -166,6 +174,12 @@ class RunSummary:
         return "Run summary: " + "; ".join(parts)
 
 
+def failed_by_blocking_check(event: DagsterEvent) -> bool:
+    """Whether a step failed only because its blocking check failed at ERROR (the config checks are blocking)."""
+    error = event.step_failure_data.error
+    return error is not None and error.cls_name == DagsterAssetCheckFailedError.__name__
+
+
 def _number(value: Any) -> int:
     """An int metadata value's number (absent: 0)."""
     return int(value.value) if value is not None and value.value is not None else 0
@@ -180,9 +194,9 @@ def _flag(value: Any) -> bool:
 
 
 def _automation_ref(metadata: Mapping[str, Any], mapping_key: str) -> AutomationRef:
-    """The automation a step's metadata names (``automation``, ``config_id``); its mapping key if it names none (a
-    step that failed before its own code ran)."""
-    name, config_id = metadata.get("automation"), metadata.get("config_id")
+    """The automation a step's metadata names (``AUTOMATION_NAME``, ``AUTOMATION_ID``); its mapping key if it names
+    none (a step that failed before its own code ran)."""
+    name, config_id = metadata.get(AUTOMATION_NAME), metadata.get(AUTOMATION_ID)
     return AutomationRef(
         str(name.value) if name is not None else mapping_key,
         str(config_id.value) if config_id is not None else mapping_key,
@@ -205,6 +219,7 @@ class RunSummaryExecutor(Executor):
         self._closing_check = closing_check
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        say_each_error_once(plan_context.log)  # not run summary work: see console_log.py for why it is here
         summary = RunSummary()
         try:
             for event in self._inner.execute(plan_context, execution_plan):

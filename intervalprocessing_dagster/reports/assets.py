@@ -42,6 +42,7 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from dagster._core.errors import DagsterInvalidPropertyError
 from pydantic import Field
 
 from intervalprocessing_dagster.data_change.checks import ASSET_GROUP
@@ -62,6 +63,10 @@ from intervalprocessing_dagster.runs.clock import RunClock
 # Not "intervalprocessing/cadence": that key is the data-change cadence the run queue limits runs by (deploy/).
 REPORT_CADENCE_TAG = "intervalprocessing/report_cadence"
 FRIDAY = 4
+# Run tags of a scheduled run that stands in for ticks missed while the daemon was down (reports/definitions.py):
+# which ticks, and the missed Friday whose weekly reports this run makes.
+MISSED_TICKS_TAG = "intervalprocessing/missed_ticks"
+WEEKLY_CATCH_UP_TAG = "intervalprocessing/weekly_catch_up"
 
 # Any data-change automation may change these collections (each applied one observes the collection it changed).
 AUTOMATIONS = [CONFIG_COLLECTION]
@@ -169,7 +174,8 @@ def _built_in_asset(report: BuiltInReport) -> AssetsDefinition:
         _observe_configuration(context, process)
         generated = generate_report(db, report_store, process, stamp)
         context.log.info(f"{report.processor} process complete: {generated.rows} rows -> {generated.stored.url}")
-        yield MaterializeResult(metadata=report_metadata(generated, stamp))
+        metadata = {**report_metadata(generated, stamp), **_weekly_catch_up(context, report.processor, report.weekly)}
+        yield MaterializeResult(metadata=metadata)
 
     return _report
 
@@ -211,7 +217,9 @@ def configured_reports(
             continue
         generated.append(report)
         context.log.info(f"{name} process complete: {report.rows} rows -> {report.stored.url}")
-        context.log_event(AssetObservation(asset_key=context.asset_key, metadata=report_metadata(report, stamp)))
+        weekly = process.cadence is ReportCadence.WEEKLY
+        metadata = {**report_metadata(report, stamp), **_weekly_catch_up(context, name, weekly)}
+        context.log_event(AssetObservation(asset_key=context.asset_key, metadata=metadata))
     if failures:
         raise Failure(
             description=f"{len(failures)} configured report(s) failed:\n" + "\n".join(failures),
@@ -232,6 +240,20 @@ def _observe_configuration(context: AssetExecutionContext, process: ReportProces
     context.log_event(AssetObservation(asset_key=FILE_PROCESSING_CONFIGS.key, metadata={"process": process.name}))
     context.log_event(AssetObservation(asset_key=STORED_QUERIES.key,
                                        metadata={"query": process.query_name, "process": process.name}))
+
+
+def _weekly_catch_up(context: AssetExecutionContext, process: str, weekly: bool) -> dict[str, str]:
+    """For a weekly report made by a run that stands in for a missed Friday (``WEEKLY_CATCH_UP_TAG``): says so in
+    the log and in the report's metadata, as its file is named for this run's stamp, not for that Friday."""
+    try:
+        missed_friday = context.run.tags.get(WEEKLY_CATCH_UP_TAG) if weekly else None
+    except DagsterInvalidPropertyError:  # direct invocation (build_asset_context) has no run, so no schedule's tags
+        missed_friday = None
+    if not missed_friday:
+        return {}
+    context.log.warning(f"{process}: the weekly report of the missed Friday tick {missed_friday}, made with this "
+                        "run's data and named for this run's stamp")
+    return {"catches_up_on": missed_friday}
 
 
 def _files_table(reports: list[GeneratedReport]) -> str:

@@ -29,8 +29,10 @@ from pymongo.database import Database
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
 from intervalprocessing_dagster.definitions import build_definitions
+from intervalprocessing_dagster.oncall.alerting import LogAlertChannel
 from intervalprocessing_dagster.runs.clock import run_stamp_tags
 from intervalprocessing_dagster.settings import Settings
+from tests.oncall.test_alerting import Daemon
 
 AUTOMATIONS = 100
 # One database name for every test here: ``execute_job`` loads a reconstructable job once per process and keeps it
@@ -178,20 +180,24 @@ def test_a_second_run_of_a_stamp_says_what_was_already_applied(instance: Dagster
     assert [len(a["notes"]) for a in cadence_db.audits.find()] == [1, 1, 1]
 
 
-def test_a_run_that_loaded_automations_it_did_not_run_fails_naming_them(
-    instance: DagsterInstance, cadence_db: Database
+def test_a_run_that_loaded_automations_it_did_not_run_fails_naming_them_and_so_does_its_alert(
+    instance: DagsterInstance, cadence_db: Database, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Never green while incomplete: here a re-execution of the loader alone (the UI's "Re-execute selected"),
-    after an automation was added, loads it for the stamp and does not run it."""
+    after an automation was added, loads it for the stamp and does not run it. The run-failure alert (logged: no
+    topic, no run retries, as under dagster dev) quotes the failure, names and all."""
     cadence_db.audits.insert_many([{"group": g, "notes": []} for g in range(2)])
     cadence_db.dataupdateconfigs.insert_one(note_automation(0))
     job = reconstructable(hourly_data_change_job)
     first = execute_job(job, instance=instance)
     assert first.success
     cadence_db.dataupdateconfigs.insert_one(note_automation(1))
+    daemon = Daemon(instance, LogAlertChannel())
+    daemon.tick()
 
     loader_only = execute_job(job, instance=instance, reexecution_options=ReexecutionOptions(
         parent_run_id=first.run_id, step_selection=["load_hourly_automations"]))
+    daemon.tick()
 
     assert not loader_only.success
     (failure,) = instance.all_logs(loader_only.run_id, of_type=DagsterEventType.RUN_FAILURE)
@@ -201,3 +207,6 @@ def test_a_run_that_loaded_automations_it_did_not_run_fails_naming_them(
     assert summary_line(instance, loader_only.run_id) == (
         "automations 0 applied, 0 matched, 0 modified, 0 failed, 1 not run ('Cadence Automation 001')"
     )
+    logged = capfd.readouterr().err
+    assert f"Run: {loader_only.run_id}" in logged
+    assert "1 automation(s) loaded for this run's stamp did not run: 'Cadence Automation 001'." in logged

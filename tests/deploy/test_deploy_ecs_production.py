@@ -161,11 +161,7 @@ def test_a_task_that_exits_non_zero_fails_the_run_with_exit_code_and_log_tail_an
         instance = context.instance
         run, task_arn = stack.launch_first_run(context, "hourly_data_change_schedule")
 
-        # The container is killed once the run worker has started the run and said so (out of memory, say).
-        def started(output: str) -> bool:
-            return "RUN_START" in output and instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
-
-        assert stack.fargate.run(task_arn, kill_when=started) == 137
+        assert stack.fargate.run_killed_once_started(task_arn, run.run_id, instance) == 137
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # nobody told Dagster yet
 
         _monitor(context)

@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import boto3
-from dagster import DagsterEventType, ExecuteInProcessResult, RunRequest, build_schedule_context
+from dagster import DagsterEventType, ExecuteInProcessResult, RunRequest, build_schedule_context, instance_for_test
 from pymongo.database import Database
 
 from intervalprocessing_dagster.reports.definitions import build_file_generation_schedule
@@ -82,7 +82,9 @@ def test_schedule_stamps_its_run_with_the_tick_in_the_configured_timezone() -> N
     schedule = build_file_generation_schedule(Settings.from_env({"INTERVALPROCESSING_TIMEZONE": "America/New_York"}))
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 3 * * *", "America/New_York")
     tick = datetime(2024, 3, 15, 3, 0, tzinfo=NEW_YORK)
-    [request] = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=tick)).run_requests
+    with instance_for_test() as instance:
+        context = build_schedule_context(instance, scheduled_execution_time=tick)
+        [request] = schedule.evaluate_tick(context).run_requests
     assert isinstance(request, RunRequest)
     assert datetime.fromisoformat(request.tags[RUN_STAMP_TAG]) == tick
 
