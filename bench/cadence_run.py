@@ -39,9 +39,11 @@ def mark_automations(context: Context) -> None:
 
 
 def cadence_platform(context: Context) -> Work:
-    """One run of the cadence on the instance in ``DAGSTER_HOME``, tagged with its tick as the schedule tags it; the
-    work is what its automation steps reported."""
-    tick = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    """One run of the cadence on the instance in ``DAGSTER_HOME``, tagged with a tick as the schedule tags it; the
+    work is what its automation steps reported. Every run gets its own tick (now): the ``automationruns`` ledger
+    skips an automation already applied for a tick, so runs sharing the hour's tick would measure that skip instead
+    of the work."""
+    tick = datetime.now(UTC)
     with DagsterInstance.get() as instance:
         result = execute_job(reconstructable(hourly_data_change_job), instance=instance, tags=run_stamp_tags(tick))
         events = result.all_events

@@ -80,6 +80,18 @@ def test_a_bad_timezone_is_named() -> None:
         Settings.from_env({"INTERVALPROCESSING_TIMEZONE": "Mars/Olympus"})
 
 
+def test_automation_history_days_reaches_the_mongo_resource_and_a_bad_value_is_named(tmp_path: Path) -> None:
+    assert Settings.from_env({}).automation_history_days == 90
+    local = build_definitions(Settings.from_env({"INTERVALPROCESSING_LOCAL_DIR": str(tmp_path),
+                                                 "AUTOMATION_HISTORY_DAYS": "30"}))
+    assert local.resources["mongo"].history_days == 30
+    production = build_definitions(Settings.from_env({"MONGODB_URI": "set", "AUTOMATION_HISTORY_DAYS": "400"}))
+    assert production.resources["mongo"].history_days == 400
+    for bad in ("0", "-3", "ninety", "1.5"):
+        with pytest.raises(SettingsError, match=f"AUTOMATION_HISTORY_DAYS='{bad}' is not a whole number of days"):
+            Settings.from_env({"AUTOMATION_HISTORY_DAYS": bad})
+
+
 def test_local_parts_keep_step_outputs_on_disk_and_log_alerts(tmp_path: Path) -> None:
     local = build_definitions(Settings.from_env({"INTERVALPROCESSING_LOCAL_DIR": str(tmp_path)}))
     assert isinstance(local.resources["io_manager"], FilesystemIOManager)

@@ -86,7 +86,7 @@ class Cadence(Enum):
 
         No retry strategy: the daemon's default, from failure, works in production because step outputs live in S3
         (``STEP_OUTPUTS_S3_BUCKET``), so a retry's new ECS task loads what the loader read and repeats only the
-        automations that did not finish."""
+        automations that did not finish (all of them: ``instance/reexecution.py``)."""
         return {MAX_RUNTIME_TAG: str(self.max_runtime_seconds), CADENCE_TAG: self.key}
 
     @classmethod

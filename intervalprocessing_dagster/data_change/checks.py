@@ -33,7 +33,6 @@ from dagster import (
     asset_check,
 )
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
 
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.plan import build_plan
@@ -139,11 +138,7 @@ def _observe_changes_since_last_run(
     if not database.list_collection_names(filter={"name": RUNS_COLLECTION}):
         return 0  # no automation has run yet
     runs = database[RUNS_COLLECTION]
-    try:  # one indexed lookup per automation, instead of a scan of the run history (a no-op once it exists)
-        runs.create_index([("configId", 1), ("stamp", -1)], name="configId_stamp")
-    except OperationFailure as exc:
-        context.log.warning(f"{RUNS_COLLECTION} has no index on configId; the last runs are found by a scan: {exc}")
-    changed = []
+    changed = []  # one lookup per automation, on the index the loader ensures (record.ensure_run_record_indexes)
     for document in documents:
         last = runs.find_one({"configId": document.get("_id"), "dryRun": False, "config": {"$exists": True}},
                              sort=[("stamp", -1)])

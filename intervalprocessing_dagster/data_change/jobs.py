@@ -4,7 +4,13 @@ The old app ran a cadence's automations one after another inside one process, an
 all (spec §3.4, §5.6). Here the loader yields one dynamic output per automation, keyed by its name, and
 ``apply_automation`` is mapped over them: each automation is a step in the UI with its own logs, metadata (matched,
 modified, duration) and retries, a failing one does not stop the others, and the run fails at the end listing the
-failed steps, i.e. the automations, by name. Every attempt is also written to ``automationruns`` (``record.py``).
+failed steps, i.e. the automations, by name.
+
+``automationruns`` (``record.py``) is the cadence's ledger for the run stamp: the loader writes a ``pending`` record for
+every automation it loaded, each step claims its record ``running`` and ends it ``succeeded`` or ``failed``, and a
+step whose automation already succeeded for the stamp (in any run of it: a retry, a re-execution, "Re-execute all")
+applies nothing and says so. Once the last step has ended, the executor wrapper runs the closing check
+(``completeness.py``): a run that leaves an automation loaded for its stamp without an outcome fails, naming it.
 
 The steps run in the run worker's own process (``in_process_executor``), one after another in the loader's order
 (by name). Dagster's default executor starts a fresh Python process per step, which imports Dagster and this
@@ -12,9 +18,11 @@ package again: about 1.3 s per automation, against tens of milliseconds of datab
 the options). Sequential is also the old app's order, so automations that touch the same collection still apply
 in name order. What it costs: a crash or memory blow-up of one automation ends the run's process, and so the run;
 the daemon's run retry then resumes from failure in a new task, loading the finished steps' outputs through the
-IO manager (S3 in production), and an automation that had applied before the crash is safe to apply again because
-every plan is idempotent for its run stamp. A step waiting out a ``RetryRequested`` does not hold up the others:
-the executor runs every other ready step and sleeps only when none is left.
+IO manager (S3 in production), with every automation that did not finish re-planned (``instance/reexecution.py``
+puts back the ones Dagster's own plan leaves out); one that had applied before the crash is skipped by the ledger,
+and would be safe to apply again anyway, because every plan is idempotent for its run stamp. A step waiting out a
+``RetryRequested`` does not hold up the others: the executor runs every other ready step and sleeps only when none
+is left.
 
 One factory builds the four jobs; they differ only in which ``runCadence`` they load and in their tags
 (``Cadence.run_tags``: the runtime limit and the one-at-a-time concurrency key).
@@ -47,9 +55,10 @@ from dagster import (
     op,
 )
 from pydantic import Field
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change.completeness import completeness_check, dry_run_of
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, ExecutionResult, execute
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.journal import ChangeJournal
@@ -57,10 +66,15 @@ from intervalprocessing_dagster.data_change.plan import build_plan
 from intervalprocessing_dagster.data_change.record import (
     FAILED,
     RETRYING,
+    RUNNING,
     RUNS_COLLECTION,
     SUCCEEDED,
+    LoadedAutomation,
     RunRecord,
-    ensure_run_record_index,
+    StampKey,
+    claim,
+    ensure_run_record_indexes,
+    record_loaded,
     write_run_record,
 )
 from intervalprocessing_dagster.data_change.rules import (
@@ -72,8 +86,7 @@ from intervalprocessing_dagster.data_change.rules import (
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
-from intervalprocessing_dagster.oncall.alerting import AUTOMATION_ID, AUTOMATION_NAME
-from intervalprocessing_dagster.oncall.run_summary import with_run_summary
+from intervalprocessing_dagster.oncall.run_summary import AUTOMATION_ID, AUTOMATION_NAME, with_run_summary
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
 # are retried this many times, waiting RETRY_BASE_SECONDS, then twice that, then four times.
@@ -126,7 +139,7 @@ def _load_op(cadence: Cadence) -> OpDefinition:
         "automation.",
     )
     def load_automations(
-        context: OpExecutionContext, mongo: MongoResource
+        context: OpExecutionContext, mongo: MongoResource, clock: RunClock
     ) -> Iterator[DynamicOutput[AutomationTask]]:
         valid_cadences = [c.value for c in Cadence]
         database = mongo.database()
@@ -134,13 +147,11 @@ def _load_op(cadence: Cadence) -> OpDefinition:
             configs = database[CONFIG_COLLECTION]
             documents = list(configs.find({"runCadence": cadence.value}).sort([("name", 1), ("_id", 1)]))
             stray = list(configs.find({"runCadence": {"$nin": valid_cadences}}, {"name": 1, "runCadence": 1}))
-            try:
-                ensure_run_record_index(database)
-            except OperationFailure as exc:  # the server refused it: the run log matters less than the automations
-                context.log.warning(f"the automations run, but {RUNS_COLLECTION} has no unique run index: {exc}")
+            # A refused index costs the run history its expiry or a lookup, never the automations their run.
+            for warning in ensure_run_record_indexes(database, mongo.history_days):
+                context.log.warning(f"the automations run, but {warning}")
         except ConnectionFailure as exc:
-            wait = RETRY_BASE_SECONDS * 2**context.retry_number
-            raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from exc
+            raise _retry_later(context, exc) from exc
         if stray:
             context.log.warning(
                 f"these automations never run, their runCadence is not one of {', '.join(valid_cadences)} "
@@ -157,8 +168,20 @@ def _load_op(cadence: Cadence) -> OpDefinition:
             "cadence": cadence.value, "automations": len(documents), "active": len(active),
         }))
         keys = mapping_keys([str(d.get("name") or d["_id"]) for d in active])
-        for key, document in zip(keys, active, strict=True):
-            yield DynamicOutput(AutomationTask(cadence, automation_label(document), document), mapping_key=key)
+        tasks = [AutomationTask(cadence, automation_label(document), document) for document in active]
+        stamp_key = StampKey(cadence.value, clock.stamp(context), dry_run_of(context.run_config))
+        try:
+            loaded = [LoadedAutomation(key, task.name, task.document) for key, task in zip(keys, tasks, strict=True)]
+            record_loaded(database, stamp_key, context.run_id, loaded)
+        except ConnectionFailure as exc:
+            raise _retry_later(context, exc) from exc
+        except PyMongoError as exc:  # the automations still run and record themselves; only the check loses them
+            context.log.warning(
+                f"the automations run, but the loaded set is not in {RUNS_COLLECTION}, so a run that ends without "
+                f"some of them cannot name them: {exc}"
+            )
+        for key, task in zip(keys, tasks, strict=True):
+            yield DynamicOutput(task, mapping_key=key)
 
     return load_automations
 
@@ -175,36 +198,54 @@ def apply_automation(
     guard: AutomationGuard, task: AutomationTask,
 ) -> Output[None]:
     started_at = datetime.now(UTC)
-    stamp = clock.stamp(context)
+    key = StampKey(task.cadence.value, clock.stamp(context), config.dry_run)
     database = mongo.database()
+    # Which document this is, on the step's output and failure: the run summary and the run-failure alert name it so.
+    identity = {AUTOMATION_NAME: task.name, AUTOMATION_ID: str(task.document.get("_id"))}
 
-    def record(status: str, result: ExecutionResult | None = None, error: str | None = None) -> None:
-        write_run_record(
-            database,
-            RunRecord(
-                run_id=context.run_id, mapping_key=context.get_mapping_key() or "", automation=task.name,
-                config_id=task.document.get("_id"), cadence=task.cadence.value,
-                stamp=stamp, started_at=started_at, status=status, dry_run=config.dry_run,
-                attempt=context.retry_number + 1, result=result, error=error,
-            ),
+    def record(status: str, result: ExecutionResult | None = None, error: str | None = None) -> RunRecord:
+        return RunRecord(
+            key=key, run_id=context.run_id, mapping_key=context.get_mapping_key() or "", automation=task.name,
+            config=task.document, started_at=started_at, status=status, attempt=context.retry_number + 1,
+            result=result, error=error,
         )
 
     def fail(exc: Exception, result: ExecutionResult | None = None) -> Failure:
         try:
-            record(FAILED, result, str(exc))
+            write_run_record(database, record(FAILED, result, str(exc)))
         except Exception as record_exc:  # noqa: BLE001 - the automation's own error is the one to report
             context.log.warning(f"could not write the {FAILED} run record: {record_exc}")
-        # Which document failed, for the run-failure alert (oncall/alerting.py) and the step's page.
-        document = {AUTOMATION_NAME: task.name, AUTOMATION_ID: str(task.document.get("_id"))}
         if isinstance(exc, InvalidAutomationError):  # its message already names the automation and every problem
-            return Failure(description=str(exc), metadata={**document, "problems": exc.problems}, allow_retries=False)
-        return Failure(description=f"automation {task.label} failed: {exc}", metadata=document, allow_retries=False)
+            return Failure(description=str(exc), metadata={"problems": exc.problems, **identity}, allow_retries=False)
+        return Failure(description=f"automation {task.label} failed: {exc}", metadata=identity, allow_retries=False)
+
+    def retry_later(exc: ConnectionFailure) -> Exception:
+        if context.retry_number >= MAX_RETRIES:
+            return fail(exc)
+        try:
+            write_run_record(database, record(RETRYING, error=str(exc)))
+        except ConnectionFailure:
+            pass  # the server is unreachable; the retry's record will say what happened
+        return _retry_later(context, exc)
+
+    # The ledger first: an automation that already succeeded for this stamp (in an earlier run of it, or an earlier
+    # try of this step whose end Dagster never heard of) is not applied again.
+    try:
+        earlier = claim(database, record(RUNNING))
+    except ConnectionFailure as exc:
+        raise retry_later(exc) from exc
+    except PyMongoError as exc:  # applying again is safe (every plan is idempotent for its stamp); say so
+        context.log.warning(f"{RUNS_COLLECTION} could not be read, so automation {task.label} is applied without "
+                            f"checking whether it already was for this stamp: {exc}")
+        earlier = None
+    if earlier is not None:
+        return _already_applied(context, task, key, earlier, identity)
 
     try:
         automation = parse_automation(task.document)
-        plan = build_plan(automation, stamp)
+        plan = build_plan(automation, key.stamp)
         context.log.info(
-            f"automation {task.label} on {automation.collection}, stamp {stamp.isoformat()}: "
+            f"automation {task.label} on {automation.collection}, stamp {key.stamp.isoformat()}: "
             f"update {json_util.dumps(plan.update)}, array filters {json_util.dumps(plan.array_filters)}, "
             f"extra conditions {json_util.dumps(plan.conditions)}"
         )
@@ -215,7 +256,7 @@ def apply_automation(
             batch_size=config.batch_size, sample_size=config.sample_size, log=context.log.info,
             journal=ChangeJournal.for_step(
                 context, database, automation=automation.name, config_id=task.document.get("_id"),
-                config_hash=config_hash(task.document), stamp=stamp, history_days=mongo.history_days,
+                config_hash=config_hash(task.document), stamp=key.stamp, history_days=mongo.history_days,
             ),
         )
     except InvalidAutomationError as exc:  # the Failure's description is its whole message; its stack says nothing
@@ -223,22 +264,14 @@ def apply_automation(
     except DocumentWriteErrors as exc:
         raise fail(exc, exc.result) from exc
     except ConnectionFailure as exc:
-        if context.retry_number >= MAX_RETRIES:
-            raise fail(exc) from exc
-        wait = RETRY_BASE_SECONDS * 2**context.retry_number
-        context.log.warning(f"transient MongoDB error, retrying in {wait:.0f}s: {exc}")
-        try:
-            record(RETRYING, error=str(exc))
-        except ConnectionFailure:
-            pass  # the server is unreachable; the retry's record will say what happened
-        raise RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from exc
+        raise retry_later(exc) from exc
     except Exception as exc:  # noqa: BLE001 - every other error fails this automation only, recorded
         raise fail(exc) from exc
 
     # Outside the try above: the data is written, so a record that cannot be written must not turn the automation
     # into a failure (or a retry of work already done).
     try:
-        record(SUCCEEDED, result)
+        write_run_record(database, record(SUCCEEDED, result))
     except PyMongoError as exc:
         context.log.warning(f"automation {task.label} succeeded, but its {SUCCEEDED} run record was not written: {exc}")
 
@@ -254,12 +287,34 @@ def apply_automation(
         "dry_run": result.dry_run,
         "collection": automation.collection,
         "query_kind": "aggregate" if automation.query.is_aggregate else "find",
+        **identity,
     }
     if verdict is not None:
         metadata["max_documents"] = verdict.allowed
     if result.dry_run:
         metadata["sample_ids"] = [str(_id) for _id in result.sample_ids]
     return Output(None, metadata=metadata)
+
+
+def _already_applied(
+    context: OpExecutionContext, task: AutomationTask, key: StampKey, earlier: dict[str, Any],
+    identity: dict[str, str],
+) -> Output[None]:
+    """The step's result when the ledger says the automation already succeeded for this stamp: nothing applied."""
+    context.log.info(
+        f"automation {task.label} was already applied for stamp {key.stamp.isoformat()} by run {earlier.get('runId')} "
+        f"({earlier.get('matched')} matched, {earlier.get('modified')} modified); not applied again"
+    )
+    return Output(None, metadata={
+        "already_applied": True, "applied_by_run": str(earlier.get("runId")), "modified": 0, **identity,
+    })
+
+
+def _retry_later(context: OpExecutionContext, exc: ConnectionFailure) -> RetryRequested:
+    """Dagster tries the step again after ``RETRY_BASE_SECONDS``, then twice that, then four times."""
+    wait = RETRY_BASE_SECONDS * 2**context.retry_number
+    context.log.warning(f"transient MongoDB error, retrying in {wait:.0f}s: {exc}")
+    return RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait)
 
 
 def _run_start(context: OpExecutionContext) -> float:
@@ -292,7 +347,7 @@ def build_data_change_job(cadence: Cadence) -> JobDefinition:
         tags=cadence.run_tags,
         description=f"Applies the active '{cadence.value}' automations of {CONFIG_COLLECTION} (the old "
         f"{cadence.process_to_run}), one step per automation.",
-        executor_def=with_run_summary(in_process_executor),
+        executor_def=with_run_summary(in_process_executor, completeness_check(cadence)),
     )
     def data_change_job() -> None:
         load_automations().map(apply_automation)

@@ -1,79 +1,238 @@
-"""The run log the old app never kept: one ``automationruns`` document per automation per Dagster run.
+"""The cadence ledger: one ``automationruns`` record per automation, cadence and run stamp, so "exactly once" holds
+across every run of a stamp.
 
 Spec §3.4: nothing recorded that an automation ran, so "did last night's automation touch these audits?" had no
-answer outside CloudWatch. Each document says which automation ran in which run, for which stamp, with what result;
-it is keyed by run id and the step's mapping key, so a retried step updates its own record (``attempts`` counts
-the tries) instead of adding a second one, and a re-executed run (a new run id) gets its own.
+answer outside CloudWatch. Here each record says what one automation (a ``dataupdateconfigs`` document) did for one
+run stamp of its cadence, whichever Dagster runs took part: the first run, its step retries, a re-execution from
+failure, "Re-execute all", a retry after the worker died. Its ``_id`` is built from cadence, stamp, dry-run flag and
+config ``_id`` (``StampKey.record_id``), so ``_id``'s own unique index makes two records for one automation and stamp
+impossible without any other index; records of the old layout (one per Dagster run, keyed by an ObjectId) stay
+readable beside them.
+
+A record's life: the loader writes it ``pending`` for every automation it loaded (:func:`record_loaded`, which never
+touches an existing record), so the loaded set is in MongoDB with the data; the automation's step claims it
+``running`` (:func:`claim`) unless it already ``succeeded`` for this stamp, in which case the step applies nothing;
+the step ends it ``succeeded`` or ``failed`` (or ``retrying`` while Dagster waits to try again). A record that is not
+terminal after a run ended names an automation that did not run (:func:`unfinished_records`).
+
+Fields: ``runId`` (the run that last wrote it; ``runIds`` every run that did), ``mappingKey`` (its step,
+``apply_automation[<mappingKey>]``), ``automation`` (the name), ``configId``, ``cadence``, ``stamp``, ``status``,
+``dryRun``, ``attempts`` (tries in the run that last wrote it: Dagster's step retries), ``startedAt`` / ``finishedAt``
+(the last try), ``matched``, ``modified``, ``batches``, ``durationSeconds``, ``error``, ``configHash`` / ``config``
+(the document as the loader read it and its fingerprint, ``rules.config_hash``, so "which version of the automation
+did this?" has an answer after the document has been edited), and ``recordedAt``, when it was last written.
+
+Records expire ``AUTOMATION_HISTORY_DAYS`` after they were last written (a TTL index on ``recordedAt``,
+:func:`ensure_run_record_indexes`), not after their stamp: a re-execution of an old run, or a run stamped with an old
+tick, must still find what it did. Records of the old layout have no ``recordedAt`` and are not expired.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import json_util
+from bson.json_util import CANONICAL_JSON_OPTIONS
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from intervalprocessing_dagster.data_change.execute import ExecutionResult
+from intervalprocessing_dagster.data_change.plan import push_date
+from intervalprocessing_dagster.data_change.rules import config_hash
+from intervalprocessing_dagster.mongo.indexes import ensure_ttl_index
 
 RUNS_COLLECTION = "automationruns"
 
+PENDING = "pending"
+RUNNING = "running"
+RETRYING = "retrying"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-RETRYING = "retrying"
+TERMINAL = (SUCCEEDED, FAILED)
+
+TTL_INDEX = "recordedAt_ttl"
+LATEST_RUN_INDEX = "configId_stamp"
+_DUPLICATE_KEY = 11000
+
+
+@dataclass(frozen=True)
+class StampKey:
+    """What a record is for: one cadence's run stamp, live or dry run. Every run of a stamp shares it."""
+
+    cadence: str
+    stamp: datetime
+    dry_run: bool
+
+    @property
+    def prefix(self) -> str:
+        """The start of the ``_id`` of every record of this stamp (so a range on ``_id`` finds them all)."""
+        moment = push_date(self.stamp).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return f"{self.cadence}|{moment}|{'dry' if self.dry_run else 'live'}|"
+
+    def record_id(self, config_id: Any) -> str:
+        """The record ``_id`` of the automation whose config ``_id`` is ``config_id`` (any BSON value, written as
+        canonical extended JSON so an ObjectId and a string of the same hex never share a record)."""
+        return self.prefix + json_util.dumps(config_id, json_options=CANONICAL_JSON_OPTIONS, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """Everything one record holds; ``result`` is None when nothing (or nothing countable) was done."""
+    """One write of a record by an automation's step; ``result`` is None when nothing (countable) was done."""
 
+    key: StampKey
     run_id: str
     mapping_key: str
     automation: str
-    config_id: Any
-    cadence: str
-    stamp: datetime
+    config: Mapping[str, Any]
     started_at: datetime
     status: str
-    dry_run: bool
     attempt: int
     result: ExecutionResult | None = None
     error: str | None = None
 
+    @property
+    def record_id(self) -> str:
+        return self.key.record_id(self.config.get("_id"))
 
-def ensure_run_record_index(database: Database) -> None:
-    """Create the unique index on ``(runId, mappingKey)`` unless it exists (then the server does nothing).
 
-    It makes that key a record's identity (two racing upserts cannot make two records) and keeps the lookup cheap as
-    the collection grows. The loader calls this once per run rather than every record write: a cadence of hundreds of
-    automations would otherwise send as many ``createIndexes`` commands (a re-execution skips the loader, and finds
-    the index its original run made).
+@dataclass(frozen=True)
+class LoadedAutomation:
+    """One automation as the loader read it, with the mapping key of its step."""
+
+    mapping_key: str
+    name: str
+    config: Mapping[str, Any]
+
+
+def ensure_run_record_indexes(database: Database, history_days: int) -> list[str]:
+    """The ledger's indexes, ensured once per run by the loader; a warning for each the server refused.
+
+    * the TTL index on ``recordedAt``: a record is deleted ``history_days`` after it was last written (a changed
+      window is applied to the existing index with ``collMod``);
+    * the unique ``(runId, mappingKey)`` index of the old layout (one record per Dagster run) stays: it still holds
+      (a run writes one record per mapping key) and finds a run's records quickly;
+    * ``(configId, stamp)``: an automation's latest record, which the hourly check compares its document with
+      (``checks.py``: "changed since its last run").
+
+    A refused index costs the history its expiry or a lookup, never the automations their run, so the caller only
+    warns.
     """
-    database[RUNS_COLLECTION].create_index([("runId", 1), ("mappingKey", 1)], unique=True)
+    collection = database[RUNS_COLLECTION]
+    warnings = []
+    try:
+        ensure_ttl_index(collection, "recordedAt", history_days, TTL_INDEX)
+    except OperationFailure as exc:
+        warnings.append(f"{RUNS_COLLECTION} records do not expire after {history_days} days (no TTL index): {exc}")
+    try:
+        collection.create_index([("runId", 1), ("mappingKey", 1)], unique=True)
+    except OperationFailure as exc:
+        warnings.append(f"{RUNS_COLLECTION} has no unique run index: {exc}")
+    try:
+        collection.create_index([("configId", 1), ("stamp", -1)], name=LATEST_RUN_INDEX)
+    except OperationFailure as exc:
+        warnings.append(f"{RUNS_COLLECTION} has no index on configId; an automation's last run is found by a scan: "
+                        f"{exc}")
+    return warnings
+
+
+def record_loaded(database: Database, key: StampKey, run_id: str, loaded: Sequence[LoadedAutomation]) -> int:
+    """Write a ``pending`` record for each loaded automation that has none for this stamp yet; an existing record,
+    terminal or not, is left as it is. Returns how many were new.
+
+    One unordered ``insert_many``: the server refuses the records whose ``_id`` exists (duplicate key), which is the
+    point, and inserts the rest; cheaper than an upsert each (about a quarter of the time on SecantusDB).
+    """
+    if not loaded:
+        return 0
+    records = [
+        {
+            "_id": key.record_id(automation.config.get("_id")),
+            **_identity(key, run_id, automation.mapping_key, automation.name, automation.config),
+            "runIds": [run_id], "status": PENDING, "attempts": 0, "startedAt": None, "finishedAt": None,
+            **_outcome(None, None),
+        }
+        for automation in loaded
+    ]
+    try:
+        return len(database[RUNS_COLLECTION].insert_many(records, ordered=False).inserted_ids)
+    except BulkWriteError as exc:
+        refused = exc.details.get("writeErrors", [])
+        if exc.details.get("writeConcernErrors") or any(error.get("code") != _DUPLICATE_KEY for error in refused):
+            raise
+        return int(exc.details.get("nInserted", 0))
+
+
+def claim(database: Database, record: RunRecord) -> dict[str, Any] | None:
+    """Mark the record ``running`` for ``record``'s try, unless it already ``succeeded`` for this stamp: then return
+    that record (the automation is not to be applied again) and change nothing. A dry run always runs.
+
+    One round trip in the usual case (the loader wrote the record): an update that matches only a record that has not
+    succeeded. When it matches nothing, one read says why: succeeded, or no record at all (the loader could not write
+    it), which is then created ``running``. The document and its hash are the loader's and the final write's to set.
+    """
+    collection = database[RUNS_COLLECTION]
+    record_filter: dict[str, Any] = {"_id": record.record_id}
+    if not record.key.dry_run:
+        record_filter["status"] = {"$ne": SUCCEEDED}
+    running = {
+        "runId": record.run_id, "mappingKey": record.mapping_key, "automation": record.automation,
+        "status": RUNNING, "attempts": record.attempt, "startedAt": record.started_at, "finishedAt": None,
+        "recordedAt": datetime.now(UTC), **_outcome(None, None),
+    }
+    if collection.update_one(record_filter, {"$set": running, "$addToSet": {"runIds": record.run_id}}).matched_count:
+        return None
+    existing = collection.find_one({"_id": record.record_id})
+    if existing is not None and existing.get("status") == SUCCEEDED and not record.key.dry_run:
+        return existing
+    collection.update_one(
+        {"_id": record.record_id},
+        {"$set": {**_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
+                  **running},
+         "$addToSet": {"runIds": record.run_id}},
+        upsert=True,
+    )
+    return None
 
 
 def write_run_record(database: Database, record: RunRecord) -> None:
-    """Insert or update the record for ``(run_id, mapping_key)`` (unique by ``ensure_run_record_index``)."""
-    result = record.result
+    """Record how ``record``'s try ended (``succeeded``, ``failed`` or ``retrying``) and what it did."""
     database[RUNS_COLLECTION].update_one(
-        {"runId": record.run_id, "mappingKey": record.mapping_key},
+        {"_id": record.record_id},
         {
-            "$set": {
-                "automation": record.automation,
-                "configId": record.config_id,
-                "cadence": record.cadence,
-                "stamp": record.stamp,
-                "startedAt": record.started_at,
-                "finishedAt": datetime.now(UTC),
-                "status": record.status,
-                "dryRun": record.dry_run,
-                "attempts": record.attempt,
-                "matched": None if result is None else result.matched,
-                "modified": None if result is None else result.modified,
-                "batches": None if result is None else result.batches,
-                "durationSeconds": None if result is None else round(result.duration_seconds, 3),
-                "error": record.error,
-            }
+            "$set": {**_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
+                     "status": record.status, "attempts": record.attempt, "startedAt": record.started_at,
+                     "finishedAt": datetime.now(UTC), **_outcome(record.result, record.error)},
+            "$addToSet": {"runIds": record.run_id},
         },
         upsert=True,
     )
+
+
+def unfinished_records(database: Database, key: StampKey) -> list[dict[str, Any]]:
+    """The records of ``key``'s stamp that are not terminal: automations loaded for it that have not run (``pending``),
+    were cut off (``running``) or are still waiting for a retry (``retrying``); by ``_id`` (the ``_id`` index)."""
+    return list(database[RUNS_COLLECTION].find(
+        {"_id": {"$gte": key.prefix, "$lt": key.prefix + "\uffff"}, "status": {"$nin": list(TERMINAL)}},
+        {"automation": 1, "configId": 1, "mappingKey": 1, "status": 1},
+    ).sort("_id", 1))
+
+
+def _identity(key: StampKey, run_id: str, mapping_key: str, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "runId": run_id, "mappingKey": mapping_key, "automation": name, "configId": config.get("_id"),
+        "cadence": key.cadence, "stamp": key.stamp, "dryRun": key.dry_run, "recordedAt": datetime.now(UTC),
+        "configHash": config_hash(config), "config": dict(config),
+    }
+
+
+def _outcome(result: ExecutionResult | None, error: str | None) -> dict[str, Any]:
+    return {
+        "matched": None if result is None else result.matched,
+        "modified": None if result is None else result.modified,
+        "batches": None if result is None else result.batches,
+        "durationSeconds": None if result is None else round(result.duration_seconds, 3),
+        "error": error,
+    }

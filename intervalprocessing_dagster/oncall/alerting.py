@@ -58,7 +58,7 @@ from dagster._core.storage.tags import (
 from dagster._utils.tags import get_boolean_tag_value
 from pydantic import Field
 
-from intervalprocessing_dagster.oncall.run_summary import failed_by_blocking_check
+from intervalprocessing_dagster.oncall.run_summary import AUTOMATION_ID, AUTOMATION_NAME, failed_by_blocking_check
 
 # process_to_run.LAUNCHED_BY_TAG (runs/process_to_run.py imports the definitions, which import this module); a test
 # keeps them equal.
@@ -73,9 +73,6 @@ MAX_LINE = 300
 # What run monitoring appends to a dead task's failure after the failure itself (dagster_aws's EcsRunLauncher): the
 # task's last log lines, which belong in the UI, not in a message.
 _WORKER_LOG_TAIL = "Run worker logs:"
-# The Failure metadata an automation step carries (data_change/jobs.py): the document's name and _id.
-AUTOMATION_NAME = "automation"
-AUTOMATION_ID = "config_id"
 
 
 @dataclass(frozen=True)

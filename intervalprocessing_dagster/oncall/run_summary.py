@@ -1,9 +1,11 @@
 """One INFO line at the end of every run's logs saying what the run did, failed runs included.
 
 A run's outcome is otherwise spread over dozens of DEBUG events. The line reads, for a data-change run,
-``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed (bad_rule)`` and, for file generation,
-``Run summary: reports written: daily_audit_inventory -> /…/DailyAuditInventory_….txt; skipped:
-weekly_audit_inventory (not a Friday)``; any failed step is named at the end.
+``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed ('Bad rule')`` (plus ``N already applied``
+when the ledger skipped automations an earlier run of the stamp applied, and ``N not run (...)`` when some never
+ran) and, for file generation, ``Run summary: reports written: daily_audit_inventory ->
+/…/DailyAuditInventory_….txt; skipped: weekly_audit_inventory (not a Friday)``; any failed step is named at the end.
+Automations are named by the name in their document, with their ``_id`` where two share a name.
 
 Why it is written by the executor, not by an op, a hook or a sensor:
 
@@ -19,14 +21,19 @@ So :func:`with_run_summary` wraps an executor: it passes every event through unc
 about, and logs the line when the steps are done (or, if orchestration itself raises, before re-raising). It is
 the code location's default executor (``definitions.py``); a job that sets its own executor keeps the line by
 wrapping it: ``executor_def=with_run_summary(in_process_executor)``.
+
+For the same reasons it is where a job checks, once its last step has ended, that it did all it was to do: a job
+may give a :data:`ClosingCheck` (the data-change jobs do: ``data_change/completeness.py``), whose answer, the
+automations that did not run, goes into the line and fails the run (:class:`IncompleteRunError`) naming them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from dagster import DagsterEvent, DagsterEventType, Executor, ExecutorDefinition, multi_or_in_process_executor
 
@@ -43,6 +50,20 @@ from intervalprocessing_dagster.oncall.console_log import say_each_error_once
 
 AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
 LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
+# The metadata an automation step's output and failure carry (data_change/jobs.py): the document's name and _id.
+AUTOMATION_NAME = "automation"
+AUTOMATION_ID = "config_id"
+# How many automations a summary line or failure message names before "and N more" (the count is always complete),
+# and how much of each name it quotes: the message stays short enough for an alert whatever the documents hold.
+NAMED_AT_MOST = 10
+NAME_QUOTED_UP_TO = 60
+
+
+class AutomationRef(NamedTuple):
+    """An automation as messages name it: the name in its document, and its ``_id`` for when two names collide."""
+
+    name: str
+    config_id: str
 
 
 @dataclass
@@ -51,9 +72,14 @@ class RunSummary:
 
     data_change: bool = False
     applied: int = 0
+    already_applied: int = 0
     matched: int = 0
     modified: int = 0
-    failed_automations: list[str] = field(default_factory=list)
+    failed_automations: list[AutomationRef] = field(default_factory=list)
+    not_run: list[AutomationRef] = field(default_factory=list)
+    # Mapping keys of the automation steps that ended (succeeded or failed) in this run, and every automation seen.
+    ended_automation_keys: set[str] = field(default_factory=set)
+    seen_automations: set[AutomationRef] = field(default_factory=set)
     reports: list[tuple[str, str]] = field(default_factory=list)
     skipped_reports: list[tuple[str, str]] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
@@ -67,12 +93,22 @@ class RunSummary:
             self.data_change = True
         if event.event_type == DagsterEventType.STEP_OUTPUT and automation:
             metadata = event.event_specific_data.metadata
-            self.applied += 1
-            self.matched += _number(metadata.get("matched"))
-            self.modified += _number(metadata.get("modified"))
+            self.seen_automations.add(_automation_ref(metadata, automation["key"]))
+            if _flag(metadata.get("already_applied")):
+                self.already_applied += 1
+            else:
+                self.applied += 1
+                self.matched += _number(metadata.get("matched"))
+                self.modified += _number(metadata.get("modified"))
+        elif event.event_type == DagsterEventType.STEP_SUCCESS and automation:
+            self.ended_automation_keys.add(automation["key"])
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             if automation:
-                self.failed_automations.append(automation["key"])
+                failure = event.step_failure_data.user_failure_data
+                ref = _automation_ref(failure.metadata if failure else {}, automation["key"])
+                self.failed_automations.append(ref)
+                self.seen_automations.add(ref)
+                self.ended_automation_keys.add(automation["key"])
             elif not failed_by_blocking_check(event):  # such a step's check is counted with the failed checks
                 self.failed_steps.append(step_key)
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
@@ -93,13 +129,34 @@ class RunSummary:
         elif "skipped" in metadata:
             self.skipped_reports.append((asset, str(metadata["skipped"].value)))
 
+    def named(self, automations: list[AutomationRef]) -> str:
+        """``'A', 'B' (_id 2), 'B' (_id 3)``: names as stored, the ``_id`` added where this run saw a name on more
+        than one document; at most ``NAMED_AT_MOST``, then how many more."""
+        ids_per_name = Counter(ref.name for ref in {*self.seen_automations, *automations})
+        labels = [
+            _quoted(ref.name) + (f" (_id {ref.config_id})" if ids_per_name[ref.name] > 1 else "")
+            for ref in automations[:NAMED_AT_MOST]
+        ]
+        more = len(automations) - len(labels)
+        return ", ".join(labels) + (f" and {more} more" if more else "")
+
+    def incomplete_message(self) -> str:
+        """The failure of a run that ended without running every automation loaded for its stamp."""
+        return (
+            f"{len(self.not_run)} automation(s) loaded for this run's stamp did not run: {self.named(self.not_run)}. "
+            "Re-execute the run from failure to apply them (each applies once per stamp)."
+        )
+
     def line(self) -> str:
         parts = []
         if self.data_change:
             failed = len(self.failed_automations)
             parts.append(
-                f"automations {self.applied} applied, {self.matched} matched, {self.modified} modified, "
-                f"{failed} failed" + (f" ({', '.join(self.failed_automations)})" if failed else "")
+                f"automations {self.applied} applied, "
+                + (f"{self.already_applied} already applied, " if self.already_applied else "")
+                + f"{self.matched} matched, {self.modified} modified, "
+                f"{failed} failed" + (f" ({self.named(self.failed_automations)})" if failed else "")
+                + (f", {len(self.not_run)} not run ({self.named(self.not_run)})" if self.not_run else "")
             )
         elif self.reports or self.skipped_reports or not (self.checks_passed or self.failed_checks):
             written = "; ".join(f"{asset} -> {location}" for asset, location in self.reports)
@@ -128,11 +185,38 @@ def _number(value: Any) -> int:
     return int(value.value) if value is not None and value.value is not None else 0
 
 
-class RunSummaryExecutor(Executor):
-    """Runs the plan on ``inner`` and logs the :class:`RunSummary` line once the steps are done."""
+def _quoted(name: str) -> str:
+    return repr(name if len(name) <= NAME_QUOTED_UP_TO else name[: NAME_QUOTED_UP_TO - 1] + "…")
 
-    def __init__(self, inner: Executor) -> None:
+
+def _flag(value: Any) -> bool:
+    return bool(value is not None and value.value)
+
+
+def _automation_ref(metadata: Mapping[str, Any], mapping_key: str) -> AutomationRef:
+    """The automation a step's metadata names (``AUTOMATION_NAME``, ``AUTOMATION_ID``); its mapping key if it names
+    none (a step that failed before its own code ran)."""
+    name, config_id = metadata.get(AUTOMATION_NAME), metadata.get(AUTOMATION_ID)
+    return AutomationRef(
+        str(name.value) if name is not None else mapping_key,
+        str(config_id.value) if config_id is not None else mapping_key,
+    )
+
+
+# What a job checks once its last step has ended: the automations it was to run that have no outcome (none: empty).
+ClosingCheck = Callable[[PlanOrchestrationContext, RunSummary], list[AutomationRef]]
+
+
+class IncompleteRunError(Exception):
+    """The run's steps ended, but automations it was to run did not run; the message names them."""
+
+
+class RunSummaryExecutor(Executor):
+    """Runs the plan on ``inner``, then the job's closing check, and logs the :class:`RunSummary` line."""
+
+    def __init__(self, inner: Executor, closing_check: ClosingCheck | None = None) -> None:
         self._inner = inner
+        self._closing_check = closing_check
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
         say_each_error_once(plan_context.log)  # not run summary work: see console_log.py for why it is here
@@ -141,10 +225,26 @@ class RunSummaryExecutor(Executor):
             for event in self._inner.execute(plan_context, execution_plan):
                 summary.add(event)
                 yield event
+            self._check_closing(plan_context, summary)
         except Exception:
             plan_context.log.info(summary.line())
             raise
         plan_context.log.info(summary.line())
+        if summary.not_run:
+            raise IncompleteRunError(summary.incomplete_message())
+
+    def _check_closing(self, plan_context: PlanOrchestrationContext, summary: RunSummary) -> None:
+        """Run the job's closing check into ``summary.not_run``. A check that cannot run fails a run that would
+        otherwise be green (it cannot be shown complete); a run that already failed on its steps fails on them, with
+        the check's error as a warning, so the cause a person reads stays the step's."""
+        if self._closing_check is None:
+            return
+        try:
+            summary.not_run = self._closing_check(plan_context, summary)
+        except Exception as exc:
+            if not (summary.failed_automations or summary.failed_steps):
+                raise
+            plan_context.log.warning(f"the closing check could not run: {exc}")
 
     @property
     def retries(self) -> RetryMode:
@@ -158,13 +258,16 @@ class RunSummaryExecutor(Executor):
         return self._inner.get_step_event_or_retry_event(*args, **kwargs)
 
 
-def with_run_summary(inner: ExecutorDefinition) -> ExecutorDefinition:
-    """``inner`` with the summary line; same name, config and requirements, so run config is unchanged."""
+def with_run_summary(inner: ExecutorDefinition, closing_check: ClosingCheck | None = None) -> ExecutorDefinition:
+    """``inner`` with the summary line (and ``closing_check``, if given); same name, config and requirements, so run
+    config is unchanged."""
     return ExecutorDefinition(
         name=inner.name,
         config_schema=inner.config_schema,
         requirements=inner.get_requirements,
-        executor_creation_fn=lambda init_context: RunSummaryExecutor(inner.executor_creation_fn(init_context)),
+        executor_creation_fn=lambda init_context: RunSummaryExecutor(
+            inner.executor_creation_fn(init_context), closing_check
+        ),
         description=f"{inner.description or inner.name}, followed by one INFO line summarizing the run.",
     )
 

@@ -3,7 +3,7 @@
 The old app called ``DateTime.Now`` wherever it needed a time (spec §5.10): note dates, file names and the Friday
 check could disagree within one run, and a retry got a new time, so its notes and files were new too. Here every run
 has one *stamp*: a scheduled run's tick (set as a visible tag by our schedules), or, for a manual run, the moment its
-root run was created. Re-executions and retries copy tags and share the root run, so they share the stamp: a retried
+root run was created. Re-executions and retries share the root run (and its tag), so they share the stamp: a retried
 note push or report upload is recognised as the same one.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from dagster import AssetExecutionContext, ConfigurableResource, OpExecutionContext
+from dagster import AssetExecutionContext, ConfigurableResource, DagsterInstance, DagsterRun, OpExecutionContext
 from dagster._core.errors import DagsterInvalidPropertyError
 from pydantic import Field
 
@@ -22,6 +22,22 @@ RUN_STAMP_TAG = "intervalprocessing/run_stamp"
 def run_stamp_tags(scheduled_time: datetime) -> dict[str, str]:
     """Tags a schedule puts on the run it requests, so the run (and any retry of it) knows its tick."""
     return {RUN_STAMP_TAG: scheduled_time.isoformat()}
+
+
+def run_stamp(run: DagsterRun, instance: DagsterInstance) -> datetime:
+    """The instant ``run`` stands for (time-zone aware): its stamp tag, else its root run's, else the root run's
+    creation. The root's tag counts because not every re-execution copies its parent's tags: the daemon's retries
+    and the UI's button do, Dagster's Python API (``ReexecutionOptions``) does not.
+
+    For code that has a run but no op context too (the data-change jobs' closing check runs in the executor).
+    """
+    root = instance.get_run_record_by_id(run.root_run_id) if run.root_run_id else None
+    tagged = run.tags.get(RUN_STAMP_TAG) or (root.dagster_run.tags.get(RUN_STAMP_TAG) if root else None)
+    if tagged:
+        return datetime.fromisoformat(tagged)
+    if root is None:  # a root run, or the root run was deleted: this run's own creation is the next best instant
+        root = instance.get_run_record_by_id(run.run_id)
+    return root.create_timestamp
 
 
 class RunClock(ConfigurableResource):
@@ -37,10 +53,4 @@ class RunClock(ConfigurableResource):
             # Direct invocation (build_op_context / build_asset_context) has no run at all: the present moment is
             # the only instant such an execution can stand for.
             return datetime.now(zone)
-        tagged = run.tags.get(RUN_STAMP_TAG)
-        if tagged:
-            return datetime.fromisoformat(tagged).astimezone(zone)
-        record = context.instance.get_run_record_by_id(run.root_run_id or run.run_id)
-        if record is None:  # the root run was deleted; this run's own creation is the next best instant
-            record = context.instance.get_run_record_by_id(run.run_id)
-        return record.create_timestamp.astimezone(zone)
+        return run_stamp(run, context.instance).astimezone(zone)

@@ -9,6 +9,7 @@ through the IO manager so a re-execution from failure still finds its inputs.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pymongo
@@ -28,7 +29,10 @@ from pymongo.database import Database
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
 from intervalprocessing_dagster.definitions import build_definitions
+from intervalprocessing_dagster.oncall.alerting import LogAlertChannel
+from intervalprocessing_dagster.runs.clock import run_stamp_tags
 from intervalprocessing_dagster.settings import Settings
+from tests.oncall.test_alerting import Daemon
 
 AUTOMATIONS = 100
 # One database name for every test here: ``execute_job`` loads a reconstructable job once per process and keeps it
@@ -140,3 +144,69 @@ def test_a_re_execution_from_failure_reruns_only_the_failed_automation_from_its_
     loaded = [message for message in log_messages(instance, retry.run_id) if message.startswith("Loading file from")]
     assert len(loaded) == 1 and first.run_id in loaded[0]  # the first run's stored task, not this process's memory
     assert [len(a["notes"]) for a in cadence_db.audits.find().sort("group", 1)] == [1, 1]
+
+
+def summary_line(instance: DagsterInstance, run_id: str) -> str:
+    (line,) = [m for m in log_messages(instance, run_id) if m.startswith("Run summary: ")]
+    return line.removeprefix("Run summary: ")
+
+
+def test_the_summary_names_failed_automations_by_name_and_id_where_names_collide(
+    instance: DagsterInstance, cadence_db: Database
+) -> None:
+    broken = {**note_automation(0), "query": "{ group: "}
+    twin_ids = cadence_db.dataupdateconfigs.insert_many([{**broken, "name": "Twin"}, {**broken, "name": "Twin"}])
+    cadence_db.dataupdateconfigs.insert_one({**broken, "name": "Alone"})
+    result = execute_job(reconstructable(hourly_data_change_job), instance=instance)
+    assert not result.success
+    first, second = (str(config_id) for config_id in twin_ids.inserted_ids)
+    assert summary_line(instance, result.run_id) == (
+        f"automations 0 applied, 0 matched, 0 modified, 3 failed ('Alone', 'Twin' (_id {first}), 'Twin' (_id {second}))"
+    )
+
+
+def test_a_second_run_of_a_stamp_says_what_was_already_applied(instance: DagsterInstance, cadence_db: Database) -> None:
+    cadence_db.audits.insert_many([{"group": g, "notes": []} for g in range(3)])
+    cadence_db.dataupdateconfigs.insert_many([note_automation(g) for g in range(3)])
+    tags = run_stamp_tags(datetime(2026, 3, 6, 2, 0, tzinfo=UTC))
+    job = reconstructable(hourly_data_change_job)
+    first = execute_job(job, instance=instance, tags=tags)
+    second = execute_job(job, instance=instance, tags=tags)
+    assert first.success and second.success
+    assert summary_line(instance, first.run_id) == "automations 3 applied, 3 matched, 3 modified, 0 failed"
+    assert summary_line(instance, second.run_id) == (
+        "automations 0 applied, 3 already applied, 0 matched, 0 modified, 0 failed"
+    )
+    assert [len(a["notes"]) for a in cadence_db.audits.find()] == [1, 1, 1]
+
+
+def test_a_run_that_loaded_automations_it_did_not_run_fails_naming_them_and_so_does_its_alert(
+    instance: DagsterInstance, cadence_db: Database, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Never green while incomplete: here a re-execution of the loader alone (the UI's "Re-execute selected"),
+    after an automation was added, loads it for the stamp and does not run it. The run-failure alert (logged: no
+    topic, no run retries, as under dagster dev) quotes the failure, names and all."""
+    cadence_db.audits.insert_many([{"group": g, "notes": []} for g in range(2)])
+    cadence_db.dataupdateconfigs.insert_one(note_automation(0))
+    job = reconstructable(hourly_data_change_job)
+    first = execute_job(job, instance=instance)
+    assert first.success
+    cadence_db.dataupdateconfigs.insert_one(note_automation(1))
+    daemon = Daemon(instance, LogAlertChannel())
+    daemon.tick()
+
+    loader_only = execute_job(job, instance=instance, reexecution_options=ReexecutionOptions(
+        parent_run_id=first.run_id, step_selection=["load_hourly_automations"]))
+    daemon.tick()
+
+    assert not loader_only.success
+    (failure,) = instance.all_logs(loader_only.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    assert "1 automation(s) loaded for this run's stamp did not run: 'Cadence Automation 001'." in (
+        failure.get_dagster_event().job_failure_data.error.message
+    )
+    assert summary_line(instance, loader_only.run_id) == (
+        "automations 0 applied, 0 matched, 0 modified, 0 failed, 1 not run ('Cadence Automation 001')"
+    )
+    logged = capfd.readouterr().err
+    assert f"Run: {loader_only.run_id}" in logged
+    assert "1 automation(s) loaded for this run's stamp did not run: 'Cadence Automation 001'." in logged

@@ -22,7 +22,8 @@ from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change import jobs
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, mapping_keys
-from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
+from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, StampKey
+from intervalprocessing_dagster.data_change.rules import config_hash
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags
@@ -241,14 +242,18 @@ def test_dry_run_writes_nothing_but_reports_and_records(mongo: MongoResource, mo
 def test_every_automation_run_is_recorded(mongo: MongoResource, mongo_db: Database) -> None:
     mongo_db.audits.insert_many([{"status": "Open"}, {"status": "Open"}])
     config_id = mongo_db.dataupdateconfigs.insert_one(automation("Recorded")).inserted_id
+    config = mongo_db.dataupdateconfigs.find_one()
     result = run_job(Cadence.HOURLY, mongo)
-    record = mongo_db[RUNS_COLLECTION].find_one({}, {"_id": 0})
-    assert record.pop("startedAt") <= record.pop("finishedAt")
+    record = mongo_db[RUNS_COLLECTION].find_one()
+    assert record.pop("_id") == f'Hourly|2026-03-06T02:00:00.000Z|live|{{"$oid":"{config_id}"}}'
+    assert record.pop("startedAt") <= record.pop("finishedAt") <= record.pop("recordedAt")
     assert isinstance(record.pop("durationSeconds"), float)
     assert record == {
         "runId": result.run_id, "mappingKey": "recorded", "automation": "Recorded", "configId": config_id,
         "cadence": "Hourly", "stamp": TICK, "status": "succeeded", "dryRun": False, "attempts": 1, "matched": 2,
         "modified": 2, "batches": 1, "error": None,
+        # The ledger's own fields: every run that wrote it, and the document as the loader read it.
+        "runIds": [result.run_id], "configHash": config_hash(config), "config": config,
     }
 
 
@@ -361,3 +366,132 @@ def test_a_run_record_that_cannot_be_written_does_not_fail_an_applied_automation
     result = run_job(Cadence.HOURLY, mongo)
     assert result.success
     assert mongo_db.audits.find_one()["notes"][0]["text"] == "Recorded Or Not"
+
+
+def test_an_automation_already_applied_for_its_stamp_is_not_applied_again_and_says_so(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    """The ledger, not only the push guard: a second run of the same stamp (a retry, a re-execution, the next
+    EventBridge attempt of processToRun) applies nothing, not even a Change whose value was edited back by hand."""
+    mongo_db.audits.insert_one({"status": "Open", "notes": []})
+    mongo_db.dataupdateconfigs.insert_one(automation("Once", singleFieldUpdateElements=[
+        {"elementName": "priority", "updateType": "Change", "elementValue": "High"}]))
+    first = run_job(Cadence.HOURLY, mongo)
+    mongo_db.audits.update_one({}, {"$set": {"priority": "Low"}})  # someone edits the document in between
+
+    with DagsterInstance.ephemeral() as instance:
+        again = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
+            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, tags=run_stamp_tags(TICK)
+        )
+        messages = [entry.user_message for entry in instance.all_logs(again.run_id)]
+
+    assert again.success
+    metadata = outputs(again)["once"]
+    assert (metadata["already_applied"].value, metadata["applied_by_run"].value) == (True, first.run_id)
+    assert metadata["modified"].value == 0 and metadata["automation"].value == "Once"
+    assert any(m.startswith(f"automation 'Once' was already applied for stamp {TICK.isoformat()} by run "
+                            f"{first.run_id} (1 matched, 1 modified); not applied again") for m in messages)
+    audit = mongo_db.audits.find_one()
+    assert audit["priority"] == "Low" and len(audit["notes"]) == 1
+    (record,) = mongo_db[RUNS_COLLECTION].find()
+    assert (record["runId"], record["runIds"], record["status"]) == (first.run_id, [first.run_id], "succeeded")
+    assert not [e for e in again.all_events if e.event_type == DagsterEventType.ASSET_OBSERVATION
+                and e.step_key.startswith("apply_automation[")]  # audits' history: nothing changed
+
+
+def test_the_loader_records_each_loaded_automation_pending_and_leaves_existing_records_alone(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    """What the loader read is in MongoDB with the data: a pending record per automation, carrying the document and
+    its hash. A record the stamp already has, terminal or not, is not reset by a later loader."""
+    mongo_db.audits.insert_one({"status": "Open", "notes": []})
+    done_id, waiting_id = mongo_db.dataupdateconfigs.insert_many(
+        [automation("Done"), automation("Waiting")]).inserted_ids
+    stamp = StampKey("Hourly", TICK, False)
+    mongo_db[RUNS_COLLECTION].insert_many([
+        {"_id": stamp.record_id(done_id), "status": "succeeded", "runId": "earlier", "automation": "Done",
+         "matched": 7, "modified": 7},
+        {"_id": stamp.record_id(waiting_id), "status": "running", "runId": "killed", "automation": "Waiting"},
+    ])
+    new_id = mongo_db.dataupdateconfigs.insert_one(automation("New")).inserted_id
+
+    loaded = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
+        resources={"mongo": mongo, "clock": RunClock()}, tags=run_stamp_tags(TICK),
+        op_selection=["load_hourly_automations"],
+    )
+
+    assert loaded.success
+    records = {r["_id"]: r for r in mongo_db[RUNS_COLLECTION].find()}
+    assert records[stamp.record_id(done_id)] == {"_id": stamp.record_id(done_id), "status": "succeeded",
+                                                 "runId": "earlier", "automation": "Done", "matched": 7, "modified": 7}
+    assert (records[stamp.record_id(waiting_id)]["status"], records[stamp.record_id(waiting_id)]["runId"]) == (
+        "running", "killed")
+    pending = records[stamp.record_id(new_id)]
+    config = mongo_db.dataupdateconfigs.find_one({"_id": new_id})
+    assert pending["status"] == "pending" and pending["attempts"] == 0 and pending["mappingKey"] == "new"
+    assert (pending["runId"], pending["runIds"], pending["stamp"]) == (loaded.run_id, [loaded.run_id], TICK)
+    assert (pending["config"], pending["configHash"]) == (config, config_hash(config))
+
+    applied = run_job(Cadence.HOURLY, mongo)  # the whole cadence, same stamp
+    assert set(outputs(applied)) == {"done", "waiting", "new"}
+    assert outputs(applied)["done"]["already_applied"].value is True
+    statuses = {r["automation"]: (r["status"], r.get("runIds")) for r in mongo_db[RUNS_COLLECTION].find()}
+    assert statuses == {"Done": ("succeeded", None), "Waiting": ("succeeded", [applied.run_id]),
+                        "New": ("succeeded", [loaded.run_id, applied.run_id])}
+
+
+def test_a_dry_run_keeps_its_own_records_and_is_never_skipped(mongo: MongoResource, mongo_db: Database) -> None:
+    mongo_db.audits.insert_one({"status": "Open", "notes": []})
+    mongo_db.dataupdateconfigs.insert_one(automation("Previewed"))
+    dry = {"ops": {"apply_automation": {"config": {"dry_run": True}}}}
+    run_job(Cadence.HOURLY, mongo)
+    previewed = run_job(Cadence.HOURLY, mongo, run_config=dry)  # after the live run of the same stamp: still counts
+    assert outputs(previewed)["previewed"]["matched"].value == 0  # the note is there: nothing left to match
+    assert "already_applied" not in outputs(previewed)["previewed"]
+    assert sorted((r["dryRun"], r["status"], r["_id"].split("|")[2]) for r in mongo_db[RUNS_COLLECTION].find()) == [
+        (False, "succeeded", "live"), (True, "succeeded", "dry")]
+
+
+def test_records_expire_after_the_configured_days_and_a_new_window_is_applied(
+    mongo_uri: str, mongo_db: Database
+) -> None:
+    mongo_db.dataupdateconfigs.insert_one(automation("Kept"))
+    for days in (90, 30):
+        run_job(Cadence.HOURLY, MongoResource(uri=mongo_uri, database_name=mongo_db.name, history_days=days))
+        ttl = mongo_db[RUNS_COLLECTION].index_information()["recordedAt_ttl"]
+        assert (ttl["key"], ttl["expireAfterSeconds"]) == ([("recordedAt", 1)], days * 24 * 3600)
+
+
+def test_records_of_the_old_layout_stay_readable_beside_the_ledger(mongo: MongoResource, mongo_db: Database) -> None:
+    """One record per Dagster run, keyed by an ObjectId: what the collection held before the ledger."""
+    old = {"runId": "an-old-run", "mappingKey": "kept", "automation": "Kept", "configId": "x", "cadence": "Hourly",
+           "stamp": TICK, "status": "succeeded", "dryRun": False, "attempts": 1, "matched": 1, "modified": 1,
+           "batches": 1, "durationSeconds": 0.01, "error": None}
+    old_id = mongo_db[RUNS_COLLECTION].insert_one(dict(old)).inserted_id
+    mongo_db.dataupdateconfigs.insert_one(automation("Kept"))
+    assert run_job(Cadence.HOURLY, mongo).success
+    assert mongo_db[RUNS_COLLECTION].find_one({"_id": old_id}) == {"_id": old_id, **old}
+    assert mongo_db[RUNS_COLLECTION].count_documents({"automation": "Kept"}) == 2
+
+
+def test_a_loaded_set_that_cannot_be_recorded_is_warned_about_and_the_automations_still_run(
+    mongo: MongoResource, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pending records are for the closing check; without them each step still creates its own record."""
+    def refuse(*_args: Any) -> None:
+        raise OperationFailure("not authorized on automationruns")
+
+    monkeypatch.setattr(jobs, "record_loaded", refuse)
+    mongo_db.audits.insert_one({"status": "Open", "notes": []})
+    config_id = mongo_db.dataupdateconfigs.insert_one(automation("Unrecorded Load")).inserted_id
+    with DagsterInstance.ephemeral() as instance:
+        result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
+            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, tags=run_stamp_tags(TICK)
+        )
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert result.success
+    assert any("the loaded set is not in automationruns" in message for message in messages)
+    (record,) = mongo_db[RUNS_COLLECTION].find()
+    assert (record["_id"], record["status"], record["runIds"]) == (
+        StampKey("Hourly", TICK, False).record_id(config_id), "succeeded", [result.run_id])
+    assert record["config"] == mongo_db.dataupdateconfigs.find_one()

@@ -44,6 +44,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import Queued
 from dagster._scheduler.scheduler import launch_scheduled_runs
 from dagster._utils.error import SerializableErrorInfo
 from dagster._utils.schedules import cron_string_iterator
+from dagster_graphql.test.utils import execute_dagster_graphql
 from moto.backends import get_backend
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
@@ -63,6 +64,15 @@ REPORTS_PREFIX = "GeneratedFiles/"
 COMPUTE_LOGS_PREFIX = "dagster/compute-logs"
 STEP_OUTPUTS_PREFIX = "dagster/step-outputs/"
 LOCATION_NAME = "intervalprocessing"
+REEXECUTE = """
+mutation ($params: ReexecutionParams) {
+  launchPipelineReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
 #: The AWS actions infra_cdk's daemon task role allows the launcher (stacks/dagster_services.py, _grant_launcher).
 DAEMON_ROLE_ACTIONS = {
     "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:DescribeTaskDefinition", "logs:GetLogEvents",
@@ -419,6 +429,18 @@ class ProductionStack:
     def runs(self, context: WorkspaceProcessContext) -> list[DagsterRun]:
         """Every run of the deployment, oldest first."""
         return list(reversed(context.instance.get_runs()))
+
+    def reexecute_from_failure_as_the_ui_does(self, context: WorkspaceProcessContext, run_id: str) -> DagsterRun:
+        """The UI's **Re-execute → From failure**: GraphQL ``launchPipelineReexecution`` with strategy
+        ``FROM_FAILURE``, as the button sends it, to this instance; then one run-queue iteration launches it."""
+        response = execute_dagster_graphql(
+            context.create_request_context(), REEXECUTE,
+            variables={"params": {"parentRunId": run_id, "strategy": "FROM_FAILURE"}},
+        )
+        launched = response.data["launchPipelineReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        self.dequeue(context)
+        return context.instance.get_run_by_id(launched["run"]["runId"])
 
     def launch_first_run(self, context: WorkspaceProcessContext, schedule_name: str) -> tuple[DagsterRun, str]:
         """Start only ``schedule_name``, let it tick once and the queue launch the run: the run and its ECS task."""

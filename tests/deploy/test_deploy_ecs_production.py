@@ -407,17 +407,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-REEXECUTE = """
-mutation ($params: ReexecutionParams) {
-  launchPipelineReexecution(reexecutionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-  }
-}
-"""
-
-
 def _started_steps(instance: DagsterInstance, run_id: str) -> set[str]:
     return {event.step_key for event in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)}
 
@@ -463,17 +452,7 @@ def test_a_failed_automation_is_re_executed_from_failure_in_a_new_task_reading_i
 
         db.audits.update_one({"auditId": 99999}, {"$set": {"notes": []}})  # the operator fixes the data
 
-        # What the UI's button sends (GraphQL launchPipelineReexecution, strategy FROM_FAILURE), to this instance.
-        from dagster_graphql.test.utils import execute_dagster_graphql
-
-        response = execute_dagster_graphql(
-            context.create_request_context(), REEXECUTE,
-            variables={"params": {"parentRunId": run.run_id, "strategy": "FROM_FAILURE"}},
-        )
-        launched = response.data["launchPipelineReexecution"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-        stack.dequeue(context)
-        reexecution = instance.get_run_by_id(launched["run"]["runId"])
+        reexecution = stack.reexecute_from_failure_as_the_ui_does(context, run.run_id)
         assert reexecution.parent_run_id == run.run_id and reexecution.root_run_id == run.run_id
         new_task = reexecution.tags["ecs/task_arn"]
         assert new_task != task_arn and len(stack.run_task_calls) == 2

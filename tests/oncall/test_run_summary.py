@@ -10,11 +10,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pymongo
 import pytest
+from dagster import (
+    DagsterEventType,
+    Failure,
+    execute_job,
+    in_process_executor,
+    instance_for_test,
+    job,
+    op,
+    reconstructable,
+)
+from dagster._core.events import RunFailureReason
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from intervalprocessing_dagster.oncall.run_summary import AutomationRef, RunSummary, with_run_summary
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 
 REPO = Path(__file__).parents[2]
@@ -64,10 +75,11 @@ def test_a_data_change_run_ends_with_its_counts_and_failed_automations_even_when
     insert_broken_automation(seeded)
     lines = execute("hourly_data_change_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
     assert "RUN_FAILURE" in lines[-1]
-    assert summary(lines) == "automations 2 applied, 3 matched, 3 modified, 1 failed (broken_rule)"
+    # The failed automation by the name in its document, not its step key.
+    assert summary(lines) == "automations 2 applied, 3 matched, 3 modified, 1 failed ('Broken Rule')"
 
     again = execute("hourly_data_change_job", mongo_uri, seeded.name, tmp_path, FRIDAY)
-    assert summary(again) == "automations 2 applied, 0 matched, 0 modified, 1 failed (broken_rule)"
+    assert summary(again) == "automations 2 applied, 0 matched, 0 modified, 1 failed ('Broken Rule')"
 
 
 def test_a_file_generation_run_ends_with_the_files_it_wrote_and_the_reports_it_skipped(
@@ -94,3 +106,49 @@ def test_a_config_checks_run_ends_with_its_passed_and_failed_checks(
     insert_broken_automation(seeded)
     lines = execute("config_checks_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
     assert summary(lines) == "checks 3 passed, 1 failed (dataupdateconfigs:automations_are_valid)"
+
+
+def test_automations_are_named_briefly_however_many_and_long_their_names() -> None:
+    """Failed and not-run automations by document name, the ``_id`` only where the run saw a name twice; at most ten,
+    each name cut at 60 characters, so the line and the failure message stay alert-sized."""
+    summary = RunSummary(seen_automations={AutomationRef("Twin", "1"), AutomationRef("Twin", "2")})
+    named = summary.named([AutomationRef("x" * 100, "9"), AutomationRef("Twin", "1"),
+                           *(AutomationRef(f"A{i}", str(i)) for i in range(12))])
+    assert named == ("'" + "x" * 59 + "…', 'Twin' (_id 1), " + ", ".join(f"'A{i}'" for i in range(8)) + " and 4 more")
+
+
+@op
+def succeeds() -> None:
+    pass
+
+
+@op
+def fails() -> None:
+    raise Failure("the step's own cause")
+
+
+def unreachable_ledger(_plan_context: object, _summary: RunSummary) -> list[AutomationRef]:
+    raise ConnectionError("the ledger is unreachable")
+
+
+@job(executor_def=with_run_summary(in_process_executor, unreachable_ledger))
+def green_but_unchecked() -> None:
+    succeeds()
+
+
+@job(executor_def=with_run_summary(in_process_executor, unreachable_ledger))
+def red_on_its_step() -> None:
+    succeeds()
+    fails()
+
+
+def test_a_closing_check_that_cannot_run_fails_a_green_run_and_leaves_a_red_one_to_its_step(tmp_path: Path) -> None:
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        unchecked = execute_job(reconstructable(green_but_unchecked), instance=instance)
+        red = execute_job(reconstructable(red_on_its_step), instance=instance)
+        (unchecked_failure,) = instance.all_logs(unchecked.run_id, of_type=DagsterEventType.RUN_FAILURE)
+        (red_failure,) = instance.all_logs(red.run_id, of_type=DagsterEventType.RUN_FAILURE)
+        red_messages = [entry.user_message for entry in instance.all_logs(red.run_id)]
+    assert "the ledger is unreachable" in unchecked_failure.get_dagster_event().job_failure_data.error.message
+    assert red_failure.get_dagster_event().job_failure_data.failure_reason == RunFailureReason.STEP_FAILURE
+    assert "the closing check could not run: the ledger is unreachable" in red_messages

@@ -65,6 +65,19 @@ def test_manual_run_is_stamped_with_its_creation_and_a_reexecution_shares_it() -
     assert unrelated > first
 
 
+def test_a_reexecution_that_does_not_copy_tags_still_has_its_root_runs_tick() -> None:
+    """Dagster's Python API (``ReexecutionOptions``) does not copy the parent's tags (the daemon's retries and the
+    UI's button do): the stamp comes from the root run's tag, not from the root run's creation."""
+    tick = datetime(2024, 3, 15, 7, 0, tzinfo=UTC)
+    with instance_for_test() as instance:
+        with execute_job(reconstructable(utc_stamp_job), instance, tags=run_stamp_tags(tick)) as first:
+            first_run_id = first.run_id
+        reexecution = ReexecutionOptions(parent_run_id=first_run_id, step_selection=["stamp_op"])
+        with execute_job(reconstructable(utc_stamp_job), instance, reexecution_options=reexecution) as result:
+            assert "intervalprocessing/run_stamp" not in result.dagster_run.tags
+            assert result.output_for_node("stamp_op") == tick
+
+
 def test_direct_invocation_has_no_run_and_is_stamped_now() -> None:
     before = datetime.now(UTC)
     stamp = RunClock(timezone="Europe/Berlin").stamp(build_op_context())
