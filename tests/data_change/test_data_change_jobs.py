@@ -47,11 +47,16 @@ def automation(name: str, cadence: str = "Hourly", **overrides: Any) -> dict[str
     return document
 
 
+def job_resources(mongo: MongoResource) -> dict[str, Any]:
+    """The resources a data-change job asks for, pointed at the test's database."""
+    return {"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()}
+
+
 def run_job(
     cadence: Cadence, mongo: MongoResource, *, tick: datetime | None = TICK, run_config: dict[str, Any] | None = None
 ) -> ExecuteInProcessResult:
     return DATA_CHANGE_JOBS[cadence].execute_in_process(
-        resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
+        resources=job_resources(mongo),
         run_config=run_config,
         tags=run_stamp_tags(tick) if tick else None,
         raise_on_error=False,
@@ -101,7 +106,7 @@ def test_a_misspelt_cadence_is_warned_about_not_silently_ignored(mongo: MongoRes
     mongo_db.dataupdateconfigs.insert_many([automation("Typo", "hourly"), automation("Fine")])
     with DagsterInstance.ephemeral() as instance:
         result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()}, instance=instance,
+            resources=job_resources(mongo), instance=instance,
             tags=run_stamp_tags(TICK),
         )
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
@@ -274,7 +279,7 @@ def test_a_run_index_the_server_refuses_is_warned_about_and_the_automations_stil
     mongo_db.dataupdateconfigs.insert_one(automation("Still Applied"))
     with DagsterInstance.ephemeral() as instance:
         result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()}, instance=instance,
+            resources=job_resources(mongo), instance=instance,
             tags=run_stamp_tags(TICK),
         )
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
@@ -381,7 +386,7 @@ def test_an_automation_already_applied_for_its_stamp_is_not_applied_again_and_sa
 
     with DagsterInstance.ephemeral() as instance:
         again = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, tags=run_stamp_tags(TICK)
+            resources=job_resources(mongo), instance=instance, tags=run_stamp_tags(TICK)
         )
         messages = [entry.user_message for entry in instance.all_logs(again.run_id)]
 
@@ -416,7 +421,7 @@ def test_the_loader_records_each_loaded_automation_pending_and_leaves_existing_r
     new_id = mongo_db.dataupdateconfigs.insert_one(automation("New")).inserted_id
 
     loaded = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-        resources={"mongo": mongo, "clock": RunClock()}, tags=run_stamp_tags(TICK),
+        resources=job_resources(mongo), tags=run_stamp_tags(TICK),
         op_selection=["load_hourly_automations"],
     )
 
@@ -486,7 +491,7 @@ def test_a_loaded_set_that_cannot_be_recorded_is_warned_about_and_the_automation
     config_id = mongo_db.dataupdateconfigs.insert_one(automation("Unrecorded Load")).inserted_id
     with DagsterInstance.ephemeral() as instance:
         result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, tags=run_stamp_tags(TICK)
+            resources=job_resources(mongo), instance=instance, tags=run_stamp_tags(TICK)
         )
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert result.success
