@@ -9,7 +9,10 @@ on SQLite that way against 1.1 ms on a kept connection; in a whole cadence run, 
 pooled engine for itself (``optimize_for_webserver``), run workers and the daemon never do.
 
 These classes are the stock storages with that difference (and, on the local SQLite instance, commits that do not
-wait for a disk flush: ``PooledSqliteEventLogStorage`` says what that risks), selected in ``dagster.yaml`` with
+wait for a disk flush: ``PooledSqliteEventLogStorage`` says what that risks), and one more: deleting a run's events
+also deletes what the stock ``delete_events`` leaves behind (its asset-check executions, and on SQLite its own
+database file), so a deleted run, whether by the history retention job (``instance/retention.py``) or by the UI's
+"Delete", leaves nothing. They are selected in ``dagster.yaml`` with
 ``storage: custom:`` (the repo-root file for the local instance, ``deploy/dagster.yaml`` in production). Tables, files,
 migrations and queries are Dagster's, unchanged, so an existing instance's history stays readable and switching
 back is a one-line change. Run and schedule storage are left as they are: a run touches them a few times, not per
@@ -18,6 +21,7 @@ event.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -25,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
@@ -46,7 +51,22 @@ POSTGRES_MAX_OVERFLOW = 20
 POSTGRES_POOL_RECYCLE_SECONDS = 3600
 
 
-class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+class _DeletesWholeRuns:
+    """Mixin for a SQL event-log storage: ``delete_events`` also deletes the run's asset-check executions.
+
+    Dagster's ``delete_events`` deletes the run's events and their asset tags, but not its rows in
+    ``asset_check_executions``, where every check evaluation is stored a second time (with its event): the Checks
+    tab reads them from there, so it would keep listing executions of a run that no longer exists, and the table
+    would grow forever.
+    """
+
+    def delete_events(self, run_id: str) -> None:
+        super().delete_events(run_id)  # type: ignore[misc]
+        with self.index_connection() as conn:  # type: ignore[attr-defined]
+            conn.execute(AssetCheckExecutionsTable.delete().where(AssetCheckExecutionsTable.c.run_id == run_id))
+
+
+class PooledSqliteEventLogStorage(_DeletesWholeRuns, SqliteEventLogStorage):
     """``SqliteEventLogStorage`` that keeps one engine (and its connection) per database file instead of one per call.
 
     Dagster serializes this storage's connections with its own lock, so one kept connection per file is enough.
@@ -105,6 +125,20 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._dispose_engines()  # wipe deletes the run files; kept connections would point at deleted files
         super().wipe()
 
+    def delete_events(self, run_id: str) -> None:
+        """The stock deletion empties the run's database file but leaves the file (and SQLite never shrinks one by
+        itself): the file goes too, after its kept connection is closed."""
+        super().delete_events(run_id)
+        with self._engines_lock:
+            engine = self._engines.pop(run_id, None)
+            self._initialized_dbs.discard(run_id)
+        if engine is not None:
+            engine.dispose()
+        path = self.path_for_shard(run_id)
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
     def dispose(self) -> None:
         super().dispose()
         self._dispose_engines()
@@ -132,7 +166,7 @@ class PooledSqliteStorage(DagsterSqliteStorage):
         return cls.from_local(inst_data=inst_data, **config_value)
 
 
-class PooledPostgresEventLogStorage(PostgresEventLogStorage):
+class PooledPostgresEventLogStorage(_DeletesWholeRuns, PostgresEventLogStorage):
     """``PostgresEventLogStorage`` whose engine keeps a connection instead of opening one per event."""
 
     def __init__(
