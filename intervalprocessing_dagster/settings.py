@@ -23,6 +23,9 @@ DEFAULT_REPORTS_S3_PREFIX = "GeneratedFiles/"
 DEFAULT_FILE_GENERATION_CRON = "0 3 * * *"
 DEFAULT_LOCAL_DIR = ".intervalprocessing"
 DEFAULT_STEP_OUTPUTS_S3_PREFIX = "dagster/step-outputs/"
+DEFAULT_RUN_HISTORY_SUCCESS_DAYS = 30
+DEFAULT_RUN_HISTORY_FAILURE_DAYS = 90
+DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS = 7
 
 
 class SettingsError(ValueError):
@@ -45,6 +48,10 @@ class Settings:
     step_outputs_s3_prefix: str
     alerts_sns_topic_arn: str | None
     webserver_url: str | None
+    run_history_retention: bool
+    run_history_success_days: int
+    run_history_failure_days: int
+    run_history_keep_all_days: int
 
     @property
     def embedded_mongo_dir(self) -> Path:
@@ -75,6 +82,10 @@ class Settings:
             step_outputs_s3_prefix=_folder(_env(env, "STEP_OUTPUTS_S3_PREFIX") or DEFAULT_STEP_OUTPUTS_S3_PREFIX),
             alerts_sns_topic_arn=_env(env, "ALERTS_SNS_TOPIC_ARN"),
             webserver_url=_env(env, "INTERVALPROCESSING_WEBSERVER_URL"),
+            run_history_retention=_switch(env, "RUN_HISTORY_RETENTION", default=True),
+            run_history_success_days=_days(env, "RUN_HISTORY_SUCCESS_DAYS", DEFAULT_RUN_HISTORY_SUCCESS_DAYS),
+            run_history_failure_days=_days(env, "RUN_HISTORY_FAILURE_DAYS", DEFAULT_RUN_HISTORY_FAILURE_DAYS),
+            run_history_keep_all_days=_days(env, "RUN_HISTORY_KEEP_ALL_DAYS", DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS),
         )
 
 
@@ -82,6 +93,32 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
     """A variable's value, with empty strings treated as unset (as ECS task definitions often leave them)."""
     value = environ.get(name, "").strip()
     return value or None
+
+
+def _switch(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """``on`` / ``off`` (also ``true`` / ``false``, ``1`` / ``0``); anything else is refused, not guessed."""
+    value = _env(environ, name)
+    if value is None:
+        return default
+    if value.lower() in ("on", "true", "1"):
+        return True
+    if value.lower() in ("off", "false", "0"):
+        return False
+    raise SettingsError(f"{name}={value!r} must be on or off")
+
+
+def _days(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of days, at least 1 (0 would delete a run the moment it finishes)."""
+    value = _env(environ, name)
+    if value is None:
+        return default
+    try:
+        days = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a whole number of days") from None
+    if days < 1:
+        raise SettingsError(f"{name}={value!r} must be at least 1 day")
+    return days
 
 
 def _folder(prefix: str) -> str:

@@ -36,6 +36,8 @@ from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 
+# A step output's text metadata under this key is the step's own part of the line (the history retention job's).
+SUMMARY_METADATA_KEY = "summary"
 AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
 LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
 
@@ -54,17 +56,21 @@ class RunSummary:
     failed_steps: list[str] = field(default_factory=list)
     checks_passed: int = 0
     failed_checks: list[str] = field(default_factory=list)
+    step_summaries: list[str] = field(default_factory=list)
 
     def add(self, event: DagsterEvent) -> None:
         step_key = event.step_key or ""
         automation = AUTOMATION_STEP.match(step_key)
         if automation or LOAD_AUTOMATIONS_STEP.match(step_key):
             self.data_change = True
-        if event.event_type == DagsterEventType.STEP_OUTPUT and automation:
+        if event.event_type == DagsterEventType.STEP_OUTPUT:
             metadata = event.event_specific_data.metadata
-            self.applied += 1
-            self.matched += _number(metadata.get("matched"))
-            self.modified += _number(metadata.get("modified"))
+            if automation:
+                self.applied += 1
+                self.matched += _number(metadata.get("matched"))
+                self.modified += _number(metadata.get("modified"))
+            elif SUMMARY_METADATA_KEY in metadata:
+                self.step_summaries.append(str(metadata[SUMMARY_METADATA_KEY].value))
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             if automation:
                 self.failed_automations.append(automation["key"])
@@ -96,7 +102,9 @@ class RunSummary:
                 f"automations {self.applied} applied, {self.matched} matched, {self.modified} modified, "
                 f"{failed} failed" + (f" ({', '.join(self.failed_automations)})" if failed else "")
             )
-        elif self.reports or self.skipped_reports or not (self.checks_passed or self.failed_checks):
+        elif self.reports or self.skipped_reports or not (
+            self.checks_passed or self.failed_checks or self.step_summaries
+        ):
             written = "; ".join(f"{asset} -> {location}" for asset, location in self.reports)
             parts.append(f"reports written: {written or 'none'}")
             if self.skipped_reports:
@@ -107,6 +115,7 @@ class RunSummary:
                 f"checks {self.checks_passed} passed, {failed} failed"
                 + (f" ({', '.join(self.failed_checks)})" if failed else "")
             )
+        parts.extend(self.step_summaries)
         if self.failed_steps:
             parts.append("failed steps: " + ", ".join(self.failed_steps))
         return "Run summary: " + "; ".join(parts)
