@@ -38,6 +38,7 @@ from dagster import (
     op,
     reconstructable,
 )
+from dagster._core.instance.config import dagster_instance_config
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, ROOT_RUN_ID_TAG
 from dagster._core.test_utils import freeze_time
@@ -52,7 +53,12 @@ from intervalprocessing_dagster.instance.step_outputs import (
     S3StepOutputs,
     S3StepOutputStore,
 )
-from intervalprocessing_dagster.settings import Settings, SettingsError
+from intervalprocessing_dagster.settings import (
+    DEFAULT_RUN_HISTORY_FAILURE_DAYS,
+    DEFAULT_RUN_HISTORY_SUCCESS_DAYS,
+    Settings,
+    SettingsError,
+)
 from tests.postgres_cluster import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -334,3 +340,13 @@ def test_retention_is_on_by_default_and_its_settings_are_checked() -> None:
     ):
         with pytest.raises(SettingsError, match=message):
             Settings.from_env(environ)
+
+
+@pytest.mark.parametrize("path", ["dagster.yaml", "deploy/dagster.yaml"])
+def test_both_instances_purge_ticks_as_long_as_the_runs_they_start(path: str, tmp_path: Path) -> None:
+    (tmp_path / "dagster.yaml").write_text((REPO / path).read_text())
+    config, _ = dagster_instance_config(str(tmp_path))
+    for instigator in ("schedule", "sensor"):
+        assert config["retention"][instigator]["purge_after_days"] == {
+            "skipped": 7, "success": DEFAULT_RUN_HISTORY_SUCCESS_DAYS, "failure": DEFAULT_RUN_HISTORY_FAILURE_DAYS,
+        }
