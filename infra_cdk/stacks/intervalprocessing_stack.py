@@ -70,6 +70,7 @@ class IntervalProcessingStack(Stack):
             service=services.webserver_service,
             meaning="the Dagster UI is down (schedules and runs go on; nobody can look at them).",
         )
+        database.alarm_before_it_runs_out(alerting, config)
 
         outputs: dict[str, tuple[str, str]] = {
             "NatElasticIp": (network.nat_eip.attr_public_ip, "Allow-list this address in MongoDB Atlas"),

@@ -35,7 +35,7 @@ EMULATOR_SKIPPED_TYPES = {
     "AWS::SecretsManager::SecretTargetAttachment",
     "AWS::ECS::ClusterCapacityProviderAssociations",
     "AWS::SNS::TopicPolicy",  # the alerts topic's TLS-only and CloudWatch-publish policy
-    "AWS::CloudWatch::Alarm",  # the two no-running-task alarms
+    "AWS::CloudWatch::Alarm",  # the two no-running-task alarms and the two database alarms
 }
 
 
