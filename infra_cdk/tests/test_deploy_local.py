@@ -164,7 +164,7 @@ def test_roles_and_their_policies(deployed: dict[str, Any]) -> None:
         "WriteReports",
         "WriteComputeLogs",
         "ReadWriteStepOutputs",
-        "ListStepOutputs",
+        "ListStepOutputsAndComputeLogs",
     }
     (daemon,) = [role for name, role in task_roles.items() if "DaemonTaskRole" in name]
     launch = next(s for s in daemon["statements"] if s.get("Sid") == "LaunchRunTasks")
