@@ -46,7 +46,7 @@ from dagster_aws.s3 import S3Resource
 from sqlalchemy import func, select
 
 from intervalprocessing_dagster.definitions import build_definitions
-from intervalprocessing_dagster.instance.retention import RunRetention, purge_history
+from intervalprocessing_dagster.instance.retention import RunRetention, purge_history, run_retention
 from intervalprocessing_dagster.instance.step_outputs import (
     LocalStepOutputs,
     LocalStepOutputStore,
@@ -234,8 +234,9 @@ def test_old_runs_go_with_their_events_logs_and_outputs_and_what_is_still_read_s
     dry = purge_history(instance, RunRetention(), store, now=time.time(), batch_size=2, dry_run=True)
     assert {record.dagster_run.run_id for record in instance.get_run_records()} == set(deleted + kept)
 
-    # Batches of 2, so kept and deleted runs share batches and the cursor has to step over deleted ones.
-    purged = purge_history(instance, RunRetention(), store, now=time.time(), batch_size=2)
+    # Batches of 2, so kept and deleted runs share batches and the cursor has to step over deleted ones; then the
+    # daily job's VACUUM of the history tables.
+    purged = run_retention(instance, RunRetention(), store, now=time.time(), batch_size=2)
 
     assert {record.dagster_run.run_id for record in instance.get_run_records()} == set(kept)
     for run_id in deleted:
@@ -248,7 +249,7 @@ def test_old_runs_go_with_their_events_logs_and_outputs_and_what_is_still_read_s
     assert purged.kept_latest == {latest_materialization, latest_check, latest_observation}
     assert purged.kept_for_group == {parent}
     assert purged.deleted_step_outputs == 2  # old_success's and the retry's `produce` output (failures store none)
-    assert purged.complete
+    assert purged.complete and purged.vacuum_seconds is not None and dry.vacuum_seconds is None
 
     # What the checks and the asset pages read is still there.
     assert instance.fetch_materializations(report.key, limit=1).records[0].run_id == latest_materialization
