@@ -24,7 +24,6 @@ import os
 import statistics
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -52,7 +51,7 @@ from bench.history_build import (
     seed_mongo,
 )
 from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.instance.retention import RunRetention, purge_history, run_retention
+from intervalprocessing_dagster.instance.retention import RunRetention, purge_history
 from intervalprocessing_dagster.instance.step_outputs import LocalStepOutputStore
 from tests.postgres_cluster import PostgresServer, running_postgres
 
@@ -63,6 +62,7 @@ EVENT_ASSETS = ["audits", "daily_audit_inventory"]
 #: The checks tab timed: the hourly config check.
 CHECK = ("dataupdateconfigs", "automations_are_valid")
 JOB = Cadence.QUARTER_HOURLY.job_name
+PASSWORD_ENV = "HISTORY_BENCH_PG_PASSWORD"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         mongo = SecantusDBServer(storage_path=str(scratch / "secantus"))
         mongo.start()
         try:
-            env = _environment(scratch, mongo.uri)
-            os.environ.update(env)  # the daemon's code server and the webserver load the code location with it
             templates_database = postgres.create_database()
             templates_home = _instance_home(scratch / "templates", postgres, templates_database)
+            env = _environment(scratch, mongo.uri)
+            os.environ.update(env)  # the daemon's code server and the webserver load the code location with it
             seed_mongo(mongo.uri, MONGO_DATABASE, deployment)
             stage = time.monotonic()
             record_templates(templates_home, env, mongo.uri, MONGO_DATABASE, args.big_run,
@@ -146,11 +146,8 @@ def _scenario(name: str, day_count: int, retention: RunRetention | None, postgre
             if retention is not None:
                 # As the daily job runs it, at the end of the day just written.
                 stage = time.monotonic()
-                now = _epoch(day + timedelta(days=1))
-                if args.without_vacuum:
-                    report = purge_history(instance, retention, store, now=now)
-                else:
-                    report = run_retention(instance, retention, store, now=now)
+                report = purge_history(instance, retention, store, now=_epoch(day + timedelta(days=1)),
+                                       vacuum=not args.without_vacuum)
                 passes.append({"day": number + 1, "seconds": round(time.monotonic() - stage, 2),
                                "deleted_runs": dict(report.deleted_runs), "vacuum_seconds": report.vacuum_seconds})
             if (number + 1) % 30 == 0:
@@ -179,7 +176,7 @@ def _scenario(name: str, day_count: int, retention: RunRetention | None, postgre
             oldest_day = RunRetention(success_days=day_count - 1, failure_days=day_count - 1,
                                       keep_all_days=min(day_count - 1, 7))
             stage = time.monotonic()
-            report = run_retention(instance, oldest_day, store, now=_epoch(today))
+            report = purge_history(instance, oldest_day, store, now=_epoch(today))
             result["one_day_deletion"] = {"seconds": round(time.monotonic() - stage, 2),
                                           "deleted_runs": dict(report.deleted_runs),
                                           "vacuum_seconds": report.vacuum_seconds}
@@ -277,25 +274,12 @@ def _instance_home(home: Path, postgres: PostgresServer, database: str) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     production = (REPO_ROOT / "deploy" / "dagster.yaml").read_text()
     run_coordinator = production[production.index("run_coordinator:"):production.index("\nrun_monitoring:")]
-    (home / "dagster.yaml").write_text(textwrap.dedent(f"""\
-        storage:
-          custom:
-            module: intervalprocessing_dagster.instance.storage
-            class: PooledPostgresStorage
-            config:
-              postgres_db:
-                hostname: {postgres.host}
-                port: {postgres.port}
-                db_name: {database}
-                username: {postgres.username}
-                password: "{postgres.password}"
-                scheme: postgresql+psycopg2
-        run_launcher:
-          module: dagster._core.test_utils
-          class: MockedRunLauncher
-        telemetry:
-          enabled: false
-    """) + run_coordinator)
+    os.environ[PASSWORD_ENV] = postgres.password  # read by this process, the webserver and the code servers
+    (home / "dagster.yaml").write_text(
+        postgres.dagster_storage(database, PASSWORD_ENV)
+        + "run_launcher:\n  module: dagster._core.test_utils\n  class: MockedRunLauncher\n"
+        + "telemetry:\n  enabled: false\n" + run_coordinator
+    )
     return home
 
 

@@ -139,14 +139,41 @@ def purge_history(
     batch_size: int = 100,
     stop_at: float | None = None,
     dry_run: bool = False,
+    vacuum: bool = True,
     log: Callable[[str], None] = lambda _message: None,
 ) -> PurgeReport:
-    """Delete every run past its window (see the module docstring) with what was stored for it, oldest first.
+    """Delete every run past its window (see the module docstring) with what was stored for it, oldest first; then,
+    on Postgres, when runs were deleted and ``vacuum`` is on, a plain ``VACUUM`` of the history tables, so the next
+    days' rows reuse the space at once (measured: without it the database carries up to a week of dead rows;
+    bench/README.md, ``history`` family).
 
     ``now`` is a ``time.time()`` value (the windows count back from it); ``stop_at`` a ``time.monotonic()`` value
     after which no further run is started.
     """
     report = PurgeReport(dry_run=dry_run)
+    _delete_past_windows(instance, retention, step_outputs, report, now=now, batch_size=batch_size, stop_at=stop_at,
+                         log=log)
+    storage = instance.event_log_storage
+    if vacuum and report.deleted_runs and not dry_run and isinstance(storage, PooledPostgresEventLogStorage):
+        started = time.monotonic()
+        storage.vacuum_run_history()
+        report.vacuum_seconds = round(time.monotonic() - started, 2)
+    return report
+
+
+def _delete_past_windows(
+    instance: DagsterInstance,
+    retention: RunRetention,
+    step_outputs: StepOutputStore,
+    report: PurgeReport,
+    *,
+    now: float,
+    batch_size: int,
+    stop_at: float | None,
+    log: Callable[[str], None],
+) -> None:
+    """``purge_history``'s deletions, counted in ``report``; at ``stop_at`` it stops with ``report.complete`` off."""
+    dry_run = report.dry_run
     protected = runs_holding_latest_events(instance)
     for statuses in (SUCCESS_STATUSES, FAILURE_STATUSES):
         cutoff = retention.cutoff(statuses[0], now)
@@ -160,7 +187,7 @@ def purge_history(
             for record in records:
                 if stop_at is not None and time.monotonic() >= stop_at:
                     report.complete = False
-                    return report
+                    return
                 run = record.dagster_run
                 if run.run_id in protected:
                     report.kept_latest.add(run.run_id)
@@ -180,31 +207,6 @@ def purge_history(
                     f"finished before {records[-1].update_timestamp:%Y-%m-%d %H:%M} UTC")
             if len(records) < batch_size:
                 break
-    return report
-
-
-def run_retention(
-    instance: DagsterInstance,
-    retention: RunRetention,
-    step_outputs: StepOutputStore,
-    *,
-    now: float,
-    batch_size: int = 100,
-    stop_at: float | None = None,
-    dry_run: bool = False,
-    log: Callable[[str], None] = lambda _message: None,
-) -> PurgeReport:
-    """The daily job's work: ``purge_history``, then, on Postgres and when runs were deleted, a plain ``VACUUM`` of
-    the history tables so the next day's rows reuse the space at once (measured: without it the database carries up
-    to a week of dead rows; bench/README.md, ``history`` family)."""
-    report = purge_history(instance, retention, step_outputs, now=now, batch_size=batch_size, stop_at=stop_at,
-                           dry_run=dry_run, log=log)
-    storage = instance.event_log_storage
-    if report.deleted_runs and not dry_run and isinstance(storage, PooledPostgresEventLogStorage):
-        started = time.monotonic()
-        storage.vacuum_run_history()
-        report.vacuum_seconds = round(time.monotonic() - started, 2)
-    return report
 
 
 def delete_run(instance: DagsterInstance, step_outputs: StepOutputStore, run_id: str) -> int:
@@ -302,7 +304,7 @@ def delete_old_runs(
     step_output_store: StepOutputStore,
 ) -> Output[None]:
     started = time.monotonic()
-    report = run_retention(
+    report = purge_history(
         context.instance, retention, step_output_store, now=time.time(), batch_size=config.batch_size,
         stop_at=started + config.max_minutes * 60, dry_run=config.dry_run, log=context.log.info,
     )

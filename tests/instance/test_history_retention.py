@@ -46,7 +46,7 @@ from dagster_aws.s3 import S3Resource
 from sqlalchemy import func, select
 
 from intervalprocessing_dagster.definitions import build_definitions
-from intervalprocessing_dagster.instance.retention import RunRetention, purge_history, run_retention
+from intervalprocessing_dagster.instance.retention import RunRetention, purge_history
 from intervalprocessing_dagster.instance.step_outputs import (
     LocalStepOutputs,
     LocalStepOutputStore,
@@ -175,26 +175,16 @@ def production_instance(
 ) -> Iterator[DagsterInstance]:
     """deploy/dagster.yaml's storage and compute logs: the pooled Postgres storage on a fresh database, S3 logs."""
     monkeypatch.setenv("TEST_PG_PASSWORD", postgres_server.password)
-    (tmp_path / "dagster.yaml").write_text(textwrap.dedent(f"""\
-        storage:
-          custom:
-            module: intervalprocessing_dagster.instance.storage
-            class: PooledPostgresStorage
-            config:
-              postgres_db:
-                hostname: {postgres_server.host}
-                port: {postgres_server.port}
-                db_name: {postgres_server.create_database()}
-                username: {postgres_server.username}
-                password: {{env: TEST_PG_PASSWORD}}
-                scheme: postgresql+psycopg2
-        compute_logs:
-          module: dagster_aws.s3.compute_log_manager
-          class: S3ComputeLogManager
-          config: {{bucket: {s3_bucket}, prefix: {COMPUTE_LOGS_PREFIX}, skip_empty_files: true}}
-        telemetry:
-          enabled: false
-    """))
+    (tmp_path / "dagster.yaml").write_text(
+        postgres_server.dagster_storage(postgres_server.create_database(), "TEST_PG_PASSWORD") + textwrap.dedent(f"""\
+            compute_logs:
+              module: dagster_aws.s3.compute_log_manager
+              class: S3ComputeLogManager
+              config: {{bucket: {s3_bucket}, prefix: {COMPUTE_LOGS_PREFIX}, skip_empty_files: true}}
+            telemetry:
+              enabled: false
+        """)
+    )
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         yield instance
 
@@ -235,8 +225,8 @@ def test_old_runs_go_with_their_events_logs_and_outputs_and_what_is_still_read_s
     assert {record.dagster_run.run_id for record in instance.get_run_records()} == set(deleted + kept)
 
     # Batches of 2, so kept and deleted runs share batches and the cursor has to step over deleted ones; then the
-    # daily job's VACUUM of the history tables.
-    purged = run_retention(instance, RunRetention(), store, now=time.time(), batch_size=2)
+    # VACUUM of the history tables.
+    purged = purge_history(instance, RunRetention(), store, now=time.time(), batch_size=2)
 
     assert {record.dagster_run.run_id for record in instance.get_run_records()} == set(kept)
     for run_id in deleted:

@@ -186,16 +186,13 @@ def test_the_project_instance_uses_it_and_a_run_opens_one_connection_for_its_eve
     assert (tmp_path / ".intervalprocessing" / "dagster_home" / "history" / "runs" / f"{result.run_id}.db").exists()
 
 
-def test_a_disposed_postgres_instance_leaves_no_session(postgres_server: PostgresServer, tmp_path: Path) -> None:
+def test_a_disposed_postgres_instance_leaves_no_session(
+    postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The kept connection is closed with the instance (the stock storage keeps none to close)."""
     database = postgres_server.create_database()
-    (tmp_path / "dagster.yaml").write_text(
-        "storage:\n  custom:\n    module: intervalprocessing_dagster.instance.storage\n"
-        "    class: PooledPostgresStorage\n    config:\n      postgres_db:\n"
-        f"        hostname: {postgres_server.host}\n        port: {postgres_server.port}\n"
-        f"        db_name: {database}\n        username: {postgres_server.username}\n"
-        f"        password: '{postgres_server.password}'\n        scheme: postgresql+psycopg2\n"
-    )
+    monkeypatch.setenv("TEST_PG_PASSWORD", postgres_server.password)
+    (tmp_path / "dagster.yaml").write_text(postgres_server.dagster_storage(database, "TEST_PG_PASSWORD"))
 
     def sessions() -> int:
         with psycopg2.connect(host=postgres_server.host, port=postgres_server.port, user=postgres_server.username,
