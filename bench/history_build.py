@@ -3,13 +3,13 @@
 A year of a modest deployment is about 70,000 runs and 12 million events. Writing them through Dagster's storage API
 (one ``store_event`` per event, a millisecond each) would take hours, and running the jobs for real a year. So the
 real thing happens once and is then copied: ``record_templates`` runs every scheduled job of the code location
-(as ``dagster job execute`` does, real MongoDB work on the benchmark's SecantusDB) into a templates database, plus a
-quarter-hourly run that fails on a broken automation and one hourly run of many (500) automations; ``HistoryWriter`` then
-writes, for every tick of every schedule of every simulated day, a copy of the matching template run into the
-measured database: its run row and tags, every event, the events' asset tags and the run's asset-check executions,
-with a new run id and every timestamp shifted to the tick. Rows are written with Postgres ``COPY`` into Dagster's
-own tables (the table definitions come from Dagster's schema modules), a day at a time, in time order, so ids grow
-with time as they do in a live database; about a second per simulated day.
+(as ``dagster job execute`` does, real MongoDB work on the benchmark's SecantusDB) into a templates database, plus
+a quarter-hourly run that fails on a broken automation and one hourly run of many (500) automations;
+``HistoryWriter`` then writes, for every tick of every schedule of every simulated day, a copy of the matching
+template run into the measured database: its run row and tags, every event, the events' asset tags and the run's
+asset-check executions, with a new run id and every timestamp shifted to the tick. Rows are written with Postgres
+``COPY`` into Dagster's own tables (the columns of Dagster's schema modules), a day at a time, in time order, so ids
+grow with time as they do in a live database: two to three seconds per simulated day here, a year in 15 minutes.
 
 The asset index (``asset_keys``: each asset's latest materialization, observation and planned run, which the asset
 pages and the retention job read) is kept up to date through Dagster's own ``store_asset_event``, from the newest

@@ -7,6 +7,13 @@ from typing import Any
 SIZE_RATIO_TARGET = 1.2
 UI_P95_TARGET_SECONDS = 1.0
 ONE_DAY_DELETION_TARGET_SECONDS = 60.0
+#: Deployments the sizing table extrapolates to: the measured mix of cadences, times these factors.
+SIZING_FACTORS = (1, 2, 5, 10)
+#: RDS classes by memory (GiB), smallest first. A class fits when the history tables' indexes take at most half of
+#: its memory: RDS gives a quarter to shared_buffers by default and the operating system caches the rest, and the
+#: UI's queries walk those indexes (the heap pages they read are the recent ones).
+INSTANCE_CLASSES = (("db.t4g.micro", 1), ("db.t4g.small", 2), ("db.t4g.medium", 4), ("db.m7g.large", 8),
+                    ("db.m7g.xlarge", 16))
 
 
 def evaluate_targets(document: dict[str, Any]) -> list[dict[str, str]]:
@@ -32,6 +39,41 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, str]]:
          "detail": f"{passes['steady_state_passes']} steady-state passes: median {passes['seconds_p50']} s, "
                    f"slowest {deletion} s ({_vacuum(document)}), {passes['deleted_runs_per_pass']} runs each"},
     ]
+
+
+def sizing(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Storage per deployment size, from this run's figures: events per automation step and per run (the
+    templates), bytes per event (the no-retention database), what the retained database holds per day of history
+    and its indexes' share (the retained scenario)."""
+    scenarios = document.get("scenarios", {})
+    if not {"year", "retained"} <= set(scenarios):
+        return []
+    templates, deployment = document["templates"], document["deployment"]
+    per_step = ((templates["quarter_hourly_data_change_job"]["events"] - templates["hourly_data_change_job"]["events"])
+                / (deployment["quarter_hourly"] - deployment["hourly"]))
+    per_run = templates["hourly_data_change_job"]["events"] - deployment["hourly"] * per_step
+    fixed = 24 * templates["config_checks_job"]["events"] + templates["file_generation_job"]["events"] + templates[
+        "history_retention_job"]["events"]
+    year = scenarios["year"]["size"]
+    bytes_per_event = year["database_bytes"] / year["events"]
+    retained = scenarios["retained"]
+    retained_days = document["retention"]["success_days"]
+    tables = retained["size"]["tables"]
+    index_share = sum(t["total_bytes"] - t["heap_bytes"] for t in tables.values()) / retained["size"]["database_bytes"]
+    runs_per_day = {"quarter_hourly": 96, "half_hourly": 48, "hourly": 24, "nightly": 1}
+    rows = []
+    for factor in SIZING_FACTORS:
+        counts = {cadence: deployment[cadence] * factor for cadence in runs_per_day}
+        events = fixed + sum(runs * (per_run + counts[c] * per_step) for c, runs in runs_per_day.items())
+        day_bytes = events * bytes_per_event
+        kept = retained["size"]["database_bytes"] * day_bytes / (year["database_bytes"] / scenarios["year"]["days"])
+        indexes_gib = kept * index_share / 1024**3
+        instance = next((name for name, gib in INSTANCE_CLASSES if indexes_gib <= gib / 2), INSTANCE_CLASSES[-1][0])
+        rows.append({"automations": counts, "events_per_day": round(events), "mb_per_day": day_bytes / 1024**2,
+                     "gb_per_month_without_retention": day_bytes * 30 / 1024**3,
+                     "gb_per_year_without_retention": day_bytes * 365 / 1024**3,
+                     "gb_with_retention": kept / 1024**3, "instance_class": instance, "retained_days": retained_days})
+    return rows
 
 
 def markdown(document: dict[str, Any]) -> str:
@@ -65,9 +107,9 @@ def markdown(document: dict[str, Any]) -> str:
     ]
     for name in names:
         tables = scenarios[name]["size"]["tables"]
-        lines += [f"Largest tables ({name}): " + ", ".join(
-            f"`{table}` {_mb(sizes['total_bytes'])} (heap {_mb(sizes['heap_bytes'])})" for table, sizes in tables.items()
-        ) + ".", ""]
+        listed = ", ".join(f"`{table}` {_mb(sizes['total_bytes'])} (heap {_mb(sizes['heap_bytes'])})"
+                           for table, sizes in tables.items())
+        lines += [f"Largest tables ({name}): {listed}.", ""]
     lines += ["## UI queries (p50 / p95 / max seconds, over real HTTP to dagster-webserver)", "",
               "| page | operation | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
     keyed = {n: {(row["page"], row["operation"]): row for row in _timed(scenarios[n]["ui"])} for n in names}
@@ -92,6 +134,20 @@ def markdown(document: dict[str, Any]) -> str:
             one = scenario["one_day_deletion"]
             lines.append(f"- {name}: the oldest day out of {scenario['days']}: {one['seconds']} s for "
                          f"{sum(one['deleted_runs'].values())} runs (VACUUM {one['vacuum_seconds']} s).")
+    rows = sizing(document)
+    if rows:
+        lines += ["", "## Sizing (extrapolated from this run's figures; `history_report.sizing` says how)", "",
+                  "| automations (15 min / 30 min / hourly / nightly) | events a day | storage a day | a month without "
+                  "retention | a year without retention | with retention (steady) | instance class |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for row in rows:
+            counts = row["automations"]
+            lines.append(
+                f"| {sum(counts.values())} ({counts['quarter_hourly']} / {counts['half_hourly']} / {counts['hourly']}"
+                f" / {counts['nightly']}) | {row['events_per_day']:,} | {row['mb_per_day']:.0f} MB | "
+                f"{row['gb_per_month_without_retention']:.1f} GB | {row['gb_per_year_without_retention']:.0f} GB | "
+                f"{row['gb_with_retention']:.1f} GB | {row['instance_class']} |"
+            )
     machine = document["machine"]
     load = machine["load_average"]
     lines += ["", "## Machine", "",
