@@ -42,16 +42,19 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def sizing(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """Storage per deployment size, from this run's figures: events per automation step and per run (the
-    templates), bytes per event (the no-retention database), what the retained database holds per day of history
+    """Storage per deployment size, from this run's figures: events per automation step and per run (the hourly
+    and the big template), bytes per event (the no-retention database), what the retained database holds per day of history
     and its indexes' share (the retained scenario)."""
     scenarios = document.get("scenarios", {})
     if not {"year", "retained"} <= set(scenarios):
         return []
     templates, deployment = document["templates"], document["deployment"]
-    per_step = ((templates["quarter_hourly_data_change_job"]["events"] - templates["hourly_data_change_job"]["events"])
-                / (deployment["quarter_hourly"] - deployment["hourly"]))
-    per_run = templates["hourly_data_change_job"]["events"] - deployment["hourly"] * per_step
+    # Two runs of the same job with different numbers of automations: the hourly one and the big one.
+    hourly, big = templates["hourly_data_change_job"]["events"], templates["hourly_big"]["events"]
+    if document["big_run_automations"] == deployment["hourly"]:
+        return []
+    per_step = (big - hourly) / (document["big_run_automations"] - deployment["hourly"])
+    per_run = hourly - deployment["hourly"] * per_step
     fixed = 24 * templates["config_checks_job"]["events"] + templates["file_generation_job"]["events"] + templates[
         "history_retention_job"]["events"]
     year = scenarios["year"]["size"]

@@ -57,5 +57,5 @@ def test_history_benchmark_builds_both_histories_and_measures_them(tmp_path: Pat
 
     markdown = (tmp_path / "latest.md").read_text()
     for heading in ("## Targets", "## Template runs", "## Database", "## UI queries", "## Daemon iterations",
-                    "## Deleting one day of history", "## Machine"):
+                    "## Deleting one day of history", "## Sizing", "## Machine"):
         assert heading in markdown
