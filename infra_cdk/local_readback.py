@@ -75,6 +75,7 @@ def _task_definition(family: str) -> dict[str, Any]:
         "task_role_arn": definition.get("taskRoleArn"),
         "container": container["name"],
         "image": container["image"],
+        "command": container.get("command"),
         "secrets": {secret["name"]: secret.get("valueFrom") for secret in container.get("secrets", [])},
         "environment": {variable["name"]: variable["value"] for variable in container.get("environment", [])},
         "log_group": container.get("logConfiguration", {}).get("options", {}).get("awslogs-group"),
@@ -100,6 +101,60 @@ def _roles(role_names: list[str]) -> dict[str, dict[str, Any]]:
             "statements": statements,
         }
     return roles
+
+
+def _load_balancers(arns: list[str]) -> list[dict[str, Any]]:
+    """Each load balancer with its attributes, listeners and their rules, as Elastic Load Balancing reports them."""
+    elb = _client("elbv2")
+    target_ports = {group["TargetGroupArn"]: group["Port"] for group in elb.describe_target_groups()["TargetGroups"]}
+
+    def actions(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        shown = []
+        for action in sorted(listed, key=lambda a: a.get("Order", 0)):
+            entry: dict[str, Any] = {"type": action["Type"]}
+            if "AuthenticateOidcConfig" in action:
+                entry.update(action["AuthenticateOidcConfig"])
+            for key in ("RedirectConfig", "FixedResponseConfig"):
+                entry.update(action.get(key, {}))
+            if "TargetGroupArn" in action:
+                entry["target_group_port"] = target_ports.get(action["TargetGroupArn"])
+            shown.append(entry)
+        return shown
+
+    found = []
+    for balancer in elb.describe_load_balancers(LoadBalancerArns=arns)["LoadBalancers"] if arns else []:
+        arn = balancer["LoadBalancerArn"]
+        listeners = {}
+        for listener in elb.describe_listeners(LoadBalancerArn=arn)["Listeners"]:
+            rules = elb.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
+            listeners[str(listener["Port"])] = {
+                "protocol": listener["Protocol"],
+                "ssl_policy": listener.get("SslPolicy"),
+                "certificates": [c["CertificateArn"] for c in listener.get("Certificates", [])],
+                "default_actions": actions(listener["DefaultActions"]),
+                "rules": {
+                    ",".join(
+                        host for c in rule["Conditions"] for host in c.get("HostHeaderConfig", {}).get("Values", [])
+                    ): {
+                        "priority": rule["Priority"],
+                        "actions": actions(rule["Actions"]),
+                    }
+                    for rule in rules
+                    if not rule["IsDefault"]
+                },
+            }
+        found.append(
+            {
+                "name": balancer["LoadBalancerName"],
+                "scheme": balancer["Scheme"],
+                "attributes": {
+                    attribute["Key"]: attribute["Value"]
+                    for attribute in elb.describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"]
+                },
+                "listeners": listeners,
+            }
+        )
+    return found
 
 
 def deployed() -> dict[str, Any]:
@@ -145,6 +200,12 @@ def deployed() -> dict[str, Any]:
         ],
         "clusters": [cluster["clusterName"] for cluster in clusters],
         "services": {service["serviceName"]: service["desiredCount"] for service in services},
+        "service_load_balancers": {service["serviceName"]: service.get("loadBalancers", []) for service in services},
+        "load_balancers": _load_balancers(ids.get("AWS::ElasticLoadBalancingV2::LoadBalancer", [])),
+        "target_groups": {
+            group["TargetGroupName"]: [group["Port"], group["Protocol"], group.get("HealthCheckPath")]
+            for group in _client("elbv2").describe_target_groups()["TargetGroups"]
+        },
         "task_definitions": {
             arn.split("/")[-1].split(":")[0]: _task_definition(arn) for arn in ids.get("AWS::ECS::TaskDefinition", [])
         },
@@ -203,7 +264,12 @@ def leftovers(owned: dict[str, Any]) -> dict[str, Any]:
     groups = {group["GroupId"] for group in ec2.describe_security_groups()["SecurityGroups"]}
     databases = {db["DBInstanceIdentifier"] for db in _client("rds").describe_db_instances()["DBInstances"]}
     topics = {topic["TopicArn"].split(":")[-1] for topic in _client("sns").list_topics()["Topics"]}
+    elb = _client("elbv2")
+    balancers = {balancer["LoadBalancerName"] for balancer in elb.describe_load_balancers()["LoadBalancers"]}
+    target_groups = {group["TargetGroupName"] for group in elb.describe_target_groups()["TargetGroups"]}
     return {
+        "load_balancers": sorted(balancers & {balancer["name"] for balancer in owned["load_balancers"]}),
+        "target_groups": sorted(target_groups & set(owned["target_groups"])),
         "stacks": stacks,
         "topics": sorted(topics & set(owned["topics"])),
         "buckets": sorted(buckets & {bucket["name"] for bucket in owned["buckets"]}),

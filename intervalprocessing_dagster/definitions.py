@@ -17,7 +17,13 @@ from typing import Any
 from dagster import ConfigurableIOManagerFactory, Definitions, EnvVar
 from dagster_aws.s3 import S3Resource
 
-from intervalprocessing_dagster.oncall.alerting import AlertChannel, LogAlertChannel, SnsAlertChannel, run_failure_alert_sensor
+from intervalprocessing_dagster.oncall.alerting import (
+    AlertChannel,
+    LogAlertChannel,
+    SnsAlertChannel,
+    run_failure_alert_sensor,
+)
+from intervalprocessing_dagster.oncall.check_alerts import check_failure_alert_sensor
 from intervalprocessing_dagster.oncall.config_checks import build_config_checks_schedule, config_checks_job
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
@@ -97,7 +103,7 @@ def build_definitions(settings: Settings) -> Definitions:
                 build_config_checks_schedule(settings),
                 *([build_history_retention_schedule(settings)] if settings.run_history_retention else []),
             ],
-            sensors=[run_failure_alert_sensor],
+            sensors=[run_failure_alert_sensor, check_failure_alert_sensor],
             resources=build_resources(settings),
             # Every job's default executor: Dagster's own, plus one INFO summary line at the end of each run.
             executor=run_summary_executor,

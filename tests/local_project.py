@@ -1,4 +1,5 @@
-"""A new user's setup in a temporary folder: the project's dagster.yaml, no DAGSTER_HOME, the dagster CLI.
+"""A new user's setup in a temporary folder: the project's dagster.yaml and workspace.yaml, no DAGSTER_HOME, the
+dagster CLI.
 
 Each test gets its own folder so the instance (``.intervalprocessing/dagster_home`` under it) starts empty and
 nothing touches the developer's. MongoDB is the test's SecantusDB database (``MONGODB_URI``), seeded with the demo
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,9 +30,11 @@ CODE_LOCATION = ["-m", "intervalprocessing_dagster.definitions"]
 
 
 def new_project(folder: Path) -> Path:
-    """``folder`` set up as the project root is for a user: the committed dagster.yaml, nothing else."""
+    """``folder`` set up as the project root is for a user: the committed dagster.yaml (the instance) and
+    workspace.yaml (the code location ``dagster dev`` loads, under its name), nothing else."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", folder / "dagster.yaml")
+    for name in ("dagster.yaml", "workspace.yaml"):
+        shutil.copy(REPO / name, folder / name)
     return folder
 
 
@@ -53,6 +57,14 @@ def execute_job(project: Path, env: dict[str, str], job: str, tags: dict[str, st
         cwd=project, env=env, capture_output=True, text=True, timeout=240,
     )
     return completed.stdout + completed.stderr
+
+
+def run_id(output: str, job: str = "") -> str:
+    """The id of the run that ``dagster job execute`` printed as succeeded (of ``job``, if given)."""
+    job_part = re.escape(f" - {job}") if job else ""
+    found = re.search(rf"{job_part} - (?P<run_id>[0-9a-f-]{{36}}) - \d+ - RUN_SUCCESS - ", output)
+    assert found, output[-3000:]
+    return found["run_id"]
 
 
 @dataclass
@@ -94,27 +106,58 @@ class DagsterDev:
 
 @contextmanager
 def dagster_dev(project: Path, env: dict[str, str]) -> Iterator[DagsterDev]:
-    """``dagster dev`` in ``project`` on a free port, up and serving; killed afterwards if a test left it up."""
+    """``dagster dev`` in ``project`` on a free port, up and serving; killed afterwards if a test left it up.
+
+    Without code-location arguments, as the README runs it: it loads workspace.yaml's location, under its name."""
     port = free_port()
     log_path = project / "dagster-dev.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*DAGSTER, "dev", *CODE_LOCATION, "-h", "127.0.0.1", "-p", str(port)],
+            [*DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)],
             cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, like a terminal's foreground job
             preexec_fn=_terminal_signals,
         )
     dev = DagsterDev(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        deadline = time.monotonic() + 180
-        while not _serving(dev.url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dagster dev did not come up:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        _wait_until_serving(dev.url, process, log_path)
         yield dev
     finally:
         if process.poll() is None or dev.group():
             dev.kill()
+
+
+@contextmanager
+def webserver(project: Path, env: dict[str, str], *, read_only: bool = False) -> Iterator[str]:
+    """``dagster-webserver`` on ``project``'s workspace and instance, as the production services run it (the viewer
+    service with ``--read-only``); its URL while it serves."""
+    port = free_port()
+    log_path = project / f"webserver-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml",
+             *(["--read-only"] if read_only else [])],
+            cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(url, process, log_path)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 180
+    while not _serving(url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{process.args[:4]} did not come up:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
 def _terminal_signals() -> None:

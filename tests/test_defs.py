@@ -105,7 +105,7 @@ def test_step_outputs_prefix_defaults_to_the_agreed_one() -> None:
 
 
 def test_on_call_sensors_and_the_config_check_schedule_run_by_default() -> None:
-    for name in ("run_failure_alert_sensor", "report_freshness_sensor"):
+    for name in ("run_failure_alert_sensor", "check_failure_alert_sensor", "report_freshness_sensor"):
         assert defs.resolve_sensor_def(name).default_status == DefaultSensorStatus.RUNNING
     schedule = defs.resolve_schedule_def("config_checks_schedule")
     assert schedule.default_status == DefaultScheduleStatus.RUNNING and schedule.cron_schedule == "45 * * * *"

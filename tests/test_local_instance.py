@@ -4,7 +4,6 @@ and ``dagster dev`` stops cleanly on Ctrl-C (SIGINT to its process group) and on
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 from pathlib import Path
@@ -14,7 +13,7 @@ import requests
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from tests.local_project import DAGSTER, dagster_dev, execute_job, new_project, user_env
+from tests.local_project import DAGSTER, dagster_dev, execute_job, new_project, run_id, user_env
 
 RUNS_QUERY = "{ runsOrError { ... on Runs { results { runId jobName status } } } }"
 STOP_SECONDS = 20.0  # about 4 s measured on the shared 2-core machine; a hang never ends, so the margin is free
@@ -23,12 +22,6 @@ STOP_SECONDS = 20.0  # about 4 s measured on the shared 2-core machine; a hang n
 @pytest.fixture()
 def project(tmp_path: Path) -> Path:
     return new_project(tmp_path / "project")
-
-
-def run_id(output: str) -> str:
-    found = re.search(r" - (?P<run_id>[0-9a-f-]{36}) - \d+ - RUN_SUCCESS - ", output)
-    assert found, output[-3000:]
-    return found["run_id"]
 
 
 def test_a_cli_run_persists_in_the_project_instance(mongo_uri: str, mongo_db: Database, project: Path) -> None:

@@ -1,9 +1,12 @@
-"""The newcomer's path in a real browser: two CLI runs on the demo data, then ``dagster dev``, pages rendered by
-headless Chromium (Debian's package, driven by Playwright, which never downloads a browser of its own).
+"""The newcomer's path in a real browser: CLI runs on the demo data (the hourly data change twice, as the README
+says, and a Thursday file generation), then ``dagster dev``, pages rendered by headless Chromium (Debian's package,
+driven by Playwright, which never downloads a browser of its own).
 
-What a user looks for: the CLI runs are in the run list; a data-change run's per-automation steps show matched and
-modified; a report's lineage goes from the collections to the report; a weekly report skipped on a Thursday says
-why. The Dagster UI is a React app, so every check waits for rendered text rather than reading the HTML.
+What a user looks for: the CLI runs are in the run list, on their job's Runs tab, as recent runs in the Jobs list
+and in Overview → Timeline; a data-change run's per-automation steps show matched and modified; the global lineage
+opens on the ``dataupdateconfigs → collections → reports`` chain, the configuration collection read by the runs
+showing when; a report's lineage goes from the collections to the report; a weekly report skipped on a Thursday
+says why. The Dagster UI is a React app, so every check waits for rendered text rather than reading the HTML.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
-from tests.local_project import DagsterDev, dagster_dev, execute_job, new_project, user_env
+from tests.local_project import DagsterDev, dagster_dev, execute_job, new_project, run_id, user_env
 
 pytestmark = pytest.mark.browser
 
@@ -41,22 +44,22 @@ from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402 - on
 expect.set_options(timeout=RENDER_TIMEOUT_MS)
 
 
-def run_id(output: str, job: str) -> str:
-    found = re.search(rf" - {job} - (?P<run_id>[0-9a-f-]{{36}}) - \d+ - RUN_SUCCESS - ", output)
-    assert found, output[-3000:]
-    return found["run_id"]
+Runs = dict[str, list[str]]
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, mongo_uri: str) -> Iterator[tuple[DagsterDev, dict[str, str]]]:
-    """``dagster dev`` on a project folder where the hourly data change and a Thursday file generation ran."""
+def ui(tmp_path_factory: pytest.TempPathFactory, mongo_uri: str) -> Iterator[tuple[DagsterDev, Runs]]:
+    """``dagster dev`` on a project folder where the hourly data change ran twice and a Thursday file generation
+    once, each with ``dagster job execute``; the run ids by job, in order."""
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
     database: Database = client[f"browser_{uuid.uuid4().hex[:12]}"]
     seed_demo_data(database)
     project = new_project(tmp_path_factory.mktemp("browser") / "project")
     env = user_env(mongo_uri, database.name)
-    runs = {job: run_id(execute_job(project, env, job, tags={RUN_STAMP_TAG: THURSDAY}), job)
-            for job in ("hourly_data_change_job", "file_generation_job")}
+    runs: Runs = {}
+    for job, tags in (("hourly_data_change_job", None), ("hourly_data_change_job", None),
+                      ("file_generation_job", {RUN_STAMP_TAG: THURSDAY})):
+        runs.setdefault(job, []).append(run_id(execute_job(project, env, job, tags=tags), job))
     with dagster_dev(project, env) as dev:
         yield dev, runs
         dev.stop(signal.SIGINT, to_group=True, timeout=30)
@@ -65,7 +68,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, mongo_uri: str) -> Iterator[tup
 
 
 @pytest.fixture()
-def page(ui: tuple[DagsterDev, dict[str, str]], tmp_path: Path) -> Iterator[Page]:
+def page(ui: tuple[DagsterDev, Runs], tmp_path: Path) -> Iterator[Page]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a new, empty profile
@@ -88,10 +91,10 @@ def open_page(page: Page, dev: DagsterDev, path: str) -> None:
         pass
 
 
-def test_the_cli_runs_are_in_the_run_list(page: Page, ui: tuple[DagsterDev, dict[str, str]]) -> None:
+def test_the_cli_runs_are_in_the_run_list(page: Page, ui: tuple[DagsterDev, Runs]) -> None:
     dev, runs = ui
     open_page(page, dev, "/runs")
-    for job, run in runs.items():
+    for run in (run for job_runs in runs.values() for run in job_runs):
         expect(page.locator(f'a[href$="/runs/{run}"]').first).to_be_visible()
     expect(page.locator("body")).to_contain_text("hourly_data_change_job")
     expect(page.locator("body")).to_contain_text("file_generation_job")
@@ -102,26 +105,26 @@ def test_the_cli_runs_are_in_the_run_list(page: Page, ui: tuple[DagsterDev, dict
     ("apply_automation[note_overdue_record_requests]", 1, 1),
 ])
 def test_each_automation_step_shows_matched_and_modified(
-    page: Page, ui: tuple[DagsterDev, dict[str, str]], step: str, matched: int, modified: int
+    page: Page, ui: tuple[DagsterDev, Runs], step: str, matched: int, modified: int
 ) -> None:
     dev, runs = ui
-    open_page(page, dev, f"/runs/{runs['hourly_data_change_job']}?logs={quote(f'step:{step}')}")
+    open_page(page, dev, f"/runs/{runs['hourly_data_change_job'][0]}?logs={quote(f'step:{step}')}")
     output = page.locator("div", has_text=re.compile(r"^Yielded output \"result\"")).first
     expect(output).to_be_visible()
     logs = page.locator("body")
     expect(logs).to_contain_text(re.compile(rf"matched\s*{matched}\s*modified\s*{modified}"))
 
 
-def test_the_run_ends_with_its_summary_line(page: Page, ui: tuple[DagsterDev, dict[str, str]]) -> None:
+def test_the_run_ends_with_its_summary_line(page: Page, ui: tuple[DagsterDev, Runs]) -> None:
     dev, runs = ui
-    open_page(page, dev, f"/runs/{runs['hourly_data_change_job']}?logs={quote('Run summary')}")
+    open_page(page, dev, f"/runs/{runs['hourly_data_change_job'][0]}?logs={quote('Run summary')}")
     expect(page.locator("body")).to_contain_text(
         "Run summary: automations 2 applied, 3 matched, 3 modified, 0 failed"
     )
 
 
 def test_the_lineage_goes_from_the_collections_to_the_report(
-    page: Page, ui: tuple[DagsterDev, dict[str, str]]
+    page: Page, ui: tuple[DagsterDev, Runs]
 ) -> None:
     dev, _ = ui
     open_page(page, dev, "/assets/daily_active_mrr_inventory?view=lineage&lineageDepth=1")
@@ -130,7 +133,43 @@ def test_the_lineage_goes_from_the_collections_to_the_report(
         expect(graph.get_by_text(node, exact=True).first).to_be_visible()
 
 
-def test_a_skipped_weekly_report_says_why(page: Page, ui: tuple[DagsterDev, dict[str, str]]) -> None:
+def test_a_skipped_weekly_report_says_why(page: Page, ui: tuple[DagsterDev, Runs]) -> None:
     dev, _ = ui
     open_page(page, dev, "/assets/weekly_audit_inventory?view=events")
     expect(page.locator("body")).to_contain_text("not a Friday (stamp 2024-03-14T03:00:00+00:00, a Thursday)")
+
+
+def test_the_cli_runs_are_on_their_jobs_runs_tab(page: Page, ui: tuple[DagsterDev, Runs]) -> None:
+    dev, runs = ui
+    open_page(page, dev, "/locations/intervalprocessing/jobs/hourly_data_change_job/runs")
+    for run in runs["hourly_data_change_job"]:
+        expect(page.locator(f'a[href$="/runs/{run}"]').first).to_be_visible()
+    expect(page.locator("body")).not_to_contain_text("No runs found")
+
+
+def test_the_jobs_list_shows_each_jobs_latest_cli_run(page: Page, ui: tuple[DagsterDev, Runs]) -> None:
+    dev, _ = ui
+    open_page(page, dev, "/jobs")
+    for job in ("hourly_data_change_job", "file_generation_job"):  # "<when> ago" beside the job: its latest run
+        expect(page.locator("body")).to_contain_text(re.compile(rf"{job}\s*(a few|an?|\d+) \w+ ago"))
+    expect(page.locator("body")).not_to_contain_text(re.compile(r"nightly_data_change_job\s*\S* \w+ ago"))
+
+
+def test_the_timeline_shows_the_cli_runs(page: Page, ui: tuple[DagsterDev, Runs]) -> None:
+    dev, _ = ui
+    open_page(page, dev, "/overview/activity/timeline")
+    for job in ("hourly_data_change_job", "file_generation_job"):  # a job's row is there only with runs in range
+        expect(page.locator(f'a[href$="/jobs/{job}"]').first).to_be_visible()
+
+
+def test_the_global_lineage_opens_on_the_whole_chain(page: Page, ui: tuple[DagsterDev, Runs]) -> None:
+    """No group to expand first, and the automations' collection reads as read by the runs, not as never made."""
+    dev, _ = ui
+    open_page(page, dev, "/asset-groups")
+    graph = page.locator("body")
+    for node in ("dataupdateconfigs", "audits", "medicalrecordrequests", "daily_audit_inventory"):
+        # An expanded node is a card; a collapsed group would show only the group's name.
+        expect(graph.locator("div", has_text=re.compile(rf"^{node}\s*Latest event")).first).to_be_visible()
+    card = graph.locator("div", has_text=re.compile(r"^dataupdateconfigs\s*Latest event")).last
+    expect(card).to_contain_text(re.compile(r"Latest event\s*(a few|an?|\d+) \w+ ago"))
+    expect(card).not_to_contain_text("Never materialized")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
+from tests.local_project import new_project
+from tests.local_project import webserver as running_webserver
 from tests.test_defs import JOBS_AND_CRONS
 
 QUERY = """
@@ -26,32 +23,11 @@ QUERY = """
 
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("dagster_home")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "DAGSTER_HOME": str(home), "INTERVALPROCESSING_LOCAL_DIR": str(home / "local")}
-    log = (home / "webserver.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port),
-         "-w", str(Path(__file__).parents[1] / "workspace.yaml")],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1],
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(f"{url}/server_info", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"dagster-webserver did not come up:\n{(home / 'webserver.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    """The full webserver on a new project folder (no MongoDB is reached: the UI only loads the definitions)."""
+    project = new_project(tmp_path_factory.mktemp("webserver") / "project")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DAGSTER_")}
+    with running_webserver(project, {**env, "INTERVALPROCESSING_LOCAL_DIR": str(project / "local")}) as url:
+        yield url
 
 
 LINEAGE_QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
@@ -71,6 +47,14 @@ def test_ui_shows_lineage_from_automations_and_config_through_the_collections_to
     # automations -> collections -> reports
     for collection in ("audits", "medicalrecordrequests", "providers"):
         assert upstream[collection] == {"dataupdateconfigs"}
+
+
+def test_every_asset_is_in_the_one_group_so_the_global_lineage_opens_expanded(webserver: str) -> None:
+    """The UI collapses each group of the global lineage on first view when there are several (the browser test
+    shows the expanded chain)."""
+    response = requests.post(f"{webserver}/graphql", json={"query": "{ assetNodes { groupName } }"}, timeout=60)
+    response.raise_for_status()
+    assert {node["groupName"] for node in response.json()["data"]["assetNodes"]} == {"intervalprocessing"}
 
 
 def test_ui_lists_every_job_and_schedule(webserver: str) -> None:

@@ -90,14 +90,60 @@ class DeploymentConfig:
     webserver_exec_command: bool = _param(
         "webserverExecCommand", True, "allow ECS Exec / SSM port forwarding into the webserver"
     )
-    webserver_load_balancer: bool = _param(
-        "webserverLoadBalancer", False, "create an internal Application Load Balancer in front of the webserver"
+    webserver_load_balancer: str = _param(
+        "webserverLoadBalancer",
+        "none",
+        "none, internal or internet-facing: the HTTPS load balancer with sign-on in front of the two UIs",
     )
     webserver_allowed_cidr: str = _param(
-        "webserverAllowedCidr", "", "CIDR allowed to reach the internal load balancer (default: the VPC CIDR)"
+        "webserverAllowedCidr",
+        "",
+        "CIDR allowed to reach the load balancer (default: the VPC CIDR when internal, anywhere when internet-facing)",
     )
+    viewer_host_name: str = _param(
+        "viewerHostName", "", "host name of the read-only UI every signed-in person may open (dagster.example.com)"
+    )
+    operator_host_name: str = _param(
+        "operatorHostName", "", "host name of the full UI, for the operators group only (dagster-ops.example.com)"
+    )
+    certificate_arn: str = _param(
+        "certificateArn", "", "ACM certificate covering both host names (else one is made, DNS-validated in the zone)"
+    )
+    hosted_zone_id: str = _param(
+        "hostedZoneId",
+        "",
+        "Route 53 zone of the host names: the stack adds their records (and, without an ARN, the "
+        "certificate's validation records)",
+    )
+    hosted_zone_name: str = _param("hostedZoneName", "", "the domain name of hostedZoneId (example.com)")
+    sign_on: str = _param(
+        "signOn", "cognito", "cognito (a user pool made by the stack) or oidc (your identity provider)"
+    )
+    cognito_domain_prefix: str = _param(
+        "cognitoDomainPrefix", "", "prefix of the user pool's sign-in domain (default: <clusterName>-<account id>)"
+    )
+    oidc_issuer: str = _param("oidcIssuer", "", "OIDC: the identity provider's issuer URL")
+    oidc_authorization_endpoint: str = _param("oidcAuthorizationEndpoint", "", "OIDC: its authorization endpoint")
+    oidc_token_endpoint: str = _param("oidcTokenEndpoint", "", "OIDC: its token endpoint")
+    oidc_user_info_endpoint: str = _param("oidcUserInfoEndpoint", "", "OIDC: its user info endpoint")
+    oidc_viewer_client_id: str = _param("oidcViewerClientId", "", "OIDC: the client (app) everyone signed in may use")
+    oidc_operator_client_id: str = _param(
+        "oidcOperatorClientId", "", "OIDC: the client (app) the identity provider assigns to the operators group only"
+    )
+    oidc_client_secret_name: str = _param(
+        "oidcClientSecretName",
+        "intervalprocessing/oidc-client-secrets",
+        "OIDC: Secrets Manager secret holding both client secrets (JSON keys viewer and operator)",
+    )
+    sign_on_session_hours: int = _param(
+        "signOnSessionHours",
+        8,
+        "hours a sign-in lasts at the load balancer before the identity provider is asked again",
+    )
+    waf: bool = _param("waf", True, "AWS WAF web ACL (managed rule groups and a rate limit) on the load balancer")
+    waf_rate_limit: int = _param("wafRateLimit", 2000, "requests one client IP may send in 5 minutes before WAF blocks")
     webserver_url: str = _param(
-        "webserverUrl", "", "base URL of the Dagster UI for links in alerts (default: the load balancer's, if any)"
+        "webserverUrl", "", "base URL of the Dagster UI for links in alerts (default: https://<operatorHostName>)"
     )
     alert_email: str = _param("alertEmail", "", "email address subscribed to the alerts topic (none if empty)")
     ci_group_name: str = _param(
@@ -138,6 +184,28 @@ class DeploymentConfig:
     def step_outputs_folder(self) -> str:
         """The step-output prefix ending in exactly one '/' (see `reports_folder`)."""
         return self.step_outputs_prefix.strip("/") + "/"
+
+    @property
+    def load_balancer(self) -> bool:
+        """Whether the stack puts the two UIs behind the HTTPS load balancer with sign-on."""
+        return self.webserver_load_balancer != "none"
+
+    @property
+    def internet_facing(self) -> bool:
+        return self.webserver_load_balancer == "internet-facing"
+
+    @property
+    def load_balancer_allowed_cidr(self) -> str:
+        """Who may reach the load balancer: the configured network, else the VPC (internal) or anyone (internet-facing;
+        sign-on, TLS and WAF protect it)."""
+        return self.webserver_allowed_cidr or ("0.0.0.0/0" if self.internet_facing else self.vpc_cidr)
+
+    @property
+    def alert_link_url(self) -> str | None:
+        """``INTERVALPROCESSING_WEBSERVER_URL``: the operator's UI, where a failed run can be re-executed."""
+        if self.webserver_url:
+            return self.webserver_url.rstrip("/")
+        return f"https://{self.operator_host_name}" if self.load_balancer else None
 
     @property
     def log_retention(self) -> logs.RetentionDays:
@@ -192,10 +260,106 @@ class DeploymentConfig:
                 raise ValueError(
                     f"webserverUrl {self.webserver_url!r} must be an http(s) URL like https://dagster.example.com"
                 )
+        self._validate_load_balancer()
         if self.alert_email and not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", self.alert_email):
             raise ValueError(f"alertEmail {self.alert_email!r} is not one email address")
         if not self.image_tag or not re.fullmatch(r"[\w][\w.-]{0,127}", self.image_tag):
             raise ValueError(f"imageTag {self.image_tag!r} is not a valid image tag")
+
+    def _validate_load_balancer(self) -> None:
+        """The load balancer's settings: complete, consistent, and none of them given without it."""
+        if self.webserver_load_balancer not in _LOAD_BALANCER_SCHEMES:
+            removed = (
+                " (the plain-HTTP true/false switch was removed: README, step 7)"
+                if (self.webserver_load_balancer.lower() in ("true", "false"))
+                else ""
+            )
+            raise ValueError(
+                f"webserverLoadBalancer {self.webserver_load_balancer!r} must be one of "
+                f"{', '.join(_LOAD_BALANCER_SCHEMES)}{removed}"
+            )
+        only_with_it = {
+            "webserverAllowedCidr": self.webserver_allowed_cidr,
+            "viewerHostName": self.viewer_host_name,
+            "operatorHostName": self.operator_host_name,
+            "certificateArn": self.certificate_arn,
+            "hostedZoneId": self.hosted_zone_id,
+            "hostedZoneName": self.hosted_zone_name,
+        }
+        if not self.load_balancer:
+            given = [name for name, value in only_with_it.items() if value]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} only apply with webserverLoadBalancer internal or internet-facing"
+                )
+            return
+        for name in ("viewerHostName", "operatorHostName"):
+            if not re.fullmatch(_HOST_NAME, only_with_it[name]):
+                raise ValueError(f"{name} {only_with_it[name]!r} must be a DNS host name like dagster.example.com")
+        if self.viewer_host_name == self.operator_host_name:
+            raise ValueError("viewerHostName and operatorHostName must differ: each role has its own address")
+        if bool(self.hosted_zone_id) != bool(self.hosted_zone_name):
+            raise ValueError("hostedZoneId and hostedZoneName go together")
+        if self.hosted_zone_name:
+            if not re.fullmatch(r"Z[A-Z0-9]{1,31}", self.hosted_zone_id):
+                raise ValueError(f"hostedZoneId {self.hosted_zone_id!r} is not a Route 53 zone id (Z...)")
+            outside = [
+                host
+                for host in (self.viewer_host_name, self.operator_host_name)
+                if not host.endswith("." + self.hosted_zone_name.strip("."))
+            ]
+            if outside:
+                raise ValueError(f"{', '.join(outside)} not in hostedZoneName {self.hosted_zone_name!r}")
+        elif not self.certificate_arn:
+            raise ValueError(
+                "the load balancer needs certificateArn, or hostedZoneId and hostedZoneName for a "
+                "DNS-validated certificate"
+            )
+        if self.certificate_arn and not re.fullmatch(
+            r"arn:aws[\w-]*:acm:[\w-]+:\d{12}:certificate/[\w-]+", self.certificate_arn
+        ):
+            raise ValueError(f"certificateArn {self.certificate_arn!r} is not an ACM certificate ARN")
+        if self.sign_on == "oidc":
+            self._validate_oidc()
+        elif self.sign_on != "cognito":
+            raise ValueError(f"signOn {self.sign_on!r} must be cognito or oidc")
+        if self.cognito_domain_prefix and (
+            not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", self.cognito_domain_prefix)
+            or any(word in self.cognito_domain_prefix for word in ("aws", "amazon", "cognito"))
+        ):
+            raise ValueError(
+                f"cognitoDomainPrefix {self.cognito_domain_prefix!r}: lower-case letters, digits and "
+                "hyphens, without aws, amazon or cognito"
+            )
+        if not 1 <= self.sign_on_session_hours <= 168:
+            raise ValueError("signOnSessionHours must be between 1 and 168 (the load balancer's limit, 7 days)")
+        if self.waf_rate_limit < 10:
+            raise ValueError("wafRateLimit must be at least 10 (AWS WAF's minimum)")
+
+    def _validate_oidc(self) -> None:
+        endpoints = {
+            "oidcIssuer": self.oidc_issuer,
+            "oidcAuthorizationEndpoint": self.oidc_authorization_endpoint,
+            "oidcTokenEndpoint": self.oidc_token_endpoint,
+            "oidcUserInfoEndpoint": self.oidc_user_info_endpoint,
+        }
+        for name, value in endpoints.items():
+            url = urllib.parse.urlsplit(value)
+            if url.scheme != "https" or not url.netloc:
+                raise ValueError(f"{name} {value!r} must be the identity provider's https:// URL (signOn=oidc)")
+        if not self.oidc_viewer_client_id or not self.oidc_operator_client_id:
+            raise ValueError("signOn=oidc needs oidcViewerClientId and oidcOperatorClientId")
+        if self.oidc_viewer_client_id == self.oidc_operator_client_id:
+            raise ValueError(
+                "oidcViewerClientId and oidcOperatorClientId must be two clients: the identity provider "
+                "decides who is an operator by which people it assigns to the operator client"
+            )
+        if not self.oidc_client_secret_name:
+            raise ValueError("signOn=oidc needs oidcClientSecretName")
+
+
+_LOAD_BALANCER_SCHEMES = ("none", "internal", "internet-facing")
+_HOST_NAME = r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
 
 
 def _parse_str(name: str, raw: Any) -> str:

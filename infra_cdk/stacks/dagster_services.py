@@ -3,6 +3,13 @@
 Replaces the guide's five `IntervalProcessing-<Process>` task definitions and EventBridge schedules: one run task
 definition that Dagster's `EcsRunLauncher` starts for every run, and a daemon that owns the schedules.
 
+Two webservers when the stack has the load balancer (`stacks/web_access.py`): the operator's full UI
+(`dagster-webserver`, also the one SSM port forwarding reaches) and the viewers' read-only one (`dagster-viewer`,
+`dagster-webserver --read-only`: Dagster's GraphQL refuses every launch, re-execution, termination, schedule or
+sensor change, wipe and deletion there, and its task role can stop no task and delete no log). Without the load
+balancer nobody could reach a viewer service that SSM port forwarding cannot (the same IAM rights reach both), so
+there is only the operator's.
+
 The run task definition carries the full environment and both secrets itself, because `EcsRunLauncher` does not
 apply its own `env_vars`/`secrets` when it is given a fixed task definition ARN. The daemon and the webserver get the
 same environment: they load the same `dagster.yaml` (Postgres, the launcher settings) and the same code location,
@@ -16,15 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, CfnElement, Duration, Stack, Validations
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks.acknowledgments import acknowledge_wildcard, logical_id
 from stacks.alerting import Alerting
 from stacks.config import DeploymentConfig
 from stacks.dagster_database import DATABASE_NAME, DATABASE_USERNAME, DagsterDatabase
@@ -40,16 +46,18 @@ RUN_FAMILY = "IntervalProcessing-Run"
 
 @dataclass(frozen=True)
 class _Roles:
-    """The IAM roles of the three task definitions (one execution role: same image, same secrets, same logs)."""
+    """The IAM roles of the task definitions (one execution role: same image, same secrets, same logs)."""
 
     execution: iam.Role
     run: iam.Role
     daemon: iam.Role
     webserver: iam.Role
+    viewer: iam.Role | None  # only with the load balancer, like its service
 
 
 class DagsterServices(Construct):
-    """ECS cluster, run task definition, daemon service (exactly one) and webserver service (private)."""
+    """ECS cluster, run task definition, daemon service (exactly one), the operator's webserver service and, with the
+    load balancer, the viewers' read-only one (all private)."""
 
     def __init__(
         self,
@@ -104,34 +112,25 @@ class DagsterServices(Construct):
             "STEP_OUTPUTS_S3_PREFIX": config.step_outputs_folder,
             "ALERTS_SNS_TOPIC_ARN": alerting.topic.topic_arn,
         }
-        # Created before the task definitions, whose environment carries its address for the links in alerts.
-        self.webserver_load_balancer = self._create_internal_load_balancer() if config.webserver_load_balancer else None
-        if self.webserver_url:
-            self._environment["INTERVALPROCESSING_WEBSERVER_URL"] = self.webserver_url
+        # The operator's UI, where a failed run can be re-executed: the link in every alert.
+        if config.alert_link_url:
+            self._environment["INTERVALPROCESSING_WEBSERVER_URL"] = config.alert_link_url
 
         self.run_task_definition = self._create_run_task_definition()
         self._grant_run_role(storage)
         self._grant_launcher(self._roles.daemon, launches_runs=True)
         self._grant_launcher(self._roles.webserver, launches_runs=False)
-        self._grant_compute_log_reads(self._roles.webserver, storage)
+        self._grant_compute_log_reads(self._roles.webserver, storage, delete=True)
+        if self._roles.viewer is not None:
+            self._grant_compute_log_reads(self._roles.viewer, storage, delete=False)
+            self._grant_describe_task_definitions(self._roles.viewer)
         # The run-failure sensor runs in the daemon (its code server is a subprocess of the daemon's task).
         alerting.grant_publish(self._roles.daemon)
 
         self.daemon_service = self._create_daemon_service()
         self.webserver_service = self._create_webserver_service()
-        if self.webserver_load_balancer is not None:
-            self._route_load_balancer_to_webserver()
+        self.viewer_service = self._create_viewer_service() if config.load_balancer else None
         self._acknowledge_nag_findings(storage)
-
-    @property
-    def webserver_url(self) -> str | None:
-        """The Dagster UI's base URL for links in alerts: the operator's `webserverUrl` (a DNS name, or
-        http://localhost:3000 for SSM port forwarding), else the internal load balancer's, else none."""
-        if self._config.webserver_url:
-            return self._config.webserver_url.rstrip("/")
-        if self.webserver_load_balancer is not None:
-            return f"http://{self.webserver_load_balancer.load_balancer_dns_name}"
-        return None
 
     # --- roles ---------------------------------------------------------------------------------------------------
 
@@ -155,6 +154,9 @@ class DagsterServices(Construct):
             run=task_role("RunTaskRole", "Dagster run workers: write reports and compute logs"),
             daemon=task_role("DaemonTaskRole", "Dagster daemon: launch, watch and stop the run tasks"),
             webserver=task_role("WebserverTaskRole", "Dagster webserver: read compute logs, stop run tasks"),
+            viewer=task_role("ViewerTaskRole", "Dagster read-only webserver: read compute logs")
+            if self._config.load_balancer
+            else None,
         )
 
     def _grant_run_role(self, storage: Storage) -> None:
@@ -207,6 +209,17 @@ class DagsterServices(Construct):
                         ]
                     }
                 },
+            )
+        )
+
+    def _grant_describe_task_definitions(self, role: iam.Role) -> None:
+        """`EcsRunLauncher` describes the run task definition when the instance loads it, in every process."""
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadTaskDefinitions",
+                # No resource-level permissions exist for this action.
+                actions=["ecs:DescribeTaskDefinition"],
+                resources=["*"],
             )
         )
 
@@ -263,12 +276,12 @@ class DagsterServices(Construct):
         # Run monitoring puts the tail of a failed run task's log into the run's failure message.
         self._run_log_group.grant(role, "logs:GetLogEvents")
 
-    def _grant_compute_log_reads(self, role: iam.Role, storage: Storage) -> None:
-        """The webserver shows captured stdout/stderr, and deletes them with a deleted run."""
+    def _grant_compute_log_reads(self, role: iam.Role, storage: Storage, *, delete: bool) -> None:
+        """A webserver shows captured stdout/stderr; the operator's deletes them with a deleted run."""
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadComputeLogs",
-                actions=["s3:GetObject", "s3:DeleteObject"],
+                actions=["s3:GetObject", *(["s3:DeleteObject"] if delete else [])],
                 resources=[storage.compute_logs_objects_arn()],
             )
         )
@@ -379,77 +392,64 @@ class DagsterServices(Construct):
         )
 
     def _create_webserver_service(self) -> ecs.FargateService:
-        """The UI, private: reached through SSM port forwarding (ECS Exec) or the optional internal load balancer."""
-        task_definition = self._task_definition(
+        """The operator's full UI, private: behind the load balancer's operator host name, and reached through SSM
+        port forwarding (ECS Exec)."""
+        return self._create_webserver(
             "Webserver",
+            "dagster-webserver",
+            self._roles.webserver,
+            read_only=False,
+            exec_command=self._config.webserver_exec_command,
+        )
+
+    def _create_viewer_service(self) -> ecs.FargateService:
+        """The viewers' read-only UI, behind the load balancer's viewer host name; no ECS Exec (nothing to do inside
+        it that a viewer should)."""
+        assert self._roles.viewer is not None
+        return self._create_webserver(
+            "Viewer", "dagster-viewer", self._roles.viewer, read_only=True, exec_command=False
+        )
+
+    def _create_webserver(
+        self, process: str, service_name: str, task_role: iam.Role, *, read_only: bool, exec_command: bool
+    ) -> ecs.FargateService:
+        task_definition = self._task_definition(
+            process,
             cpu=self._config.webserver_cpu,
             memory_mib=self._config.webserver_memory_mib,
-            task_role=self._roles.webserver,
+            task_role=task_role,
         )
         self._add_dagster_container(
             task_definition,
-            "webserver",
-            self._log_group("Webserver"),
+            process.lower(),
+            self._log_group(process),
             run_task_definition_arn=self.run_task_definition.task_definition_arn,
-            command=["dagster-webserver", "-h", "0.0.0.0", "-p", str(WEBSERVER_PORT), "-w", WORKSPACE],
+            command=[
+                "dagster-webserver",
+                "-h",
+                "0.0.0.0",
+                "-p",
+                str(WEBSERVER_PORT),
+                "-w",
+                WORKSPACE,
+                *(["--read-only"] if read_only else []),
+            ],
             port=WEBSERVER_PORT,
         )
         return ecs.FargateService(
             self,
-            "WebserverService",
-            service_name="dagster-webserver",
+            f"{process}Service",
+            service_name=service_name,
             cluster=self.cluster,
             task_definition=task_definition,
             desired_count=1 if self._config.start_services else 0,
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
-            enable_execute_command=self._config.webserver_exec_command,
+            enable_execute_command=exec_command,
             vpc_subnets=self._network.task_subnets,
             security_groups=[self._network.webserver_sg],
             assign_public_ip=False,
-        )
-
-    def _create_internal_load_balancer(self) -> elbv2.ApplicationLoadBalancer:
-        """Opt-in (`-c webserverLoadBalancer=true`): an internal ALB for users on a VPN or peered network."""
-        # The literal CIDR from config rather than the VPC's token, so the rule is checkable at synth time.
-        allowed = self._config.webserver_allowed_cidr or self._config.vpc_cidr
-        alb_sg = ec2.SecurityGroup(
-            self,
-            "WebserverLoadBalancerSecurityGroup",
-            vpc=self._network.vpc,
-            description="Internal load balancer of the Dagster webserver",
-            allow_all_outbound=False,
-        )
-        alb_sg.add_ingress_rule(ec2.Peer.ipv4(allowed), ec2.Port.tcp(80), "Dagster UI from the allowed network")
-        load_balancer = elbv2.ApplicationLoadBalancer(
-            self,
-            "WebserverLoadBalancer",
-            vpc=self._network.vpc,
-            internet_facing=False,
-            vpc_subnets=self._network.task_subnets,
-            security_group=alb_sg,
-            drop_invalid_header_fields=True,
-        )
-        self._webserver_listener = load_balancer.add_listener("Http", port=80, open=False)
-        Validations.of(load_balancer).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-ELB2",
-                reason="Internal-only, opt-in load balancer in front of one UI; access is already recorded by "
-                "the VPC flow logs, and ELB access logging needs a region-specific bucket policy that this "
-                "environment-agnostic stack cannot write.",
-            )
-        )
-        return load_balancer
-
-    def _route_load_balancer_to_webserver(self) -> None:
-        """The load balancer's listener forwards to the webserver service (created after the load balancer)."""
-        self._webserver_listener.add_targets(
-            "Webserver",
-            port=WEBSERVER_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            targets=[self.webserver_service],
-            health_check=elbv2.HealthCheck(path="/server_info", interval=Duration.seconds(30)),
         )
 
     # --- cdk-nag ---------------------------------------------------------------------------------------------------
@@ -460,11 +460,12 @@ class DagsterServices(Construct):
         Wildcard findings (IAM5) are acknowledged one resource pattern at a time, so a new wildcard added later
         fails the synth instead of slipping in under an existing acknowledgment.
         """
-        for task_definition in (
-            self.run_task_definition,
-            self.daemon_service.task_definition,
-            self.webserver_service.task_definition,
-        ):
+        services = [
+            self.daemon_service,
+            self.webserver_service,
+            *([self.viewer_service] if self.viewer_service else []),
+        ]
+        for task_definition in (self.run_task_definition, *(service.task_definition for service in services)):
             Validations.of(task_definition).acknowledge(
                 Acknowledgment(
                     id="AwsSolutions-ECS2",
@@ -483,45 +484,33 @@ class DagsterServices(Construct):
                 self._roles.webserver,
                 "ecs:DescribeTaskDefinition, ec2:DescribeNetworkInterfaces, and the ssmmessages channel of ECS Exec",
             ),
+            *([(self._roles.viewer, "ecs:DescribeTaskDefinition")] if self._roles.viewer else []),
         ):
-            _acknowledge_wildcard(role, "*", no_resource_level.format(actions=actions))
+            acknowledge_wildcard(role, "*", no_resource_level.format(actions=actions))
 
-        bucket = f"<{_logical_id(storage.reports_bucket)}.Arn>"
+        bucket = f"<{logical_id(storage.reports_bucket)}.Arn>"
         compute_logs = f"{bucket}/{self._config.compute_logs_folder}*"
-        _acknowledge_wildcard(
+        acknowledge_wildcard(
             self._roles.run,
             f"{bucket}/{self._config.reports_folder}*",
             "Report file names are made per run; the grant is limited to objects under the report prefix.",
         )
-        _acknowledge_wildcard(
+        acknowledge_wildcard(
             self._roles.run,
             f"{bucket}/{self._config.step_outputs_folder}*",
             "Step-output keys are made per run, step and output; the grant is limited to the step-output prefix.",
         )
-        for role in (self._roles.run, self._roles.webserver):
-            _acknowledge_wildcard(
+        for role in (self._roles.run, self._roles.webserver, *([self._roles.viewer] if self._roles.viewer else [])):
+            acknowledge_wildcard(
                 role,
                 compute_logs,
                 "Compute-log keys are made per run and step; the grant is limited to the compute-log prefix.",
             )
-        tasks = f"arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<{_logical_id(self.cluster)}>/*"
+        tasks = f"arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<{logical_id(self.cluster)}>/*"
         for role in (self._roles.daemon, self._roles.webserver):
-            _acknowledge_wildcard(
+            acknowledge_wildcard(
                 role,
                 tasks,
                 "Run task ids exist only once a run is launched; the grant covers tasks of this one cluster "
                 "(and is further conditioned on ecs:cluster).",
             )
-
-
-def _logical_id(construct: Construct) -> str:
-    """The CloudFormation logical id of an L2 construct's resource, as cdk-nag spells it in finding ids."""
-    stack = Stack.of(construct)
-    resource = construct.node.default_child
-    assert isinstance(resource, CfnElement)
-    return str(stack.resolve(stack.get_logical_id(resource)))
-
-
-def _acknowledge_wildcard(role: iam.Role, resource: str, reason: str) -> None:
-    """Acknowledge cdk-nag's IAM5 finding for exactly one wildcard resource of `role`'s policy."""
-    Validations.of(role).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[Resource::{resource}]", reason=reason))

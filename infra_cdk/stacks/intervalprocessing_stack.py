@@ -19,6 +19,7 @@ from stacks.dagster_database import DagsterDatabase
 from stacks.dagster_services import DagsterServices
 from stacks.network import Network
 from stacks.storage import Storage
+from stacks.web_access import WebAccess
 
 
 class IntervalProcessingStack(Stack):
@@ -71,6 +72,23 @@ class IntervalProcessingStack(Stack):
             meaning="the Dagster UI is down (schedules and runs go on; nobody can look at them).",
         )
         database.alarm_before_it_runs_out(alerting, config)
+        web_access = None
+        if services.viewer_service is not None:
+            web_access = WebAccess(
+                self,
+                "WebAccess",
+                config=config,
+                network=network,
+                storage=storage,
+                operator_service=services.webserver_service,
+                viewer_service=services.viewer_service,
+            )
+            alerting.alarm_when_no_task_runs(
+                "ViewerNoRunningTask",
+                cluster=services.cluster,
+                service=services.viewer_service,
+                meaning="the read-only Dagster UI is down (operators still have theirs).",
+            )
 
         outputs: dict[str, tuple[str, str]] = {
             "NatElasticIp": (network.nat_eip.attr_public_ip, "Allow-list this address in MongoDB Atlas"),
@@ -90,10 +108,16 @@ class IntervalProcessingStack(Stack):
         }
         for name, (value, description) in outputs.items():
             CfnOutput(self, name, value=value, description=description)
-        if services.webserver_load_balancer is not None:
-            CfnOutput(
-                self,
-                "WebserverUrl",
-                value=f"http://{services.webserver_load_balancer.load_balancer_dns_name}",
-                description="Dagster UI through the internal load balancer",
-            )
+        if web_access is not None:
+            ui_outputs: dict[str, tuple[str, str]] = {
+                "ViewerUrl": (f"https://{config.viewer_host_name}", "The read-only Dagster UI (everyone signed in)"),
+                "OperatorUrl": (f"https://{config.operator_host_name}", "The full Dagster UI (the operators group)"),
+                "LoadBalancerDnsName": (
+                    web_access.load_balancer.load_balancer_dns_name,
+                    "Point both host names here (CNAME or alias) unless the stack made their records",
+                ),
+            }
+            if web_access.sign_on.user_pool is not None:
+                ui_outputs["UserPoolId"] = (web_access.sign_on.user_pool.user_pool_id, "Add people here (README)")
+            for name, (value, description) in ui_outputs.items():
+                CfnOutput(self, name, value=value, description=description)

@@ -2,11 +2,14 @@
 
 Replaces the "VPC Configuration" part of the old guide. The Elastic IP is created explicitly (not left to the NAT
 construct) because it is the address operators allow-list in MongoDB Atlas: it gets its own output and survives a
-NAT gateway replacement. All security-group rules live here, so who may talk to whom reads in one place.
+NAT gateway replacement. The security groups and their rules live here, so who may talk to whom reads in one place;
+the load balancer's outbound rules are the one exception: CDK adds them where the listener forwards to the webserver
+services (port 3000) and, for sign-on, calls the identity provider (HTTPS), in `stacks/web_access.py`.
 """
 
 from __future__ import annotations
 
+from aws_cdk import Acknowledgment, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -23,6 +26,7 @@ class Network(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
         super().__init__(scope, construct_id)
+        self._internet_facing = config.internet_facing
 
         # One NAT gateway, as in the old guide: every outbound connection leaves from one allow-listable address.
         # (A second NAT would mean a second IP to allow-list; the cost of the single-AZ egress is accepted.)
@@ -71,8 +75,33 @@ class Network(Construct):
             "DagsterTasksSecurityGroup", "Dagster run and daemon tasks: outbound HTTPS, MongoDB and Postgres only"
         )
         self.webserver_sg = self._dagster_task_group(
-            "DagsterWebserverSecurityGroup", "Dagster webserver: outbound HTTPS, MongoDB and Postgres only"
+            "DagsterWebserverSecurityGroup", "Dagster webservers: outbound HTTPS, MongoDB and Postgres only"
         )
+        self.load_balancer_sg = self._load_balancer_group(config) if config.load_balancer else None
+
+    def _load_balancer_group(self, config: DeploymentConfig) -> ec2.SecurityGroup:
+        """The load balancer's group: HTTPS, and HTTP only to be redirected to it, from the allowed network."""
+        group = ec2.SecurityGroup(
+            self,
+            "WebserverLoadBalancerSecurityGroup",
+            vpc=self.vpc,
+            description="Load balancer of the Dagster UIs: HTTPS (and HTTP, redirected) from the allowed network",
+            allow_all_outbound=False,
+        )
+        # The literal CIDR from config rather than the VPC's token, so the rule is checkable at synth time.
+        allowed = ec2.Peer.ipv4(config.load_balancer_allowed_cidr)
+        group.add_ingress_rule(allowed, ec2.Port.tcp(443), "Dagster UIs (HTTPS) from the allowed network")
+        group.add_ingress_rule(allowed, ec2.Port.tcp(80), "HTTP from the allowed network, redirected to HTTPS")
+        if config.load_balancer_allowed_cidr == "0.0.0.0/0":
+            Validations.of(group).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-EC23",
+                    reason="An internet-facing UI for people outside the VPC: the load balancer answers only HTTPS "
+                    "(HTTP redirects), every path but the health check requires a sign-in, and WAF filters requests "
+                    "first. Narrow it with -c webserverAllowedCidr.",
+                )
+            )
+        return group
 
     def _dagster_task_group(self, construct_id: str, description: str) -> ec2.SecurityGroup:
         """A group for Dagster tasks: they only open connections (AWS APIs and ECR over HTTPS through the NAT,
@@ -83,6 +112,11 @@ class Network(Construct):
         group.add_egress_rule(self.database_sg, ec2.Port.tcp(POSTGRES_PORT), "Dagster storage in Postgres")
         self.database_sg.add_ingress_rule(group, ec2.Port.tcp(POSTGRES_PORT), f"Postgres from {construct_id}")
         return group
+
+    @property
+    def load_balancer_subnets(self) -> ec2.SubnetSelection:
+        """Public subnets for an internet-facing load balancer, the tasks' private ones for an internal one."""
+        return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC) if self._internet_facing else self.task_subnets
 
     @property
     def task_subnets(self) -> ec2.SubnetSelection:

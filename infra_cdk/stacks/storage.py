@@ -7,13 +7,17 @@ repository public, and the `intervalprocessingusers` group had `AmazonS3FullAcce
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Aws, CfnCondition, CfnMapping, Duration, Fn, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from aws_cdk.region_info import RegionInfo
 from constructs import Construct
 
 from stacks.config import DeploymentConfig
+
+#: The mapping's value for a region whose load balancers deliver logs as a service principal, not from an account.
+_NO_ACCOUNT = "none"
 
 
 class Storage(Construct):
@@ -26,7 +30,7 @@ class Storage(Construct):
         self._compute_logs_folder = config.compute_logs_folder
         self._step_outputs_folder = config.step_outputs_folder
 
-        access_logs = s3.Bucket(
+        self.access_logs_bucket = access_logs = s3.Bucket(
             self,
             "AccessLogsBucket",
             encryption=s3.BucketEncryption.S3_MANAGED,
@@ -121,6 +125,46 @@ class Storage(Construct):
                     "Every other ECR action is scoped to the one repository.",
                 )
             )
+
+    def grant_load_balancer_access_logs(self, prefix: str) -> None:
+        """Let Elastic Load Balancing write a load balancer's access logs under `prefix` of the access-log bucket.
+
+        Who writes depends on the region: its Elastic Load Balancing account in regions older than August 2022, the
+        log-delivery service principal in newer ones. CDK's own `logAccessLogs` looks the account up at synth time
+        and so needs a region; this stack is region-agnostic, so both are granted and the account is looked up at
+        deploy time (a mapping of CDK's region facts; in a region without one the grant names this account itself,
+        which adds nothing).
+        """
+        stack = Stack.of(self)
+        objects = self.access_logs_bucket.arn_for_objects(f"{prefix}/AWSLogs/{stack.account}/*")
+        self.access_logs_bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LoadBalancerLogsByService",
+                principals=[iam.ServicePrincipal("logdelivery.elasticloadbalancing.amazonaws.com")],
+                actions=["s3:PutObject"],
+                resources=[objects],
+            )
+        )
+        accounts = CfnMapping(
+            self,
+            "LoadBalancerLogAccounts",
+            mapping={region.name: {"account": region.elbv2_account or _NO_ACCOUNT} for region in RegionInfo.regions},
+        )
+        regional_account = accounts.find_in_map(Aws.REGION, "account")
+        has_account = CfnCondition(
+            self,
+            "RegionHasLoadBalancerLogAccount",
+            expression=Fn.condition_not(Fn.condition_equals(regional_account, _NO_ACCOUNT)),
+        )
+        account = Fn.condition_if(has_account.logical_id, regional_account, Aws.ACCOUNT_ID).to_string()
+        self.access_logs_bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LoadBalancerLogsByRegionalAccount",
+                principals=[iam.ArnPrincipal(f"arn:{Aws.PARTITION}:iam::{account}:root")],
+                actions=["s3:PutObject"],
+                resources=[objects],
+            )
+        )
 
     def reports_objects_arn(self) -> str:
         """ARN pattern of the report files (the run tasks write there)."""

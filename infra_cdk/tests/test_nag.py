@@ -13,13 +13,13 @@ from stacks.intervalprocessing_stack import IntervalProcessingStack
 from tests.synthesis import Synthesized, synthesize
 
 
-@pytest.mark.parametrize("configuration", ["default", "variant"])
+@pytest.mark.parametrize("configuration", ["default", "variant", "oidc"])
 def test_no_unacknowledged_awssolutions_finding(configuration: str, request: pytest.FixtureRequest) -> None:
     synth: Synthesized = request.getfixturevalue(configuration)
     assert synth.nag_violations == []
 
 
-@pytest.mark.parametrize("configuration", ["default", "variant"])
+@pytest.mark.parametrize("configuration", ["default", "variant", "oidc"])
 def test_every_acknowledgment_carries_a_reason(configuration: str, request: pytest.FixtureRequest) -> None:
     synth: Synthesized = request.getfixturevalue(configuration)
     acknowledged = {

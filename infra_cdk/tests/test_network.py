@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk.assertions import Match
+import pytest
 
 from tests.synthesis import Synthesized
 
@@ -95,29 +95,45 @@ def test_dagster_task_groups_accept_nothing_and_send_only_https_mongo_and_postgr
         assert egress == {(443, 443, "0.0.0.0/0"), (27015, 27017, "0.0.0.0/0"), (5432, 5432, db)}
 
 
-def test_no_security_group_is_open_to_the_internet(default: Synthesized, variant: Synthesized) -> None:
-    for synth in (default, variant):
+def test_only_an_internet_facing_load_balancer_is_open_to_the_internet(
+    default: Synthesized, variant: Synthesized, oidc: Synthesized
+) -> None:
+    for synth in (default, variant, oidc):
         for group_lid in synth.of_type("AWS::EC2::SecurityGroup"):
             for rule in _ingress_rules(synth, group_lid):
-                assert rule.get("CidrIp") != "0.0.0.0/0" and rule.get("CidrIpv6") != "::/0"
+                if rule.get("CidrIp") == "0.0.0.0/0" or rule.get("CidrIpv6") == "::/0":
+                    assert synth is variant and group_lid == _group_id(variant, "WebserverLoadBalancerSecurityGroup")
+                    assert rule["FromPort"] in (80, 443)
 
 
-def test_internal_load_balancer_admits_only_the_allowed_network_and_reaches_only_the_webserver(
-    variant: Synthesized,
+@pytest.mark.parametrize(("configuration", "allowed"), [("variant", "0.0.0.0/0"), ("oidc", "10.99.0.0/16")])
+def test_the_load_balancer_admits_only_the_allowed_network_and_reaches_only_the_webservers_and_the_idp(
+    configuration: str, allowed: str, request: pytest.FixtureRequest
 ) -> None:
-    _, alb = variant.one("AWS::ElasticLoadBalancingV2::LoadBalancer")
-    assert alb["Properties"]["Scheme"] == "internal"
+    synth: Synthesized = request.getfixturevalue(configuration)
+    _, alb = synth.one("AWS::ElasticLoadBalancingV2::LoadBalancer")
     (alb_sg,) = [ref["Fn::GetAtt"][0] for ref in alb["Properties"]["SecurityGroups"]]
-    assert [(r["CidrIp"], r["FromPort"]) for r in _ingress_rules(variant, alb_sg)] == [("10.99.0.0/16", 80)]
-    webserver_in = _ingress_rules(variant, _group_id(variant, "DagsterWebserverSecurityGroup"))
+    assert alb_sg == _group_id(synth, "WebserverLoadBalancerSecurityGroup")
+    assert sorted((r["CidrIp"], r["FromPort"]) for r in _ingress_rules(synth, alb_sg)) == [
+        (allowed, 80),
+        (allowed, 443),
+    ]
+    egress = {
+        (r["FromPort"], r.get("CidrIp") or r["DestinationSecurityGroupId"]["Fn::GetAtt"][0])
+        for r in _egress_rules(synth, alb_sg)
+    }
+    # The two webservers (one group) on 3000, and HTTPS out to the identity provider's token and user-info endpoints.
+    assert egress == {(3000, _group_id(synth, "DagsterWebserverSecurityGroup")), (443, "0.0.0.0/0")}
+    webserver_in = _ingress_rules(synth, _group_id(synth, "DagsterWebserverSecurityGroup"))
     assert [(r["SourceSecurityGroupId"]["Fn::GetAtt"][0], r["FromPort"]) for r in webserver_in] == [(alb_sg, 3000)]
-    assert _ingress_rules(variant, _group_id(variant, "DagsterTasksSecurityGroup")) == []
-    variant.template.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::TargetGroup", {"Port": 3000, "HealthCheckPath": "/server_info"}
-    )
-    variant.template.has_output("WebserverUrl", {"Value": Match.any_value()})
+    assert _ingress_rules(synth, _group_id(synth, "DagsterTasksSecurityGroup")) == []
+    for target_group in synth.of_type("AWS::ElasticLoadBalancingV2::TargetGroup").values():
+        assert (target_group["Properties"]["Port"], target_group["Properties"]["HealthCheckPath"]) == (
+            3000,
+            "/server_info",
+        )
 
 
 def test_no_load_balancer_by_default(default: Synthesized) -> None:
     default.template.resource_count_is("AWS::ElasticLoadBalancingV2::LoadBalancer", 0)
-    assert "WebserverUrl" not in default.outputs
+    assert not {"ViewerUrl", "OperatorUrl", "LoadBalancerDnsName"} & set(default.outputs)

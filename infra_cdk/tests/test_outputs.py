@@ -19,9 +19,17 @@ CONTRACT_OUTPUTS = {
 }
 
 
-def test_outputs_are_exactly_the_contract(default: Synthesized, variant: Synthesized) -> None:
+def test_outputs_are_exactly_the_contract(default: Synthesized, variant: Synthesized, oidc: Synthesized) -> None:
     assert set(default.outputs) == CONTRACT_OUTPUTS
-    assert set(variant.outputs) == CONTRACT_OUTPUTS | {"WebserverUrl"}
+    ui = {"ViewerUrl", "OperatorUrl", "LoadBalancerDnsName"}
+    assert set(variant.outputs) == CONTRACT_OUTPUTS | ui | {"UserPoolId"}  # Cognito: where people are added
+    assert set(oidc.outputs) == CONTRACT_OUTPUTS | ui
+    assert variant.outputs["OperatorUrl"]["Value"] == "https://dagster-ops.example.com"
+    assert variant.outputs["ViewerUrl"]["Value"] == "https://dagster.example.com"
+    balancer, _ = variant.one("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert variant.outputs["LoadBalancerDnsName"]["Value"] == {"Fn::GetAtt": [balancer, "DNSName"]}
+    pool, _ = variant.one("AWS::Cognito::UserPool")
+    assert variant.outputs["UserPoolId"]["Value"] == {"Ref": pool}
 
 
 def test_outputs_point_at_the_resources_the_tasks_use(default: Synthesized) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CERTIFICATE_ARN
 from tests.synthesis import Synthesized
 
 #: What the Dagster code and deploy/dagster.yaml read from the plain environment (names agreed with issues 4 and 5).
@@ -32,7 +33,7 @@ CONTRACT_ENVIRONMENT = {
     "STEP_OUTPUTS_S3_PREFIX",
     "ALERTS_SNS_TOPIC_ARN",
 }
-#: Only when the UI's address is known (context webserverUrl, or the internal load balancer).
+#: Only when the UI's address is known (context webserverUrl, or the load balancer's operator host name).
 OPTIONAL_ENVIRONMENT = {"INTERVALPROCESSING_WEBSERVER_URL"}
 FAMILIES = ("IntervalProcessing-Run", "IntervalProcessing-Daemon", "IntervalProcessing-Webserver")
 CONTRACT_SECRETS = {"MONGODB_URI", "DAGSTER_PG_PASSWORD"}
@@ -105,7 +106,7 @@ def test_containers_log_to_the_old_style_log_groups_with_retention(
 
 def test_every_log_group_has_retention_from_context(variant: Synthesized) -> None:
     groups = variant.of_type("AWS::Logs::LogGroup").values()
-    assert len(groups) == 6  # three ECS, VPC flow logs, two RDS exports
+    assert len(groups) == 9  # four ECS (with the viewer), VPC flow logs, two RDS exports, WAF, the Cognito trigger
     assert {g["Properties"]["RetentionInDays"] for g in groups} == {30}
 
 
@@ -141,18 +142,21 @@ def test_no_webserver_url_unless_it_is_known(default: Synthesized) -> None:
         assert not OPTIONAL_ENVIRONMENT & set(_environment(_container(default, family)))
 
 
-def test_webserver_url_is_the_internal_load_balancer_when_there_is_one(variant: Synthesized) -> None:
-    load_balancer, _ = variant.one("AWS::ElasticLoadBalancingV2::LoadBalancer")
-    expected = {"Fn::Join": ["", ["http://", {"Fn::GetAtt": [load_balancer, "DNSName"]}]]}
-    for family in FAMILIES:
+def test_alerts_link_to_the_operator_ui_when_there_is_a_load_balancer(variant: Synthesized) -> None:
+    for family in (*FAMILIES, "IntervalProcessing-Viewer"):
         environment = _environment(_container(variant, family))
         assert set(environment) == CONTRACT_ENVIRONMENT | OPTIONAL_ENVIRONMENT
-        assert environment["INTERVALPROCESSING_WEBSERVER_URL"] == expected
-    assert variant.outputs["WebserverUrl"]["Value"] == expected
+        assert environment["INTERVALPROCESSING_WEBSERVER_URL"] == "https://dagster-ops.example.com"
 
 
 def test_webserver_url_from_context_wins_without_its_trailing_slash(synth_with: Callable[..., Synthesized]) -> None:
-    for context in ({}, {"webserverLoadBalancer": "true"}):
+    load_balancer = {
+        "webserverLoadBalancer": "internal",
+        "viewerHostName": "a.example.com",
+        "operatorHostName": "b.example.com",
+        "certificateArn": CERTIFICATE_ARN,
+    }
+    for context in ({}, load_balancer):
         synth = synth_with(webserverUrl="https://dagster.example.com/", **context)
         for family in FAMILIES:
             url = _environment(_container(synth, family))["INTERVALPROCESSING_WEBSERVER_URL"]
@@ -217,7 +221,7 @@ def test_exactly_one_daemon_and_never_two_during_a_deployment(default: Synthesiz
 
 def test_services_run_in_private_subnets_without_public_ip(default: Synthesized, variant: Synthesized) -> None:
     for synth in (default, variant):
-        for name in ("dagster-daemon", "dagster-webserver"):
+        for name in ("dagster-daemon", "dagster-webserver", *(["dagster-viewer"] if synth is variant else [])):
             network = _service(synth, name)["NetworkConfiguration"]["AwsvpcConfiguration"]
             assert network["AssignPublicIp"] == "DISABLED"
             subnets = {s["Ref"] for s in network["Subnets"]}

@@ -69,6 +69,7 @@ from intervalprocessing_dagster.data_change.rules import (
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
+from intervalprocessing_dagster.oncall.alerting import AUTOMATION_ID, AUTOMATION_NAME
 from intervalprocessing_dagster.oncall.run_summary import with_run_summary
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
@@ -148,6 +149,10 @@ def _load_op(cadence: Cadence) -> OpDefinition:
             context.log.info("skipping inactive automations: " + ", ".join(automation_label(d) for d in inactive))
         active = [d for d in documents if d.get("isActive") is not False]
         context.log.info(f"{len(active)} automation(s) to apply for cadence {cadence.value}")
+        # The collection's card in the UI then shows when a run last read it and what it found.
+        context.log_event(AssetObservation(asset_key=CONFIG_COLLECTION, metadata={
+            "cadence": cadence.value, "automations": len(documents), "active": len(active),
+        }))
         keys = mapping_keys([str(d.get("name") or d["_id"]) for d in active])
         for key, document in zip(keys, active, strict=True):
             yield DynamicOutput(AutomationTask(cadence, automation_label(document), document), mapping_key=key)
@@ -185,9 +190,11 @@ def apply_automation(
             record(FAILED, result, str(exc))
         except Exception as record_exc:  # noqa: BLE001 - the automation's own error is the one to report
             context.log.warning(f"could not write the {FAILED} run record: {record_exc}")
+        # Which document failed, for the run-failure alert (oncall/alerting.py) and the step's page.
+        document = {AUTOMATION_NAME: task.name, AUTOMATION_ID: str(task.document.get("_id"))}
         if isinstance(exc, InvalidAutomationError):  # its message already names the automation and every problem
-            return Failure(description=str(exc), metadata={"problems": exc.problems}, allow_retries=False)
-        return Failure(description=f"automation {task.label} failed: {exc}", allow_retries=False)
+            return Failure(description=str(exc), metadata={**document, "problems": exc.problems}, allow_retries=False)
+        return Failure(description=f"automation {task.label} failed: {exc}", metadata=document, allow_retries=False)
 
     try:
         automation = parse_automation(task.document)
@@ -202,8 +209,8 @@ def apply_automation(
             deadline=_run_start(context) + task.cadence.work_budget_seconds, dry_run=config.dry_run,
             batch_size=config.batch_size, sample_size=config.sample_size, log=context.log.info,
         )
-    except InvalidAutomationError as exc:
-        raise fail(exc) from exc
+    except InvalidAutomationError as exc:  # the Failure's description is its whole message; its stack says nothing
+        raise fail(exc) from None
     except DocumentWriteErrors as exc:
         raise fail(exc, exc.result) from exc
     except ConnectionFailure as exc:

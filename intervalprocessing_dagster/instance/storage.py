@@ -15,8 +15,9 @@ database file), so a deleted run, whether by the history retention job (``instan
 "Delete", leaves nothing. They are selected in ``dagster.yaml`` with
 ``storage: custom:`` (the repo-root file for the local instance, ``deploy/dagster.yaml`` in production). Tables, files,
 migrations and queries are Dagster's, unchanged, so an existing instance's history stays readable and switching
-back is a one-line change. Run and schedule storage are left as they are: a run touches them a few times, not per
-event.
+back is a one-line change. Schedule storage is left as it is, and so is run storage, pooling included (a run
+touches it a few times, not per event), except that a run executed in its own process is stored as a run of this
+code location (``run_origin.py``: so the UI shows it with its job).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from typing import Any
 
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory, _runs_directory
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
 from dagster_postgres.auth import PgTokenProvider
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
+from intervalprocessing_dagster.instance.run_origin import CodeLocationPostgresRunStorage, CodeLocationSqliteRunStorage
 import sqlalchemy
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
@@ -158,6 +160,7 @@ class PooledSqliteStorage(DagsterSqliteStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         super().__init__(base_dir, inst_data)
         self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._run_storage = CodeLocationSqliteRunStorage.from_local(_runs_directory(base_dir))
 
     @classmethod
     def from_config_value(
@@ -221,6 +224,10 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
         self._event_log_storage.dispose()
         self._event_log_storage = PooledPostgresEventLogStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider
+        )
+        self._run_storage.dispose()
+        self._run_storage = CodeLocationPostgresRunStorage(
             postgres_url, should_autocreate_tables, token_provider=token_provider
         )
 

@@ -3,9 +3,9 @@
 Why this exists: users' `storedqueries.query` and `dataupdateconfigs.query` fields hold strings such as
 ``{ 'status' : { $in : [ 'Pending Review', 'Approved' ] } }`` or
 ``aggregate([{$match:{'status':{$ne:'Closed'}}},{$unwind:'$provider'}])``, which the old C# driver's JSON
-reader accepted (spec ORIGINAL-SYSTEM.md sections 2.2, 2.3, 3.1). ``json`` and ``bson.json_util`` reject
+reader accepted (spec §2.2, §2.3, §3.1: docs/original-system.md). ``json`` and ``bson.json_util`` reject
 them. The old code told pipelines from filters by the substring ``aggregate(`` and cut the text from the
-first ``(`` to the last ``)`` (spec 5.13: a bug, not a feature); this module replaces that with a grammar.
+first ``(`` to the last ``)`` (spec §5.13: a bug, not a feature); this module replaces that with a grammar.
 
 Accepted forms of a query string -- exactly these, anything else is a :class:`QuerySyntaxError`:
 

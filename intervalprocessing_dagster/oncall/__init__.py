@@ -1,1 +1,2 @@
-"""What the engineer on call sees and hears: the run-failure alert, the hourly config checks, the run summary line."""
+"""What the engineer on call sees and hears: the run-failure and check alerts, the hourly config checks, the run
+summary line, a failed run's console output."""

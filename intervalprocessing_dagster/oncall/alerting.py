@@ -1,12 +1,20 @@
 """A failed run reaches a person: ``run_failure_alert_sensor`` sends one message per finally-failed run.
 
 The old app's failures were only visible to whoever read CloudWatch. Here the daemon evaluates this sensor (a
-Dagster ``run_failure_sensor``) and publishes, for each failed run, which job failed, its run id, each failed step
-(for a data-change job: each failed automation) with the first line of its error, and a link to the run in the UI.
+Dagster ``run_failure_sensor``) and publishes, for each failed run, which job failed, its run id, a link to the run in
+the UI, why the run failed when that is more than "steps failed" (the task died, the run was incomplete), and each
+failed step with its error: for a data-change job each failed automation by its document name (with its ``_id``
+where two failed automations share a name) and its problems.
+
+What an alert quotes is bounded (``MAX_FAILED_STEPS`` steps, ``MAX_ERROR_LINES`` lines of ``MAX_LINE`` characters
+per error) and is only what the error itself already says: an invalid automation's problems name fields, not
+document values, and the run worker's log tail that run monitoring appends to a dead task's failure stays in the
+UI. The full error and stack trace are one click away (the link).
 
 Which runs: every run of this instance, whatever started it: schedules, the launchpad, and the ``processToRun``
-entry point, whose runs execute in their own process and so carry no code-location origin (hence
-``monitor_all_code_locations``; the deployment has this one location).
+entry point, whose runs execute in their own process (stored as this code location's by ``instance/run_origin.py``,
+but an instance with Dagster's stock storage leaves them without an origin: hence ``monitor_all_code_locations``;
+the deployment has this one location).
 
 Reported once: a run that run retries (``deploy/dagster.yaml`` ``run_retries``) will retry is not reported; its
 retry is a new run, reported if it fails in turn. "Will retry" is what the retry daemon acts on: the
@@ -18,13 +26,15 @@ the last attempt, the one that fails for good, is the one a person hears about, 
 it was.
 
 Where to: ``SnsAlertChannel`` (``ALERTS_SNS_TOPIC_ARN`` set) or ``LogAlertChannel`` (local, ``dagster dev``: the
-message goes to the sensor's log only), chosen in ``definitions.py`` under the resource key ``alerts``.
+message goes to the sensor's log only), chosen in ``definitions.py`` under the resource key ``alerts``. The config
+checks' alerts (``check_alerts.py``) go through the same channel.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import boto3
@@ -48,24 +58,38 @@ from dagster._core.storage.tags import (
 from dagster._utils.tags import get_boolean_tag_value
 from pydantic import Field
 
-# process_to_run.LAUNCHED_BY_TAG (runs/process_to_run.py imports the definitions, which import this module); a test keeps them equal.
+from intervalprocessing_dagster.oncall.run_summary import failed_by_blocking_check
+
+# process_to_run.LAUNCHED_BY_TAG (runs/process_to_run.py imports the definitions, which import this module); a test
+# keeps them equal.
 LAUNCHED_BY_TAG = "intervalprocessing/launched_by"
 # SNS refuses a subject longer than 100 characters.
 _MAX_SUBJECT = 100
+# What one alert quotes at most: a cadence with hundreds of broken automations still makes a readable message (SNS
+# accepts 256 KB), and the run's page has the rest.
+MAX_FAILED_STEPS = 20
+MAX_ERROR_LINES = 12
+MAX_LINE = 300
+# What run monitoring appends to a dead task's failure after the failure itself (dagster_aws's EcsRunLauncher): the
+# task's last log lines, which belong in the UI, not in a message.
+_WORKER_LOG_TAIL = "Run worker logs:"
+# The Failure metadata an automation step carries (data_change/jobs.py): the document's name and _id.
+AUTOMATION_NAME = "automation"
+AUTOMATION_ID = "config_id"
 
 
 @dataclass(frozen=True)
-class FailureAlert:
-    """What a person is told about one failed run."""
+class Alert:
+    """What a person is told: a subject line, the text, and attributes a subscriber can filter on (SNS message
+    attributes: ``job`` and ``run_id`` for a failed run, ``check`` and ``run_id`` for a config check)."""
 
     subject: str
     text: str
-    job_name: str
-    run_id: str
+    attributes: Mapping[str, str]
 
 
 class AlertChannel(ConfigurableResource):
-    """Where failure alerts go (resource key ``alerts``), and the UI they link into."""
+    """Where alerts go (resource key ``alerts``), and the UI they link into."""
 
     webserver_url: str | None = Field(
         default=None, description="Base URL of the Dagster UI (INTERVALPROCESSING_WEBSERVER_URL), for run links."
@@ -74,15 +98,19 @@ class AlertChannel(ConfigurableResource):
     def run_url(self, run_id: str) -> str | None:
         return f"{self.webserver_url.rstrip('/')}/runs/{run_id}" if self.webserver_url else None
 
+    def link_line(self, run_id: str) -> str:
+        url = self.run_url(run_id)
+        return f"Link: {url}" if url else "Link: (INTERVALPROCESSING_WEBSERVER_URL is unset)"
+
     @abstractmethod
-    def send(self, alert: FailureAlert, log: logging.Logger | logging.LoggerAdapter) -> None:
+    def send(self, alert: Alert, log: logging.Logger | logging.LoggerAdapter) -> None:
         """Deliver ``alert``; raise if it could not be delivered, so the sensor tick shows the error."""
 
 
 class LogAlertChannel(AlertChannel):
     """No topic configured (local development): the alert is written to the sensor's log, nothing else."""
 
-    def send(self, alert: FailureAlert, log: logging.Logger | logging.LoggerAdapter) -> None:
+    def send(self, alert: Alert, log: logging.Logger | logging.LoggerAdapter) -> None:
         log.error(f"{alert.subject} (ALERTS_SNS_TOPIC_ARN is unset: logged only)\n{alert.text}")
 
 
@@ -91,7 +119,7 @@ class SnsAlertChannel(AlertChannel):
 
     topic_arn: str = Field(description="The topic alerts are published to (ALERTS_SNS_TOPIC_ARN).")
 
-    def send(self, alert: FailureAlert, log: logging.Logger | logging.LoggerAdapter) -> None:
+    def send(self, alert: Alert, log: logging.Logger | logging.LoggerAdapter) -> None:
         # Logged first, so the alert is in the daemon's log even if the publish fails.
         log.error(f"{alert.subject}\n{alert.text}")
         boto3.client("sns").publish(
@@ -99,29 +127,44 @@ class SnsAlertChannel(AlertChannel):
             Subject=alert.subject,
             Message=alert.text,
             MessageAttributes={
-                "job": {"DataType": "String", "StringValue": alert.job_name},
-                "run_id": {"DataType": "String", "StringValue": alert.run_id},
+                name: {"DataType": "String", "StringValue": value} for name, value in alert.attributes.items()
             },
         )
-        log.info(f"alert for run {alert.run_id} published to {self.topic_arn}")
+        log.info(f"alert '{alert.subject}' published to {self.topic_arn}")
 
 
-def build_failure_alert(context: RunFailureSensorContext, alerts: AlertChannel) -> FailureAlert:
-    """The message for the failed run in ``context``: job, run, failed steps with their first error line, link."""
+def alert_subject(text: str) -> str:
+    return f"IntervalProcessing: {text}"[:_MAX_SUBJECT]
+
+
+def excerpt(text: str, max_lines: int = MAX_ERROR_LINES) -> list[str]:
+    """``text``'s non-blank lines, at most ``max_lines`` of at most ``MAX_LINE`` characters, saying what was cut."""
+    lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()] or ["no message"]
+    kept = [line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…" for line in lines[:max_lines]]
+    if len(lines) > max_lines:
+        kept.append(f"… {len(lines) - max_lines} more line(s) in the run's logs")
+    return kept
+
+
+def build_failure_alert(
+    context: RunFailureSensorContext, step_failures: list[DagsterEvent], alerts: AlertChannel
+) -> Alert:
+    """The message for the failed run in ``context``: job, run, link, origin, why the run failed, each failed step."""
     run = context.dagster_run
-    lines = [f"Job: {run.job_name}", f"Run: {run.run_id}"]
-    url = alerts.run_url(run.run_id)
-    lines.append(f"Link: {url}" if url else "Link: (INTERVALPROCESSING_WEBSERVER_URL is unset)")
+    lines = [f"Job: {run.job_name}", f"Run: {run.run_id}", alerts.link_line(run.run_id)]
     lines.extend(_origin_lines(run))
-    step_failures = context.get_step_failure_events()
+    lines.extend(_run_failure_lines(context.failure_event, bool(step_failures)))
     if step_failures:
         lines.append(f"Failed steps ({len(step_failures)}):")
-        for event in step_failures:
-            lines.append(f"- {event.step_key}: {_first_line(_step_error(event))}")
-    else:  # the run failed outside its steps (task died, never started, ran too long)
-        lines.append(f"Run failure: {_first_line(context.failure_event.message or 'no message')}")
-    subject = f"IntervalProcessing: {run.job_name} failed"[:_MAX_SUBJECT]
-    return FailureAlert(subject=subject, text="\n".join(lines), job_name=run.job_name, run_id=run.run_id)
+        names = [_automation_name(event) for event in step_failures]
+        for event, name in zip(step_failures[:MAX_FAILED_STEPS], names, strict=False):
+            shared = name is not None and names.count(name) > 1
+            lines.append(f"- {_step_title(event, name, with_id=shared)}:")
+            lines.extend(f"    {line}" for line in excerpt(_step_error(event)))
+        if len(step_failures) > MAX_FAILED_STEPS:
+            lines.append(f"- … and {len(step_failures) - MAX_FAILED_STEPS} more failed step(s): see the run")
+    subject = alert_subject(f"{run.job_name} failed")
+    return Alert(subject=subject, text="\n".join(lines), attributes={"job": run.job_name, "run_id": run.run_id})
 
 
 def will_be_retried(context: RunFailureSensorContext) -> bool:
@@ -150,7 +193,12 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertChan
     if will_be_retried(context):
         context.log.info(f"run {run.run_id} of {run.job_name} failed and will be retried; its retry reports")
         return
-    alerts.send(build_failure_alert(context, alerts), context.log)
+    step_failures = context.get_step_failure_events()
+    if _failed_only_through_checks(context.failure_event, step_failures):
+        context.log.info(f"run {run.run_id} of {run.job_name} failed only through its blocking checks; "
+                         "check_failure_alert_sensor tells about them, once per new failure")
+        return
+    alerts.send(build_failure_alert(context, step_failures, alerts), context.log)
 
 
 def _origin_lines(run: DagsterRun) -> list[str]:
@@ -162,6 +210,44 @@ def _origin_lines(run: DagsterRun) -> list[str]:
     return lines
 
 
+def _failed_only_through_checks(failure_event: DagsterEvent, step_failures: list[DagsterEvent]) -> bool:
+    """A run whose every failed step is a blocking check that failed at ERROR (a config check run finding a broken
+    document): the check is red every hour until the document is fixed, the run with it."""
+    data = failure_event.event_specific_data  # None for a failure reported from outside the run (run monitoring)
+    return (data is not None and data.failure_reason == RunFailureReason.STEP_FAILURE and bool(step_failures)
+            and all(failed_by_blocking_check(event) for event in step_failures))
+
+
+def _run_failure_lines(failure_event: DagsterEvent, has_step_failures: bool) -> list[str]:
+    """Why the run failed, unless that is only Dagster's "Steps failed: [...]" (the steps are listed below): the
+    message of a run that failed outside its steps (a dead or stuck task, a run over its time, a run found
+    incomplete), with its error, if any, and without the worker's log tail."""
+    data = failure_event.event_specific_data  # None for a failure reported from outside the run (run monitoring)
+    if data is not None and data.failure_reason == RunFailureReason.STEP_FAILURE and has_step_failures:
+        return []
+    text = (failure_event.message or "").split(_WORKER_LOG_TAIL, 1)[0]
+    if data is not None and data.error is not None and data.first_step_failure_event is None:
+        text += "\n" + data.error.message
+    first, *rest = excerpt(text)
+    return [f"Run failure: {first}", *(f"    {line}" for line in rest)]
+
+
+def _automation_name(event: DagsterEvent) -> str | None:
+    """The document name of a failed automation step (its Failure's metadata), None for any other step."""
+    data = event.step_failure_data.user_failure_data
+    name = data.metadata.get(AUTOMATION_NAME) if data is not None else None
+    return str(name.value) if name is not None else None
+
+
+def _step_title(event: DagsterEvent, name: str | None, *, with_id: bool) -> str:
+    """``automation 'Name' (step key)``, with the document's ``_id`` when ``with_id``; the step key otherwise."""
+    if name is None:
+        return str(event.step_key)
+    document_id = event.step_failure_data.user_failure_data.metadata.get(AUTOMATION_ID)
+    where = f"_id {document_id.value}, " if with_id and document_id is not None else ""
+    return f"automation {name!r} ({where}step {event.step_key})"
+
+
 def _step_error(event: DagsterEvent) -> str:
     data = event.step_failure_data
     if data.user_failure_data is not None and data.user_failure_data.description:
@@ -169,8 +255,3 @@ def _step_error(event: DagsterEvent) -> str:
     if data.error is not None:
         return data.error.message
     return event.message or "no message"
-
-
-def _first_line(text: str) -> str:
-    stripped = text.strip()
-    return stripped.splitlines()[0] if stripped else "no message"

@@ -4,6 +4,14 @@ is red in the UI hours before the job that would trip over it runs.
 ``config_checks_job`` runs only the checks (``data_change/checks.py``, ``reports/checks.py``): it reads the config
 collections and writes nothing. Its schedule starts **running** (unlike the jobs' schedules, it changes no data), and
 the UI's "Execute" on any of the checks runs them on demand.
+
+A check that fails at ERROR also fails its run (the checks are ``blocking``, Dagster's own way to make a failed check
+fail its step): ERROR means the next run of a job will fail on that config (an active automation that cannot run, a
+report that cannot be written), so ``dagster job execute -j config_checks_job`` exits non-zero and the run is red in
+the UI, as an engineer checking a fix by hand expects. A WARN result (only inactive automations are invalid) leaves
+the run green. The alert is not the run's, though: ``run_failure_alert_sensor`` passes over a run that failed only
+through its checks, and ``check_failure_alert_sensor`` (``check_alerts.py``) tells a person once per new failure and
+once when it is fixed, however many hourly runs stay red in between.
 """
 
 from __future__ import annotations
@@ -17,9 +25,12 @@ from intervalprocessing_dagster.settings import Settings
 # At :45, a quarter of an hour before the hourly and nightly data-change ticks.
 CONFIG_CHECKS_CRON = "45 * * * *"
 
+ALL_CONFIG_CHECKS = (automations_are_valid, *CONFIG_CHECKS)
+CONFIG_CHECK_KEYS = frozenset(key for checks in ALL_CONFIG_CHECKS for key in checks.check_keys)
+
 config_checks_job = define_asset_job(
     name="config_checks_job",
-    selection=AssetSelection.checks(automations_are_valid, *CONFIG_CHECKS),
+    selection=AssetSelection.checks(*ALL_CONFIG_CHECKS),
     description="Validates every automation, report process and stored query; writes nothing.",
 )
 

@@ -30,11 +30,16 @@ from typing import Any
 
 from dagster import DagsterEvent, DagsterEventType, Executor, ExecutorDefinition, multi_or_in_process_executor
 
+# The error a failed blocking check fails its step with; not exported at the top level.
+from dagster._core.errors import DagsterAssetCheckFailedError
+
 # Not exported at the top level, but the types of the public Executor interface's arguments and properties.
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
+
+from intervalprocessing_dagster.oncall.console_log import say_each_error_once
 
 # A step output's text metadata under this key is the step's own part of the line (the history retention job's).
 SUMMARY_METADATA_KEY = "summary"
@@ -74,7 +79,7 @@ class RunSummary:
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             if automation:
                 self.failed_automations.append(automation["key"])
-            else:
+            elif not failed_by_blocking_check(event):  # such a step's check is counted with the failed checks
                 self.failed_steps.append(step_key)
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             self._add_asset_event(event, event.event_specific_data.materialization.metadata)
@@ -121,6 +126,12 @@ class RunSummary:
         return "Run summary: " + "; ".join(parts)
 
 
+def failed_by_blocking_check(event: DagsterEvent) -> bool:
+    """Whether a step failed only because its blocking check failed at ERROR (the config checks are blocking)."""
+    error = event.step_failure_data.error
+    return error is not None and error.cls_name == DagsterAssetCheckFailedError.__name__
+
+
 def _number(value: Any) -> int:
     """An int metadata value's number (absent: 0)."""
     return int(value.value) if value is not None and value.value is not None else 0
@@ -133,6 +144,7 @@ class RunSummaryExecutor(Executor):
         self._inner = inner
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
+        say_each_error_once(plan_context.log)  # not run summary work: see console_log.py for why it is here
         summary = RunSummary()
         try:
             for event in self._inner.execute(plan_context, execution_plan):

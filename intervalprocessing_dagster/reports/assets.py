@@ -1,7 +1,7 @@
 """The reports as Dagster assets, with the MongoDB collections they read as external assets for lineage.
 
-Assets (group ``file_generation``), one per old processor, each reading its ``processes[]`` entry by the old
-processor name:
+Assets, one per old processor, each reading its ``processes[]`` entry by the old processor name (every asset of the
+code location is in one group, ``ASSET_GROUP``: ``data_change/checks.py`` says why):
 
 * ``daily_audit_inventory`` (DailyAuditInventoryProcessor), ``daily_active_mrr_inventory``
   (DailyActiveMRRInventoryProcessor): every run.
@@ -18,8 +18,9 @@ processor name:
   the Friday rule. One broken entry does not stop the others: the asset writes every file it can, then fails,
   naming each broken entry.
 
-External assets ``audits``, ``medicalrecordrequests`` and ``providers`` (group ``mongodb``) are the collections the
-stored queries read; ``configured_reports`` depends on all three because its queries are only known at run time.
+External assets ``audits``, ``medicalrecordrequests`` and ``providers`` are the collections the stored queries read;
+``configured_reports`` depends on all three because its queries are only known at run time. Each report records
+what it read of ``fileprocessingconfigs`` and ``storedqueries`` as their observations.
 
 Each report is its own step, so one failing report does not stop the others (the old app stopped at the first
 exception, spec §5.6). Metadata keeps numbers as numbers so the UI plots them run over run.
@@ -41,14 +42,17 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from dagster._core.errors import DagsterInvalidPropertyError
 from pydantic import Field
 
+from intervalprocessing_dagster.data_change.checks import ASSET_GROUP
 from intervalprocessing_dagster.data_change.rules import CONFIG_COLLECTION
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.reports.config import (
     PROCESSES_COLLECTION,
     QUERIES_COLLECTION,
     ReportCadence,
+    ReportProcess,
     load_process,
     process_names,
 )
@@ -56,24 +60,28 @@ from intervalprocessing_dagster.reports.delivery import ReportStore
 from intervalprocessing_dagster.reports.generate import GeneratedReport, generate_report
 from intervalprocessing_dagster.runs.clock import RunClock
 
-REPORTS_GROUP = "file_generation"
 # Not "intervalprocessing/cadence": that key is the data-change cadence the run queue limits runs by (deploy/).
 REPORT_CADENCE_TAG = "intervalprocessing/report_cadence"
 FRIDAY = 4
+# Run tags of a scheduled run that stands in for ticks missed while the daemon was down (reports/definitions.py):
+# which ticks, and the missed Friday whose weekly reports this run makes.
+MISSED_TICKS_TAG = "intervalprocessing/missed_ticks"
+WEEKLY_CATCH_UP_TAG = "intervalprocessing/weekly_catch_up"
 
 # Any data-change automation may change these collections (each applied one observes the collection it changed).
 AUTOMATIONS = [CONFIG_COLLECTION]
-AUDITS = AssetSpec("audits", group_name="mongodb", kinds={"mongodb"}, deps=AUTOMATIONS,
+AUDITS = AssetSpec("audits", group_name=ASSET_GROUP, kinds={"mongodb"}, deps=AUTOMATIONS,
                    description="MongoDB collection `audits`: claim audits.")
-MEDICAL_RECORD_REQUESTS = AssetSpec("medicalrecordrequests", group_name="mongodb", kinds={"mongodb"}, deps=AUTOMATIONS,
+MEDICAL_RECORD_REQUESTS = AssetSpec("medicalrecordrequests", group_name=ASSET_GROUP, kinds={"mongodb"},
+                                    deps=AUTOMATIONS,
                                     description="MongoDB collection `medicalrecordrequests`: medical record requests.")
-PROVIDERS = AssetSpec("providers", group_name="mongodb", kinds={"mongodb"}, deps=AUTOMATIONS,
+PROVIDERS = AssetSpec("providers", group_name=ASSET_GROUP, kinds={"mongodb"}, deps=AUTOMATIONS,
                       description="MongoDB collection `providers`: providers, joined into medical record requests.")
 SOURCE_ASSETS = (AUDITS, MEDICAL_RECORD_REQUESTS, PROVIDERS)
 # The report configuration every report reads (reports/checks.py validates it).
-FILE_PROCESSING_CONFIGS = AssetSpec(PROCESSES_COLLECTION, group_name="mongodb", kinds={"mongodb"},
+FILE_PROCESSING_CONFIGS = AssetSpec(PROCESSES_COLLECTION, group_name=ASSET_GROUP, kinds={"mongodb"},
                                     description="MongoDB collection `fileprocessingconfigs`: the reports' processes[].")
-STORED_QUERIES = AssetSpec(QUERIES_COLLECTION, group_name="mongodb", kinds={"mongodb"},
+STORED_QUERIES = AssetSpec(QUERIES_COLLECTION, group_name=ASSET_GROUP, kinds={"mongodb"},
                            description="MongoDB collection `storedqueries`: the reports' queries, by name.")
 CONFIG_ASSETS = (FILE_PROCESSING_CONFIGS, STORED_QUERIES)
 
@@ -140,7 +148,7 @@ def _built_in_asset(report: BuiltInReport) -> AssetsDefinition:
 
     @asset(
         name=report.asset_name,
-        group_name=REPORTS_GROUP,
+        group_name=ASSET_GROUP,
         deps=[*report.sources, *CONFIG_ASSETS],
         output_required=not report.weekly,
         description=f"The {base} file (processes[] entry {report.processor!r}), {cadence}.",
@@ -162,9 +170,12 @@ def _built_in_asset(report: BuiltInReport) -> AssetsDefinition:
             return
         context.log.info(f"Executing {report.processor} process...")  # the old app's log lines, still searched for
         db = mongo.database()
-        generated = generate_report(db, report_store, load_process(db, report.processor), stamp)
+        process = load_process(db, report.processor)
+        _observe_configuration(context, process)
+        generated = generate_report(db, report_store, process, stamp)
         context.log.info(f"{report.processor} process complete: {generated.rows} rows -> {generated.stored.url}")
-        yield MaterializeResult(metadata=report_metadata(generated, stamp))
+        metadata = {**report_metadata(generated, stamp), **_weekly_catch_up(context, report.processor, report.weekly)}
+        yield MaterializeResult(metadata=metadata)
 
     return _report
 
@@ -173,7 +184,7 @@ BUILT_IN_REPORT_ASSETS = tuple(_built_in_asset(report) for report in BUILT_IN_RE
 
 
 @asset(
-    group_name=REPORTS_GROUP,
+    group_name=ASSET_GROUP,
     deps=[*SOURCE_ASSETS, *CONFIG_ASSETS],
     description="Every report configured in fileprocessingconfigs beyond the four built-ins (config-only reports).",
 )
@@ -194,6 +205,7 @@ def configured_reports(
             continue
         try:
             process = load_process(db, name)
+            _observe_configuration(context, process)
             if process.cadence is ReportCadence.WEEKLY and not weekly_due(stamp, config):
                 skipped.append(name)
                 continue
@@ -205,7 +217,9 @@ def configured_reports(
             continue
         generated.append(report)
         context.log.info(f"{name} process complete: {report.rows} rows -> {report.stored.url}")
-        context.log_event(AssetObservation(asset_key=context.asset_key, metadata=report_metadata(report, stamp)))
+        weekly = process.cadence is ReportCadence.WEEKLY
+        metadata = {**report_metadata(report, stamp), **_weekly_catch_up(context, name, weekly)}
+        context.log_event(AssetObservation(asset_key=context.asset_key, metadata=metadata))
     if failures:
         raise Failure(
             description=f"{len(failures)} configured report(s) failed:\n" + "\n".join(failures),
@@ -218,6 +232,28 @@ def configured_reports(
         "skipped_weekly": ", ".join(skipped),
         "files": MetadataValue.md(_files_table(generated)),
     })
+
+
+def _observe_configuration(context: AssetExecutionContext, process: ReportProcess) -> None:
+    """What a report read of the configuration collections, as their observations: their cards in the UI then show
+    when a report last read them, and which entry."""
+    context.log_event(AssetObservation(asset_key=FILE_PROCESSING_CONFIGS.key, metadata={"process": process.name}))
+    context.log_event(AssetObservation(asset_key=STORED_QUERIES.key,
+                                       metadata={"query": process.query_name, "process": process.name}))
+
+
+def _weekly_catch_up(context: AssetExecutionContext, process: str, weekly: bool) -> dict[str, str]:
+    """For a weekly report made by a run that stands in for a missed Friday (``WEEKLY_CATCH_UP_TAG``): says so in
+    the log and in the report's metadata, as its file is named for this run's stamp, not for that Friday."""
+    try:
+        missed_friday = context.run.tags.get(WEEKLY_CATCH_UP_TAG) if weekly else None
+    except DagsterInvalidPropertyError:  # direct invocation (build_asset_context) has no run, so no schedule's tags
+        missed_friday = None
+    if not missed_friday:
+        return {}
+    context.log.warning(f"{process}: the weekly report of the missed Friday tick {missed_friday}, made with this "
+                        "run's data and named for this run's stamp")
+    return {"catches_up_on": missed_friday}
 
 
 def _files_table(reports: list[GeneratedReport]) -> str:

@@ -83,6 +83,7 @@ def _processes(mongo: MongoResource) -> tuple[list[str], list[ReportProcess], li
     asset=FILE_PROCESSING_CONFIGS.key,
     name="report_processes_are_valid",
     description="Every processes[] entry, its layout and its projection parse as the reports read them.",
+    blocking=True,  # failed (always at ERROR), it fails its run too (oncall/config_checks.py says why)
 )
 def report_processes_are_valid(mongo: MongoResource) -> AssetCheckResult:
     try:
@@ -103,6 +104,7 @@ def report_processes_are_valid(mongo: MongoResource) -> AssetCheckResult:
     asset=STORED_QUERIES.key,
     name="report_queries_are_valid",
     description="Every stored query a report names exists and parses.",
+    blocking=True,  # failed (always at ERROR), it fails its run too (oncall/config_checks.py says why)
 )
 def report_queries_are_valid(mongo: MongoResource) -> AssetCheckResult:
     try:

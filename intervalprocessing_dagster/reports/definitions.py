@@ -6,6 +6,17 @@ weekly reports run whatever the day. ``file_generation_schedule`` runs it daily 
 (default ``0 3 * * *``, after the nightly data change) in ``INTERVALPROCESSING_TIMEZONE``, and tags each run with
 its tick, so file names, the Friday rule and any retry of that run all use the tick's time.
 
+Ticks missed while the daemon was down (a deploy, an outage): the daemon's scheduler requests one run, for the
+latest missed tick only (Dagster never catches up a schedule without partitions, whatever ``max_catchup_runs``
+says; the instances set that to 1 as well). So no file is ever named for a past tick while holding a later day's
+data: the files the missed ticks would have written are not written, and the one run's files are named for its own
+tick. What the schedule adds is the record of it and the Friday rule: the run is tagged with the ticks it stands in
+for (``MISSED_TICKS_TAG``), and when one of them was a Friday and its own tick is not, it also makes the weekly
+reports that Friday would have made (``include_weekly``, tagged ``WEEKLY_CATCH_UP_TAG`` with that Friday's tick),
+named for its own tick and saying so in their metadata and log. A caught-up tick that is itself the Friday needs
+nothing: its stamp is a Friday. The ticks count from the schedule's previous run, so a schedule turned on during an
+outage has nothing to catch up.
+
 The resources these assets need are ``mongo``, ``clock`` and ``report_store``; they are not defined here but in
 ``intervalprocessing_dagster.definitions.build_resources``, which also picks the report store (S3 or local folder,
 see ``delivery``).
@@ -13,6 +24,8 @@ see ``delivery``).
 
 from __future__ import annotations
 
+from datetime import datetime
+from itertools import takewhile
 from typing import Any
 
 from dagster import (
@@ -21,17 +34,23 @@ from dagster import (
     DefaultScheduleStatus,
     Definitions,
     RunRequest,
+    RunsFilter,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     define_asset_job,
     schedule,
 )
 from dagster import Field as ConfigField
+from dagster._core.storage.tags import SCHEDULE_NAME_TAG
+from dagster._utils.schedules import cron_string_iterator
 
 from intervalprocessing_dagster.reports.assets import (
     BUILT_IN_REPORT_ASSETS,
     CONFIG_ASSETS,
+    FRIDAY,
+    MISSED_TICKS_TAG,
     SOURCE_ASSETS,
+    WEEKLY_CATCH_UP_TAG,
     configured_reports,
 )
 from intervalprocessing_dagster.reports.checks import (
@@ -40,10 +59,11 @@ from intervalprocessing_dagster.reports.checks import (
     build_report_freshness_sensor,
     build_row_count_checks,
 )
-from intervalprocessing_dagster.runs.clock import run_stamp_tags
+from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG, run_stamp_tags
 from intervalprocessing_dagster.settings import Settings
 
 PROCESS_TO_RUN = "FileGenerationProcesses"
+SCHEDULE_NAME = "file_generation_schedule"
 REPORT_ASSETS = (*BUILT_IN_REPORT_ASSETS, configured_reports)
 
 
@@ -68,7 +88,7 @@ file_generation_job = define_asset_job(
 
 def build_file_generation_schedule(settings: Settings) -> ScheduleDefinition:
     @schedule(
-        name="file_generation_schedule",
+        name=SCHEDULE_NAME,
         job=file_generation_job,
         cron_schedule=settings.file_generation_cron,
         execution_timezone=settings.timezone,
@@ -77,9 +97,40 @@ def build_file_generation_schedule(settings: Settings) -> ScheduleDefinition:
     )
     def file_generation_schedule(context: ScheduleEvaluationContext) -> RunRequest:
         tick = context.scheduled_execution_time
-        return RunRequest(run_key=tick.isoformat(), tags=run_stamp_tags(tick))
+        tags = run_stamp_tags(tick)
+        missed = missed_ticks(context, settings)
+        if missed:
+            context.log.warning(f"{len(missed)} tick(s) were missed before {tick.isoformat()}: "
+                                f"{_listing(missed)}; this one run stands for them (files named for {tick:%Y-%m-%d})")
+            tags[MISSED_TICKS_TAG] = _listing(missed)
+        fridays = [missed_tick for missed_tick in missed if missed_tick.weekday() == FRIDAY]
+        if fridays and tick.weekday() != FRIDAY:
+            tags[WEEKLY_CATCH_UP_TAG] = fridays[-1].isoformat()
+            return RunRequest(run_key=tick.isoformat(), tags=tags, run_config={"include_weekly": True})
+        return RunRequest(run_key=tick.isoformat(), tags=tags)
 
     return file_generation_schedule
+
+
+def missed_ticks(context: ScheduleEvaluationContext, settings: Settings) -> list[datetime]:
+    """The schedule's ticks strictly between its previous run's stamp and this tick, oldest first."""
+    previous = context.instance.get_runs(
+        RunsFilter(job_name=file_generation_job.name, tags={SCHEDULE_NAME_TAG: SCHEDULE_NAME}), limit=1
+    )
+    stamp = previous[0].tags.get(RUN_STAMP_TAG) if previous else None
+    if stamp is None:
+        return []
+    tick = context.scheduled_execution_time
+    ticks = cron_string_iterator(datetime.fromisoformat(stamp).timestamp() + 1, settings.file_generation_cron,
+                                 settings.timezone)
+    return list(takewhile(lambda missed: missed < tick, ticks))
+
+
+def _listing(ticks: list[datetime]) -> str:
+    """The ticks in a run tag: all of a few, the first and last of many (an outage of months stays one line)."""
+    if len(ticks) <= 3:
+        return ", ".join(tick.isoformat() for tick in ticks)
+    return f"{len(ticks)} ticks from {ticks[0].isoformat()} to {ticks[-1].isoformat()}"
 
 
 def report_definitions(settings: Settings) -> Definitions:

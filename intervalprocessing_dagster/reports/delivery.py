@@ -9,10 +9,18 @@ Two stores, chosen in ``definitions.py`` (the one environment switch):
   role in production), never from MongoDB: the old ``awssettings`` static keys are not read (spec §4.4, §5.17).
   ``ContentType`` is explicit (``text/plain; charset=utf-8``) instead of inferred.
 * ``LocalReportStore`` (no bucket; the embedded default): writes into ``REPORTS_LOCAL_DIR`` (created if missing)
-  through a temporary file in the same folder that is renamed over the final name only when complete, so readers
-  never see a partial file and a rewrite replaces the old one whole (the old ``OpenWrite`` kept stale trailing
-  bytes, spec §5.11). The file gets ``0666`` less the process umask, as a plain create would (not the temporary
-  file's ``0600``), so consumers running as another user can read it.
+  through a temporary file in the same folder (``.<file name>.<random>.partial``) that is renamed over the final
+  name only when complete, so readers never see a partial file and a rewrite replaces the old one whole (the old
+  ``OpenWrite`` kept stale trailing bytes, spec §5.11). The file gets ``0666`` less the process umask, as a plain
+  create would (not the temporary file's ``0600``), so consumers running as another user can read it. A writer
+  that is killed (SIGKILL, out of memory) cannot remove its temporary file; the next write in the folder does,
+  safely: every writer holds an exclusive ``flock`` on its temporary file until after the rename (the kernel drops
+  it when the process dies), so a ``.partial`` file nobody holds is an orphan, and creating-and-locking a
+  temporary file happens under a shared lock on the folder that the sweep takes exclusively, so a sweep never sees
+  a live writer's file in the instant before its lock.
+
+S3 shows an object only once its multipart upload completes, so a killed upload leaves nothing visible; its parts
+stay until the bucket's lifecycle rule aborts incomplete uploads (``infra_cdk/stacks/storage.py``, 7 days).
 
 Keys are readable and deterministic, ``<prefix><fileName>``, e.g.
 ``GeneratedFiles/DailyAuditInventory_03152024_030000.txt``, where the old system used
@@ -23,17 +31,19 @@ same record. (The record is written after the file: if it fails, the retry rewri
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import Field, field_validator
 from pymongo.database import Database
 
@@ -42,6 +52,8 @@ GENERATED_FILES_COLLECTION = "generatedfiles"
 CONTENT_TYPE = "text/plain; charset=utf-8"
 MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
+# The local store's temporary files: ``.<file name>.<random><PARTIAL_SUFFIX>`` beside the final file.
+PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -70,12 +82,16 @@ class LocalReportStore(ReportStore):
         folder = Path(self.directory).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / file_name
-        handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{file_name}.", suffix=".partial")
+        for orphan in remove_orphaned_partials(folder):
+            get_dagster_logger().warning(f"removed {orphan}, the partial file of a writer that was killed")
+        with _folder_lock(folder, fcntl.LOCK_SH):
+            handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{file_name}.", suffix=PARTIAL_SUFFIX)
+            fcntl.flock(handle, fcntl.LOCK_EX)  # held until the descriptor closes, after the rename
         try:
             # mkstemp creates 0600; give the final file the mode an ordinary create would, so consumers running
             # as another user can read it.
             os.fchmod(handle, 0o666 & ~_current_umask())
-            with os.fdopen(handle, "wb") as temp:
+            with os.fdopen(os.dup(handle), "wb") as temp:
                 for chunk in chunks:
                     temp.write(chunk)
                 temp.flush()
@@ -84,7 +100,42 @@ class LocalReportStore(ReportStore):
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
+        finally:
+            os.close(handle)
         return StoredFile(bucket=None, location=str(target), url=target.as_uri())
+
+
+def remove_orphaned_partials(folder: Path) -> list[str]:
+    """Delete the temporary files in ``folder`` that no live writer holds (their writers were killed); their names.
+
+    Under the folder's exclusive lock, so no writer is between creating its file and locking it."""
+    removed = []
+    with _folder_lock(folder, fcntl.LOCK_EX):
+        for partial in folder.glob(f".*{PARTIAL_SUFFIX}"):
+            try:
+                handle = os.open(partial, os.O_RDONLY)
+            except FileNotFoundError:  # its writer finished (renamed it) or failed (removed it) meanwhile
+                continue
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                partial.unlink()
+                removed.append(partial.name)
+            except (BlockingIOError, FileNotFoundError):  # a live writer holds it, or just renamed it whole
+                continue
+            finally:
+                os.close(handle)
+    return removed
+
+
+@contextmanager
+def _folder_lock(folder: Path, operation: int) -> Iterator[None]:
+    """``flock`` on the folder itself (Linux and macOS lock a directory's descriptor like a file's): no lock file."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, operation)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
 
 
 def _current_umask() -> int:

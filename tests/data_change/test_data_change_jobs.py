@@ -106,6 +106,20 @@ def test_a_misspelt_cadence_is_warned_about_not_silently_ignored(mongo: MongoRes
     assert any("runCadence is not one of" in m and "'Typo' has 'hourly'" in m for m in messages)
 
 
+def test_the_loader_observes_what_it_read_of_the_configuration(mongo: MongoResource, mongo_db: Database) -> None:
+    """The UI's card of dataupdateconfigs shows when a run last read it and what it found there."""
+    mongo_db.dataupdateconfigs.insert_many([
+        automation("First Note"), automation("Off", isActive=False), automation("Nightly Note", cadence="Nightly"),
+    ])
+    result = run_job(Cadence.HOURLY, mongo)
+    [observation] = [event.asset_observation_data.asset_observation for event in result.all_events
+                     if event.event_type == DagsterEventType.ASSET_OBSERVATION
+                     and event.asset_key.to_user_string() == "dataupdateconfigs"]
+    assert {name: value.value for name, value in observation.metadata.items()} == {
+        "cadence": "Hourly", "automations": 2, "active": 1,
+    }
+
+
 def test_inactive_automations_do_not_run(mongo: MongoResource, mongo_db: Database) -> None:
     """Spec §5.3: the old code ignored isActive."""
     mongo_db.audits.insert_one({"status": "Open"})

@@ -36,7 +36,7 @@ import boto3
 import pymongo
 import pytest
 import requests
-from dagster import DagsterInstance, DagsterRun
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.remote_representation.external import RemoteRepository, RemoteSchedule
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -145,6 +145,15 @@ class FakeFargate:
         self.write_logs(task_arn, output.splitlines() or ["(no output)"])
         self.set_status(task_arn, "STOPPED", exit_code=exit_code)
         return exit_code
+
+    def run_killed_once_started(self, task_arn: str, run_id: str, instance: DagsterInstance) -> int:
+        """Run the task and kill it (SIGKILL: an out-of-memory kill, say) once its run worker has started the run
+        and said so; the exit code (137)."""
+
+        def started(output: str) -> bool:
+            return "RUN_START" in output and instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED
+
+        return self.run(task_arn, kill_when=started)
 
     def write_logs(self, task_arn: str, lines: list[str]) -> None:
         """The awslogs driver: one event per non-empty line in ``<prefix>/<container>/<task id>`` (CloudWatch refuses

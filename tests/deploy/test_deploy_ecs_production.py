@@ -33,6 +33,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import deserialize_value
 from dagster._time import get_current_timestamp
 
+from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster.runs import process_to_run
 
 pytestmark = pytest.mark.system
@@ -160,11 +161,7 @@ def test_a_task_that_exits_non_zero_fails_the_run_with_exit_code_and_log_tail_an
         instance = context.instance
         run, task_arn = stack.launch_first_run(context, "hourly_data_change_schedule")
 
-        # The container is killed once the run worker has started the run and said so (out of memory, say).
-        def started(output: str) -> bool:
-            return "RUN_START" in output and instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
-
-        assert stack.fargate.run(task_arn, kill_when=started) == 137
+        assert stack.fargate.run_killed_once_started(task_arn, run.run_id, instance) == 137
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # nobody told Dagster yet
 
         _monitor(context)
@@ -347,6 +344,8 @@ def test_an_old_eventbridge_target_runs_its_process_on_the_new_run_task_definiti
         (run,) = instance.get_runs()
         assert run.job_name == "file_generation_job" and run.status == DagsterRunStatus.SUCCESS
         assert run.tags[process_to_run.LAUNCHED_BY_TAG] == "processToRun"
+        # ... on its job's page too: the Postgres run storage stores it as a run of the code location.
+        assert run.remote_job_origin.location_name == CODE_LOCATION_NAME
     keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket="intervalprocessing")["Contents"]]
     assert any(key.startswith("GeneratedFiles/DailyAuditInventory_") for key in keys)
 

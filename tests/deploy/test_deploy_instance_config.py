@@ -56,6 +56,7 @@ def test_the_file_passes_dagsters_schema(tmp_path: Path) -> None:
     config, _ = dagster_instance_config(str(tmp_path))
     assert config["run_retries"] == {"enabled": True, "max_retries": 3, "retry_on_asset_or_op_failure": False}
     assert config["run_monitoring"]["enabled"] is True
+    assert config["scheduler"]["config"] == {"max_catchup_runs": 1}
     assert config["run_launcher"]["config"]["secrets_tag"] is None
     assert "env_vars" not in config["run_launcher"]["config"] and "secrets" not in config["run_launcher"]["config"]
 
@@ -64,10 +65,10 @@ def test_the_file_passes_dagsters_schema(tmp_path: Path) -> None:
 def test_the_loaded_instance_has_the_production_parts(production_stack) -> None:
     """Loaded the way the daemon loads it, with the contract environment (Postgres + moto)."""
     with DagsterInstance.get() as instance:
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.run_storage).__name__ == "CodeLocationPostgresRunStorage"  # instance/run_origin.py
         assert type(instance.event_log_storage).__name__ == "PooledPostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
-        assert isinstance(instance.scheduler, DagsterDaemonScheduler)
+        assert isinstance(instance.scheduler, DagsterDaemonScheduler) and instance.scheduler.max_catchup_runs == 1
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
         assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
         launcher = instance.run_launcher

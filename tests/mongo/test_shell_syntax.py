@@ -31,7 +31,7 @@ SOURCE = "dataupdateconfigs 'Close stale audits' field 'query'"
 UTC = dt.timezone.utc
 OID = "65d9a7c1e4b0f1a2b3c4d5e6"
 
-# The four stored queries exactly as the old system seeded them (spec ORIGINAL-SYSTEM.md 2.2).
+# The four stored queries exactly as the old system seeded them (spec §2.2).
 DAILY_AUDIT = "{ 'status' : { $in : [ 'Pending Review', 'Approved' ] } }"
 WEEKLY_AUDIT = "{ 'status' : { $ne : 'Closed' } }"
 DAILY_ACTIVE_MRR = (

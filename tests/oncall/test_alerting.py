@@ -4,26 +4,37 @@ the daemon does, over runs of the real data-change job on SecantusDB."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context, instance_for_test
+from dagster import (
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    build_sensor_context,
+    instance_for_test,
+)
+from dagster._core.execution.plan.objects import StepFailureData, UserFailureData
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG, ROOT_RUN_ID_TAG, WILL_RETRY_TAG
 from pymongo.database import Database
 
-from intervalprocessing_dagster.runs import process_to_run
+from intervalprocessing_dagster.data_change.cadence import Cadence
+from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
+from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.oncall.alerting import (
     LAUNCHED_BY_TAG,
+    MAX_ERROR_LINES,
+    MAX_LINE,
     AlertChannel,
     LogAlertChannel,
     SnsAlertChannel,
     run_failure_alert_sensor,
 )
-from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.runs import process_to_run
 from intervalprocessing_dagster.runs.clock import RunClock
 from tests.data_change.test_data_change_jobs import automation
 
@@ -63,6 +74,7 @@ class Daemon:
     def tick(self) -> None:
         context = build_sensor_context(instance=self.instance, cursor=self.cursor, resources={"alerts": self.alerts})
         result = run_failure_alert_sensor.evaluate_tick(context)
+        assert not [reaction.error for reaction in result.dagster_run_reactions if reaction.error]
         self.cursor = result.cursor
 
 
@@ -94,17 +106,95 @@ def test_a_failed_run_is_one_message_naming_job_run_failed_automations_and_link(
     (message,) = received(queue_url)
     assert message["Subject"] == "IntervalProcessing: hourly_data_change_job failed"
     text = message["Message"]
-    assert "Job: hourly_data_change_job" in text
-    assert f"Run: {run_id}" in text
-    assert f"Link: https://dagster.example.com/runs/{run_id}" in text
-    assert "Started by: hand (UI or CLI)" in text
-    assert "Failed steps (2):" in text
-    assert ("- apply_automation[broken_note]: automation 'Broken Note' in dataupdateconfigs is invalid (1 problem):"
-            in text)
-    assert "- apply_automation[unknown_update]: automation 'Unknown Update' in dataupdateconfigs is invalid" in text
-    assert "good_note" not in text
+    assert text.startswith("\n".join([
+        "Job: hourly_data_change_job",
+        f"Run: {run_id}",
+        f"Link: https://dagster.example.com/runs/{run_id}",
+        "Started by: hand (UI or CLI)",
+        "Failed steps (2):",
+    ]))
+    # Each failed automation by its document name, with its actual problems (not just the error's header line).
+    assert "\n".join([
+        "- automation 'Broken Note' (step apply_automation[broken_note]):",
+        "    automation 'Broken Note' in dataupdateconfigs is invalid (1 problem):",
+        "    - collectionName: must be a non-empty string, got None",
+    ]) in text
+    assert "\n".join([
+        "- automation 'Unknown Update' (step apply_automation[unknown_update]):",
+        "    automation 'Unknown Update' in dataupdateconfigs is invalid (1 problem):",
+        "    - singleFieldUpdateElements[0].updateType: must be Add, Change, Remove or Delete (or 0-3), got 'Rename'",
+    ]) in text
+    assert "good_note" not in text and "Good Note" not in text
+    assert "Run failure" not in text  # Dagster's "Steps failed: [...]" says nothing the list does not
     assert message["MessageAttributes"]["job"]["Value"] == "hourly_data_change_job"
     assert message["MessageAttributes"]["run_id"]["Value"] == run_id
+
+
+def test_automations_sharing_a_name_are_told_apart_by_id_and_long_errors_are_bounded(
+    topic: tuple[str, str], mongo: MongoResource, mongo_db: Database
+) -> None:
+    topic_arn, queue_url = topic
+    twins = mongo_db.dataupdateconfigs.insert_many([
+        automation("Twin", collectionName=None), automation("Twin", query="{ status: "),
+    ]).inserted_ids
+    # More problems than an alert quotes (one per update element), one of them quoting a very long name.
+    elements = [{"elementName": f"field{i}", "updateType": "Rename", "newValue": "x"} for i in range(30)]
+    mongo_db.dataupdateconfigs.insert_one(automation("Many Problems", singleFieldUpdateElements=elements,
+                                                     collectionName="$" + "c" * 500))
+    with instance_for_test(overrides=RETRIES) as instance:
+        daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
+        daemon.tick()
+        run_hourly(instance, mongo)
+        daemon.tick()
+
+    (message,) = received(queue_url)
+    text = message["Message"]
+    assert f"- automation 'Twin' (_id {twins[0]}, step apply_automation[twin]):" in text
+    assert f"- automation 'Twin' (_id {twins[1]}, step apply_automation[twin_2]):" in text
+    assert "- automation 'Many Problems' (step apply_automation[many_problems]):" in text
+    block = text.split("- automation 'Many Problems' (step apply_automation[many_problems]):\n", 1)[1]
+    quoted = block.split("\n- ", 1)[0].splitlines()
+    assert len(quoted) == MAX_ERROR_LINES + 1
+    assert re.fullmatch(r"    … \d+ more line\(s\) in the run's logs", quoted[-1]), quoted[-1]
+    assert quoted[0] == "    automation 'Many Problems' in dataupdateconfigs is invalid (31 problems):"
+    assert "    - collectionName: '$ccc" in block and "ccc…\n" in block  # the long name, cut
+    assert all(len(line) <= MAX_LINE + 4 for line in text.splitlines())
+
+
+def test_a_run_that_failed_outside_its_steps_says_why_without_the_workers_log_tail(topic: tuple[str, str]) -> None:
+    """A task that died after one automation had failed: run monitoring's message (without the task's last log lines,
+    which stay in the UI) and the automation's failure, both."""
+    topic_arn, queue_url = topic
+    with instance_for_test() as instance:
+        daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
+        daemon.tick()
+        job = DATA_CHANGE_JOBS[Cadence.HOURLY]
+        run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED)
+        # What the worker had logged before it died: one automation's failure, as apply_automation raises it.
+        failure = StepFailureData(error=None, user_failure_data=UserFailureData(
+            label="intentional-failure", description="automation 'Notes' failed: connection closed",
+            metadata={"automation": "Notes"},
+        ))
+        instance.report_dagster_event(DagsterEvent(
+            DagsterEventType.STEP_FAILURE.value, job_name=job.name, step_key="apply_automation[notes]",
+            event_specific_data=failure), run_id=run.run_id)
+        instance.report_run_failed(run, message=(
+            "Task arn:aws:ecs:task/3 failed.\nStop code: EssentialContainerExited.\n"
+            "Stop reason: Essential container in task exited.\nContainer 'run' failed - exit code 137.\n"
+            "Run worker logs:\n2026-03-06 02:00:01 - INFO - apply_automation[other] - matched 12 of audits"
+        ))
+        daemon.tick()
+    (message,) = received(queue_url)
+    assert "\n".join([
+        "Run failure: Task arn:aws:ecs:task/3 failed.",
+        "    Stop code: EssentialContainerExited.",
+        "    Stop reason: Essential container in task exited.",
+        "    Container 'run' failed - exit code 137.",
+        "Failed steps (1):",
+        "- automation 'Notes' (step apply_automation[notes]):",
+        "    automation 'Notes' failed: connection closed",
+    ]) in message["Message"]
+    assert "Run worker logs" not in message["Message"] and "matched 12" not in message["Message"]
 
 
 def test_a_successful_run_sends_nothing(topic: tuple[str, str], mongo: MongoResource, mongo_db: Database) -> None:

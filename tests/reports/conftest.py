@@ -48,10 +48,11 @@ def reports_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def run_reports(mongo: MongoResource, reports_dir: Path) -> Callable[..., ExecuteInProcessResult]:
-    """Run ``file_generation_job`` in process, stamped with ``tick``, writing to ``store`` (default: reports_dir)."""
+    """Run ``file_generation_job`` in process, stamped with ``tick`` (and ``tags``), writing to ``store`` (default:
+    reports_dir)."""
 
     def run(tick: datetime = FRIDAY_TICK, *, store: ReportStore | None = None, timezone: str = "America/New_York",
-            run_config: dict[str, Any] | None = None) -> ExecuteInProcessResult:
+            run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> ExecuteInProcessResult:
         resources = {
             "mongo": mongo,
             "clock": RunClock(timezone=timezone),
@@ -59,7 +60,8 @@ def run_reports(mongo: MongoResource, reports_dir: Path) -> Callable[..., Execut
         }
         defs = Definitions.merge(report_definitions(Settings.from_env({})), Definitions(resources=resources))
         job = defs.resolve_job_def("file_generation_job")
-        return job.execute_in_process(run_config=run_config or {}, tags=run_stamp_tags(tick), raise_on_error=False)
+        return job.execute_in_process(run_config=run_config or {}, tags={**run_stamp_tags(tick), **(tags or {})},
+                                      raise_on_error=False)
 
     return run
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +94,56 @@ def test_local_store_replaces_whole_files_and_leaves_no_partial(tmp_path: Path) 
         store.write("r.txt", _failing_after(100))
     assert [p.name for p in folder.iterdir()] == ["r.txt"]
     assert Path(stored.location).read_bytes() == b"short\n"
+
+
+# A writer in its own process that writes one line, then waits forever (killed by the test).
+_STUCK_WRITER = """
+import sys, time
+from intervalprocessing_dagster.reports.delivery import LocalReportStore
+def chunks():
+    yield b"first line of a report\\n"
+    print("writing", flush=True)
+    time.sleep(3600)
+    yield b"never\\n"
+LocalReportStore(directory=sys.argv[1]).write("DailyAuditInventory_03152024_030000.txt", chunks())
+"""
+
+
+def test_a_killed_writers_partial_file_is_removed_by_the_next_write_and_a_live_ones_is_not(tmp_path: Path) -> None:
+    """SIGKILL leaves the temporary file behind (nothing runs in the killed process); the next write in the folder
+    removes it, while a writer still writing keeps its own."""
+    folder = tmp_path / "reports"
+    killed = subprocess.Popen([sys.executable, "-c", _STUCK_WRITER, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert killed.stdout.readline() == "writing\n"
+    killed.kill()
+    killed.wait(timeout=30)
+    (orphan,) = folder.glob(".DailyAuditInventory_03152024_030000.txt.*.partial")
+    assert not (folder / "DailyAuditInventory_03152024_030000.txt").exists()  # a hidden leftover, never the file
+
+    store = LocalReportStore(directory=str(folder))
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_lines() -> Iterator[bytes]:
+        yield b"one\n"
+        writing.set()
+        release.wait(timeout=60)
+        yield b"two\n"
+
+    live = threading.Thread(target=store.write, args=("WeeklyAuditInventory_03152024_030000.txt", slow_lines()))
+    live.start()
+    try:
+        assert writing.wait(timeout=30)
+        (live_partial,) = folder.glob(".WeeklyAuditInventory_03152024_030000.txt.*.partial")
+        store.write("DailyAuditInventory_03152024_030000.txt", iter([b"whole\n"]))
+        assert not orphan.exists()
+        assert live_partial.exists()  # held by the writer still at work
+    finally:
+        release.set()
+        live.join(timeout=60)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "DailyAuditInventory_03152024_030000.txt", "WeeklyAuditInventory_03152024_030000.txt",
+    ]
+    assert (folder / "WeeklyAuditInventory_03152024_030000.txt").read_bytes() == b"one\ntwo\n"
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])

@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import boto3
-from dagster import DagsterEventType, ExecuteInProcessResult, RunRequest, build_schedule_context
+from dagster import DagsterEventType, ExecuteInProcessResult, RunRequest, build_schedule_context, instance_for_test
 from pymongo.database import Database
 
 from intervalprocessing_dagster.reports.definitions import build_file_generation_schedule
@@ -82,7 +82,9 @@ def test_schedule_stamps_its_run_with_the_tick_in_the_configured_timezone() -> N
     schedule = build_file_generation_schedule(Settings.from_env({"INTERVALPROCESSING_TIMEZONE": "America/New_York"}))
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 3 * * *", "America/New_York")
     tick = datetime(2024, 3, 15, 3, 0, tzinfo=NEW_YORK)
-    [request] = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=tick)).run_requests
+    with instance_for_test() as instance:
+        context = build_schedule_context(instance, scheduled_execution_time=tick)
+        [request] = schedule.evaluate_tick(context).run_requests
     assert isinstance(request, RunRequest)
     assert datetime.fromisoformat(request.tags[RUN_STAMP_TAG]) == tick
 
@@ -254,3 +256,22 @@ def test_a_report_failing_mid_stream_leaves_no_object_and_no_record(report_db: D
     assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert sorted(report_db.generatedfiles.distinct("source")) == [
         "DailyActiveMRRInventoryProcessor", "WeeklyMRRInventoryProcessor"]
+
+
+def test_each_report_observes_the_configuration_it_read(report_db: Database, run_reports: RunReports) -> None:
+    """The UI's cards of fileprocessingconfigs and storedqueries show when a report last read them, and what."""
+    observed: dict[str, set[tuple[str, ...]]] = {"fileprocessingconfigs": set(), "storedqueries": set()}
+    for event in run_reports(FRIDAY_NIGHT).all_events:
+        key = event.asset_key.to_user_string() if event.asset_key else None
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION and key in observed:
+            metadata = event.asset_observation_data.asset_observation.metadata
+            observed[key].add(tuple(metadata[name].value for name in sorted(metadata)))
+    processes = {"DailyAuditInventoryProcessor", "DailyActiveMRRInventoryProcessor", "WeeklyAuditInventoryProcessor",
+                 "WeeklyMRRInventoryProcessor"}
+    assert observed["fileprocessingconfigs"] == {(process,) for process in processes}
+    assert {(process, query) for process, query in observed["storedqueries"]} == {
+        ("DailyAuditInventoryProcessor", "dailyAuditInventory"),
+        ("DailyActiveMRRInventoryProcessor", "dailyActiveMRRInventory"),
+        ("WeeklyAuditInventoryProcessor", "weeklyAuditInventory"),
+        ("WeeklyMRRInventoryProcessor", "weeklyMRRInventory"),
+    }

@@ -1,0 +1,1 @@
+"""Code the stack deploys as AWS Lambda functions (inline: each module is one function's source)."""

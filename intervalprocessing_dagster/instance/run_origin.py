@@ -1,0 +1,94 @@
+"""Runs executed in their own process are stored as runs of this project's code location, so the UI shows them with
+their job.
+
+``dagster job execute`` (and ``dg launch --job``, which calls the same code) and the ``processToRun`` entry point
+(``runs/process_to_run.py``) execute a job in their own process. Dagster stores such a run without a code-location
+origin (``remote_job_origin``), and the UI places runs by that origin: the job's **Runs** tab filters on the
+``.dagster/repository`` tag the origin produces, the **Jobs** list's recent runs read the same filter, and
+**Overview → Timeline** drops a run whose GraphQL ``repositoryOrigin`` is null. So these runs were only in the
+global run list, and **Re-execute** refused them (upstream: dagster-io/dagster#17707, still open, and #19458).
+
+``with_code_location`` gives such a run the origin a run launched from the UI has: this project's one code location,
+``intervalprocessing`` (the name ``workspace.yaml``, ``pyproject.toml``'s ``[tool.dagster]`` and production's
+workspace give it; a test keeps them equal), its one repository, the run's job. The run storages of
+``instance/storage.py`` apply it when a run is stored, which is the one place every run passes through. Runs that
+already have an origin (launched from the UI, a schedule, a sensor, a retry) are stored unchanged, and so is a run of
+some other code (a job pointer outside this package): this instance serves one code location, and only its runs are
+claimed for it.
+
+The UI finds the location by name, so ``dagster dev`` must load it under that name: started without code-location
+arguments in the project folder it reads ``workspace.yaml`` and does (``dagster dev -m ...`` would name the location
+after the module instead).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from dagster import DagsterRun
+from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+from dagster._core.origin import JobPythonOrigin
+from dagster._core.remote_origin import (
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.storage.runs.base import RunStorage
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+from dagster._core.storage.tags import CODE_LOCATION_TAG
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster_postgres.run_storage import PostgresRunStorage
+
+#: The code location's name in ``workspace.yaml`` and ``pyproject.toml`` (``[tool.dagster] code_location_name``).
+CODE_LOCATION_NAME = "intervalprocessing"
+#: The module that holds the code location's ``defs``.
+CODE_LOCATION_MODULE = "intervalprocessing_dagster.definitions"
+_PACKAGE = CODE_LOCATION_MODULE.split(".")[0]
+
+
+def with_code_location(run: DagsterRun) -> DagsterRun:
+    """``run`` as a run of this code location's job, if it was executed in its own process from this package."""
+    if run.remote_job_origin is not None or not _is_this_package(run.job_code_origin):
+        return run
+    # As workspace.yaml's python_module entry loads it; the UI itself only compares the names.
+    python_origin = run.job_code_origin.repository_origin if run.job_code_origin else None
+    if python_origin is None:
+        executable_path, working_directory = sys.executable, os.getcwd()
+    else:
+        executable_path = python_origin.executable_path
+        working_directory = getattr(python_origin.code_pointer, "working_directory", None)
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(
+        loadable_target_origin=LoadableTargetOrigin(
+            executable_path=executable_path, module_name=CODE_LOCATION_MODULE, working_directory=working_directory
+        ),
+        location_name=CODE_LOCATION_NAME,
+    )
+    repository = RemoteRepositoryOrigin(code_location_origin=location, repository_name=SINGLETON_REPOSITORY_NAME)
+    origin = RemoteJobOrigin(repository_origin=repository, job_name=run.job_name)
+    # The tag Dagster adds to every run created with an origin (the Runs list's "code location" filter uses it).
+    return run.with_job_origin(origin).with_tags({**run.tags, CODE_LOCATION_TAG: CODE_LOCATION_NAME})
+
+
+def _is_this_package(job_code_origin: JobPythonOrigin | None) -> bool:
+    """In-process runs without a code pointer (``execute_in_process``: the ``processToRun`` entry point) are this
+    instance's own; a pointer names its module (``-m intervalprocessing_dagster``, ``...definitions``) or a file."""
+    if job_code_origin is None:
+        return True
+    module = getattr(job_code_origin.repository_origin.code_pointer, "module", "")
+    return module.split(".")[0] == _PACKAGE
+
+
+class CodeLocationRunStorage(RunStorage):
+    """Mixed into a run storage: every run it stores goes through ``with_code_location`` first."""
+
+    def add_run(self, dagster_run: DagsterRun) -> DagsterRun:
+        return super().add_run(with_code_location(dagster_run))
+
+
+class CodeLocationSqliteRunStorage(CodeLocationRunStorage, SqliteRunStorage):
+    """Dagster's SQLite run storage (the local instance) storing in-process runs as this location's."""
+
+
+class CodeLocationPostgresRunStorage(CodeLocationRunStorage, PostgresRunStorage):
+    """dagster-postgres's run storage (production) storing in-process runs as this location's."""

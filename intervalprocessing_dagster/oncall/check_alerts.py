@@ -1,0 +1,151 @@
+"""A red check reaches a person: ``check_failure_alert_sensor`` tells the alerts channel once per new failure and
+once when it is fixed.
+
+A check's result lives in the UI (the asset's **Checks** tab) and, before this sensor, went nowhere else: a broken
+automation found by the hourly config checks hours before its cadence ran told nobody. Which results alert:
+
+* a config check (``config_checks.CONFIG_CHECK_KEYS``: ``automations_are_valid``, ``report_processes_are_valid``,
+  ``report_queries_are_valid``) that failed, at any severity: each is a config document that will break a run
+  (ERROR) or would once it is switched on (WARN, an inactive automation);
+* any other check of the code location that failed at ERROR (the report checks are WARN today: a report with no
+  rows, a stale report; they stay in the UI).
+
+Once per new failure, not every hour while it stays red: the sensor keeps, in its cursor, the problems it has
+already told about for each red check (a short hash of each problem line of the check's ``problems`` metadata; a
+check without that metadata counts as one problem). A tick reads each check's latest completed evaluation
+(Dagster's ``get_latest_asset_check_execution_by_key``, one query for all checks) and alerts when a check has a
+problem not told about yet (newly red, or a new broken document while others stay broken), naming every problem and
+marking the new ones; and once, "passes again", when a check it told about is no longer red. A check in progress, or
+never evaluated, changes nothing. The cursor is the whole state, so a daemon restart neither repeats nor loses an
+alert; the first tick after the sensor is turned on reports the checks that are red then.
+
+It runs in the daemon, on by default (like ``run_failure_alert_sensor``), through the same ``alerts`` channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckSeverity,
+    DefaultSensorStatus,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    AssetCheckExecutionRecord,
+)
+
+from intervalprocessing_dagster.oncall.alerting import Alert, AlertChannel, alert_subject, excerpt
+from intervalprocessing_dagster.oncall.config_checks import CONFIG_CHECK_KEYS
+
+# A check's description lists every broken document; an alert quotes this many lines of it.
+MAX_DESCRIPTION_LINES = 40
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A check's latest completed evaluation, and the run that made it."""
+
+    key: AssetCheckKey
+    run_id: str
+    evaluation: AssetCheckEvaluation
+
+    @property
+    def alerts(self) -> bool:
+        """Red in a way a person must hear about (see the module docstring)."""
+        if self.evaluation.passed:
+            return False
+        return self.key in CONFIG_CHECK_KEYS or self.evaluation.severity == AssetCheckSeverity.ERROR
+
+    @property
+    def problems(self) -> list[str]:
+        """The problems the check reported (the items of its ``problems`` metadata, a Markdown list whose items may
+        run over several lines, as a query's syntax error does), or its whole failure as one."""
+        listing = self.evaluation.metadata.get("problems")
+        items: list[str] = []
+        for line in str(listing.value).splitlines() if listing is not None else []:
+            if line.startswith("- ") or not items:
+                items.append(line)
+            else:
+                items[-1] += "\n" + line
+        return items or [""]
+
+
+@sensor(
+    name="check_failure_alert_sensor",
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Sends one alert when a config check (or any check at ERROR) turns red or finds a new problem, and one "
+    "when it passes again, to the alerts channel: ALERTS_SNS_TOPIC_ARN, or the sensor's log when unset.",
+)
+def check_failure_alert_sensor(context: SensorEvaluationContext, alerts: AlertChannel) -> SensorResult:
+    told: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}
+    for result in latest_results(context):
+        name = result.key.to_user_string()
+        if result.alerts:
+            hashes = {_hash(problem): problem for problem in result.problems}
+            new = [problem for digest, problem in hashes.items() if digest not in told.get(name, [])]
+            if new:
+                alerts.send(failure_alert(result, new if name in told else [], alerts), context.log)
+            told[name] = sorted(hashes)
+        elif name in told:
+            alerts.send(fixed_alert(result, alerts), context.log)
+            del told[name]
+    return SensorResult(cursor=json.dumps(told, sort_keys=True))
+
+
+def latest_results(context: SensorEvaluationContext) -> list[CheckResult]:
+    """The latest completed evaluation of every check of the code location, in key order."""
+    keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=str)
+    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    results = [_result(records[key]) for key in keys if key in records]
+    return [result for result in results if result is not None]
+
+
+def failure_alert(result: CheckResult, new: list[str], alerts: AlertChannel) -> Alert:
+    """The check's failure and every problem it lists; ``new`` (when the check was already red) marks the news."""
+    evaluation = result.evaluation
+    severity = evaluation.severity.value
+    lines = [*_header(result, alerts), f"Result: failed ({severity})"]
+    lines.extend(excerpt(evaluation.description or "no description", MAX_DESCRIPTION_LINES))
+    if any(new):
+        lines.append(f"New since the last alert ({len(new)}):")
+        lines.extend(excerpt("\n".join(new), MAX_DESCRIPTION_LINES))
+    subject = alert_subject(f"check {result.key.name} failed ({severity})")
+    return Alert(subject=subject, text="\n".join(lines), attributes=_attributes(result))
+
+
+def fixed_alert(result: CheckResult, alerts: AlertChannel) -> Alert:
+    evaluation = result.evaluation
+    outcome = "passed" if evaluation.passed else f"failed ({evaluation.severity.value}), which does not alert"
+    lines = [*_header(result, alerts), f"Result: {outcome}", *excerpt(evaluation.description or "no description")]
+    subject = alert_subject(f"check {result.key.name} passes again")
+    return Alert(subject=subject, text="\n".join(lines), attributes=_attributes(result))
+
+
+def _result(record: AssetCheckExecutionRecord) -> CheckResult | None:
+    if record.status not in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES or record.event is None:
+        return None  # in progress: the previous result stands until this one completes
+    evaluation = record.event.dagster_event.event_specific_data
+    return CheckResult(key=record.key, run_id=record.run_id, evaluation=evaluation)
+
+
+def _header(result: CheckResult, alerts: AlertChannel) -> list[str]:
+    return [f"Check: {result.key.name} on {result.key.asset_key.to_user_string()}", f"Run: {result.run_id}",
+            alerts.link_line(result.run_id)]
+
+
+def _attributes(result: CheckResult) -> dict[str, str]:
+    return {"check": result.key.to_user_string(), "run_id": result.run_id}
+
+
+def _hash(problem: str) -> str:
+    """A short stand-in for a problem line in the cursor (the lines themselves can be long)."""
+    return hashlib.sha256(problem.encode()).hexdigest()[:16]
