@@ -53,6 +53,7 @@ from bench.history_build import (
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.instance.retention import RunRetention, purge_history
 from intervalprocessing_dagster.instance.step_outputs import LocalStepOutputStore
+from tests.local_project import new_project, webserver
 from tests.postgres_cluster import PostgresServer, running_postgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -165,9 +166,10 @@ def _scenario(name: str, day_count: int, retention: RunRetention | None, postgre
         result["size"] = _sizes(postgres, database)
         big_run_id = instance.get_run_records(limit=1)[0].dagster_run.run_id
         print(f"  {name}: UI queries", file=sys.stderr)
-        with history_ui.running_webserver({**env, "DAGSTER_HOME": str(home)}, scratch / f"{name}-webserver.log") as web:
+        with webserver(new_project(scratch / f"{name}-ui"), {**env, "DAGSTER_HOME": str(home)}) as url:
             result["ui"] = history_ui.measure(
-                web, history_ui.page_requests(JOB, EVENT_ASSETS, CHECK), big_run_id, args.big_run, args.repeats
+                history_ui.Webserver(url), history_ui.page_requests(JOB, EVENT_ASSETS, CHECK), big_run_id,
+                args.big_run, args.repeats,
             )
         print(f"  {name}: daemon iterations", file=sys.stderr)
         result["daemon"] = history_daemon.measure(instance, args.daemon_iterations)

@@ -4,23 +4,18 @@ The queries are not written here: they are read from the installed ``dagster-web
 source maps carry the UI's TypeScript, with every ``gql`` document and fragment), so the benchmark sends exactly what
 this Dagster version's UI sends, fragments included, and follows it when Dagster changes them. The variables are the
 ones the pages set (page sizes noted beside each, from the same sources). The webserver is the real
-``dagster-webserver`` process on the repo's ``workspace.yaml``, over HTTP, as a browser reaches it; its event log
-uses Dagster's pooled webserver engine, as in production.
+``dagster-webserver`` process on the project's ``workspace.yaml`` (started as the system tests start it,
+``tests.local_project.webserver``), over HTTP, as a browser reaches it; its event log uses Dagster's pooled webserver
+engine, as in production.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -33,8 +28,6 @@ from graphql.language.visitor import Visitor
 
 from bench.history_build import REPOSITORY_LABEL
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT_SECONDS = 180
 # The pages' own sizes (ui-core sources): runs feed PAGE_SIZE 30 (useRunsFeedEntries.tsx), asset events 100
 # (usePaginatedAssetEvents.tsx), a check's executions 30 + 1 (AssetChecks.tsx, useCursorPaginatedQuery.tsx), run
 # logs QUERY_LOG_LIMIT 1000 (LogsProvider.tsx; the websocket subscription loads past events in chunks of 1000 too).
@@ -120,10 +113,11 @@ def page_requests(job: str, asset_keys: list[str], check: tuple[str, str]) -> li
     return requests_
 
 
-@dataclass
+@dataclass(frozen=True)
 class Webserver:
+    """A running ``dagster-webserver`` (``tests.local_project.webserver``), queried as the UI queries it."""
+
     url: str
-    process: subprocess.Popen[bytes]
 
     def query(self, request: Request) -> tuple[float, dict[str, Any], int]:
         """Seconds, the response's ``data``, and its size in bytes; a GraphQL error raises, naming the request."""
@@ -138,40 +132,6 @@ class Webserver:
         if "PythonError" in json.dumps(body["data"]):
             raise RuntimeError(f"{request.page}: {request.operation} returned an error: {json.dumps(body)[:2000]}")
         return seconds, body["data"], len(response.content)
-
-
-@contextmanager
-def running_webserver(env: dict[str, str], log_path: Path) -> Iterator[Webserver]:
-    """``dagster-webserver -w workspace.yaml`` on a free port with ``env`` (DAGSTER_HOME: the measured instance)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dagster_webserver", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-             "-p", str(port)],
-            cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-    server = Webserver(f"http://127.0.0.1:{port}", process)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while True:
-            try:
-                if requests.get(f"{server.url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dagster-webserver did not come up:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def measure(server: Webserver, requests_: list[Request], run_id: str, automations: int,
