@@ -5,8 +5,9 @@ embedded server; no ``REPORTS_S3_BUCKET`` means the local reports folder; no ``S
 outputs on the local disk (Dagster's filesystem IO manager), where production keeps them in S3 so that a
 re-execution "from failure", which runs as a new ECS task with an empty disk, can load what the first task's steps
 produced (either way, a step takes what its own process produced from memory: ``instance/step_outputs.py``); no
-``ALERTS_SNS_TOPIC_ARN`` means failure alerts are only logged. The production *instance* (Postgres, ECS run launcher)
-is chosen by ``DAGSTER_HOME``'s ``dagster.yaml``, not by code.
+``ALERTS_SNS_TOPIC_ARN`` means failure alerts are only logged. ``RUN_HISTORY_RETENTION=off`` leaves out the daily
+history retention schedule (its job stays). The production *instance* (Postgres, ECS run launcher) is chosen by
+``DAGSTER_HOME``'s ``dagster.yaml``, not by code.
 """
 
 from __future__ import annotations
@@ -32,7 +33,18 @@ from intervalprocessing_dagster.reports.delivery import LocalReportStore, Report
 from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.oncall.run_summary import run_summary_executor
 from intervalprocessing_dagster.settings import Settings
-from intervalprocessing_dagster.instance.step_outputs import LocalStepOutputs, S3StepOutputs
+from intervalprocessing_dagster.instance.retention import (
+    RunRetention,
+    build_history_retention_schedule,
+    history_retention_job,
+)
+from intervalprocessing_dagster.instance.step_outputs import (
+    LocalStepOutputs,
+    LocalStepOutputStore,
+    S3StepOutputs,
+    S3StepOutputStore,
+    StepOutputStore,
+)
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -57,8 +69,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             s3_bucket=settings.step_outputs_s3_bucket,
             s3_prefix=settings.step_outputs_s3_prefix,
         )
+        step_output_store: StepOutputStore = S3StepOutputStore(
+            s3_resource=S3Resource(),
+            s3_bucket=settings.step_outputs_s3_bucket,
+            s3_prefix=settings.step_outputs_s3_prefix,
+        )
     else:
         io_manager = LocalStepOutputs()  # the instance's storage folder, as Dagster's default
+        step_output_store = LocalStepOutputStore()
     if settings.alerts_sns_topic_arn:
         alerts: AlertChannel = SnsAlertChannel(
             topic_arn=settings.alerts_sns_topic_arn, webserver_url=settings.webserver_url
@@ -72,6 +90,12 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "io_manager": io_manager,
         "alerts": alerts,
         "guard": AutomationGuard.of(settings.automation_max_documents),
+        "step_output_store": step_output_store,
+        "retention": RunRetention(
+            success_days=settings.run_history_success_days,
+            failure_days=settings.run_history_failure_days,
+            keep_all_days=settings.run_history_keep_all_days,
+        ),
     }
 
 
@@ -80,8 +104,11 @@ def build_definitions(settings: Settings) -> Definitions:
         data_change_definitions(settings),
         report_definitions(settings),
         Definitions(
-            jobs=[config_checks_job],
-            schedules=[build_config_checks_schedule(settings)],
+            jobs=[config_checks_job, history_retention_job],
+            schedules=[
+                build_config_checks_schedule(settings),
+                *([build_history_retention_schedule(settings)] if settings.run_history_retention else []),
+            ],
             sensors=[run_failure_alert_sensor, check_failure_alert_sensor],
             resources=build_resources(settings),
             # Every job's default executor: Dagster's own, plus one INFO summary line at the end of each run.

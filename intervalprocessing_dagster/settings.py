@@ -26,6 +26,9 @@ DEFAULT_FILE_GENERATION_CRON = "0 3 * * *"
 DEFAULT_LOCAL_DIR = ".intervalprocessing"
 DEFAULT_STEP_OUTPUTS_S3_PREFIX = "dagster/step-outputs/"
 DEFAULT_AUTOMATION_HISTORY_DAYS = 90
+DEFAULT_RUN_HISTORY_SUCCESS_DAYS = 30
+DEFAULT_RUN_HISTORY_FAILURE_DAYS = 90
+DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS = 7
 
 
 class SettingsError(ValueError):
@@ -50,6 +53,10 @@ class Settings:
     webserver_url: str | None
     automation_history_days: int
     automation_max_documents: Limit | None
+    run_history_retention: bool
+    run_history_success_days: int
+    run_history_failure_days: int
+    run_history_keep_all_days: int
 
     @property
     def embedded_mongo_dir(self) -> Path:
@@ -82,6 +89,10 @@ class Settings:
             webserver_url=_env(env, "INTERVALPROCESSING_WEBSERVER_URL"),
             automation_history_days=_days(env, "AUTOMATION_HISTORY_DAYS", DEFAULT_AUTOMATION_HISTORY_DAYS),
             automation_max_documents=_limit(env, "AUTOMATION_MAX_DOCUMENTS"),
+            run_history_retention=_switch(env, "RUN_HISTORY_RETENTION", default=True),
+            run_history_success_days=_days(env, "RUN_HISTORY_SUCCESS_DAYS", DEFAULT_RUN_HISTORY_SUCCESS_DAYS),
+            run_history_failure_days=_days(env, "RUN_HISTORY_FAILURE_DAYS", DEFAULT_RUN_HISTORY_FAILURE_DAYS),
+            run_history_keep_all_days=_days(env, "RUN_HISTORY_KEEP_ALL_DAYS", DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS),
         )
 
 
@@ -91,8 +102,20 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
+def _switch(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """``on`` / ``off`` (also ``true`` / ``false``, ``1`` / ``0``); anything else is refused, not guessed."""
+    value = _env(environ, name)
+    if value is None:
+        return default
+    if value.lower() in ("on", "true", "1"):
+        return True
+    if value.lower() in ("off", "false", "0"):
+        return False
+    raise SettingsError(f"{name}={value!r} must be on or off")
+
+
 def _days(environ: Mapping[str, str], name: str, default: int) -> int:
-    """A whole number of days, at least 1 (a TTL of 0 would delete every record at once)."""
+    """A whole number of days, at least 1 (0 would expire a record, or delete a run, the moment it is written)."""
     raw = _env(environ, name)
     if raw is None:
         return default

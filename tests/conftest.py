@@ -1,4 +1,4 @@
-"""Shared test fixtures: a real MongoDB-compatible server and a real (moto) AWS, started once per session.
+"""Shared test fixtures: a real MongoDB-compatible server, a real (moto) AWS and PostgreSQL, started once per session.
 
 ``mongo_db`` runs every test that uses it against SecantusDB; when ``MONGODB_URI`` is set, each such test runs a
 second time against that server (marked ``real_mongo``, so ``pytest -m real_mongo`` selects exactly those). The
@@ -21,6 +21,7 @@ from pymongo.database import Database
 from secantus import SecantusDBServer
 
 from intervalprocessing_dagster.mongo.resource import MongoResource
+from tests.postgres_cluster import PostgresServer, PostgresUnavailable, running_postgres
 
 REAL_MONGO_URI = os.environ.pop("MONGODB_URI", None)
 
@@ -91,6 +92,17 @@ def s3_bucket(aws: str) -> str:
     """The report bucket, created empty in moto."""
     boto3.client("s3").create_bucket(Bucket="intervalprocessing")
     return "intervalprocessing"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL, started once per session (``tests/postgres_cluster.py``, shared with the benchmark):
+    Dagster's production storage for the system tests and the history retention tests."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture()

@@ -53,6 +53,17 @@ class PostgresServer:
         connection.close()
         return name
 
+    def dagster_storage(self, database: str, password_env: str) -> str:
+        """The ``storage:`` block of a ``dagster.yaml`` on ``database``, with the storage classes production uses
+        (``deploy/dagster.yaml``); the password is read from the environment variable ``password_env``."""
+        return (
+            "storage:\n  custom:\n    module: intervalprocessing_dagster.instance.storage\n"
+            "    class: PooledPostgresStorage\n    config:\n      postgres_db:\n"
+            f"        hostname: {self.host}\n        port: {self.port}\n        db_name: {database}\n"
+            f"        username: {self.username}\n        password: {{env: {password_env}}}\n"
+            "        scheme: postgresql+psycopg2\n"
+        )
+
 
 def postgres_bin_dir() -> Path:
     """The newest installed server's ``bin`` folder; ``PostgresUnavailable`` when there is none."""

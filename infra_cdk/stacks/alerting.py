@@ -3,7 +3,8 @@
 Two kinds of message arrive on the topic:
 - the Dagster daemon's run-failure sensor publishes one message per failed run (it is the only role allowed to);
 - CloudWatch alarms publish when the daemon or the webserver service has had no running task for several minutes,
-  which is exactly when the sensor cannot speak (no daemon) or nobody can look (no UI).
+  which is exactly when the sensor cannot speak (no daemon) or nobody can look (no UI), and when Dagster's database
+  runs low on storage or CPU credits (`dagster_database.py` says what it watches).
 
 The topic is encrypted with a customer-managed key, not `alias/aws/sns`: the AWS-managed key's policy cannot be
 changed and does not let CloudWatch use it, so alarms would silently fail to publish. Giving the topic a policy (for
@@ -116,18 +117,43 @@ class Alerting(Construct):
             statistic=cloudwatch.Stats.MAXIMUM,
             period=Duration.minutes(1),
         )
-        alarm = cloudwatch.Alarm(
-            self,
+        return self.alarm_to_topic(
             construct_id,
-            alarm_name=f"{self._alarm_name_prefix}{construct_id}",
-            alarm_description=f"No running task for {NO_TASK_MINUTES} minutes: {meaning}",
+            description=f"No running task for {NO_TASK_MINUTES} minutes: {meaning}",
             metric=running_tasks,
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             evaluation_periods=NO_TASK_MINUTES,
-            datapoints_to_alarm=NO_TASK_MINUTES,
             treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
             actions_enabled=self._config.start_services,
+        )
+
+    def alarm_to_topic(
+        self,
+        construct_id: str,
+        *,
+        description: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        comparison_operator: cloudwatch.ComparisonOperator,
+        evaluation_periods: int,
+        treat_missing_data: cloudwatch.TreatMissingData,
+        actions_enabled: bool = True,
+    ) -> cloudwatch.Alarm:
+        """An alarm named `<clusterName>-<construct_id>` (so the topic policy lets it publish) that notifies the topic
+        when it fires and again when it clears, after `evaluation_periods` breaching periods in a row."""
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_name=f"{self._alarm_name_prefix}{construct_id}",
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=comparison_operator,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=evaluation_periods,
+            treat_missing_data=treat_missing_data,
+            actions_enabled=actions_enabled,
         )
         action = cloudwatch_actions.SnsAction(self.topic)
         alarm.add_alarm_action(action)

@@ -2,22 +2,38 @@
 
 Not in the old system (it kept no run history). Lives in the isolated subnets (no route out at all), encrypted,
 with its master password generated into Secrets Manager: nobody types it, and tasks get it as an ECS secret.
+
+It warns before it fills (`alarm_before_it_runs_out`): the history retention job keeps Dagster's history bounded
+(`intervalprocessing_dagster/instance/retention.py`), so a database that keeps growing means that job is off or
+failing, or the deployment has outgrown the instance (the README's sizing table); and a burstable instance that
+spends its CPU credits makes every UI page and every run's event writes slow.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
+from stacks.alerting import Alerting
 from stacks.config import DeploymentConfig
 from stacks.network import POSTGRES_PORT, Network
 
 DATABASE_NAME = "dagster"
 DATABASE_USERNAME = "dagster"
 LOG_EXPORTS = ("postgresql", "upgrade")
+#: The free-storage alarm fires below this share of the allocated storage: before RDS storage autoscaling steps in
+#: (below 10% free, up to `max_allocated_storage`), so on-call hears of the growth while there is room to act.
+FREE_STORAGE_ALARM_SHARE = 0.25
+#: The CPU-credit alarm fires below this many credits (one credit = one vCPU at 100% for a minute). A db.t4g.micro
+#: earns 12 an hour and holds at most 288: 50 left means hours above its baseline, and about 25 minutes of full CPU.
+CPU_CREDITS_ALARM_THRESHOLD = 50
+#: Both metrics arrive every minute or five; three low five-minute periods in a row, not a passing dip (a large
+#: sort's temporary files, a burst of runs), raise the alarm.
+ALARM_PERIODS = 3
 
 
 class DagsterDatabase(Construct):
@@ -105,3 +121,46 @@ class DagsterDatabase(Construct):
                 "a new deployment of both services (README).",
             )
         )
+
+    def alarm_before_it_runs_out(self, alerting: Alerting, config: DeploymentConfig) -> list[cloudwatch.Alarm]:
+        """Alarms on the alerts topic when free storage falls below FREE_STORAGE_ALARM_SHARE of the allocation, and,
+        on a burstable (db.t*) class, when the CPU credit balance falls below CPU_CREDITS_ALARM_THRESHOLD.
+
+        They notify even with `startServices=false`: the database runs either way. Missing data keeps an alarm's
+        state (a metric that stops arriving is not by itself a full disk).
+        """
+        free_bytes = int(config.db_allocated_storage_gib * FREE_STORAGE_ALARM_SHARE * 1024**3)
+        alarms = [
+            alerting.alarm_to_topic(
+                "DatabaseFreeStorageLow",
+                description=f"Dagster's Postgres has less than {free_bytes / 1024**3:g} GiB free of the "
+                f"{config.db_allocated_storage_gib} GiB allocated: is the history retention job failing or off "
+                "(RUN_HISTORY_RETENTION), or has the deployment outgrown its size (README sizing table)? "
+                f"RDS adds storage below 10% free, up to {config.db_allocated_storage_gib * 5} GiB.",
+                metric=self.instance.metric_free_storage_space(
+                    statistic=cloudwatch.Stats.MINIMUM, period=Duration.minutes(5)
+                ),
+                threshold=free_bytes,
+                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=ALARM_PERIODS,
+                treat_missing_data=cloudwatch.TreatMissingData.MISSING,
+            )
+        ]
+        if config.db_instance_type.startswith("t"):
+            alarms.append(
+                alerting.alarm_to_topic(
+                    "DatabaseCpuCreditsLow",
+                    description=f"Dagster's Postgres (db.{config.db_instance_type}) has fewer than "
+                    f"{CPU_CREDITS_ALARM_THRESHOLD} CPU credits left: it has run above its baseline for hours, the "
+                    "UI and event writes slow down and unlimited mode bills the surplus. Look for a long "
+                    "history (retention job), a stuck query, or move to a larger class (README sizing table).",
+                    metric=self.instance.metric(
+                        "CPUCreditBalance", statistic=cloudwatch.Stats.MINIMUM, period=Duration.minutes(5)
+                    ),
+                    threshold=CPU_CREDITS_ALARM_THRESHOLD,
+                    comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                    evaluation_periods=ALARM_PERIODS,
+                    treat_missing_data=cloudwatch.TreatMissingData.MISSING,
+                )
+            )
+        return alarms

@@ -164,7 +164,8 @@ class DagsterServices(Construct):
 
         Step outputs are the only S3 data Dagster reads back: a re-executed run's task loads its parent's outputs.
         The webserver and the daemon only create that run from the event log in Postgres and launch it, so they
-        get no step-output access.
+        get no step-output access. The history retention job, itself a run, deletes the compute logs and step
+        outputs of the runs it deletes (listing each run's prefix first).
         """
         self._roles.run.add_to_policy(
             iam.PolicyStatement(
@@ -177,28 +178,37 @@ class DagsterServices(Construct):
             iam.PolicyStatement(
                 sid="WriteComputeLogs",
                 # GetObject: the compute-log manager HEADs a key to see whether its upload landed.
-                actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"],
+                actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject", "s3:DeleteObject"],
                 resources=[storage.compute_logs_objects_arn()],
             )
         )
         # dagster-aws's PickledObjectS3IOManager: get_object (load, and its existence check), upload_fileobj (put,
-        # multipart above 8 MB, aborted on failure). It never deletes.
+        # multipart above 8 MB, aborted on failure); the history retention job deletes.
         self._roles.run.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadWriteStepOutputs",
-                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
                 resources=[storage.step_outputs_objects_arn()],
             )
         )
         # ... and, when it starts, list_objects(Prefix=<its prefix>, MaxKeys=1) as a check that the bucket is there.
-        # The prefix is accepted with or without its trailing '/', however the code spells it.
+        # The prefix is accepted with or without its trailing '/', however the code spells it. The retention job
+        # lists a deleted run's step outputs and compute logs.
         step_outputs = self._config.step_outputs_folder
         self._roles.run.add_to_policy(
             iam.PolicyStatement(
-                sid="ListStepOutputs",
+                sid="ListStepOutputsAndComputeLogs",
                 actions=["s3:ListBucket"],
                 resources=[storage.reports_bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [step_outputs + "*", step_outputs.rstrip("/")]}},
+                conditions={
+                    "StringLike": {
+                        "s3:prefix": [
+                            step_outputs + "*",
+                            step_outputs.rstrip("/"),
+                            self._config.compute_logs_folder + "*",
+                        ]
+                    }
+                },
             )
         )
 

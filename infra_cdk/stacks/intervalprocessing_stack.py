@@ -71,6 +71,7 @@ class IntervalProcessingStack(Stack):
             service=services.webserver_service,
             meaning="the Dagster UI is down (schedules and runs go on; nobody can look at them).",
         )
+        database.alarm_before_it_runs_out(alerting, config)
         web_access = None
         if services.viewer_service is not None:
             web_access = WebAccess(

@@ -1,4 +1,4 @@
-"""The alerts topic: encrypted with a key CloudWatch may use, TLS-only, published to by the daemon and two alarms."""
+"""The alerts topic: encrypted with a key CloudWatch may use, TLS-only, published to by the daemon and the alarms."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_topic_policy_allows_only_this_stacks_alarms_besides_iam(default: Synthe
     assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
     *_, alarm_pattern = allow["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Join"][1]
     assert alarm_pattern == ":alarm:intervalprocessing-*"
-    # ... and that pattern covers both alarms: a renamed alarm could no longer publish.
+    # ... and that pattern covers every alarm: a renamed alarm could no longer publish.
     assert all(name.startswith("intervalprocessing-") for name in _alarms(default))
 
 
@@ -154,23 +154,27 @@ def test_alarm_fires_when_the_service_has_had_no_running_task_for_five_minutes(
     assert "InsufficientDataActions" not in alarm
 
 
-def test_exactly_the_two_alarms(default: Synthesized) -> None:
-    assert set(_alarms(default)) == {
-        "intervalprocessing-DaemonNoRunningTask",
-        "intervalprocessing-WebserverNoRunningTask",
-    }
+ALARMS = ("DaemonNoRunningTask", "WebserverNoRunningTask", "DatabaseFreeStorageLow", "DatabaseCpuCreditsLow")
 
 
-def test_alarms_stay_quiet_while_the_services_are_stopped_on_purpose(synth_with: Any) -> None:
+def test_exactly_these_alarms(default: Synthesized) -> None:
+    assert set(_alarms(default)) == {f"intervalprocessing-{name}" for name in ALARMS}
+
+
+def test_task_alarms_stay_quiet_while_the_services_are_stopped_on_purpose(synth_with: Any) -> None:
     stopped: Synthesized = synth_with(startServices="false")
-    alarms = _alarms(stopped)
-    assert len(alarms) == 2
-    assert all(alarm["ActionsEnabled"] is False for alarm in alarms.values())
+    enabled = {name: alarm["ActionsEnabled"] for name, alarm in _alarms(stopped).items()}
+    assert enabled == {
+        "intervalprocessing-DaemonNoRunningTask": False,
+        "intervalprocessing-WebserverNoRunningTask": False,
+        "intervalprocessing-DatabaseFreeStorageLow": True,  # the database runs either way
+        "intervalprocessing-DatabaseCpuCreditsLow": True,
+    }
 
 
 def test_alarm_names_follow_the_cluster_name(synth_with: Any) -> None:
     renamed: Synthesized = synth_with(clusterName="acme")
-    assert set(_alarms(renamed)) == {"acme-DaemonNoRunningTask", "acme-WebserverNoRunningTask"}
+    assert set(_alarms(renamed)) == {f"acme-{name}" for name in ALARMS}
     (allow,) = [s for s in _topic_statements(renamed) if s["Effect"] == "Allow"]
     assert allow["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Join"][1][-1] == ":alarm:acme-*"
     assert renamed.nag_violations == []

@@ -1,10 +1,15 @@
-"""Dagster's Postgres: encrypted, private, generated credentials, protected against deletion by default."""
+"""Dagster's Postgres: encrypted, private, generated credentials, protected against deletion by default, and
+alarms on the alerts topic before it runs out of storage or CPU credits."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.synthesis import Synthesized
+
+GIB = 1024**3
 
 
 def _instance(synth: Synthesized) -> dict[str, Any]:
@@ -63,3 +68,43 @@ def test_exported_postgres_logs_land_in_log_groups_with_retention(default: Synth
         lid, retention = groups[f"/aws/rds/instance/intervalprocessing-dagster/{export}"]
         assert retention == 90
         assert lid in instance["DependsOn"]  # exists before RDS would create it without retention
+
+
+def _alarm(synth: Synthesized, name: str) -> dict[str, Any] | None:
+    alarms = {r["Properties"]["AlarmName"]: r["Properties"] for r in synth.of_type("AWS::CloudWatch::Alarm").values()}
+    return alarms.get(f"intervalprocessing-{name}")
+
+
+def _notifies_the_alerts_topic(synth: Synthesized, alarm: dict[str, Any]) -> None:
+    topic_lid, _ = synth.one("AWS::SNS::Topic")
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic_lid}]
+    assert alarm["ActionsEnabled"] is True
+    instance_lid, _ = synth.one("AWS::RDS::DBInstance")
+    assert alarm["Dimensions"] == [{"Name": "DBInstanceIdentifier", "Value": {"Ref": instance_lid}}]
+    assert (alarm["Namespace"], alarm["Statistic"], alarm["Period"]) == ("AWS/RDS", "Minimum", 300)
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (3, 3)
+    assert alarm["TreatMissingData"] == "missing"
+
+
+@pytest.mark.parametrize(("context", "allocated_gib"), [({}, 20), ({"dbAllocatedStorageGib": "100"}, 100)])
+def test_free_storage_alarm_fires_below_a_quarter_of_the_allocation(
+    synth_with: Any, context: dict[str, str], allocated_gib: int
+) -> None:
+    synth: Synthesized = synth_with(**context)
+    alarm = _alarm(synth, "DatabaseFreeStorageLow")
+    assert alarm is not None
+    _notifies_the_alerts_topic(synth, alarm)
+    assert alarm["MetricName"] == "FreeStorageSpace"
+    # Before RDS storage autoscaling (below 10% free) steps in.
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", allocated_gib * GIB // 4)
+    assert f"{allocated_gib // 4:g} GiB free of the {allocated_gib} GiB" in alarm["AlarmDescription"]
+
+
+def test_cpu_credit_alarm_watches_burstable_classes_only(default: Synthesized, synth_with: Any) -> None:
+    alarm = _alarm(default, "DatabaseCpuCreditsLow")
+    assert alarm is not None
+    _notifies_the_alerts_topic(default, alarm)
+    assert alarm["MetricName"] == "CPUCreditBalance"
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 50)
+    # A class without CPU credits has no such metric: no alarm that could never fire.
+    assert _alarm(synth_with(dbInstanceType="m7g.large"), "DatabaseCpuCreditsLow") is None

@@ -97,18 +97,22 @@ def test_run_role_writes_reports_and_compute_logs_and_reads_step_outputs_and_not
     statements = _statements_of(default, _role_lid(default, "RunTaskRole"))
     assert _object_grants(default, _role_lid(default, "RunTaskRole")) == {
         "/GeneratedFiles/*": ["s3:AbortMultipartUpload", "s3:PutObject"],
-        "/dagster/compute-logs/*": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
-        # the S3 pickle IO manager: a re-executed run reads its parent's outputs; nothing deletes them
-        "/dagster/step-outputs/*": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+        # deletes: the history retention job (a run) removes the logs and outputs of the runs it deletes
+        "/dagster/compute-logs/*": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+        # the S3 pickle IO manager: a re-executed run reads its parent's outputs
+        "/dagster/step-outputs/*": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
     }
     object_statements = [s for s in statements if "Fn::Join" in s["Resource"]]
     for statement in object_statements:
         assert statement["Resource"]["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket, "Arn"]}
-    # The one statement on the bucket itself: the IO manager's start-up listing, of its own prefix only.
+    # The one statement on the bucket itself: listing the step-output and compute-log prefixes only (the IO
+    # manager's start-up check, the retention job's per-run listings).
     (listing,) = [s for s in statements if s not in object_statements]
     assert listing["Action"] == "s3:ListBucket"
     assert listing["Resource"] == {"Fn::GetAtt": [bucket, "Arn"]}
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["dagster/step-outputs/*", "dagster/step-outputs"]}}
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["dagster/step-outputs/*", "dagster/step-outputs", "dagster/compute-logs/*"]}
+    }
 
 
 def test_only_the_run_role_touches_step_outputs(default: Synthesized) -> None:
@@ -128,7 +132,7 @@ def test_prefix_context_moves_the_grants_and_the_environment_together(variant: S
     (listing,) = [
         s for s in _statements_of(variant, _role_lid(variant, "RunTaskRole")) if s["Action"] == "s3:ListBucket"
     ]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["outputs/*", "outputs"]}}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["outputs/*", "outputs", "logs/dagster/*"]}}
     run = variant.resources[variant.logical_id(_services(variant).run_task_definition)]["Properties"]
     environment = {e["Name"]: e["Value"] for e in run["ContainerDefinitions"][0]["Environment"]}
     assert environment["REPORTS_S3_PREFIX"] == "Reports/"

@@ -370,6 +370,8 @@ def test_a_viewer_alarm_joins_the_two(variant: Synthesized) -> None:
         "intervalprocessing-DaemonNoRunningTask",
         "intervalprocessing-WebserverNoRunningTask",
         "intervalprocessing-ViewerNoRunningTask",
+        "intervalprocessing-DatabaseFreeStorageLow",  # the database's two (test_database.py)
+        "intervalprocessing-DatabaseCpuCreditsLow",
     }
     dimensions = {d["Name"]: d["Value"] for d in alarms["intervalprocessing-ViewerNoRunningTask"]["Dimensions"]}
     viewer = variant.stack.node.find_child("DagsterServices").viewer_service

@@ -9,7 +9,10 @@ on SQLite that way against 1.1 ms on a kept connection; in a whole cadence run, 
 pooled engine for itself (``optimize_for_webserver``), run workers and the daemon never do.
 
 These classes are the stock storages with that difference (and, on the local SQLite instance, commits that do not
-wait for a disk flush: ``PooledSqliteEventLogStorage`` says what that risks), selected in ``dagster.yaml`` with
+wait for a disk flush: ``PooledSqliteEventLogStorage`` says what that risks), and one more: deleting a run's events
+also deletes what the stock ``delete_events`` leaves behind (its asset-check executions, and on SQLite its own
+database file), so a deleted run, whether by the history retention job (``instance/retention.py``) or by the UI's
+"Delete", leaves nothing. They are selected in ``dagster.yaml`` with
 ``storage: custom:`` (the repo-root file for the local instance, ``deploy/dagster.yaml`` in production). Tables, files,
 migrations and queries are Dagster's, unchanged, so an existing instance's history stays readable and switching
 back is a one-line change. Schedule storage is left as it is, and so is run storage, pooling included (a run
@@ -19,6 +22,7 @@ code location (``run_origin.py``: so the UI shows it with its job).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -26,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory, _runs_directory
 from dagster._serdes import ConfigurableClassData
@@ -48,7 +53,22 @@ POSTGRES_MAX_OVERFLOW = 20
 POSTGRES_POOL_RECYCLE_SECONDS = 3600
 
 
-class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+class _DeletesWholeRuns:
+    """Mixin for a SQL event-log storage: ``delete_events`` also deletes the run's asset-check executions.
+
+    Dagster's ``delete_events`` deletes the run's events and their asset tags, but not its rows in
+    ``asset_check_executions``, where every check evaluation is stored a second time (with its event): the Checks
+    tab reads them from there, so it would keep listing executions of a run that no longer exists, and the table
+    would grow forever.
+    """
+
+    def delete_events(self, run_id: str) -> None:
+        super().delete_events(run_id)  # type: ignore[misc]
+        with self.index_connection() as conn:  # type: ignore[attr-defined]
+            conn.execute(AssetCheckExecutionsTable.delete().where(AssetCheckExecutionsTable.c.run_id == run_id))
+
+
+class PooledSqliteEventLogStorage(_DeletesWholeRuns, SqliteEventLogStorage):
     """``SqliteEventLogStorage`` that keeps one engine (and its connection) per database file instead of one per call.
 
     Dagster serializes this storage's connections with its own lock, so one kept connection per file is enough.
@@ -107,6 +127,20 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._dispose_engines()  # wipe deletes the run files; kept connections would point at deleted files
         super().wipe()
 
+    def delete_events(self, run_id: str) -> None:
+        """The stock deletion empties the run's database file but leaves the file (and SQLite never shrinks one by
+        itself): the file goes too, after its kept connection is closed."""
+        super().delete_events(run_id)
+        with self._engines_lock:
+            engine = self._engines.pop(run_id, None)
+            self._initialized_dbs.discard(run_id)
+        if engine is not None:
+            engine.dispose()
+        path = self.path_for_shard(run_id)
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+
     def dispose(self) -> None:
         super().dispose()
         self._dispose_engines()
@@ -135,7 +169,11 @@ class PooledSqliteStorage(DagsterSqliteStorage):
         return cls.from_local(inst_data=inst_data, **config_value)
 
 
-class PooledPostgresEventLogStorage(PostgresEventLogStorage):
+#: The tables a run's deletion leaves dead rows in (Dagster keeps run, event-log and schedule storage in one database).
+RUN_HISTORY_TABLES = ("event_logs", "asset_event_tags", "asset_check_executions", "runs", "run_tags")
+
+
+class PooledPostgresEventLogStorage(_DeletesWholeRuns, PostgresEventLogStorage):
     """``PostgresEventLogStorage`` whose engine keeps a connection instead of opening one per event."""
 
     def __init__(
@@ -156,6 +194,20 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
             pool_recycle=POSTGRES_POOL_RECYCLE_SECONDS,
             pool_pre_ping=True,
         )
+
+    def dispose(self) -> None:
+        """Also close the kept connection (the stock storage keeps none): a disposed instance leaves no session."""
+        super().dispose()
+        self._engine.dispose()
+
+    def vacuum_run_history(self) -> None:
+        """``VACUUM (ANALYZE)`` of ``RUN_HISTORY_TABLES``, after runs were deleted: their rows' space is reused at
+        once instead of when autovacuum next gets to a table (by default once a fifth of it is dead, which a daily
+        deletion of a thirtieth reaches about once a week, so the tables would carry up to a week of dead rows).
+        Plain VACUUM takes no lock that blocks reads or writes. It cannot run in a transaction: the engine
+        autocommits."""
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql(f"VACUUM (ANALYZE) {', '.join(RUN_HISTORY_TABLES)}")
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):

@@ -48,6 +48,8 @@ from dagster._core.execution.step_dependency_config import StepDependencyConfig
 
 from intervalprocessing_dagster.oncall.console_log import say_each_error_once
 
+# A step output's text metadata under this key is the step's own part of the line (the history retention job's).
+SUMMARY_METADATA_KEY = "summary"
 AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
 LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
 # The metadata an automation step's output and failure carry (data_change/jobs.py): the document's name and _id.
@@ -85,21 +87,25 @@ class RunSummary:
     failed_steps: list[str] = field(default_factory=list)
     checks_passed: int = 0
     failed_checks: list[str] = field(default_factory=list)
+    step_summaries: list[str] = field(default_factory=list)
 
     def add(self, event: DagsterEvent) -> None:
         step_key = event.step_key or ""
         automation = AUTOMATION_STEP.match(step_key)
         if automation or LOAD_AUTOMATIONS_STEP.match(step_key):
             self.data_change = True
-        if event.event_type == DagsterEventType.STEP_OUTPUT and automation:
+        if event.event_type == DagsterEventType.STEP_OUTPUT:
             metadata = event.event_specific_data.metadata
-            self.seen_automations.add(_automation_ref(metadata, automation["key"]))
-            if _flag(metadata.get("already_applied")):
-                self.already_applied += 1
-            else:
-                self.applied += 1
-                self.matched += _number(metadata.get("matched"))
-                self.modified += _number(metadata.get("modified"))
+            if automation:
+                self.seen_automations.add(_automation_ref(metadata, automation["key"]))
+                if _flag(metadata.get("already_applied")):
+                    self.already_applied += 1
+                else:
+                    self.applied += 1
+                    self.matched += _number(metadata.get("matched"))
+                    self.modified += _number(metadata.get("modified"))
+            elif SUMMARY_METADATA_KEY in metadata:
+                self.step_summaries.append(str(metadata[SUMMARY_METADATA_KEY].value))
         elif event.event_type == DagsterEventType.STEP_SUCCESS and automation:
             self.ended_automation_keys.add(automation["key"])
         elif event.event_type == DagsterEventType.STEP_FAILURE:
@@ -158,7 +164,9 @@ class RunSummary:
                 f"{failed} failed" + (f" ({self.named(self.failed_automations)})" if failed else "")
                 + (f", {len(self.not_run)} not run ({self.named(self.not_run)})" if self.not_run else "")
             )
-        elif self.reports or self.skipped_reports or not (self.checks_passed or self.failed_checks):
+        elif self.reports or self.skipped_reports or not (
+            self.checks_passed or self.failed_checks or self.step_summaries
+        ):
             written = "; ".join(f"{asset} -> {location}" for asset, location in self.reports)
             parts.append(f"reports written: {written or 'none'}")
             if self.skipped_reports:
@@ -169,6 +177,7 @@ class RunSummary:
                 f"checks {self.checks_passed} passed, {failed} failed"
                 + (f" ({', '.join(self.failed_checks)})" if failed else "")
             )
+        parts.extend(self.step_summaries)
         if self.failed_steps:
             parts.append("failed steps: " + ", ".join(self.failed_steps))
         return "Run summary: " + "; ".join(parts)

@@ -48,7 +48,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 from moto.backends import get_backend
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from tests.postgres_cluster import PostgresServer, PostgresUnavailable, running_postgres
+from tests.postgres_cluster import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO / "deploy"
@@ -77,19 +77,6 @@ mutation ($params: ReexecutionParams) {
 DAEMON_ROLE_ACTIONS = {
     "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:DescribeTaskDefinition", "logs:GetLogEvents",
 }
-
-# --- PostgreSQL -------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """Debian's PostgreSQL, started once per session (``tests/postgres_cluster.py``, shared with the benchmark)."""
-    try:
-        with running_postgres() as server:
-            yield server
-    except PostgresUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-
 
 # --- Fargate stand-in -------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The local instance's pooled SQLite event log (``instance/storage.py``): Dagster's files, fewer connections.
+"""The instance storage (``instance/storage.py``): Dagster's files and tables, fewer connections.
 
 The tests count real SQLite connections (SQLAlchemy's ``connect`` event fires once per new DB-API connection) and
 read back what was written, with Dagster's stock storage where the files' format matters, so "pooled" and
@@ -16,9 +16,11 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 from dagster import (
     DagsterEventType,
+    DagsterInstance,
     EventLogEntry,
     execute_job,
     in_process_executor,
@@ -33,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from intervalprocessing_dagster.instance import storage as instance_storage
 from intervalprocessing_dagster.instance.storage import PooledSqliteEventLogStorage
+from tests.postgres_cluster import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -181,3 +184,23 @@ def test_the_project_instance_uses_it_and_a_run_opens_one_connection_for_its_eve
     assert len(events) > 10
     assert connections[f"{result.run_id}.db"] <= 2  # the schema set-up's two; the stock storage: one per event
     assert (tmp_path / ".intervalprocessing" / "dagster_home" / "history" / "runs" / f"{result.run_id}.db").exists()
+
+
+def test_a_disposed_postgres_instance_leaves_no_session(
+    postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept connection is closed with the instance (the stock storage keeps none to close)."""
+    database = postgres_server.create_database()
+    monkeypatch.setenv("TEST_PG_PASSWORD", postgres_server.password)
+    (tmp_path / "dagster.yaml").write_text(postgres_server.dagster_storage(database, "TEST_PG_PASSWORD"))
+
+    def sessions() -> int:
+        with psycopg2.connect(host=postgres_server.host, port=postgres_server.port, user=postgres_server.username,
+                              password=postgres_server.password, dbname="postgres") as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,))
+            return cur.fetchone()[0]
+
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        instance.event_log_storage.store_event(_log_entry("run_a", "kept connection"))
+        assert sessions() >= 1
+    assert sessions() == 0

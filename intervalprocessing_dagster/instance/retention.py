@@ -1,0 +1,344 @@
+"""Retention of Dagster's own history: a daily job deletes the runs that have outlived their window, with everything
+stored for them, and keeps what the product still reads.
+
+Why: every cadence run adds its run record and about eleven events per automation to Dagster's storage, and Dagster
+OSS 1.13 deletes none of it (its ``retention:`` setting covers schedule and sensor ticks only, which
+``deploy/dagster.yaml`` sets; run and event-log retention is asked for in dagster-io/dagster#4100 and #33785). A
+modest deployment writes about 47 MB a day into a 20 GiB database, and the UI's run and asset pages slow down long
+before it fills.
+
+What goes: a run that finished successfully more than ``success_days`` ago (``RUN_HISTORY_SUCCESS_DAYS``, 30), or
+failed or was canceled more than ``failure_days`` ago (``RUN_HISTORY_FAILURE_DAYS``, 90); never a run of the last
+``keep_all_days`` (``RUN_HISTORY_KEEP_ALL_DAYS``, 7), whatever its status and the windows; never one that has not
+finished. A run's age is counted from its record's last update, its finish. With the run go its events (and their
+asset tags), its asset-check executions, its captured stdout/stderr (the instance's compute-log manager: S3 in
+production) and the op outputs it stored (``step_output_store``: S3 in production, disk locally).
+
+What stays although it is past its window:
+
+* a run holding an asset's latest materialization or observation, or a check's latest completed evaluation: the
+  freshness check reads the former, the row-count check compares the next materialization against it, and the
+  asset pages show them (at most one run per asset and check);
+* every run of a re-execution group (a run, its re-executions and run retries: they share ``dagster/root_run_id``)
+  while any of them is still kept: a re-execution from failure loads the outputs its ancestors stored, and the UI
+  links the runs of a group.
+
+How: one run at a time, through Dagster's own storage calls: the event log's ``delete_events`` (events, their asset
+tags and, with this project's storage classes, the check executions and SQLite's per-run file:
+``instance/storage.py``), then the run storage's ``delete_run`` (the run and its tags). Not
+``DagsterInstance.delete_run``: it deletes the run row first, so a job stopped between the two calls would leave
+events that no run points to and no later pass would find. Files go before rows for the same reason. Every
+statement is its own short transaction (the Postgres storage autocommits): the largest deletes one run's events,
+about 5,600 rows for a 500-automation run, so no lock is held for long and runs and the UI go on meanwhile. Runs
+are read oldest first in batches of ``batch_size``, and the job stops after ``max_minutes``, leaving the rest to the
+next day's run (a first run on a long history takes several). The alternative, a storage-level purge (``DELETE ...
+WHERE timestamp < ...`` in id ranges), would be faster on Postgres, but it is our own SQL over six of Dagster's
+tables and SQLite's per-run files, which would break silently when Dagster changes them; the per-run calls delete a
+day of history well within a minute (bench/README.md, ``history`` family).
+
+When Dagster gains run and event-log retention of its own (#4100, #33785): configure it in ``dagster.yaml``'s
+``retention:``, check that it keeps what the list above keeps, and set ``RUN_HISTORY_RETENTION=off``, which removes
+``history_retention_schedule`` (the job stays, for a run by hand).
+"""
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    Config,
+    ConfigurableResource,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    MetadataValue,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    Output,
+    RunRecord,
+    RunsFilter,
+    ScheduleDefinition,
+    in_process_executor,
+    job,
+    op,
+)
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+from dagster._core.storage.tags import ROOT_RUN_ID_TAG
+from pydantic import Field
+from sqlalchemy import select
+
+from intervalprocessing_dagster.instance.step_outputs import StepOutputStore
+from intervalprocessing_dagster.instance.storage import PooledPostgresEventLogStorage
+from intervalprocessing_dagster.oncall.run_summary import SUMMARY_METADATA_KEY, with_run_summary
+from intervalprocessing_dagster.settings import Settings
+
+SECONDS_PER_DAY = 86400
+SUCCESS_STATUSES = (DagsterRunStatus.SUCCESS,)
+FAILURE_STATUSES = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+# Daily at 04:30, after the nightly data change (02:00) and file generation (03:00).
+HISTORY_RETENTION_CRON = "30 4 * * *"
+
+
+class RunRetention(ConfigurableResource):
+    """How long finished runs are kept (resource key ``retention``, from the ``RUN_HISTORY_*`` settings)."""
+
+    success_days: int = Field(default=30, ge=1, description="Days a successful run is kept after it finished.")
+    failure_days: int = Field(default=90, ge=1, description="Days a failed or canceled run is kept.")
+    keep_all_days: int = Field(
+        default=7, ge=1, description="Every run of this many last days is kept, whatever its status and the windows."
+    )
+
+    def cutoff(self, status: DagsterRunStatus, now: float) -> float | None:
+        """The finish time before which a run with ``status`` may go, or None: a run that has not finished stays."""
+        if status in SUCCESS_STATUSES:
+            days = self.success_days
+        elif status in FAILURE_STATUSES:
+            days = self.failure_days
+        else:
+            return None
+        return now - max(days, self.keep_all_days) * SECONDS_PER_DAY
+
+
+@dataclass
+class PurgeReport:
+    """What one pass deleted (or, in a dry run, would have) and what it kept although past its window."""
+
+    deleted_runs: Counter[str] = field(default_factory=Counter)
+    kept_latest: set[str] = field(default_factory=set)
+    kept_for_group: set[str] = field(default_factory=set)
+    deleted_step_outputs: int = 0
+    complete: bool = True
+    dry_run: bool = False
+    vacuum_seconds: float | None = None
+
+    def summary(self) -> str:
+        deleted = sum(self.deleted_runs.values())
+        statuses = ", ".join(f"{count} {status.lower()}" for status, count in sorted(self.deleted_runs.items()))
+        verb = "would delete" if self.dry_run else "deleted"
+        text = (
+            f"history retention {verb} {deleted} run(s)" + (f" ({statuses})" if statuses else "")
+            + f" and {self.deleted_step_outputs} stored step output(s); kept past their window: "
+            f"{len(self.kept_latest)} holding an asset's or check's latest event, "
+            f"{len(self.kept_for_group)} whose re-execution group is still kept"
+        )
+        return text if self.complete else text + "; stopped at the time limit, the next run goes on"
+
+
+def purge_history(
+    instance: DagsterInstance,
+    retention: RunRetention,
+    step_outputs: StepOutputStore,
+    *,
+    now: float,
+    batch_size: int = 100,
+    stop_at: float | None = None,
+    dry_run: bool = False,
+    vacuum: bool = True,
+    log: Callable[[str], None] = lambda _message: None,
+) -> PurgeReport:
+    """Delete every run past its window (see the module docstring) with what was stored for it, oldest first; then,
+    on Postgres, when runs were deleted and ``vacuum`` is on, a plain ``VACUUM`` of the history tables, so the next
+    days' rows reuse the space at once (measured: without it the database carries up to a week of dead rows;
+    bench/README.md, ``history`` family).
+
+    ``now`` is a ``time.time()`` value (the windows count back from it); ``stop_at`` a ``time.monotonic()`` value
+    after which no further run is started.
+    """
+    report = PurgeReport(dry_run=dry_run)
+    _delete_past_windows(instance, retention, step_outputs, report, now=now, batch_size=batch_size, stop_at=stop_at,
+                         log=log)
+    storage = instance.event_log_storage
+    if vacuum and report.deleted_runs and not dry_run and isinstance(storage, PooledPostgresEventLogStorage):
+        started = time.monotonic()
+        storage.vacuum_run_history()
+        report.vacuum_seconds = round(time.monotonic() - started, 2)
+    return report
+
+
+def _delete_past_windows(
+    instance: DagsterInstance,
+    retention: RunRetention,
+    step_outputs: StepOutputStore,
+    report: PurgeReport,
+    *,
+    now: float,
+    batch_size: int,
+    stop_at: float | None,
+    log: Callable[[str], None],
+) -> None:
+    """``purge_history``'s deletions, counted in ``report``; at ``stop_at`` it stops with ``report.complete`` off."""
+    dry_run = report.dry_run
+    protected = runs_holding_latest_events(instance)
+    for statuses in (SUCCESS_STATUSES, FAILURE_STATUSES):
+        cutoff = retention.cutoff(statuses[0], now)
+        assert cutoff is not None  # finished statuses always have one
+        runs_filter = RunsFilter(statuses=list(statuses), updated_before=datetime.fromtimestamp(cutoff, UTC))
+        cursor: str | None = None  # the last run read that still exists (a deleted one cannot be a cursor)
+        while True:
+            records = instance.get_run_records(runs_filter, limit=batch_size, cursor=cursor, ascending=True)
+            deleted_before = sum(report.deleted_runs.values())
+            groups = _re_execution_groups(instance, records)
+            for record in records:
+                if stop_at is not None and time.monotonic() >= stop_at:
+                    report.complete = False
+                    return
+                run = record.dagster_run
+                if run.run_id in protected:
+                    report.kept_latest.add(run.run_id)
+                elif not all(_past_window(member, retention, now, protected) for member in groups[_root(record)]):
+                    report.kept_for_group.add(run.run_id)
+                else:
+                    if not dry_run:
+                        report.deleted_step_outputs += delete_run(instance, step_outputs, run.run_id)
+                    report.deleted_runs[run.status.value] += 1
+                    continue
+                cursor = run.run_id
+            if dry_run and records:
+                cursor = records[-1].dagster_run.run_id
+            deleted = sum(report.deleted_runs.values()) - deleted_before
+            if deleted:
+                log(f"{'would delete' if dry_run else 'deleted'} {deleted} {statuses[0].value.lower()} run(s) "
+                    f"finished before {records[-1].update_timestamp:%Y-%m-%d %H:%M} UTC")
+            if len(records) < batch_size:
+                break
+
+
+def delete_run(instance: DagsterInstance, step_outputs: StepOutputStore, run_id: str) -> int:
+    """Delete one run and everything stored for it, files first, the run record last (module docstring: why);
+    the number of step-output files or objects deleted. Logs are deleted by their own prefix, ``[run_id,
+    "compute_logs"]`` (Dagster's ``build_log_key_for_run``), before the outputs: on the local instance both live in
+    the run's folder of the storage directory, and only the outputs are counted."""
+    instance.compute_log_manager.delete_logs(prefix=[run_id, "compute_logs"])
+    deleted_outputs = step_outputs.delete_run(run_id, instance)
+    instance.event_log_storage.delete_events(run_id)
+    instance.run_storage.delete_run(run_id)
+    return deleted_outputs
+
+
+def runs_holding_latest_events(instance: DagsterInstance) -> set[str]:
+    """The runs that hold an asset's latest materialization or observation, or a check's latest completed
+    evaluation."""
+    runs: set[str] = set()
+    for record in instance.get_asset_records():
+        entry = record.asset_entry
+        if entry.last_materialization_record is not None:
+            runs.add(entry.last_materialization_record.run_id)
+        observations = instance.fetch_observations(entry.asset_key, limit=1).records
+        if observations:
+            runs.add(observations[0].run_id)
+    storage = instance.event_log_storage
+    summaries = storage.get_asset_check_summary_records(list(_stored_check_keys(storage)))
+    for summary in summaries.values():
+        if summary.last_completed_check_execution_record is not None:
+            runs.add(summary.last_completed_check_execution_record.run_id)
+    runs.discard("")  # events reported outside any run
+    return runs
+
+
+def _stored_check_keys(storage: object) -> Iterable[AssetCheckKey]:
+    """Every check that has executions in storage, including checks the code no longer defines."""
+    if not isinstance(storage, SqlEventLogStorage):
+        raise TypeError(f"history retention needs a SQL event-log storage (SQLite or Postgres), not {type(storage)}")
+    table = AssetCheckExecutionsTable
+    with storage.index_connection() as conn:
+        rows = conn.execute(select(table.c.asset_key, table.c.check_name).distinct()).fetchall()
+    for asset_key, check_name in rows:
+        key = AssetKey.from_db_string(asset_key)
+        if key is not None:
+            yield AssetCheckKey(key, check_name)
+
+
+def _root(record: RunRecord) -> str:
+    return record.dagster_run.root_run_id or record.dagster_run.run_id
+
+
+def _re_execution_groups(instance: DagsterInstance, records: Sequence[RunRecord]) -> Mapping[str, list[RunRecord]]:
+    """Root run id -> every run of the group, for the groups of ``records``: the root and the runs tagged with it,
+    as the UI's re-execution and run retries tag them and as Dagster's own run-group view finds them."""
+    roots = sorted({_root(record) for record in records})
+    groups: dict[str, list[RunRecord]] = {root: [] for root in roots}
+    if not roots:
+        return groups
+    members = [
+        *instance.get_run_records(RunsFilter(run_ids=roots)),
+        *instance.get_run_records(RunsFilter(tags={ROOT_RUN_ID_TAG: roots})),
+    ]
+    for member in members:
+        groups[_root(member)].append(member)
+    return groups
+
+
+def _past_window(record: RunRecord, retention: RunRetention, now: float, protected: set[str]) -> bool:
+    cutoff = retention.cutoff(record.dagster_run.status, now)
+    return (
+        cutoff is not None
+        and record.update_timestamp.timestamp() < cutoff
+        and record.dagster_run.run_id not in protected
+    )
+
+
+class HistoryRetentionConfig(Config):
+    """Run config of ``delete_old_runs`` (``ops: {delete_old_runs: {config: {dry_run: true}}}``)."""
+
+    dry_run: bool = Field(default=False, description="Count what would be deleted; delete nothing.")
+    batch_size: int = Field(default=100, ge=1, description="Runs read per query, oldest first.")
+    max_minutes: float = Field(
+        default=60, gt=0, description="Stop starting deletions after this long; the next run goes on."
+    )
+
+
+@op(
+    description="Deletes the runs past their retention window with their events, logs and stored step outputs.",
+    out=Out(Nothing),
+)
+def delete_old_runs(
+    context: OpExecutionContext,
+    config: HistoryRetentionConfig,
+    retention: RunRetention,
+    step_output_store: StepOutputStore,
+) -> Output[None]:
+    started = time.monotonic()
+    report = purge_history(
+        context.instance, retention, step_output_store, now=time.time(), batch_size=config.batch_size,
+        stop_at=started + config.max_minutes * 60, dry_run=config.dry_run, log=context.log.info,
+    )
+    return Output(None, metadata={
+        "deleted_runs": sum(report.deleted_runs.values()),
+        **{f"deleted_{status.lower()}": count for status, count in sorted(report.deleted_runs.items())},
+        "deleted_step_outputs": report.deleted_step_outputs,
+        "kept_latest_events": len(report.kept_latest),
+        "kept_for_re_execution_group": len(report.kept_for_group),
+        "complete": report.complete,
+        "dry_run": report.dry_run,
+        "vacuum_seconds": report.vacuum_seconds if report.vacuum_seconds is not None else MetadataValue.null(),
+        "seconds": round(time.monotonic() - started, 1),
+        SUMMARY_METADATA_KEY: report.summary(),  # the run's closing "Run summary" line
+    })
+
+
+@job(
+    description="Deletes Dagster's run history past its retention window (RUN_HISTORY_* settings); keeps every "
+    "asset's and check's latest events.",
+    executor_def=with_run_summary(in_process_executor),  # one step: no process of its own needed
+)
+def history_retention_job() -> None:
+    delete_old_runs()
+
+
+def build_history_retention_schedule(settings: Settings) -> ScheduleDefinition:
+    """Daily, running from the start (like the config checks): history is bounded without anyone turning it on."""
+    return ScheduleDefinition(
+        name="history_retention_schedule",
+        job=history_retention_job,
+        cron_schedule=HISTORY_RETENTION_CRON,
+        execution_timezone=settings.timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"Daily deletion of runs older than {settings.run_history_success_days} days (successful) or "
+        f"{settings.run_history_failure_days} days (failed), with their events, logs and step outputs.",
+    )
