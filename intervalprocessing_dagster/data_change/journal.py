@@ -80,7 +80,7 @@ from dagster import OpExecutionContext
 from pymongo import UpdateMany, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure
+from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from intervalprocessing_dagster.data_change.changes import (
     Change,
@@ -100,7 +100,7 @@ from intervalprocessing_dagster.data_change.execute import (
     within,
 )
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
-from intervalprocessing_dagster.mongo.indexes import ensure_ttl_index
+from intervalprocessing_dagster.mongo.indexes import Lookup, ensure_history_indexes
 from intervalprocessing_dagster.mongo.shell_syntax import MongoQuery
 
 JOURNAL_COLLECTION = "automationchanges"
@@ -323,17 +323,10 @@ _indexed: set[tuple[int, str, int]] = set()
 def ensure_journal_indexes(database: Database, history_days: int) -> list[str]:
     """The journal's indexes; a warning for each the server refused (a refused index costs retention or undo speed,
     never a journal entry)."""
-    pages = database[JOURNAL_COLLECTION]
-    warnings = []
-    try:
-        ensure_ttl_index(pages, "createdAt", history_days, TTL_INDEX)
-    except OperationFailure as exc:
-        warnings.append(f"{JOURNAL_COLLECTION} pages do not expire after {history_days} days (no TTL index): {exc}")
-    try:
-        pages.create_index([("rootRunId", 1), ("automation", 1)], name=UNDO_INDEX)
-    except OperationFailure as exc:
-        warnings.append(f"{JOURNAL_COLLECTION} has no index for the undo, which will scan it: {exc}")
-    return warnings
+    undo = Lookup([("rootRunId", 1), ("automation", 1)], "has no index for the undo, which will scan it",
+                  name=UNDO_INDEX)
+    return ensure_history_indexes(database[JOURNAL_COLLECTION], ttl_field="createdAt", days=history_days,
+                                  ttl_name=TTL_INDEX, lookups=(undo,))
 
 
 def resolve_page(database: Database, page: Mapping[str, Any]) -> int:

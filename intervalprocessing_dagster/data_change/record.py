@@ -37,12 +37,12 @@ from typing import Any
 from bson import json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError
 
 from intervalprocessing_dagster.data_change.execute import ExecutionResult
 from intervalprocessing_dagster.data_change.plan import push_date
 from intervalprocessing_dagster.data_change.rules import config_hash
-from intervalprocessing_dagster.mongo.indexes import ensure_ttl_index
+from intervalprocessing_dagster.mongo.indexes import Lookup, ensure_history_indexes
 
 RUNS_COLLECTION = "automationruns"
 
@@ -120,22 +120,13 @@ def ensure_run_record_indexes(database: Database, history_days: int) -> list[str
     A refused index costs the history its expiry or a lookup, never the automations their run, so the caller only
     warns.
     """
-    collection = database[RUNS_COLLECTION]
-    warnings = []
-    try:
-        ensure_ttl_index(collection, "recordedAt", history_days, TTL_INDEX)
-    except OperationFailure as exc:
-        warnings.append(f"{RUNS_COLLECTION} records do not expire after {history_days} days (no TTL index): {exc}")
-    try:
-        collection.create_index([("runId", 1), ("mappingKey", 1)], unique=True)
-    except OperationFailure as exc:
-        warnings.append(f"{RUNS_COLLECTION} has no unique run index: {exc}")
-    try:
-        collection.create_index([("configId", 1), ("stamp", -1)], name=LATEST_RUN_INDEX)
-    except OperationFailure as exc:
-        warnings.append(f"{RUNS_COLLECTION} has no index on configId; an automation's last run is found by a scan: "
-                        f"{exc}")
-    return warnings
+    lookups = (
+        Lookup([("runId", 1), ("mappingKey", 1)], "has no unique run index", unique=True),
+        Lookup([("configId", 1), ("stamp", -1)],
+               "has no index on configId; an automation's last run is found by a scan", name=LATEST_RUN_INDEX),
+    )
+    return ensure_history_indexes(database[RUNS_COLLECTION], ttl_field="recordedAt", days=history_days,
+                                  ttl_name=TTL_INDEX, lookups=lookups)
 
 
 def record_loaded(database: Database, key: StampKey, run_id: str, loaded: Sequence[LoadedAutomation]) -> int:
