@@ -62,6 +62,7 @@ from intervalprocessing_dagster.data_change.journal import (
     resolve_page,
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.oncall.run_summary import SUMMARY_METADATA_KEY, with_run_summary
 from intervalprocessing_dagster.runs.clock import RunClock
 
 # Conflicts named per log line (a revert may find thousands; each is named, in lines of this many).
@@ -217,13 +218,15 @@ def revert_automation_run(
         already=sum(r.already for r in reports.values()), conflicts=sum(r.conflicts for r in reports.values()),
     )
     verb = "would restore" if config.dry_run else "restored"
-    context.log.info(
+    summary = (
         f"Revert of run group {root_run_id}{' (dry run: nothing written)' if config.dry_run else ''}: "
         f"{totals.journaled} journaled document(s), {verb} {totals.restored}, {totals.already} already as before, "
         f"{totals.conflicts} conflict(s)"
     )
+    context.log.info(summary)
     metadata: dict[str, Any] = {
         "reverted_run_group": root_run_id, "dry_run": config.dry_run, **totals.metadata(config.dry_run),
+        SUMMARY_METADATA_KEY: summary,  # also the run's closing "Run summary" line
         "by_automation": MetadataValue.md(_table(reports, config.dry_run)),
     }
     for name, report in reports.items():
@@ -268,7 +271,7 @@ def _table(reports: Mapping[str, AutomationRevert], dry_run: bool) -> str:
     name="revert_automation_run_job",
     description="Undoes what one run's automations changed (from the change journal), where nothing changed since; "
     "a dry run unless dry_run: false.",
-    executor_def=in_process_executor,
+    executor_def=with_run_summary(in_process_executor),  # one step: no process of its own needed
 )
 def revert_automation_run_job() -> None:
     revert_automation_run()

@@ -252,8 +252,12 @@ def test_the_revert_of_any_run_of_a_group_undoes_the_whole_group(
     dry = revert_job_of_the_code_location().execute_in_process(
         instance=instance, run_config={"ops": {"revert_automation_run": {"config": {"run_id": retry.run_id}}}})
     assert (output(dry)["reverted_run_group"], output(dry)["would restore"]) == (first.run_id, 2)
-    revert_job_of_the_code_location().execute_in_process(
-        instance=instance, run_config={"ops": {"revert_automation_run": {"config": {
-            "run_id": first.run_id, "dry_run": False}}}})
+    # As the launcher runs it (execute_job, the job's own executor): the run closes with the revert's summary line.
+    reverted = execute_job(reconstructable(revert_job_of_the_code_location), instance=instance, run_config={
+        "ops": {"revert_automation_run": {"config": {"run_id": first.run_id, "dry_run": False}}}})
     assert snapshot(cadence_db, "audits") == fixed
+    assert [line for line in logs(instance, reverted.run_id) if line.startswith("Run summary: ")] == [
+        f"Run summary: Revert of run group {first.run_id}: 2 journaled document(s), restored 2, 0 already as before, "
+        "0 conflict(s)"
+    ]
     assert isinstance(cadence_db[JOURNAL_COLLECTION].find_one()["stamp"], datetime)
