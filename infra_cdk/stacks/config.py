@@ -146,6 +146,20 @@ class DeploymentConfig:
         "webserverUrl", "", "base URL of the Dagster UI for links in alerts (default: https://<operatorHostName>)"
     )
     alert_email: str = _param("alertEmail", "", "email address subscribed to the alerts topic (none if empty)")
+    # How long history is kept. Empty: the application's own default (README "Configuration"), which is then the
+    # one place it is written down.
+    run_history_success_days: str = _param(
+        "runHistorySuccessDays", "", "RUN_HISTORY_SUCCESS_DAYS: days a successful run is kept (empty: the app's 30)"
+    )
+    run_history_failure_days: str = _param(
+        "runHistoryFailureDays", "", "RUN_HISTORY_FAILURE_DAYS: days a failed or canceled run is kept (empty: 90)"
+    )
+    run_history_keep_all_days: str = _param(
+        "runHistoryKeepAllDays", "", "RUN_HISTORY_KEEP_ALL_DAYS: every run of this many last days is kept (empty: 7)"
+    )
+    automation_history_days: str = _param(
+        "automationHistoryDays", "", "AUTOMATION_HISTORY_DAYS: days the change journal and ledger are kept (empty: 90)"
+    )
     ci_group_name: str = _param(
         "ciGroupName",
         "intervalprocessingusers",
@@ -208,6 +222,21 @@ class DeploymentConfig:
         return f"https://{self.operator_host_name}" if self.load_balancer else None
 
     @property
+    def history_environment(self) -> dict[str, str]:
+        """The history windows given as context, as the application's variables (those not given are left out, so
+        the application's defaults apply)."""
+        return {name: value.strip() for name, value in self._history_windows().values() if value.strip()}
+
+    def _history_windows(self) -> dict[str, tuple[str, str]]:
+        """Context name -> (the application's variable, the value given)."""
+        return {
+            "runHistorySuccessDays": ("RUN_HISTORY_SUCCESS_DAYS", self.run_history_success_days),
+            "runHistoryFailureDays": ("RUN_HISTORY_FAILURE_DAYS", self.run_history_failure_days),
+            "runHistoryKeepAllDays": ("RUN_HISTORY_KEEP_ALL_DAYS", self.run_history_keep_all_days),
+            "automationHistoryDays": ("AUTOMATION_HISTORY_DAYS", self.automation_history_days),
+        }
+
+    @property
     def log_retention(self) -> logs.RetentionDays:
         """`log_retention_days` as the CDK enum."""
         return _LOG_RETENTION_BY_DAYS[self.log_retention_days]
@@ -263,6 +292,10 @@ class DeploymentConfig:
         self._validate_load_balancer()
         if self.alert_email and not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", self.alert_email):
             raise ValueError(f"alertEmail {self.alert_email!r} is not one email address")
+        # The application refuses these too, but only when its code location loads: in every task, after the deploy.
+        for name, (_, value) in self._history_windows().items():
+            if value.strip() and not re.fullmatch(r"0*[1-9][0-9]*", value.strip()):
+                raise ValueError(f"{name} {value!r} must be a whole number of days of at least 1 (or empty)")
         if not self.image_tag or not re.fullmatch(r"[\w][\w.-]{0,127}", self.image_tag):
             raise ValueError(f"imageTag {self.image_tag!r} is not a valid image tag")
 

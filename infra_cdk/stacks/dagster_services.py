@@ -112,6 +112,8 @@ class DagsterServices(Construct):
             "STEP_OUTPUTS_S3_PREFIX": config.step_outputs_folder,
             "ALERTS_SNS_TOPIC_ARN": alerting.topic.topic_arn,
         }
+        # History windows given as context; the daemon's retention job and the runs' TTL indexes read them.
+        self._environment.update(config.history_environment)
         # The operator's UI, where a failed run can be re-executed: the link in every alert.
         if config.alert_link_url:
             self._environment["INTERVALPROCESSING_WEBSERVER_URL"] = config.alert_link_url

@@ -64,6 +64,9 @@ def test_command_line_strings_are_parsed() -> None:
         ({"alertEmail": "a@example.com,b@example.com"}, "alertEmail"),
         ({"reportsPrefix": "/"}, "reportsPrefix"),
         ({"imageTag": "has space"}, "imageTag"),
+        ({"runHistorySuccessDays": "0"}, "runHistorySuccessDays '0' must be a whole number of days of at least 1"),
+        ({"automationHistoryDays": "90d"}, "automationHistoryDays '90d' must be a whole number of days"),
+        ({"runHistoryKeepAllDays": -1}, "runHistoryKeepAllDays '-1'"),
         ({"vpcCidr": "10.40.0.0/33"}, "vpcCidr"),
         ({"webserverAllowedCidr": "10.1.2.3/8"}, "webserverAllowedCidr"),  # host bits set: a typo, not a network
         ({"timezone": "Mars/Olympus"}, "timezone"),
@@ -103,6 +106,16 @@ def test_the_load_balancer_defaults_to_the_vpc_when_internal_anyone_when_interne
     # Alerts link to the operator's UI, where a failed run is re-executed; an explicit webserverUrl still wins.
     assert _config(**LOAD_BALANCER).alert_link_url == "https://dagster-ops.example.com"
     assert _config(**LOAD_BALANCER, webserverUrl="https://ops.example.com/").alert_link_url == "https://ops.example.com"
+
+
+def test_history_windows_given_become_the_applications_variables_and_the_rest_keep_its_defaults() -> None:
+    assert _config().history_environment == {}
+    config = _config(runHistorySuccessDays=45, runHistoryFailureDays=" 120 ", automationHistoryDays="30")
+    assert config.history_environment == {
+        "RUN_HISTORY_SUCCESS_DAYS": "45",
+        "RUN_HISTORY_FAILURE_DAYS": "120",
+        "AUTOMATION_HISTORY_DAYS": "30",
+    }
 
 
 def test_prefix_folders_end_in_exactly_one_slash() -> None:

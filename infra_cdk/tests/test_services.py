@@ -149,6 +149,15 @@ def test_alerts_link_to_the_operator_ui_when_there_is_a_load_balancer(variant: S
         assert environment["INTERVALPROCESSING_WEBSERVER_URL"] == "https://dagster-ops.example.com"
 
 
+def test_history_windows_from_context_reach_every_task(synth_with: Callable[..., Synthesized]) -> None:
+    """The daemon runs the retention schedule and the runs ensure the TTL indexes: all read the same windows."""
+    synth = synth_with(runHistorySuccessDays="45", automationHistoryDays="30")
+    for family in FAMILIES:
+        environment = _environment(_container(synth, family))
+        assert (environment["RUN_HISTORY_SUCCESS_DAYS"], environment["AUTOMATION_HISTORY_DAYS"]) == ("45", "30")
+        assert "RUN_HISTORY_FAILURE_DAYS" not in environment  # not given: the application's default
+
+
 def test_webserver_url_from_context_wins_without_its_trailing_slash(synth_with: Callable[..., Synthesized]) -> None:
     load_balancer = {
         "webserverLoadBalancer": "internal",
