@@ -17,22 +17,8 @@ from typing import Any
 from dagster import ConfigurableIOManagerFactory, Definitions, EnvVar
 from dagster_aws.s3 import S3Resource
 
-from intervalprocessing_dagster.oncall.alerting import (
-    AlertChannel,
-    LogAlertChannel,
-    SnsAlertChannel,
-    run_failure_alert_sensor,
-)
-from intervalprocessing_dagster.oncall.check_alerts import check_failure_alert_sensor
-from intervalprocessing_dagster.oncall.config_checks import build_config_checks_schedule, config_checks_job
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
-from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
-from intervalprocessing_dagster.reports.definitions import report_definitions
-from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
-from intervalprocessing_dagster.runs.clock import RunClock
-from intervalprocessing_dagster.oncall.run_summary import run_summary_executor
-from intervalprocessing_dagster.settings import Settings
 from intervalprocessing_dagster.instance.retention import (
     RunRetention,
     build_history_retention_schedule,
@@ -45,6 +31,20 @@ from intervalprocessing_dagster.instance.step_outputs import (
     S3StepOutputStore,
     StepOutputStore,
 )
+from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
+from intervalprocessing_dagster.oncall.alerting import (
+    AlertChannel,
+    LogAlertChannel,
+    SnsAlertChannel,
+    run_failure_alert_sensor,
+)
+from intervalprocessing_dagster.oncall.check_alerts import check_failure_alert_sensor
+from intervalprocessing_dagster.oncall.config_checks import build_config_checks_schedule, config_checks_job
+from intervalprocessing_dagster.oncall.run_summary import run_summary_executor
+from intervalprocessing_dagster.reports.definitions import report_definitions
+from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
+from intervalprocessing_dagster.runs.clock import RunClock
+from intervalprocessing_dagster.settings import Settings
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:

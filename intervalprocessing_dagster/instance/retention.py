@@ -76,7 +76,12 @@ from sqlalchemy import select
 from intervalprocessing_dagster.instance.step_outputs import StepOutputStore
 from intervalprocessing_dagster.instance.storage import PooledPostgresEventLogStorage
 from intervalprocessing_dagster.oncall.run_summary import SUMMARY_METADATA_KEY, with_run_summary
-from intervalprocessing_dagster.settings import Settings
+from intervalprocessing_dagster.settings import (
+    DEFAULT_RUN_HISTORY_FAILURE_DAYS,
+    DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS,
+    DEFAULT_RUN_HISTORY_SUCCESS_DAYS,
+    Settings,
+)
 
 SECONDS_PER_DAY = 86400
 SUCCESS_STATUSES = (DagsterRunStatus.SUCCESS,)
@@ -88,10 +93,15 @@ HISTORY_RETENTION_CRON = "30 4 * * *"
 class RunRetention(ConfigurableResource):
     """How long finished runs are kept (resource key ``retention``, from the ``RUN_HISTORY_*`` settings)."""
 
-    success_days: int = Field(default=30, ge=1, description="Days a successful run is kept after it finished.")
-    failure_days: int = Field(default=90, ge=1, description="Days a failed or canceled run is kept.")
+    success_days: int = Field(
+        default=DEFAULT_RUN_HISTORY_SUCCESS_DAYS, ge=1, description="Days a successful run is kept after it finished."
+    )
+    failure_days: int = Field(
+        default=DEFAULT_RUN_HISTORY_FAILURE_DAYS, ge=1, description="Days a failed or canceled run is kept."
+    )
     keep_all_days: int = Field(
-        default=7, ge=1, description="Every run of this many last days is kept, whatever its status and the windows."
+        default=DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS, ge=1,
+        description="Every run of this many last days is kept, whatever its status and the windows.",
     )
 
     def cutoff(self, status: DagsterRunStatus, now: float) -> float | None:

@@ -37,10 +37,11 @@ from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
 from dagster_postgres.auth import PgTokenProvider
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
-from intervalprocessing_dagster.instance.run_origin import CodeLocationPostgresRunStorage, CodeLocationSqliteRunStorage
 import sqlalchemy
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
+
+from intervalprocessing_dagster.instance.run_origin import CodeLocationPostgresRunStorage, CodeLocationSqliteRunStorage
 
 # SQLite keeps one database file per run plus the cross-run index. A run worker only writes its own run's file and
 # the index; the webserver and daemon read many runs, so engines beyond this many (least recently used) are closed.

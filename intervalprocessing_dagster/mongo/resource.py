@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.embedded import ensure_embedded_server
+from intervalprocessing_dagster.settings import DEFAULT_AUTOMATION_HISTORY_DAYS
 
 APP_NAME = "intervalprocessing-dagster"
 
@@ -35,9 +36,10 @@ class MongoResource(ConfigurableResource):
     server_selection_timeout_ms: int = Field(default=20_000, description="How long to wait for a reachable server.")
     socket_timeout_ms: int = Field(default=600_000, description="Longest single server round trip (bulk updates).")
     history_days: int = Field(
-        default=90, ge=1,
-        description="Days the platform keeps its own records in this database, counted from their run stamp "
-        "(automationruns: a TTL index). Set from AUTOMATION_HISTORY_DAYS.",
+        default=DEFAULT_AUTOMATION_HISTORY_DAYS, ge=1,
+        description="Days the platform keeps its own records in this database (the automationruns ledger and the "
+        "automationchanges journal: TTL indexes), counted from when each was last written. Set from "
+        "AUTOMATION_HISTORY_DAYS.",
     )
 
     _client: pymongo.MongoClient | None = PrivateAttr(default=None)

@@ -4,9 +4,9 @@ once when it is fixed.
 A check's result lives in the UI (the asset's **Checks** tab) and, before this sensor, went nowhere else: a broken
 automation found by the hourly config checks hours before its cadence ran told nobody. Which results alert:
 
-* a config check (``config_checks.CONFIG_CHECK_KEYS``: ``automations_are_valid``, ``report_processes_are_valid``,
-  ``report_queries_are_valid``) that failed, at any severity: each is a config document that will break a run
-  (ERROR) or would once it is switched on (WARN, an inactive automation);
+* a config check (``config_checks.CONFIG_CHECK_KEYS``: ``automations_are_valid``, ``automations_within_limits``,
+  ``report_processes_are_valid``, ``report_queries_are_valid``) that failed, at any severity: each is a config
+  document that will break a run (ERROR) or would once it is switched on (WARN, an inactive automation);
 * any other check of the code location that failed at ERROR (the report checks are WARN today: a report with no
   rows, a stale report; they stay in the UI).
 
