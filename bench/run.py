@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from moto.server import ThreadedMotoServer
 from bench import dataset, machine, overhead, report
 from bench.measure import RESULT_PREFIX
 from bench.scenarios import AUTOMATIONS_FAMILY, SCENARIOS
+from tests.local_project import free_port, stop_process
 from tests.postgres_cluster import PostgresServer, PostgresUnavailable, running_postgres
 
 QUICK_SIZES = (1000, 10000)
@@ -181,7 +181,7 @@ def _mongo_server(uri: str | None, scratch: Path) -> Iterator[MongoServer]:
     if uri:
         yield MongoServer(uri=uri, pid=None, description="MongoDB given with --mongodb-uri")
         return
-    port = _free_port()
+    port = free_port()
     log = open(scratch / "secantus.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
@@ -194,12 +194,7 @@ def _mongo_server(uri: str | None, scratch: Path) -> Iterator[MongoServer]:
         yield MongoServer(uri=server_uri, pid=process.pid,
                           description="SecantusDB daemon started by the benchmark (python -m secantus)")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 
@@ -355,12 +350,6 @@ def _progress(result: dict[str, Any]) -> None:
 def _server_version(uri: str) -> str:
     with pymongo.MongoClient(uri) as client:
         return str(client.admin.command("buildInfo").get("version", "unknown"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

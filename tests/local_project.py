@@ -50,6 +50,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 30 s: a server a test or the benchmark started."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
 def execute_job(project: Path, env: dict[str, str], job: str, tags: dict[str, str] | None = None) -> str:
     """``dagster job execute`` in ``project``; its output (stdout and stderr)."""
     completed = subprocess.run(
@@ -144,12 +154,7 @@ def webserver(project: Path, env: dict[str, str], *, read_only: bool = False) ->
         _wait_until_serving(url, process, log_path)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop_process(process)
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen, log_path: Path) -> None:

@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
+
+from tests.local_project import free_port
 
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 STARTUP_TIMEOUT_SECONDS = 30
@@ -96,7 +97,7 @@ def running_postgres() -> Iterator[PostgresServer]:
          f"--pwfile={base / 'pwfile'}", "--encoding=UTF8", "--no-sync"],
         check=True, capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     log_path = base / "postgres.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
@@ -127,9 +128,3 @@ def running_postgres() -> Iterator[PostgresServer]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         shutil.rmtree(base, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

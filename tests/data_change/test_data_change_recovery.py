@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,6 +48,7 @@ from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, Stamp
 from intervalprocessing_dagster.instance.reexecution import dagster_resume_retry_reexecution
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from tests.data_change.killed_worker import KillPoint, hourly_data_change_job, start_worker
+from tests.local_project import free_port
 
 pytestmark = pytest.mark.recovery
 
@@ -392,12 +392,6 @@ def test_a_mongodb_restart_in_the_middle_of_a_cadence_is_ridden_out(cadence: Cad
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_secantus(storage: Path, port: int) -> subprocess.Popen:

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from dagster._time import get_current_timestamp
 
 from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster.runs import process_to_run
+from tests.local_project import free_port
 
 pytestmark = pytest.mark.system
 
@@ -377,7 +377,7 @@ def test_the_daemon_service_command_runs_every_daemon_the_instance_needs(product
 
 def test_the_webserver_service_command_serves_this_instance(production_stack, tmp_path) -> None:
     """The webserver task's command (infra_cdk) with this instance: the UI's API answers and names the launcher."""
-    port = _free_port()
+    port = free_port()
     with open(tmp_path / "webserver.log", "wb") as log_file:
         webserver = subprocess.Popen(
             [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
@@ -399,12 +399,6 @@ def test_the_webserver_service_command_serves_this_instance(production_stack, tm
         webserver.wait(timeout=60)
     assert response.status_code == 200, response.text
     assert response.json()["data"]["instance"]["runLauncher"]["name"] == "EnvNetworkEcsRunLauncher"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _started_steps(instance: DagsterInstance, run_id: str) -> set[str]:
