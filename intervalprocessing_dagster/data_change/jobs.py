@@ -77,6 +77,7 @@ from intervalprocessing_dagster.data_change.record import (
     record_loaded,
     write_run_record,
 )
+from intervalprocessing_dagster.data_change.revert import undo_launchpad_url
 from intervalprocessing_dagster.data_change.rules import (
     CONFIG_COLLECTION,
     InvalidAutomationError,
@@ -347,7 +348,7 @@ def build_data_change_job(cadence: Cadence) -> JobDefinition:
         tags=cadence.run_tags,
         description=f"Applies the active '{cadence.value}' automations of {CONFIG_COLLECTION} (the old "
         f"{cadence.process_to_run}), one step per automation.",
-        executor_def=with_run_summary(in_process_executor, completeness_check(cadence)),
+        executor_def=with_run_summary(in_process_executor, completeness_check(cadence), undo=undo_launchpad_url),
     )
     def data_change_job() -> None:
         load_automations().map(apply_automation)

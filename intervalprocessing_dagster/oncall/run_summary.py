@@ -35,12 +35,21 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from dagster import DagsterEvent, DagsterEventType, Executor, ExecutorDefinition, multi_or_in_process_executor
+from dagster import (
+    DagsterEvent,
+    DagsterEventType,
+    Executor,
+    ExecutorDefinition,
+    MetadataValue,
+    multi_or_in_process_executor,
+)
 
 # The error a failed blocking check fails its step with; not exported at the top level.
 from dagster._core.errors import DagsterAssetCheckFailedError
 
-# Not exported at the top level, but the types of the public Executor interface's arguments and properties.
+# Not exported at the top level, but the types of the public Executor interface's arguments and properties (and of
+# an engine event's metadata).
+from dagster._core.events import EngineEventData
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
@@ -214,6 +223,9 @@ def _automation_ref(metadata: Mapping[str, Any], mapping_key: str) -> Automation
 
 # What a job checks once its last step has ended: the automations it was to run that have no outcome (none: empty).
 ClosingCheck = Callable[[PlanOrchestrationContext, RunSummary], list[AutomationRef]]
+# The UI path that undoes a run, given its id (``data_change/revert.py``'s launchpad link).
+UndoLink = Callable[[str], str]
+UNDO_METADATA_KEY = "undo_this_run"
 
 
 class IncompleteRunError(Exception):
@@ -223,9 +235,12 @@ class IncompleteRunError(Exception):
 class RunSummaryExecutor(Executor):
     """Runs the plan on ``inner``, then the job's closing check, and logs the :class:`RunSummary` line."""
 
-    def __init__(self, inner: Executor, closing_check: ClosingCheck | None = None) -> None:
+    def __init__(
+        self, inner: Executor, closing_check: ClosingCheck | None = None, undo: UndoLink | None = None
+    ) -> None:
         self._inner = inner
         self._closing_check = closing_check
+        self._undo = undo
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
         say_each_error_once(plan_context.log)  # not run summary work: see console_log.py for why it is here
@@ -238,6 +253,12 @@ class RunSummaryExecutor(Executor):
         except Exception:
             plan_context.log.info(summary.line())
             raise
+        if self._undo is not None and summary.modified:
+            # One click from the run to its undo: the UI renders a URL metadata value as a link.
+            yield DagsterEvent.engine_event(
+                plan_context, f"Undo this run: revert_automation_run_job, run id {plan_context.run_id} filled in",
+                EngineEventData(metadata={UNDO_METADATA_KEY: MetadataValue.url(self._undo(plan_context.run_id))}),
+            )
         plan_context.log.info(summary.line())
         if summary.not_run:
             raise IncompleteRunError(summary.incomplete_message())
@@ -267,15 +288,18 @@ class RunSummaryExecutor(Executor):
         return self._inner.get_step_event_or_retry_event(*args, **kwargs)
 
 
-def with_run_summary(inner: ExecutorDefinition, closing_check: ClosingCheck | None = None) -> ExecutorDefinition:
-    """``inner`` with the summary line (and ``closing_check``, if given); same name, config and requirements, so run
-    config is unchanged."""
+def with_run_summary(
+    inner: ExecutorDefinition, closing_check: ClosingCheck | None = None, undo: UndoLink | None = None
+) -> ExecutorDefinition:
+    """``inner`` with the summary line (and ``closing_check``, if given; and, with ``undo``, a link to undo a run that
+    modified documents, logged just before the line); same name, config and requirements, so run config is
+    unchanged."""
     return ExecutorDefinition(
         name=inner.name,
         config_schema=inner.config_schema,
         requirements=inner.get_requirements,
         executor_creation_fn=lambda init_context: RunSummaryExecutor(
-            inner.executor_creation_fn(init_context), closing_check
+            inner.executor_creation_fn(init_context), closing_check, undo
         ),
         description=f"{inner.description or inner.name}, followed by one INFO line summarizing the run.",
     )
