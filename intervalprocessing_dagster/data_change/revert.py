@@ -216,7 +216,7 @@ def revert_automation_run(
     known = database[JOURNAL_COLLECTION].distinct("automation", {"rootRunId": root_run_id})
     unknown = sorted(set(config.automations) - set(known))
     if unknown:
-        raise Failure(
+        raise _not_reverted(
             f"run {run_id} journaled no change for {', '.join(map(repr, unknown))}; it journaled changes for: "
             + (", ".join(map(repr, sorted(known))) or "no automation (it changed nothing, or its journal expired)")
         )
@@ -255,6 +255,13 @@ def revert_automation_run(
     return Output(None, metadata=metadata)
 
 
+def _not_reverted(reason: str) -> Failure:
+    """The step's failure when the revert cannot start: ``reason`` alone (an expected refusal, no stack trace), and
+    as the run's summary (``run_summary.py``), so the run says what it did not do."""
+    return Failure(description=reason, metadata={SUMMARY_METADATA_KEY: f"revert not done: {reason}"},
+                   allow_retries=False)
+
+
 def _full_run_id(context: OpExecutionContext, database: Database, given: str) -> str:
     """The run id ``given`` names: itself if it is a run of this instance or a run group in the journal, else the one
     id of either that starts with it (at least ``MIN_RUN_ID_PREFIX`` characters)."""
@@ -263,8 +270,8 @@ def _full_run_id(context: OpExecutionContext, database: Database, given: str) ->
     if context.instance.has_run(run_id) or journal.find_one({"rootRunId": run_id}, {"_id": 1}) is not None:
         return run_id
     if len(run_id) < MIN_RUN_ID_PREFIX:
-        raise Failure(f"run id {given!r} is too short: give at least its first {MIN_RUN_ID_PREFIX} characters (as the "
-                      "UI's run pages and lists show them) or the whole id")
+        raise _not_reverted(f"run id {given!r} is too short: give at least its first {MIN_RUN_ID_PREFIX} characters "
+                            "(as the UI's run pages and lists show them) or the whole id")
     in_instance = [candidate for candidate in context.instance.get_run_ids() if candidate.startswith(run_id)]
     journaled = journal.distinct("rootRunId", {"rootRunId": {"$regex": f"^{re.escape(run_id)}"}})
     candidates = sorted({*in_instance, *journaled})
@@ -272,9 +279,9 @@ def _full_run_id(context: OpExecutionContext, database: Database, given: str) ->
         context.log.info(f"run id {given!r} is run {candidates[0]}")
         return candidates[0]
     if len(candidates) > 1:
-        raise Failure(f"run id {given!r} is ambiguous: it starts {len(candidates)} runs' ids: "
-                      + "; ".join(_describe(context, candidate) for candidate in candidates)
-                      + ". Give more of the id (the run page's address ends with the whole id)")
+        raise _not_reverted(f"run id {given!r} is ambiguous: it starts {len(candidates)} runs' ids: "
+                            + "; ".join(_describe(context, candidate) for candidate in candidates)
+                            + ". Give more of the id (the run page's address ends with the whole id)")
     return run_id  # no run starts with it: _run_group_root says so
 
 
@@ -306,13 +313,13 @@ def _run_group_root(context: OpExecutionContext, database: Database, run_id: str
         # Not in this instance (its history was deleted, or it ran elsewhere): its id may still be a root the
         # journal knows.
         if database[JOURNAL_COLLECTION].find_one({"rootRunId": run_id}, {"_id": 1}) is None:
-            raise Failure(f"no run {run_id} in this Dagster instance and no journaled change under that id: check "
-                          "the run id (the UI's run page shows it)")
+            raise _not_reverted(f"no run {run_id} in this Dagster instance and no journaled change under that id: "
+                                "check the run id (the UI's run page shows it)")
         return run_id
     root_run_id, runs = group
     unfinished = [run for run in runs if not run.is_finished]
     if unfinished:
-        raise Failure(
+        raise _not_reverted(
             "not reverted: " + ", ".join(f"run {run.run_id} is {run.status.value}" for run in unfinished)
             + "; revert once every run of the group has finished"
         )

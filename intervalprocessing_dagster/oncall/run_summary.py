@@ -4,8 +4,12 @@ A run's outcome is otherwise spread over dozens of DEBUG events. The line reads,
 ``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed ('Bad rule')`` (plus ``N already applied``
 when the ledger skipped automations an earlier run of the stamp applied, and ``N not run (...)`` when some never
 ran) and, for file generation, ``Run summary: reports written: daily_audit_inventory ->
-/…/DailyAuditInventory_….txt; skipped: weekly_audit_inventory (not a Friday)``; any failed step is named at the end.
-Automations are named by the name in their document, with their ``_id`` where two share a name.
+/…/DailyAuditInventory_….txt; skipped: weekly_audit_inventory (not a Friday)``; for the config checks ``checks 3
+passed, 1 failed (…)``; for the jobs whose steps say it themselves (metadata ``summary`` on the step's output or
+failure), their words: ``Revert of run group …: 8 journaled document(s), restored 8, …`` or ``revert not done: run
+id '5b0d3c2' is too short: …``. Any failed step is named at the end. Each job's line speaks of its own work: a run
+that wrote no report and is not a report run does not say ``reports written: none``. Automations are named by the
+name in their document, with their ``_id`` where two share a name.
 
 Why it is written by the executor, not by an op, a hook or a sensor:
 
@@ -57,7 +61,8 @@ from dagster._core.execution.step_dependency_config import StepDependencyConfig
 
 from intervalprocessing_dagster.oncall.console_log import say_each_error_once
 
-# A step output's text metadata under this key is the step's own part of the line (the history retention job's).
+# A step output's (or a step failure's) text metadata under this key is the step's own part of the line: the history
+# retention job's and the revert's, so that each job's line speaks of its own work.
 SUMMARY_METADATA_KEY = "summary"
 AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
 LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
@@ -126,6 +131,9 @@ class RunSummary:
                 self.ended_automation_keys.add(automation["key"])
             elif not failed_by_blocking_check(event):  # such a step's check is counted with the failed checks
                 self.failed_steps.append(step_key)
+                failure = event.step_failure_data.user_failure_data
+                if failure is not None and SUMMARY_METADATA_KEY in failure.metadata:  # what it did not do, and why
+                    self.step_summaries.append(str(failure.metadata[SUMMARY_METADATA_KEY].value))
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             self._add_asset_event(event, event.event_specific_data.materialization.metadata)
         elif event.event_type == DagsterEventType.ASSET_OBSERVATION:
@@ -174,7 +182,7 @@ class RunSummary:
                 + (f", {len(self.not_run)} not run ({self.named(self.not_run)})" if self.not_run else "")
             )
         elif self.reports or self.skipped_reports or not (
-            self.checks_passed or self.failed_checks or self.step_summaries
+            self.checks_passed or self.failed_checks or self.step_summaries or self.failed_steps
         ):
             written = "; ".join(f"{asset} -> {location}" for asset, location in self.reports)
             parts.append(f"reports written: {written or 'none'}")

@@ -336,3 +336,14 @@ def test_the_revert_of_any_run_of_a_group_undoes_the_whole_group(
         "0 conflict(s)"
     ]
     assert isinstance(cadence_db[JOURNAL_COLLECTION].find_one()["stamp"], datetime)
+
+
+def test_a_revert_that_cannot_start_says_so_in_its_run_summary(instance: DagsterInstance, cadence_db: Database) -> None:
+    """Its own work, not the report runs' words ("reports written: none")."""
+    refused = execute_job(reconstructable(revert_job_of_the_code_location), instance=instance, run_config={
+        "ops": {"revert_automation_run": {"config": {"run_id": "5b0d3c2"}}}})
+    assert not refused.success
+    assert [line for line in logs(instance, refused.run_id) if line.startswith("Run summary: ")] == [
+        "Run summary: revert not done: run id '5b0d3c2' is too short: give at least its first 8 characters (as the "
+        "UI's run pages and lists show them) or the whole id; failed steps: revert_automation_run"
+    ]
