@@ -71,7 +71,8 @@ from dagster._core.storage.tags import (
 from dagster._utils.tags import get_boolean_tag_value
 from pydantic import Field
 
-from intervalprocessing_dagster.oncall.run_summary import AUTOMATION_ID, AUTOMATION_NAME, failed_by_blocking_check
+from intervalprocessing_dagster.oncall.console_log import failed_by_blocking_check
+from intervalprocessing_dagster.oncall.run_summary import AUTOMATION_ID, AUTOMATION_NAME
 
 # process_to_run.LAUNCHED_BY_TAG (runs/process_to_run.py imports the definitions, which import this module); a test
 # keeps them equal.

@@ -48,9 +48,6 @@ from dagster import (
     multi_or_in_process_executor,
 )
 
-# The error a failed blocking check fails its step with; not exported at the top level.
-from dagster._core.errors import DagsterAssetCheckFailedError
-
 # Not exported at the top level, but the types of the public Executor interface's arguments and properties (and of
 # an engine event's metadata).
 from dagster._core.events import EngineEventData
@@ -58,8 +55,14 @@ from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
+from dagster._core.executor.in_process import InProcessExecutor
 
-from intervalprocessing_dagster.oncall.console_log import say_each_error_once
+from intervalprocessing_dagster.oncall.console_log import (
+    RUN_SUMMARY_PREFIX,
+    execute_steps_in_process,
+    failed_by_blocking_check,
+    install_console_filter,
+)
 
 # A step output's (or a step failure's) text metadata under this key is the step's own part of the line: the history
 # retention job's and the revert's, so that each job's line speaks of its own work.
@@ -197,13 +200,7 @@ class RunSummary:
         parts.extend(self.step_summaries)
         if self.failed_steps:
             parts.append("failed steps: " + ", ".join(self.failed_steps))
-        return "Run summary: " + "; ".join(parts)
-
-
-def failed_by_blocking_check(event: DagsterEvent) -> bool:
-    """Whether a step failed only because its blocking check failed at ERROR (the config checks are blocking)."""
-    error = event.step_failure_data.error
-    return error is not None and error.cls_name == DagsterAssetCheckFailedError.__name__
+        return RUN_SUMMARY_PREFIX + "; ".join(parts)
 
 
 def _number(value: Any) -> int:
@@ -251,10 +248,14 @@ class RunSummaryExecutor(Executor):
         self._undo = undo
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
-        say_each_error_once(plan_context.log)  # not run summary work: see console_log.py for why it is here
+        install_console_filter(plan_context.log)  # not run summary work: see console_log.py for why it is here
         summary = RunSummary()
         try:
-            for event in self._inner.execute(plan_context, execution_plan):
+            if isinstance(self._inner, InProcessExecutor):  # its steps log through loggers of their own
+                events = execute_steps_in_process(self._inner, plan_context, execution_plan)
+            else:
+                events = self._inner.execute(plan_context, execution_plan)
+            for event in events:
                 summary.add(event)
                 yield event
             self._check_closing(plan_context, summary)
