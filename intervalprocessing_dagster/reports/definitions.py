@@ -38,6 +38,7 @@ from dagster import (
     ScheduleDefinition,
     ScheduleEvaluationContext,
     define_asset_job,
+    in_process_executor,
     schedule,
 )
 from dagster import Field as ConfigField
@@ -59,6 +60,7 @@ from intervalprocessing_dagster.reports.checks import (
     build_report_freshness_sensor,
     build_row_count_checks,
 )
+from intervalprocessing_dagster.oncall.run_summary import with_run_summary
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG, run_stamp_tags
 from intervalprocessing_dagster.settings import Settings
 
@@ -77,6 +79,9 @@ file_generation_job = define_asset_job(
     name="file_generation_job",
     selection=AssetSelection.assets(*REPORT_ASSETS),
     description="The old FileGenerationProcesses: the daily reports, the weekly ones on Fridays, configured reports.",
+    # Every report and check step in the run worker's own process, one after another: a step's own process cost
+    # seconds of start-up each and bought no parallel CPU (docs/decisions/small-jobs-in-process.md).
+    executor_def=with_run_summary(in_process_executor),
     config=ConfigMapping(
         config_fn=_report_op_config,
         config_schema={"include_weekly": ConfigField(

@@ -95,10 +95,12 @@ def failure_block(output: str, step: str) -> str:
 
 
 def test_an_expected_failure_is_its_message_and_an_unexpected_one_keeps_its_stack_trace(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Failure raised on purpose is the message alone; a Failure wrapping another exception, and any other
     exception, keep Dagster's rendering with the stack trace. The event log keeps every error whole."""
+    # The run's output reaches the console through Dagster's tail of its captured output (see the test above).
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_TAIL_WAIT_AFTER_FINISH", "1")
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         result = execute_job(reconstructable(failing_three_ways), instance=instance)
         print_held_summaries()
