@@ -89,11 +89,14 @@ def expected_failure(event: DagsterEvent) -> str | None:
     error = data.error
     if error is None:
         return None
+    message = error.message.strip()
+    head, colon, rest = message.partition(": ")  # "dagster._core.errors.DagsterAssetCheckFailedError: 1 blocking ..."
+    message = rest if colon and head.endswith(error.cls_name) else message
     if failed_by_blocking_check(event):
-        return error.message.strip()
+        return message
     if data.user_failure_data is None or error.cause is not None or error.context is not None:
         return None
-    return data.user_failure_data.description or error.message.strip()
+    return data.user_failure_data.description or message
 
 
 class ConsoleFilter(logging.Filter):

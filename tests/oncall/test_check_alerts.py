@@ -144,6 +144,11 @@ def test_a_report_config_check_alerts_and_a_failed_check_fails_the_cli_run(
     demo_db.storedqueries.delete_one({"name": "dailyAuditInventory"})
     output = execute_job(new_project(tmp_path / "project"), user_env(mongo_uri, demo_db.name), "config_checks_job")
     assert " - RUN_FAILURE - " in output and "resulted in failure" in output, output[-3000:]  # exits non-zero
+    # A check failed at ERROR is a finding, not a crash: its message, without Dagster's stack trace.
+    assert ("STEP_FAILURE - Execution of step \"storedqueries_report_queries_are_valid\" failed.\n\n"
+            "1 blocking asset check failed with ERROR severity:\nstoredqueries: report_queries_are_valid") in output, (
+        output[-3000:])
+    assert "Stack Trace:" not in output, output[-3000:]
 
     home = tmp_path / "project" / ".intervalprocessing" / "dagster_home"
     # The instance the CLI wrote to (the project's dagster.yaml: Dagster's SQLite files under that folder).
