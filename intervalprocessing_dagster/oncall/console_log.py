@@ -46,8 +46,8 @@ in the run's event log (the UI), its compute logs and the alert.
 
 from __future__ import annotations
 
-import atexit
 import logging
+import multiprocessing.util
 import os
 import threading
 from collections.abc import Iterator
@@ -133,7 +133,10 @@ def _hold(logger: logging.Logger, record: logging.LogRecord) -> None:
     with _held_lock:
         _held.append((logger, record))
         if not _exit_hook_registered:
-            atexit.register(print_held_summaries)
+            # At exit: multiprocessing's exit function runs its finalizers both at a normal interpreter exit (it is
+            # itself an atexit hook) and at the end of a multiprocessing child, which skips atexit hooks. That child
+            # is the run worker under `dagster dev` (the code server starts each run as a spawned Process).
+            multiprocessing.util.Finalize(None, print_held_summaries, exitpriority=100)
             _exit_hook_registered = True
 
 
