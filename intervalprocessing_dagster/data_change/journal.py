@@ -69,6 +69,7 @@ Alternatives measured (SecantusDB on this machine, 5,000 documents, process CPU 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,13 +78,14 @@ from typing import Any
 import bson
 from bson import ObjectId
 from dagster import OpExecutionContext
-from pymongo import UpdateMany, UpdateOne
+from pymongo import MongoClient, UpdateMany, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from intervalprocessing_dagster.data_change.changes import (
     Change,
+    FieldOrder,
     Refusal,
     UpdateShape,
     change_from_document,
@@ -198,7 +200,7 @@ class ChangeJournal:
         started = time.monotonic()
         if self.resume:
             self.resolve_unfinished(log)
-        shape = UpdateShape(plan)
+        shape = UpdateShape(plan, field_order(self.database))
         query_filter = (query.filter or {}) if query.pipeline is None else filter_of(query.pipeline)
         matched = modified = batches = unconfirmed = failed = 0
         refused: list[tuple[Any, str]] = []  # the first few, for the failure message
@@ -318,6 +320,20 @@ class ChangeJournal:
 
 
 _indexed: set[tuple[int, str, int]] = set()
+
+
+_field_orders: weakref.WeakKeyDictionary[MongoClient, FieldOrder] = weakref.WeakKeyDictionary()
+
+
+def field_order(database: Database) -> FieldOrder:
+    """Where the server of ``database`` puts the fields one update creates (``changes.FieldOrder``), asked once per
+    client: SecantusDB says so in ``buildInfo`` (``secantusVersion``) and applies an update's paths in its order;
+    MongoDB (5.0 and later) sorts them (docs/decisions/update-model-and-field-order.md)."""
+    client = database.client
+    if client not in _field_orders:
+        info = client.admin.command("buildInfo")
+        _field_orders[client] = FieldOrder.UPDATE if "secantusVersion" in info else FieldOrder.SORTED
+    return _field_orders[client]
 
 
 def ensure_journal_indexes(database: Database, history_days: int) -> list[str]:

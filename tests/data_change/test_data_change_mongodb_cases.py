@@ -1,0 +1,114 @@
+"""The journal's model of an update (``changes.UpdateShape``) against MongoDB's own rules, and against the server.
+
+``mongodb_update_cases.json`` holds 80 cases of the update shapes an automation's plan produces (``$set`` / ``$unset``
+of dotted paths, ``$set`` through ``$[]`` and ``$[<id>]``, ``$push`` of one sub-document, ``$pull`` of ``{<property>:
+value}``), each with the result MongoDB gives: the document it stores, a no-op, or its error. They are taken from the
+``mongodb/mongo`` repository's update tests (``src/mongo/db/update/*_test.cpp`` and jstests) and MongoDB's
+documentation, as ``source`` names; a source starting ``inferred:`` is reasoned from MongoDB's source where no test
+asserts that exact input. Values are canonical Extended JSON, so BSON types are exact.
+
+The model must agree with MongoDB on every case (field order included: embedded documents compare in order), and,
+with the embedded server's own field order, with what SecantusDB stores, except where SecantusDB departs from MongoDB
+by not refusing (``SECANTUS_DEPARTURES``; docs/decisions/secantusdb-update-departures.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import bson
+import pytest
+from bson import json_util
+from pymongo.database import Database
+from pymongo.errors import WriteError
+
+from intervalprocessing_dagster.data_change.changes import (
+    Effect,
+    FieldOrder,
+    Refusal,
+    UpdateShape,
+    document_after,
+)
+from intervalprocessing_dagster.data_change.journal import field_order
+from intervalprocessing_dagster.data_change.plan import UpdatePlan
+
+CASES: list[dict[str, Any]] = json_util.loads((Path(__file__).parent / "mongodb_update_cases.json").read_text())
+
+# Cases where MongoDB refuses the update and SecantusDB 0.7 does not: what SecantusDB does instead. The model refuses
+# them on both servers (a refused document is reported, never written), so the journal is not concerned.
+SECANTUS_DEPARTURES = {
+    "E03": "no-op", "E05": "no-op", "E06": "no-op", "E07": "no-op", "E08": "no-op", "F10": "no-op", "F11": "no-op",
+    "L06": "no-op", "L12": "no-op", "L13": "no-op",  # $[] / $pull through or onto a value MongoDB cannot traverse
+    "E04": "modified", "F05": "modified",  # $[] over a scalar element: the document elements are set, others skipped
+    "C01": "modified",  # conflicting paths (MongoDB's error 40): rules.py refuses such an automation
+}
+
+
+def shape_of(case: dict[str, Any], order: FieldOrder) -> UpdateShape:
+    return UpdateShape(UpdatePlan(case["update"], case["array_filters"] or [], []), order)
+
+
+def same_document(left: Any, right: Any) -> bool:
+    """Equal as MongoDB stores them: BSON types, values and field order."""
+    return bson.encode({"d": left}) == bson.encode({"d": right})
+
+
+def show(value: Any) -> str:
+    return json_util.dumps(value)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
+def test_the_model_agrees_with_mongodb(case: dict[str, Any]) -> None:
+    effect = shape_of(case, FieldOrder.SORTED).predict(case["doc"])
+    outcome, *detail = case["expect"]
+    where = f"{case['id']} ({case['source']}): predicted {effect!r}, MongoDB gives {show(case['expect'])}"
+    if outcome == "doc":
+        assert isinstance(effect, Effect), where
+        (expected,) = detail
+        assert same_document(document_after(case["doc"], effect.changes, FieldOrder.SORTED), expected), where
+        assert all(change.holds_after(expected) for change in effect.changes), where
+    elif outcome == "error":
+        assert isinstance(effect, Refusal), where
+    elif outcome == "noop":
+        assert effect is None, where
+    else:
+        # MongoDB counts the document modified though it stores it unchanged (``$unset`` of a null array element):
+        # nothing changed, so nothing is journaled (docs/decisions/update-model-and-field-order.md).
+        assert outcome == "modified_same" and case["source"].startswith("inferred:"), where
+        assert effect is None, where
+
+
+def test_the_server_field_order_rule_is_detected_once_per_client(mongo_db: Database, mongo_uri: str) -> None:
+    is_secantus = "secantusVersion" in mongo_db.client.admin.command("buildInfo")
+    assert field_order(mongo_db) is (FieldOrder.UPDATE if is_secantus else FieldOrder.SORTED)
+    assert field_order(mongo_db.client["other"]) is field_order(mongo_db)
+
+
+def test_the_model_for_the_server_agrees_with_what_the_server_stores(mongo_db: Database) -> None:
+    """Every case's update run on the server under test (SecantusDB; a real MongoDB in the ``real_mongo`` tier), and
+    predicted with the field order the journal detects for it: the same no-ops, the same refusals (but for the listed
+    departures, each checked to be still what the server does), and exactly the stored document."""
+    order = field_order(mongo_db)
+    departures = SECANTUS_DEPARTURES if order is FieldOrder.UPDATE else {}
+    disagreements: list[str] = []
+    for number, case in enumerate(CASES):
+        mongo_db.cases.insert_one({"_id": number, **case["doc"]})
+        effect = shape_of(case, order).predict(case["doc"])
+        try:
+            result = mongo_db.cases.update_one({"_id": number}, case["update"], array_filters=case["array_filters"])
+            server = "modified" if result.modified_count else "no-op"
+        except WriteError:
+            server = "refused"
+        stored = mongo_db.cases.find_one({"_id": number})
+        stored.pop("_id")
+        if isinstance(effect, Refusal):
+            agrees = server == departures.get(case["id"], "refused")
+        elif effect is None:
+            agrees = server == "no-op" and same_document(stored, case["doc"])
+        else:
+            predicted = document_after(case["doc"], effect.changes, order)
+            agrees = server == "modified" and same_document(stored, predicted)
+        if not agrees:
+            disagreements.append(f"{case['id']}: predicted {effect!r}, server {server}, stores {show(stored)}")
+    assert disagreements == []
