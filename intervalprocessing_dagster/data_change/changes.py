@@ -4,13 +4,21 @@ The change journal (``journal.py``) records, for every document an automation mo
 This module computes them, without I/O. :class:`UpdateShape` reads an :class:`UpdatePlan`'s update in the form
 ``plan.py`` writes it (``$set`` / ``$unset`` of field paths, ``$set`` of ``<array>.$[].<property>`` or
 ``<array>.$[eN].<property>`` with its array filter, ``$push`` of one element, ``$pull`` of ``{<property>: value}``),
-applies it to a copy of the touched fields with MongoDB's rules, and answers, for one document:
+applies it to a copy of the touched fields with MongoDB's rules, in the order the server applies an update's paths
+(:class:`FieldOrder`: that order decides where new fields go, and whether ``a.1.b`` meets the padding of ``a.2``),
+and answers, for one document:
 
 * **the changes**, the smallest exact record of what the write changes:
 
   - :class:`SetChange`: a path's value before and after (absent = the field is missing). A path whose parent did not
     exist is recorded at the first missing level (``meta`` missing → ``meta: {by: x}``), so undoing it removes what
-    the write created; a path through an array is recorded as the whole array;
+    the write created; a path through an array is recorded as the whole array. An undo must put every field back
+    where it was, and setting a removed field again appends it to its parent: so a field removed from the middle
+    of a sub-document is recorded as that sub-document whole (``meta: {flag, by}`` → ``{by}``; the undo sets it
+    back whole, at its place), and one removed from the middle of the document with the names of the fields before
+    it (``preceding``; the undo rebuilds the document around it). Recording the parent costs a larger entry only
+    for those removals, and needs no other read: the simplest record whose undo is exact, whatever chain of
+    automations touched the sub-document, because each undo then restores exactly the state the next one expects;
   - element updates (``$[]``, ``$[eN]``) record each changed element whole, at its index (``notes.2``);
   - :class:`PushChange`: the element appended, and whether the write created the array;
   - :class:`PullChange`: each element removed with its index, and a fingerprint of the array that was left;
@@ -19,8 +27,9 @@ applies it to a copy of the touched fields with MongoDB's rules, and answers, fo
   changes were computed from (the whole array for element updates and pulls; "exists" for a push, whose journal
   entry is the element alone). A write filtered by its pins can only apply to the state that was journaled;
 * or a :class:`Refusal` where MongoDB refuses the update for this document (a path through a value that is not a
-  document, a push or pull on a value that is not an array, ``$[]`` over an element that is not a document): the
-  document is not written and is reported as the server's refusals are;
+  document, a pull through one, a push or pull on a value that is not an array, ``$[]`` or a matching array filter
+  over an element that is not a document, paths that conflict): the document is not written and is reported as
+  the server's refusals are;
 * or ``None``: the update would not change the document (MongoDB's own no-op), so nothing is written or journaled.
 
 Values compare as MongoDB decides a no-op (:func:`same_value`: type and bytes, so 1 and 1.0 differ); array filters and
@@ -33,6 +42,10 @@ The other direction: :func:`restore_document` gives, for a document's recorded c
 now, the write that puts the values back, but only while the document still holds exactly what the automation wrote
 (a push: while the pushed element is still there; a pull: while the array still starts with what the pull left);
 otherwise the document is a conflict (someone changed it since) or already as before.
+
+``tests/data_change/test_data_change_mongodb_cases.py`` checks the model against 80 cases of MongoDB's own update
+tests and documentation, and against the embedded server; docs/decisions/update-model-and-field-order.md says why
+it is built this way and where SecantusDB departs from MongoDB.
 """
 
 from __future__ import annotations
@@ -133,7 +146,7 @@ class Restoration:
 
     state: str
     changes: tuple[Change, ...] = ()
-    update: dict[str, dict[str, Any]] = field(default_factory=dict)
+    update: dict[str, dict[str, Any]] | list[dict[str, Any]] = field(default_factory=dict)
     pins: dict[str, dict[str, Any]] = field(default_factory=dict)
     reason: str = ""
 
@@ -150,15 +163,19 @@ class _Undo:
     update: tuple[str, str, Any] | None = None  # (operator, path, value)
     pin_value: Any = MISSING
     reason: str = ""
+    preceding: tuple[str, ...] | None = None  # a top-level field set again: the fields it goes after
 
 
 @dataclass(frozen=True)
 class SetChange:
-    """``path`` held ``before`` and now holds ``after`` (either may be ``MISSING``)."""
+    """``path`` held ``before`` and now holds ``after`` (either may be ``MISSING``). ``preceding``: for a top-level
+    field the write removed from the middle of the document, the names of the fields before it, so that the undo
+    puts it back there (setting it again would append it)."""
 
     path: str
     before: Any
     after: Any
+    preceding: tuple[str, ...] | None = None
 
     def to_document(self) -> dict[str, Any]:
         document: dict[str, Any] = {"kind": "set", "path": self.path}
@@ -166,6 +183,8 @@ class SetChange:
             document["before"] = self.before
         if self.after is not MISSING:
             document["after"] = self.after
+        if self.preceding is not None:
+            document["preceding"] = list(self.preceding)
         return document
 
     def holds_after(self, document: Mapping[str, Any]) -> bool:
@@ -187,7 +206,7 @@ class SetChange:
         now = value_at(document, self.path)
         if same_value(now, self.after):
             update = ("$unset", self.path, "") if self.before is MISSING else ("$set", self.path, self.before)
-            return _Undo(RESTORE, SetChange(self.path, now, self.before), update, now)
+            return _Undo(RESTORE, SetChange(self.path, now, self.before), update, now, preceding=self.preceding)
         if same_value(now, self.before):
             return _Undo(ALREADY)
         return _Undo(CONFLICT, reason=f"{self.path} is now {_show(now)}, the automation wrote {_show(self.after)}")
@@ -300,7 +319,8 @@ def change_from_document(document: Mapping[str, Any]) -> Change:
     """A change as ``to_document`` stored it in the journal."""
     kind = document["kind"]
     if kind == "set":
-        return SetChange(document["path"], document.get("before", MISSING), document.get("after", MISSING))
+        preceding = tuple(document["preceding"]) if "preceding" in document else None
+        return SetChange(document["path"], document.get("before", MISSING), document.get("after", MISSING), preceding)
     if kind == "push":
         return PushChange(document["path"], document["element"], document["created"])
     if kind == "pull":
@@ -340,14 +360,43 @@ def restore_document(changes: list[Change], document: Mapping[str, Any]) -> Rest
     restoring = [undo for undo in undos if undo.state == RESTORE]
     if not restoring:
         return Restoration(ALREADY)
+    changes = tuple(undo.change for undo in restoring if undo.change)
+    if any(undo.preceding is not None for undo in restoring):
+        return Restoration(RESTORE, changes, *_restore_in_place(restoring, document))
     update: dict[str, dict[str, Any]] = {}
     pins: dict[str, dict[str, Any]] = {}
     for undo in restoring:
-        assert undo.update is not None and undo.change is not None
+        assert undo.update is not None
         operator, path, value = undo.update
         update.setdefault(operator, {})[path] = value
         pins[path] = pin(undo.pin_value)
-    return Restoration(RESTORE, tuple(undo.change for undo in restoring if undo.change), update, pins)
+    return Restoration(RESTORE, changes, update, pins)
+
+
+def _restore_in_place(
+    restoring: list[_Undo], document: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The restoring write as an update pipeline, and its pins, for a restoration that puts a top-level field back in
+    the middle of the document: update operators can only append it. The pipeline rebuilds the document: the fields
+    that preceded it (as they are at the write), it, then the others as they are, every top-level field the
+    restoration touches written whole, worked out from ``document`` and pinned whole."""
+    updates = [undo.update for undo in restoring if undo.update is not None]
+    tops = {path.split(".")[0] for _, path, _ in updates}
+    scratch = {top: copy.deepcopy(document[top]) for top in tops if top in document}
+    for operator, path, value in updates:
+        if operator == "$set":
+            _set(scratch, path, value)
+        else:
+            _unset(scratch, path.split("."))
+    # The fields of one journal entry were removed from one document: each one's preceding fields start the longest.
+    last = max((undo for undo in restoring if undo.preceding is not None), key=lambda undo: len(undo.preceding or ()))
+    assert last.update is not None and last.preceding is not None
+    restored = {top: {"$literal": value} for top, value in scratch.items()}
+    prefix = {name: restored.get(name, f"${name}") for name in [*last.preceding, last.update[1]]}
+    pipeline: list[dict[str, Any]] = [{"$replaceWith": {"$mergeObjects": [prefix, "$$ROOT", restored]}}]
+    if tops - set(scratch):
+        pipeline.append({"$unset": sorted(tops - set(scratch))})
+    return pipeline, {top: pin(document.get(top, MISSING)) for top in tops}
 
 
 @dataclass(frozen=True)
@@ -417,6 +466,8 @@ class UpdateShape:
             "ConflictingUpdateOperators)"
         ) if conflicts else None
         self._tops = {path.split(".")[0] for _, _, path, _ in self.operations}
+        # A top-level field removed from the middle of a document is recorded with the fields before it.
+        self._names = any(operator == "$unset" and "." not in path for _, operator, path, _ in self.operations)
 
     @property
     def projection(self) -> dict[str, Any]:
@@ -428,13 +479,16 @@ class UpdateShape:
         for _, operator, path, _ in self.operations:
             if operator == "$push" and "." not in path and path not in projection:
                 projection[path] = {"$slice": -1}
+        if self._names:
+            projection[FIELD_NAMES] = {"$map": {"input": {"$objectToArray": "$$ROOT"}, "in": "$$this.k"}}
         return projection
 
     def predict(self, document: Mapping[str, Any]) -> Effect | Refusal | None:
         """The update's effect on ``document`` (read with :attr:`projection`); None when it changes nothing.
 
         The operations are made, in the server's order, on a copy of the touched fields (``after``); what each
-        records is collected with its position in the update, and the changes are listed in the update's order.
+        records is collected with its position in the update, and the changes are listed in the update's order. A
+        document read whole (not with the projection) is fine too.
         """
         if self._conflict is not None:
             return self._conflict
@@ -442,6 +496,7 @@ class UpdateShape:
         whole = _parents_recorded_whole(document, [path for _, operator, path, _ in self.operations
                                                    if operator == "$unset"])
         roots: list[tuple[int, str]] = []  # (position, path): recorded as the value there before and after
+        places: dict[str, tuple[str, ...]] = {}  # top-level fields removed from the middle: the fields before them
         made: list[tuple[int, str, list[Change], dict[str, Any]]] = []  # (position, path, changes, pin)
         for position, operator, path, value in self.operations:
             if operator == "$set":
@@ -454,6 +509,10 @@ class UpdateShape:
                     _unset(after, path.split("."))
                     parent = path.rpartition(".")[0]
                     roots.append((position, parent if parent in whole else _root(document, path)))
+                    if not parent:
+                        names = list(document.get(FIELD_NAMES, document))
+                        if names[-1] != path:
+                            places[path] = tuple(names[: names.index(path)])
             elif operator == "$push":
                 outcome = _push(document, after, path, value)
                 if isinstance(outcome, Refusal):
@@ -474,7 +533,11 @@ class UpdateShape:
                 for change in elements:
                     _set(after, change.path, change.after)
                 made.append((position, path, list(elements), pin(value_at(document, path))))
-        return _effect(document, after, roots, made)
+        return _effect(document, after, roots, made, places)
+
+
+# The name under which a document read with an :attr:`UpdateShape.projection` lists its top-level fields, in order.
+FIELD_NAMES = "_journalFieldNames"
 
 
 def path_key(path: str) -> Any:
@@ -491,7 +554,7 @@ def _compare_parts(left: str, right: str) -> int:
 
 def _effect(
     document: Mapping[str, Any], after: Mapping[str, Any], roots: list[tuple[int, str]],
-    made: list[tuple[int, str, list[Change], dict[str, Any]]],
+    made: list[tuple[int, str, list[Change], dict[str, Any]]], places: dict[str, tuple[str, ...]],
 ) -> Effect | None:
     """The changes, in the update's order, and their pins: a root recorded whole absorbs what was made inside it."""
     outer = _outermost([root for _, root in sorted(roots)])
@@ -507,7 +570,7 @@ def _effect(
             before = value_at(document, enclosing)
             pins[enclosing] = pin(before)
             if not same_value(before, value_at(after, enclosing)):
-                changes.append(SetChange(enclosing, before, value_at(after, enclosing)))
+                changes.append(SetChange(enclosing, before, value_at(after, enclosing), places.get(enclosing)))
     return Effect(tuple(changes), pins) if changes else None
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import bson
+import pymongo
 import pytest
 from bson import json_util
+from pymongo import monitoring
 from pymongo.database import Database
 from pymongo.errors import WriteError
 
@@ -80,9 +82,25 @@ def test_the_model_agrees_with_mongodb(case: dict[str, Any]) -> None:
 
 
 def test_the_server_field_order_rule_is_detected_once_per_client(mongo_db: Database, mongo_uri: str) -> None:
-    is_secantus = "secantusVersion" in mongo_db.client.admin.command("buildInfo")
-    assert field_order(mongo_db) is (FieldOrder.UPDATE if is_secantus else FieldOrder.SORTED)
-    assert field_order(mongo_db.client["other"]) is field_order(mongo_db)
+    asked: list[str] = []
+
+    class Listener(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            asked.append(event.command_name)
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    with pymongo.MongoClient(mongo_uri, event_listeners=[Listener()]) as client:
+        is_secantus = "secantusVersion" in client.admin.command("buildInfo")
+        asked.clear()
+        orders = {field_order(client[mongo_db.name]), field_order(client["another"])}
+        commands = list(asked)
+    assert orders == {FieldOrder.UPDATE if is_secantus else FieldOrder.SORTED}
+    assert commands == ["buildInfo"]
 
 
 def test_the_model_for_the_server_agrees_with_what_the_server_stores(mongo_db: Database) -> None:
