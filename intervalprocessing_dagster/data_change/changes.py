@@ -435,7 +435,6 @@ class UpdateShape:
 
     def __init__(self, plan: UpdatePlan, order: FieldOrder = FieldOrder.SORTED) -> None:
         filters = {key: value for entry in plan.array_filters for key, value in entry.items()}
-        self.order = order
         # (position in the update, operator, path, value) in the order the server applies them; the element sets of
         # one array are one operation, "$[]", on the array.
         self.operations: list[tuple[int, str, str, Any]] = []
@@ -465,7 +464,11 @@ class UpdateShape:
             f"{conflicts[0][1]} and {conflicts[0][0]} conflict: MongoDB refuses an update touching both (error 40, "
             "ConflictingUpdateOperators)"
         ) if conflicts else None
-        self._tops = {path.split(".")[0] for _, _, path, _ in self.operations}
+        # The top-level fields copied to work the update out on: not an array only pushed onto, whose push is
+        # recorded as the element alone (the array is read as its last element; see :attr:`projection`).
+        self._tops = {path.split(".")[0] for _, operator, path, _ in self.operations
+                      if operator != "$push" or "." in path}
+        self._unsets = [path for _, operator, path, _ in self.operations if operator == "$unset" and "." in path]
         # A top-level field removed from the middle of a document is recorded with the fields before it.
         self._names = any(operator == "$unset" and "." not in path for _, operator, path, _ in self.operations)
 
@@ -493,8 +496,7 @@ class UpdateShape:
         if self._conflict is not None:
             return self._conflict
         after = {top: copy.deepcopy(value) for top, value in document.items() if top in self._tops}
-        whole = _parents_recorded_whole(document, [path for _, operator, path, _ in self.operations
-                                                   if operator == "$unset"])
+        whole = _parents_recorded_whole(document, self._unsets) if self._unsets else set()
         roots: list[tuple[int, str]] = []  # (position, path): recorded as the value there before and after
         places: dict[str, tuple[str, ...]] = {}  # top-level fields removed from the middle: the fields before them
         made: list[tuple[int, str, list[Change], dict[str, Any]]] = []  # (position, path, changes, pin)
@@ -582,9 +584,11 @@ def _push(
     before = value_at(document, path)
     root = _root(document, path)
     if isinstance(before, list):
-        value_at(after, path).append(copy.deepcopy(element))
         if root == path:
+            if "." in path:  # a top-level array is not copied: nothing can record it whole
+                value_at(after, path).append(copy.deepcopy(element))
             return PushChange(path, element, created=False), {"$type": "array"}
+        value_at(after, path).append(copy.deepcopy(element))
         return root
     if before is not MISSING:
         return Refusal(f"{path} is {_show(before)}, not an array: MongoDB refuses to push onto it")
@@ -668,8 +672,8 @@ def _filter_selects(element: Any, prop: str, matching: tuple[Any]) -> bool:
 def _parents_recorded_whole(document: Mapping[str, Any], unset_paths: list[str]) -> set[str]:
     """The sub-documents an update's ``$unset`` s must be recorded in whole, so that undoing them puts every field
     back where it was: setting a removed field again appends it to its parent, which is its place only when it was
-    the parent's last field and the only one removed. (A top-level field is recorded alone: the document is no
-    sub-document.)"""
+    the parent's last field and the only one removed. (A top-level field is recorded alone, with the names of the
+    fields before it: the document cannot be set whole.)"""
     removed: dict[str, list[str]] = {}
     for path in unset_paths:
         parent, _, name = path.rpartition(".")

@@ -124,7 +124,7 @@ class PlannedWrite:
 
     document_id: Any
     changes: tuple[Change, ...]
-    update: dict[str, Any]
+    update: dict[str, Any] | list[dict[str, Any]]  # update operators, or a pipeline (an undo, ``changes.py``)
     array_filters: list[dict[str, Any]]
     pins: dict[str, dict[str, Any]]
 
