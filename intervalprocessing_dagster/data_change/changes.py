@@ -558,7 +558,8 @@ def _effect(
     document: Mapping[str, Any], after: Mapping[str, Any], roots: list[tuple[int, str]],
     made: list[tuple[int, str, list[Change], dict[str, Any]]], places: dict[str, tuple[str, ...]],
 ) -> Effect | None:
-    """The changes, in the update's order, and their pins: a root recorded whole absorbs what was made inside it."""
+    """The changes, in the update's order, and their pins: a root is listed where its first write is (which a
+    server applying the update's order creates it at), and absorbs whatever was made inside it."""
     outer = _outermost([root for _, root in sorted(roots)])
     changes: list[Change] = []
     pins: dict[str, dict[str, Any]] = {}
@@ -568,7 +569,7 @@ def _effect(
         if enclosing is None:
             changes.extend(recorded or ())
             pins[path] = condition
-        elif enclosing not in pins:
+        elif recorded is None and enclosing not in pins:
             before = value_at(document, enclosing)
             pins[enclosing] = pin(before)
             if not same_value(before, value_at(after, enclosing)):
