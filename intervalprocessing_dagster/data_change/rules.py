@@ -439,7 +439,10 @@ def _check_overlaps(
             touched.append((where, update.array_path))  # push and pull rewrite the whole array
     for index, (where, path) in enumerate(touched):
         for other_where, other in touched[:index]:
-            if paths_conflict(path, other):
+            if path == other:
+                problem(where, f"touches {path!r}, which overlaps {other!r} of {other_where}: one would overwrite "
+                               "the other")
+            elif paths_conflict(path, other):
                 problem(where, f"touches {path!r}, which overlaps {other!r} of {other_where}: MongoDB refuses an "
                                "update touching both (error 40, ConflictingUpdateOperators), so no document could "
                                "be updated")
