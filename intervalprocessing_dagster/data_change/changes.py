@@ -489,9 +489,11 @@ class UpdateShape:
     def predict(self, document: Mapping[str, Any]) -> Effect | Refusal | None:
         """The update's effect on ``document`` (read with :attr:`projection`); None when it changes nothing.
 
-        The operations are made, in the server's order, on a copy of the touched fields (``after``); what each
-        records is collected with its position in the update, and the changes are listed in the update's order. A
-        document read whole (not with the projection) is fine too.
+        The operations are made, in the server's order, on a copy of the touched fields (``after``), each on the
+        state the ones before it left (``a.2`` pads ``a.1`` with null before a pull from ``a.1`` sees it); what each
+        records is collected with its position in the update, and the changes are listed in the update's order. Where
+        an operation's path was changed by an earlier one, both lie inside one recorded root. A document read whole
+        (not with the projection) is fine too.
         """
         if self._conflict is not None:
             return self._conflict
@@ -507,7 +509,7 @@ class UpdateShape:
                     return refusal
                 roots.append((position, _root(document, path)))
             elif operator == "$unset":
-                if value_at(document, path) is not MISSING:  # MongoDB's $unset of an absent path is a no-op
+                if value_at(after, path) is not MISSING:  # MongoDB's $unset of an absent path is a no-op
                     _unset(after, path.split("."))
                     parent = path.rpartition(".")[0]
                     roots.append((position, parent if parent in whole else _root(document, path)))
@@ -524,12 +526,12 @@ class UpdateShape:
                 else:
                     made.append((position, path, [outcome[0]], outcome[1]))
             elif operator == "$pull":
-                outcome = _pull(document, after, path, value)
+                outcome = _pull(after, path, value)
                 if isinstance(outcome, Refusal):
                     return outcome
                 made.append((position, path, *outcome))
             else:
-                elements = _element_changes(document, path, self.element_sets[path])
+                elements = _element_changes(after, path, self.element_sets[path])
                 if isinstance(elements, Refusal):
                     return elements
                 for change in elements:
@@ -582,7 +584,7 @@ def _push(
 ) -> tuple[PushChange, dict[str, Any]] | str | Refusal:
     """A ``$push``: the element recorded alone with its pin (the array, or its parent document, was there), or the
     path at which the write is recorded whole (a missing parent created, an array reached through another array)."""
-    before = value_at(document, path)
+    before = value_at(after if "." in path else document, path)  # a top-level array pushed onto is not copied
     root = _root(document, path)
     if isinstance(before, list):
         if root == path:
@@ -602,12 +604,12 @@ def _push(
 
 
 def _pull(
-    document: Mapping[str, Any], after: dict[str, Any], path: str, condition: Mapping[str, Any]
+    after: dict[str, Any], path: str, condition: Mapping[str, Any]
 ) -> tuple[list[Change], dict[str, Any]] | Refusal:
     """A ``$pull`` of ``{<property>: value}``: the elements it removes, and the pin on the array (a missing array is
     a no-op; a path through a value that is not a document, or to one that is not an array, MongoDB refuses)."""
     ((prop, pulled),) = condition.items()
-    node: Any = document
+    node: Any = after
     parts = path.split(".")
     for depth, part in enumerate(parts):
         if isinstance(node, Mapping):
@@ -622,8 +624,9 @@ def _pull(
             return [], pin(MISSING)
     if not isinstance(node, list):
         return Refusal(f"{path} is {_show(node)}, not an array: MongoDB refuses to pull from it")
-    removed = [i for i, item in enumerate(node) if isinstance(item, Mapping) and query_matches(item.get(prop, MISSING),
-                                                                                               pulled)]
+    # An object condition never matches an element that is not a document.
+    removed = [i for i, item in enumerate(node)
+               if isinstance(item, Mapping) and query_matches(item.get(prop, MISSING), pulled)]
     if not removed:
         return [], pin(node)
     gone = set(removed)
@@ -662,11 +665,12 @@ def _element_changes(
 def _filter_selects(element: Any, prop: str, matching: tuple[Any]) -> bool:
     """Whether an array filter ``{"e.<prop>": value}`` selects ``element``: MongoDB evaluates it on ``{e: element}``,
     so a property of an element that is not a document is missing (null matches it), and an element that is an
-    array is traversed as a query traverses arrays."""
+    array is looked into one level, as a query looks into an array."""
     if isinstance(element, Mapping):
         return query_matches(element.get(prop, MISSING), matching[0])
     if isinstance(element, list):
-        return any(_filter_selects(item, prop, matching) for item in element)
+        return any(query_matches(item.get(prop, MISSING) if isinstance(item, Mapping) else MISSING, matching[0])
+                   for item in element)
     return query_matches(MISSING, matching[0])
 
 

@@ -37,7 +37,7 @@ from intervalprocessing_dagster.data_change.changes import (
 )
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, execute
 from intervalprocessing_dagster.data_change.journal import ChangeJournal
-from intervalprocessing_dagster.data_change.plan import build_plan
+from intervalprocessing_dagster.data_change.plan import UpdatePlan, build_plan
 from intervalprocessing_dagster.data_change.rules import parse_automation
 from intervalprocessing_dagster.mongo.shell_syntax import parse_query
 
@@ -290,3 +290,14 @@ def test_new_fields_are_recorded_in_the_order_the_server_stores_them() -> None:
     for order, fields in [(FieldOrder.SORTED, ["date", "status"]), (FieldOrder.UPDATE, ["status", "date"])]:
         (change,) = UpdateShape(plan, order).predict({"_id": 1}).changes
         assert (change.path, list(change.after)) == ("meta", fields)
+
+
+def test_each_operation_sees_what_the_ones_the_server_applied_before_it_left() -> None:
+    """``z.2`` pads ``z.1`` with null: MongoDB pulls from ``z.1`` first (a no-op, it is missing) and then pads;
+    SecantusDB pads first and then refuses to pull from the null it left."""
+    plan = UpdatePlan({"$set": {"z.2": ""}, "$pull": {"z.1": {"a": "x"}}}, [], [])
+    (change,) = UpdateShape(plan, FieldOrder.SORTED).predict({"_id": 1, "z": [1.0]}).changes
+    assert change == SetChange("z", [1.0], [1.0, None, ""])
+    refusal = UpdateShape(plan, FieldOrder.UPDATE).predict({"_id": 1, "z": [1.0]})
+    assert isinstance(refusal, Refusal)
+    assert refusal.message == "z.1 is None, not an array: MongoDB refuses to pull from it"
