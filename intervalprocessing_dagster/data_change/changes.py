@@ -464,10 +464,11 @@ class UpdateShape:
             f"{conflicts[0][1]} and {conflicts[0][0]} conflict: MongoDB refuses an update touching both (error 40, "
             "ConflictingUpdateOperators)"
         ) if conflicts else None
-        # The top-level fields copied to work the update out on: not an array only pushed onto, whose push is
-        # recorded as the element alone (the array is read as its last element; see :attr:`projection`).
+        # The top-level fields copied to work the update out on: those a field set, a removal or a push into a
+        # sub-document writes (whose result is recorded as it is then). A pull, an element update or a top-level push
+        # is recorded by itself, and reads the document unless another operation writes the same top-level field.
         self._tops = {path.split(".")[0] for _, operator, path, _ in self.operations
-                      if operator != "$push" or "." in path}
+                      if operator in ("$set", "$unset") or (operator == "$push" and "." in path)}
         self._unsets = [path for _, operator, path, _ in self.operations if operator == "$unset" and "." in path]
         # A top-level field removed from the middle of a document is recorded with the fields before it.
         self._names = any(operator == "$unset" and "." not in path for _, operator, path, _ in self.operations)
@@ -526,16 +527,20 @@ class UpdateShape:
                 else:
                     made.append((position, path, [outcome[0]], outcome[1]))
             elif operator == "$pull":
-                outcome = _pull(after, path, value)
+                copied = path.split(".")[0] in self._tops
+                outcome = _pull(after if copied else document, path, value)
                 if isinstance(outcome, Refusal):
                     return outcome
+                for change in outcome[0] if copied else ():
+                    change.make(after)
                 made.append((position, path, *outcome))
             else:
-                elements = _element_changes(after, path, self.element_sets[path])
+                copied = path.split(".")[0] in self._tops
+                elements = _element_changes(after if copied else document, path, self.element_sets[path])
                 if isinstance(elements, Refusal):
                     return elements
-                for change in elements:
-                    _set(after, change.path, change.after)
+                for change in elements if copied else ():
+                    change.make(after)
                 made.append((position, path, list(elements), pin(value_at(document, path))))
         return _effect(document, after, roots, made, places)
 
@@ -604,12 +609,12 @@ def _push(
 
 
 def _pull(
-    after: dict[str, Any], path: str, condition: Mapping[str, Any]
+    document: Mapping[str, Any], path: str, condition: Mapping[str, Any]
 ) -> tuple[list[Change], dict[str, Any]] | Refusal:
     """A ``$pull`` of ``{<property>: value}``: the elements it removes, and the pin on the array (a missing array is
     a no-op; a path through a value that is not a document, or to one that is not an array, MongoDB refuses)."""
     ((prop, pulled),) = condition.items()
-    node: Any = after
+    node: Any = document
     parts = path.split(".")
     for depth, part in enumerate(parts):
         if isinstance(node, Mapping):
@@ -627,11 +632,7 @@ def _pull(
     # An object condition never matches an element that is not a document.
     removed = [i for i, item in enumerate(node)
                if isinstance(item, Mapping) and query_matches(item.get(prop, MISSING), pulled)]
-    if not removed:
-        return [], pin(node)
-    gone = set(removed)
-    _set(after, path, [item for i, item in enumerate(node) if i not in gone])
-    return [PullChange.of(path, node, removed)], pin(node)
+    return ([PullChange.of(path, node, removed)] if removed else []), pin(node)
 
 
 def _element_changes(
