@@ -278,15 +278,25 @@ class PullChange:
             "keptLength": self.kept_length, "keptFingerprint": self.kept_fingerprint,
         }
 
+    # Both tests allow elements appended since (the application pushing notes as the pull is written): what decides
+    # is whether the array still starts with the removed elements at their indexes, or with what the pull left.
     def holds_after(self, document: Mapping[str, Any]) -> bool:
         now = value_at(document, self.path)
-        return isinstance(now, list) and len(now) == self.kept_length and fingerprint(now) == self.kept_fingerprint
+        return (
+            isinstance(now, list) and len(now) >= self.kept_length
+            and fingerprint(now[: self.kept_length]) == self.kept_fingerprint
+        )
 
     def holds_before(self, document: Mapping[str, Any]) -> bool:
         now = value_at(document, self.path)
+        length = self.kept_length + len(self.removed)
+        if not isinstance(now, list) or len(now) < length:
+            return False
+        indexes = {index for index, _ in self.removed}
+        kept = [item for i, item in enumerate(now[:length]) if i not in indexes]
         return (
-            isinstance(now, list) and len(now) == self.kept_length + len(self.removed)
-            and all(same_value(now[index], element) for index, element in self.removed)
+            all(same_value(now[index], element) for index, element in self.removed)
+            and fingerprint(kept) == self.kept_fingerprint
         )
 
     def make(self, document: dict[str, Any]) -> None:
@@ -298,10 +308,7 @@ class PullChange:
         """Put the removed elements back at their indexes while the array still starts with what the pull left
         (elements appended since, such as notes pushed by later runs, stay after them)."""
         now = value_at(document, self.path)
-        if (
-            isinstance(now, list) and len(now) >= self.kept_length
-            and fingerprint(now[: self.kept_length]) == self.kept_fingerprint
-        ):
+        if self.holds_after(document):
             restored = list(now)
             for index, element in self.removed:  # ascending: each goes back where it was
                 restored.insert(index, element)

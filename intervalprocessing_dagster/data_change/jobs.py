@@ -217,7 +217,9 @@ def apply_automation(
             context.log.warning(f"could not write the {FAILED} run record: {record_exc}")
         if isinstance(exc, InvalidAutomationError):  # its message already names the automation and every problem
             return Failure(description=str(exc), metadata={"problems": exc.problems, **identity}, allow_retries=False)
-        return Failure(description=f"automation {task.label} failed: {exc}", metadata=identity, allow_retries=False)
+        counts = _counts(result) if result is not None else {}
+        return Failure(description=f"automation {task.label} failed: {exc}", metadata={**counts, **identity},
+                       allow_retries=False)
 
     def retry_later(exc: ConnectionFailure) -> Exception:
         if context.retry_number >= MAX_RETRIES:
@@ -280,8 +282,7 @@ def apply_automation(
             "automation": automation.name, "matched": result.matched, "modified": result.modified,
         }))
     metadata: dict[str, Any] = {
-        "matched": result.matched,
-        "modified": result.modified,
+        **_counts(result),
         "duration_seconds": round(result.duration_seconds, 3),
         "batches": result.batches,
         "dry_run": result.dry_run,
@@ -294,6 +295,12 @@ def apply_automation(
     if result.dry_run:
         metadata["sample_ids"] = [str(_id) for _id in result.sample_ids]
     return Output(None, metadata=metadata)
+
+
+def _counts(result: ExecutionResult) -> dict[str, int]:
+    """The document counts a step's output or failure carries (the UI's metadata table, the run summary)."""
+    return {"matched": result.matched, "modified": result.modified, "retried": result.retried,
+            "contended": result.contended}
 
 
 def _already_applied(

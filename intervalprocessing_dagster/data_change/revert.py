@@ -168,7 +168,7 @@ def _revert_page(
     conflicts += [f"_id {document_id}: {reason}" for document_id, reason in outcome.refused]
     conflicts += [f"_id {document_id}: it changed while being restored" for document_id in outcome.skipped]
     if outcome.unconfirmed:
-        conflicts.append(f"{outcome.unconfirmed} document(s) changed as they were restored; their restoration is "
+        conflicts.append(f"{len(outcome.unconfirmed)} document(s) changed as they were restored; their restoration is "
                          "journaled, flagged unconfirmed")
     return conflicts
 

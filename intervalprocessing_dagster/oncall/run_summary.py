@@ -77,6 +77,8 @@ class RunSummary:
     already_applied: int = 0
     matched: int = 0
     modified: int = 0
+    retried: int = 0  # documents another writer changed between an automation's read and write, written again
+    contended: int = 0  # documents another writer kept changing, not written
     failed_automations: list[AutomationRef] = field(default_factory=list)
     not_run: list[AutomationRef] = field(default_factory=list)
     # Mapping keys of the automation steps that ended (succeeded or failed) in this run, and every automation seen.
@@ -102,8 +104,7 @@ class RunSummary:
                     self.already_applied += 1
                 else:
                     self.applied += 1
-                    self.matched += _number(metadata.get("matched"))
-                    self.modified += _number(metadata.get("modified"))
+                    self._add_counts(metadata)
             elif SUMMARY_METADATA_KEY in metadata:
                 self.step_summaries.append(str(metadata[SUMMARY_METADATA_KEY].value))
         elif event.event_type == DagsterEventType.STEP_SUCCESS and automation:
@@ -112,6 +113,7 @@ class RunSummary:
             if automation:
                 failure = event.step_failure_data.user_failure_data
                 ref = _automation_ref(failure.metadata if failure else {}, automation["key"])
+                self._add_counts(failure.metadata if failure else {})  # what it wrote before it failed
                 self.failed_automations.append(ref)
                 self.seen_automations.add(ref)
                 self.ended_automation_keys.add(automation["key"])
@@ -127,6 +129,12 @@ class RunSummary:
                 self.checks_passed += 1
             else:
                 self.failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+
+    def _add_counts(self, metadata: Mapping[str, Any]) -> None:
+        self.matched += _number(metadata.get("matched"))
+        self.modified += _number(metadata.get("modified"))
+        self.retried += _number(metadata.get("retried"))
+        self.contended += _number(metadata.get("contended"))
 
     def _add_asset_event(self, event: DagsterEvent, metadata: Mapping[str, Any]) -> None:
         asset = event.asset_key.to_user_string() if event.asset_key else "?"
@@ -161,7 +169,9 @@ class RunSummary:
                 f"automations {self.applied} applied, "
                 + (f"{self.already_applied} already applied, " if self.already_applied else "")
                 + f"{self.matched} matched, {self.modified} modified, "
-                f"{failed} failed" + (f" ({self.named(self.failed_automations)})" if failed else "")
+                + (f"{self.retried} retried (changed by another writer meanwhile), " if self.retried else "")
+                + (f"{self.contended} contended (not written), " if self.contended else "")
+                + f"{failed} failed" + (f" ({self.named(self.failed_automations)})" if failed else "")
                 + (f", {len(self.not_run)} not run ({self.named(self.not_run)})" if self.not_run else "")
             )
         elif self.reports or self.skipped_reports or not (
