@@ -11,13 +11,14 @@ batch costs one insert whatever its size)::
      state: "writing" | "written", revertOf?,
      documents: [{_id: <the document's _id>, changes: [<change>, ...], unconfirmed?: true}, ...]}
 
-A change (``changes.py``) is the previous and new value of exactly one touched path (``set``; an array element
-update records the element, at its index; a field removed from the middle of a sub-document records the sub-document,
-so the undo puts it back in place), as the server stores it (``field_order``), or the element a push appended (``push``), or the elements a pull removed
-with their indexes (``pull``). ``configHash`` is ``rules.config_hash`` of the automation's document, so the version of
-the rule that made a change stays known after the document is edited. ``rootRunId`` is the Dagster run the run and its
-retries and re-executions descend from: one cadence tick, one stamp. A page expires ``AUTOMATION_HISTORY_DAYS``
-after ``createdAt`` (a TTL index); ``(rootRunId, automation)`` is indexed for the undo.
+A change (``changes.py``) is the previous and new value of exactly one touched path as the server stores it
+(``set``; an array element update records the element, at its index; a field removed from the middle of a
+sub-document records the sub-document, so that the undo puts it back in place), or the element a push appended
+(``push``), or the elements a pull removed with their indexes (``pull``). ``configHash`` is ``rules.config_hash`` of
+the automation's document, so the version of the rule that made a change stays known after the document is edited.
+``rootRunId`` is the Dagster run the run and its retries and re-executions descend from: one cadence tick, one stamp.
+A page expires ``AUTOMATION_HISTORY_DAYS`` after ``createdAt`` (a TTL index); ``(rootRunId, automation)`` is indexed
+for the undo.
 
 How a batch is written, so that the journal and the data agree:
 
