@@ -11,12 +11,14 @@ batch costs one insert whatever its size)::
      state: "writing" | "written", revertOf?,
      documents: [{_id: <the document's _id>, changes: [<change>, ...], unconfirmed?: true}, ...]}
 
-A change (``changes.py``) is the previous and new value of exactly one touched path (``set``; an array element
-update records the element, at its index), or the element a push appended (``push``), or the elements a pull removed
-with their indexes (``pull``). ``configHash`` is ``rules.config_hash`` of the automation's document, so the version of
-the rule that made a change stays known after the document is edited. ``rootRunId`` is the Dagster run the run and its
-retries and re-executions descend from: one cadence tick, one stamp. A page expires ``AUTOMATION_HISTORY_DAYS``
-after ``createdAt`` (a TTL index); ``(rootRunId, automation)`` is indexed for the undo.
+A change (``changes.py``) is the previous and new value of exactly one touched path as the server stores it
+(``set``; an array element update records the element, at its index; a field removed from the middle of a
+sub-document records the sub-document, so that the undo puts it back in place), or the element a push appended
+(``push``), or the elements a pull removed with their indexes (``pull``). ``configHash`` is ``rules.config_hash`` of
+the automation's document, so the version of the rule that made a change stays known after the document is edited.
+``rootRunId`` is the Dagster run the run and its retries and re-executions descend from: one cadence tick, one stamp.
+A page expires ``AUTOMATION_HISTORY_DAYS`` after ``createdAt`` (a TTL index); ``(rootRunId, automation)`` is indexed
+for the undo.
 
 How a batch is written, so that the journal and the data agree:
 
@@ -58,6 +60,7 @@ into the journal, pins without ``_id`` s): docs/decisions/journal-concurrent-wri
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -66,13 +69,14 @@ from typing import Any
 import bson
 from bson import ObjectId
 from dagster import OpExecutionContext
-from pymongo import UpdateMany, UpdateOne
+from pymongo import MongoClient, UpdateMany, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from intervalprocessing_dagster.data_change.changes import (
     Change,
+    FieldOrder,
     Refusal,
     UpdateShape,
     change_from_document,
@@ -114,7 +118,7 @@ class PlannedWrite:
 
     document_id: Any
     changes: tuple[Change, ...]
-    update: dict[str, Any]
+    update: dict[str, Any] | list[dict[str, Any]]  # update operators, or a pipeline (an undo, ``changes.py``)
     array_filters: list[dict[str, Any]]
     pins: dict[str, dict[str, Any]]
 
@@ -191,7 +195,7 @@ class ChangeJournal:
         started = time.monotonic()
         if self.resume:
             self.resolve_unfinished(log)
-        shape = UpdateShape(plan)
+        shape = UpdateShape(plan, field_order(self.database))
         query_filter = (query.filter or {}) if query.pipeline is None else filter_of(query.pipeline)
         matched = modified = batches = retried = failed = contended = 0
         # The first few refused and contended documents, for the failure message; the counts are complete.
@@ -338,6 +342,20 @@ class ChangeJournal:
 
 
 _indexed: set[tuple[int, str, int]] = set()
+
+
+_field_orders: weakref.WeakKeyDictionary[MongoClient, FieldOrder] = weakref.WeakKeyDictionary()
+
+
+def field_order(database: Database) -> FieldOrder:
+    """Where the server of ``database`` puts the fields one update creates (``changes.FieldOrder``), asked once per
+    client: SecantusDB says so in ``buildInfo`` (``secantusVersion``) and applies an update's paths in its order;
+    MongoDB (5.0 and later) sorts them (docs/decisions/update-model-and-field-order.md)."""
+    client = database.client
+    if client not in _field_orders:
+        info = client.admin.command("buildInfo")
+        _field_orders[client] = FieldOrder.UPDATE if "secantusVersion" in info else FieldOrder.SORTED
+    return _field_orders[client]
 
 
 def ensure_journal_indexes(database: Database, history_days: int) -> list[str]:

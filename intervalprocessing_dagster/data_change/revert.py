@@ -16,8 +16,9 @@ next one selects on), the later change is undone before the earlier one, each ag
 A dry run (the default) reads and classifies every journaled document, writes nothing (not even journal
 bookkeeping), and reports per automation what it would restore, with a sample of the values now and after. A real
 revert journals its own writes like any run (pages marked ``revertOf``), so it can itself be reverted: give its run
-id. After a revert that reports no conflicts, every document equals its state before the reverted run (field order
-aside). A run of the group that has not finished yet is not reverted: the step fails and says which one.
+id. After a revert that reports no conflicts, every document equals its state before the reverted run, field order
+included (``changes.py`` records removals so that their undo puts the fields back in place). A run of the group that
+has not finished yet is not reverted: the step fails and says which one.
 
 Launch it from the UI (**Jobs → revert_automation_run_job → Launchpad**) with ``ops: {revert_automation_run: {config:
 {run_id: <id>}}}``, first as a dry run; README "Undo an automation run" walks through it.
