@@ -163,7 +163,7 @@ def test_from_failure_after_a_fix_applies_the_document_as_it_is_now_once(
     assert [len([n for n in audit["notes"] if n["text"] == ESCALATION_NOTE]) for audit in escalated(project)] == [1, 1]
 
 
-@pytest.mark.parametrize("withdraw", ["deactivated", "deleted", "moved to the nightly cadence"])
+@pytest.mark.parametrize("withdraw", ["deactivated", "deleted", "moved"])
 def test_from_failure_after_the_document_was_withdrawn_says_so_and_completes_the_stamp(
     demo: LocalProject, withdraw: str
 ) -> None:
@@ -175,7 +175,7 @@ def test_from_failure_after_the_document_was_withdrawn_says_so_and_completes_the
         project.db.dataupdateconfigs.update_one({"_id": good["_id"]}, {"$set": {"isActive": False}})
     elif withdraw == "deleted":
         project.db.dataupdateconfigs.delete_one({"_id": good["_id"]})
-    else:
+    else:  # to another cadence
         project.db.dataupdateconfigs.update_one({"_id": good["_id"]}, {"$set": {"runCadence": "Nightly"}})
 
     recovery = project.reexecute(failed, "FROM_FAILURE")
@@ -185,8 +185,8 @@ def test_from_failure_after_the_document_was_withdrawn_says_so_and_completes_the
     assert summary(project, recovery.run_id) == "automations 0 applied, 1 withdrawn, 0 matched, 0 modified, 0 failed"
     why = {"deactivated": "its document was deactivated (isActive: false) after it was loaded for this stamp",
            "deleted": "its document was deleted from dataupdateconfigs after it was loaded for this stamp",
-           "moved to the nightly cadence": "its document's runCadence is now 'Nightly', no longer 'Hourly', since it "
-                                           "was loaded for this stamp"}[withdraw]
+           "moved": "its document's runCadence is now 'Nightly', no longer 'Hourly', since it was loaded for this "
+                    "stamp"}[withdraw]
     assert any(message.startswith(f"automation {ESCALATE!r} is withdrawn from stamp {stamp.isoformat()}: {why}; "
                                   "nothing applied") for message in messages(project, recovery.run_id))
     (output,) = [e.dagster_event.event_specific_data.metadata
