@@ -17,13 +17,21 @@ whose definitions choose their resources from the environment (no `MONGODB_URI` 
 `STEP_OUTPUTS_S3_BUCKET` the filesystem IO manager). So every process sees the same definitions, and IAM, not the
 environment, decides who may touch what: only the run role reads and writes step outputs, only the daemon's role
 publishes alerts.
+
+The operators' webserver runs ``intervalprocessing-webserver`` (``intervalprocessing_dagster/webserver``): Dagster's
+webserver app inside a wrapper that, with the load balancer, refuses every request without the load balancer's
+verified sign-on token, and writes one audit line per change made in the UI. The lines are appended to a file on a
+volume the task shares with a second container, ``audit-log``, that only prints the file (``tail -F``): its standard
+output goes to the audit log group, ``/ecs/IntervalProcessing-Audit``, kept ``auditLogRetentionDays`` (six years by
+default) and never deleted with the stack, apart from the application logs. ``audit-log`` is essential: if it stops,
+the task stops, so the webserver never makes changes that no one records.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, Aws, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -42,6 +50,12 @@ WORKSPACE = "/opt/dagster/app/workspace.yaml"
 WEBSERVER_PORT = 3000
 RUN_CONTAINER_NAME = "run"
 RUN_FAMILY = "IntervalProcessing-Run"
+AUDIT_LOG_GROUP_NAME = "/ecs/IntervalProcessing-Audit"
+AUDIT_CONTAINER_NAME = "audit-log"
+#: Where the operators' webserver appends its audit lines: a task volume shared with the audit-log container. The
+#: image creates the folder owned by its user (Fargate gives a bind mount the image folder's owner and mode).
+AUDIT_FOLDER = "/var/log/intervalprocessing"
+AUDIT_FILE = f"{AUDIT_FOLDER}/webserver-audit.jsonl"
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,14 @@ class DagsterServices(Construct):
         # The run-failure sensor runs in the daemon (its code server is a subprocess of the daemon's task).
         alerting.grant_publish(self._roles.daemon)
 
+        self.audit_log_group = logs.LogGroup(
+            self,
+            "AuditLogGroup",
+            log_group_name=AUDIT_LOG_GROUP_NAME,
+            retention=config.audit_log_retention,
+            # Who did what must outlive the stack: deleting it (or replacing the group) keeps the records.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
         self.daemon_service = self._create_daemon_service()
         self.webserver_service = self._create_webserver_service()
         self.viewer_service = self._create_viewer_service() if config.load_balancer else None
@@ -421,13 +443,13 @@ class DagsterServices(Construct):
             memory_mib=self._config.webserver_memory_mib,
             task_role=task_role,
         )
-        self._add_dagster_container(
+        container = self._add_dagster_container(
             task_definition,
             process.lower(),
             self._log_group(process),
             run_task_definition_arn=self.run_task_definition.task_definition_arn,
             command=[
-                "dagster-webserver",
+                "dagster-webserver" if read_only else "intervalprocessing-webserver",
                 "-h",
                 "0.0.0.0",
                 "-p",
@@ -438,6 +460,9 @@ class DagsterServices(Construct):
             ],
             port=WEBSERVER_PORT,
         )
+        if not read_only:
+            self.webserver_container = container
+            self._add_audit_log(task_definition, container)
         return ecs.FargateService(
             self,
             f"{process}Service",
@@ -452,6 +477,31 @@ class DagsterServices(Construct):
             vpc_subnets=self._network.task_subnets,
             security_groups=[self._network.webserver_sg],
             assign_public_ip=False,
+        )
+
+    def _add_audit_log(self, task_definition: ecs.FargateTaskDefinition, webserver: ecs.ContainerDefinition) -> None:
+        """The webserver appends audit lines to a shared volume; `audit-log` prints them into the audit log group."""
+        task_definition.add_volume(name="audit")
+        webserver.add_environment("WEBSERVER_AUDIT_LOG", AUDIT_FILE)
+        webserver.add_mount_points(ecs.MountPoint(source_volume="audit", container_path=AUDIT_FOLDER, read_only=False))
+        printer = task_definition.add_container(
+            AUDIT_CONTAINER_NAME,
+            container_name=AUDIT_CONTAINER_NAME,
+            image=self._image,
+            # From the first line, following the file by name: it appears when the webserver writes its first line.
+            command=["tail", "-n", "+1", "-F", AUDIT_FILE],
+            essential=True,
+            logging=ecs.LogDriver.aws_logs(stream_prefix="audit", log_group=self.audit_log_group),
+            memory_reservation_mib=32,
+        )
+        printer.add_mount_points(ecs.MountPoint(source_volume="audit", container_path=AUDIT_FOLDER, read_only=True))
+
+    def require_sign_on(self, load_balancer_arn: str) -> None:
+        """The operators' webserver accepts only requests the load balancer signed (its `x-amzn-oidc-data` token,
+        verified with the key the load balancer publishes in this region)."""
+        self.webserver_container.add_environment("WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN", load_balancer_arn)
+        self.webserver_container.add_environment(
+            "WEBSERVER_SIGN_ON_KEY_ENDPOINT", f"https://public-keys.auth.elb.{Aws.REGION}.{Aws.URL_SUFFIX}"
         )
 
     # --- cdk-nag ---------------------------------------------------------------------------------------------------
