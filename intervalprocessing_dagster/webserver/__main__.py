@@ -67,7 +67,9 @@ def serve(
     if suppress_warnings:
         os.environ["PYTHONWARNINGS"] = "ignore"
     configure_loggers(formatter=log_format, log_level=dagster_log_level.upper())
-    logging.basicConfig(level=logging.INFO)
+    if not log.handlers:  # refusals and start-up, on stderr beside Dagster's own lines
+        log.addHandler(logging.StreamHandler())
+        log.setLevel(logging.INFO)
     audit_log = AuditLog(settings.webserver_audit_log or sys.stdout)
     verifier = (
         AlbTokenVerifier(settings.webserver_sign_on_load_balancer_arn, settings.webserver_sign_on_key_endpoint or "")

@@ -375,12 +375,19 @@ def test_the_daemon_service_command_runs_every_daemon_the_instance_needs(product
     assert "Instance is configured with the following daemons" in output
 
 
-def test_the_webserver_service_command_serves_this_instance(production_stack, tmp_path) -> None:
-    """The webserver task's command (infra_cdk) with this instance: the UI's API answers and names the launcher."""
+@pytest.mark.parametrize(
+    "command",
+    [["intervalprocessing-webserver"], ["dagster-webserver", "--read-only"]],
+    ids=["operators", "viewers"],
+)
+def test_the_webserver_service_command_serves_this_instance(production_stack, tmp_path, command, monkeypatch) -> None:
+    """The webservers' commands (infra_cdk: the operators' wrapped one, the viewers' read-only one) with this
+    instance: the UI's API answers and names the launcher."""
+    monkeypatch.setenv("WEBSERVER_AUDIT_LOG", str(tmp_path / "audit.jsonl"))  # the task's volume, in production
     port = free_port()
     with open(tmp_path / "webserver.log", "wb") as log_file:
         webserver = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            [str(BIN / command[0]), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml", *command[1:]],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
     query = "{ instance { runLauncher { name } daemonHealth { id } } }"
