@@ -35,6 +35,10 @@ DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS = 7
 DEFAULT_AUDIT_LOG_NAME = "audit/webserver-audit.jsonl"
 #: ``WEBSERVER_AUDIT_LOG=-``: audit lines to standard output.
 AUDIT_LOG_STDOUT = "-"
+#: The viewers' webserver's Postgres role (instance/viewer_role.py) and the variable holding its password (a secret:
+#: read only by that command, through Dagster's EnvVar).
+DEFAULT_VIEWER_PG_USERNAME = "dagster_viewer"
+VIEWER_PG_PASSWORD_VARIABLE = "DAGSTER_VIEWER_PG_PASSWORD"
 _LOAD_BALANCER_ARN = re.compile(
     r"arn:aws[a-z-]*:elasticloadbalancing:(?P<region>[a-z0-9-]+):\d{12}:loadbalancer/app/[A-Za-z0-9-]+/[0-9a-f]+"
 )
@@ -69,6 +73,7 @@ class Settings:
     webserver_sign_on_load_balancer_arn: str | None
     webserver_sign_on_key_endpoint: str | None
     webserver_audit_log: Path | None  # None: standard output
+    viewer_pg_username: str
 
     @property
     def embedded_mongo_dir(self) -> Path:
@@ -107,6 +112,7 @@ class Settings:
             run_history_keep_all_days=_days(env, "RUN_HISTORY_KEEP_ALL_DAYS", DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS),
             **_webserver_sign_on(env),
             webserver_audit_log=_audit_log(env, local_dir),
+            viewer_pg_username=_role_name(env, "DAGSTER_VIEWER_PG_USERNAME", DEFAULT_VIEWER_PG_USERNAME),
         )
 
 
@@ -186,6 +192,14 @@ def _audit_log(environ: Mapping[str, str], local_dir: Path) -> Path | None:
     if value == AUDIT_LOG_STDOUT:
         return None
     return Path(value).resolve() if value else local_dir / DEFAULT_AUDIT_LOG_NAME
+
+
+def _role_name(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A Postgres role name: lower case letters, digits and underscores, as an unquoted identifier would be."""
+    value = _env(environ, name) or default
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise SettingsError(f"{name}={value!r} is not a Postgres role name (a-z, 0-9, _; at most 63)")
+    return value
 
 
 def _folder(prefix: str) -> str:
