@@ -25,6 +25,12 @@ volume the task shares with a second container, ``audit-log``, that only prints 
 output goes to the audit log group, ``/ecs/IntervalProcessing-Audit``, kept ``auditLogRetentionDays`` (six years by
 default) and never deleted with the stack, apart from the application logs. ``audit-log`` is essential: if it stops,
 the task stops, so the webserver never makes changes that no one records.
+
+With the load balancer, the viewers' webserver connects to Postgres as `dagster_viewer`, a role that can only read
+Dagster's tables, with its own generated secret; the daemon task's first container, `viewer-role`
+(`intervalprocessing-viewer-role`, non-essential, the daemon waits for its success), makes that role or puts it back
+(password, privileges) at every start, so at every deployment. The operators' webserver, the daemon and the runs keep
+the instance's own role.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from constructs import Construct
 from stacks.acknowledgments import acknowledge_wildcard, logical_id
 from stacks.alerting import Alerting
 from stacks.config import DeploymentConfig
-from stacks.dagster_database import DATABASE_NAME, DATABASE_USERNAME, DagsterDatabase
+from stacks.dagster_database import DATABASE_NAME, DATABASE_USERNAME, VIEWER_USERNAME, DagsterDatabase
 from stacks.network import Network
 from stacks.storage import Storage
 
@@ -56,6 +62,7 @@ AUDIT_CONTAINER_NAME = "audit-log"
 #: image creates the folder owned by its user (Fargate gives a bind mount the image folder's owner and mode).
 AUDIT_FOLDER = "/var/log/intervalprocessing"
 AUDIT_FILE = f"{AUDIT_FOLDER}/webserver-audit.jsonl"
+VIEWER_ROLE_CONTAINER_NAME = "viewer-role"
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,7 @@ class DagsterServices(Construct):
             "MONGODB_URI": ecs.Secret.from_secrets_manager(mongo_uri_secret),
             "DAGSTER_PG_PASSWORD": ecs.Secret.from_secrets_manager(database.secret, "password"),
         }
+        self._viewer_secret = database.viewer_secret
         self._environment = {
             "DAGSTER_HOME": DAGSTER_HOME,
             "MONGODB_DATABASE": config.mongo_database,
@@ -356,16 +364,24 @@ class DagsterServices(Construct):
         run_task_definition_arn: str,
         command: list[str] | None = None,
         port: int | None = None,
+        environment: dict[str, str] | None = None,
+        secrets: dict[str, ecs.Secret] | None = None,
+        essential: bool = True,
     ) -> ecs.ContainerDefinition:
-        """The project image with the shared environment and secrets (see the module docstring for why all three)."""
+        """The project image with the shared environment and secrets (see the module docstring for why all three),
+        and what this one container has of its own (`environment`, `secrets` added or replacing)."""
         container = task_definition.add_container(
             name,
             container_name=name,
             image=self._image,
             command=command,
-            essential=True,
-            environment={**self._environment, "DAGSTER_RUN_TASK_DEFINITION_ARN": run_task_definition_arn},
-            secrets=self._secrets,
+            essential=essential,
+            environment={
+                **self._environment,
+                "DAGSTER_RUN_TASK_DEFINITION_ARN": run_task_definition_arn,
+                **(environment or {}),
+            },
+            secrets={**self._secrets, **(secrets or {})},
             logging=ecs.LogDriver.aws_logs(stream_prefix=name, log_group=log_group),
         )
         if port is not None:
@@ -393,13 +409,32 @@ class DagsterServices(Construct):
             memory_mib=self._config.daemon_memory_mib,
             task_role=self._roles.daemon,
         )
-        self._add_dagster_container(
+        log_group = self._log_group("Daemon")
+        daemon = self._add_dagster_container(
             task_definition,
             "daemon",
-            self._log_group("Daemon"),
+            log_group,
             run_task_definition_arn=self.run_task_definition.task_definition_arn,
             command=["dagster-daemon", "run", "-w", WORKSPACE],
         )
+        if self._viewer_secret is not None:
+            # The viewers' read-only role, made or put back (password, privileges) before the daemon starts, so
+            # at every deployment; a failure keeps the daemon from starting, and the service's alarm says so.
+            viewer_role = self._add_dagster_container(
+                task_definition,
+                VIEWER_ROLE_CONTAINER_NAME,
+                log_group,
+                run_task_definition_arn=self.run_task_definition.task_definition_arn,
+                command=["intervalprocessing-viewer-role"],
+                environment={"DAGSTER_VIEWER_PG_USERNAME": VIEWER_USERNAME},
+                secrets={
+                    "DAGSTER_VIEWER_PG_PASSWORD": ecs.Secret.from_secrets_manager(self._viewer_secret, "password")
+                },
+                essential=False,
+            )
+            daemon.add_container_dependencies(
+                ecs.ContainerDependency(container=viewer_role, condition=ecs.ContainerDependencyCondition.SUCCESS)
+            )
         return ecs.FargateService(
             self,
             "DaemonService",
@@ -443,11 +478,17 @@ class DagsterServices(Construct):
             memory_mib=self._config.webserver_memory_mib,
             task_role=task_role,
         )
+        # The viewers' webserver connects as the read-only role, with its own password (instance/viewer_role.py).
+        viewer_secret = self._viewer_secret if read_only else None
         container = self._add_dagster_container(
             task_definition,
             process.lower(),
             self._log_group(process),
             run_task_definition_arn=self.run_task_definition.task_definition_arn,
+            environment={"DAGSTER_PG_USERNAME": VIEWER_USERNAME} if viewer_secret else None,
+            secrets={"DAGSTER_PG_PASSWORD": ecs.Secret.from_secrets_manager(viewer_secret, "password")}
+            if viewer_secret
+            else None,
             command=[
                 "dagster-webserver" if read_only else "intervalprocessing-webserver",
                 "-h",

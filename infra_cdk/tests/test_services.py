@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stacks.dagster_services import AUDIT_CONTAINER_NAME
+from stacks.dagster_services import AUDIT_CONTAINER_NAME, VIEWER_ROLE_CONTAINER_NAME
 from tests.conftest import CERTIFICATE_ARN
 from tests.synthesis import Synthesized
 
@@ -55,9 +55,12 @@ def _task_definition(synth: Synthesized, family: str) -> dict[str, Any]:
 
 
 def _container(synth: Synthesized, family: str) -> dict[str, Any]:
-    """The task's Dagster container (the operators' webserver task also has the audit-log printer, test_audit.py)."""
+    """The task's Dagster container (the operators' webserver task also has the audit-log printer, test_audit.py;
+    with the load balancer the daemon task also has the viewer-role container, test_database.py)."""
     (container,) = [
-        c for c in _task_definition(synth, family)["ContainerDefinitions"] if c["Name"] != AUDIT_CONTAINER_NAME
+        c
+        for c in _task_definition(synth, family)["ContainerDefinitions"]
+        if c["Name"] not in (AUDIT_CONTAINER_NAME, VIEWER_ROLE_CONTAINER_NAME)
     ]
     return container
 
@@ -157,6 +160,8 @@ def test_alerts_link_to_the_operator_ui_when_there_is_a_load_balancer(variant: S
         environment = _environment(_container(variant, family))
         operator = OPERATOR_ENVIRONMENT | SIGN_ON_ENVIRONMENT if family == "IntervalProcessing-Webserver" else set()
         assert set(environment) == CONTRACT_ENVIRONMENT | OPTIONAL_ENVIRONMENT | operator
+        if family == "IntervalProcessing-Viewer":  # its own read-only Postgres role (test_database.py)
+            assert environment["DAGSTER_PG_USERNAME"] == "dagster_viewer"
         assert environment["INTERVALPROCESSING_WEBSERVER_URL"] == "https://dagster-ops.example.com"
 
 
