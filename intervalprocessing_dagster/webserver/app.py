@@ -111,9 +111,10 @@ class AuditedWebserver:
                 variables = json.loads(variables)
             except json.JSONDecodeError:
                 variables = None  # Dagster refuses it
+        # Only a document with the word "mutation" can hold one (the UI's many polling queries skip the parse).
         request = (
             mutations_in(query, variables if isinstance(variables, dict) else None, data.get("operationName"))
-            if isinstance(query, str)
+            if isinstance(query, str) and "mutation" in query
             else MutationRequest(None, [])
         )
         if not request.mutations:
