@@ -320,7 +320,7 @@ def _typenames(value: Any, *, top: bool = False) -> Iterable[tuple[str, str]]:
 def _created_runs(result: Mapping[str, Any]) -> list[str]:
     """The run a launch created (``LaunchRunSuccess.run``), or each of ``launchMultipleRuns``'s."""
     runs: list[str] = []
-    candidates = [result, *(result.get("launchMultipleRunResults") or [])]
+    candidates = [result, *(result.get("launchMultipleRunsResult") or [])]
     for candidate in candidates:
         run = candidate.get("run") if isinstance(candidate, dict) else None
         if isinstance(run, dict):

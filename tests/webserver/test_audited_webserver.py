@@ -172,6 +172,14 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     assert line["created_runs"] == [reexecuted]
     assert {t["key"]: t["value"] for t in operators.runs()[reexecuted]["tags"]}[LAUNCHED_BY_TAG] == "alice@example.com"
 
+    several = operators.send("LaunchMultipleRuns", {"executionParamsList": [launch["executionParams"]] * 2})
+    created = [result["run"]["id"] for result in several["launchMultipleRunsResult"]]
+    line = last_line()
+    assert (line["action"], line["outcome"], line["created_runs"]) == ("launchMultipleRuns", "success", created)
+    runs = operators.runs()
+    assert [{t["key"]: t["value"] for t in runs[run]["tags"]}[LAUNCHED_BY_TAG] for run in created] == [
+        "alice@example.com"] * 2
+
     operators.send("Terminate", {"runIds": [launched], "terminatePolicy": "SAFE_TERMINATE"})
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]) == ("terminateRuns", "success", {"runs": [launched]})
@@ -185,6 +193,10 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     assert (line["action"], line["outcome"], line["targets"]) == (
         "stopRunningSchedule", "success", {"instigator_states": [schedule_id]})
 
+    operators.send("ResetSchedule", schedule)
+    line = last_line()
+    assert (line["action"], line["outcome"], line["targets"]["schedules"]) == ("resetSchedule", "success", [SCHEDULE])
+
     sensor = operators.graphql(
         "query ($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor { sensorState { id } } } }",
         {"s": {**REPOSITORY, "sensorName": SENSOR}})["sensorOrError"]["sensorState"]["id"]
@@ -194,6 +206,10 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     operators.send("StartSensor", {"sensorSelector": {**REPOSITORY, "sensorName": SENSOR}})
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]["sensors"]) == ("startSensor", "success", [SENSOR])
+
+    operators.send("SetSensorCursorMutation", {"sensorSelector": {**REPOSITORY, "sensorName": SENSOR}, "cursor": "x"})
+    line = last_line()
+    assert (line["action"], line["outcome"], line["targets"]["sensors"]) == ("setSensorCursor", "success", [SENSOR])
 
     operators.send("ReportEventMutation", {"eventParams": {"eventType": "ASSET_MATERIALIZATION",
                                                            "assetKey": {"path": ["audits"]}}})
@@ -275,3 +291,21 @@ def test_without_sign_on_lines_name_the_os_user_under_the_local_folder(operators
     ]
     assert lines[-1]["client"] == "127.0.0.1"
     assert operators.local_audit_path.stat().st_mode & 0o077 == 0  # the lines name people: owner only
+
+
+def test_a_request_with_two_mutations_leaves_two_lines(operators: Operators) -> None:
+    before = len(operators.audit_lines())
+    selector = {**REPOSITORY, "scheduleName": SCHEDULE}
+    query = """
+    mutation Both($s: ScheduleSelector!) {
+      first: startSchedule(scheduleSelector: $s) { ... on ScheduleStateResult { scheduleState { status } } }
+      ...Second
+    }
+    fragment Second on Mutation { second: resetSchedule(scheduleSelector: $s) { __typename } }"""
+    response = operators.post(query, {"s": selector})
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["first"]["__typename"] == data["second"]["__typename"] == "ScheduleStateResult"
+    lines = operators.audit_lines()[before:]
+    assert [(line["action"], line["outcome"], line["targets"]["schedules"]) for line in lines] == [
+        ("startSchedule", "success", [SCHEDULE]), ("resetSchedule", "success", [SCHEDULE])]
