@@ -15,6 +15,7 @@ import getpass
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 import pymongo
 import pytest
 import requests
+import websockets.exceptions
+import websockets.sync.client
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from intervalprocessing_dagster.instance.launch_origin import LAUNCHED_BY_TAG
@@ -309,3 +312,37 @@ def test_a_request_with_two_mutations_leaves_two_lines(operators: Operators) -> 
     lines = operators.audit_lines()[before:]
     assert [(line["action"], line["outcome"], line["targets"]["schedules"]) for line in lines] == [
         ("startSchedule", "success", [SCHEDULE]), ("resetSchedule", "success", [SCHEDULE])]
+
+
+def test_the_websocket_needs_sign_on_and_carries_subscriptions_only(operators: Operators) -> None:
+    """The UI's live updates (graphql-ws): a sign-in is checked at the upgrade, and a mutation sent there closes it
+    (Dagster's endpoint would otherwise run whatever it is sent, unaudited)."""
+    url = operators.url.replace("http://", "ws://") + "/graphql"
+    with pytest.raises(websockets.exceptions.InvalidStatus), websockets.sync.client.connect(
+        url, subprotocols=["graphql-ws"], open_timeout=30
+    ):
+        pass
+    headers = {"x-amzn-oidc-data": operators.alb.token()}
+
+    @contextmanager
+    def session() -> Iterator[websockets.sync.client.ClientConnection]:
+        with websockets.sync.client.connect(url, subprotocols=["graphql-ws"], additional_headers=headers,
+                                            open_timeout=30) as connection:
+            connection.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(connection.recv(timeout=30))["type"] == "connection_ack"
+            yield connection
+
+    with session() as connection:
+        subscription = 'subscription ($runId: ID!) { pipelineRunLogs(runId: $runId) { __typename } }'
+        connection.send(json.dumps({"id": "1", "type": "start",
+                                    "payload": {"query": subscription, "variables": {"runId": operators.cli_run}}}))
+        message = json.loads(connection.recv(timeout=30))
+        assert (message["type"], message["payload"]["data"]["pipelineRunLogs"]["__typename"]) == (
+            "data", "PipelineRunLogsSubscriptionSuccess")
+    with session() as connection:
+        mutation = f'mutation {{ deleteRun(runId: "{operators.cli_run}") {{ __typename }} }}'
+        connection.send(json.dumps({"id": "2", "type": "start", "payload": {"query": mutation}}))
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            connection.recv(timeout=30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+    assert operators.cli_run in operators.runs()
