@@ -72,6 +72,7 @@ class Settings:
     run_history_keep_all_days: int
     webserver_sign_on_load_balancer_arn: str | None
     webserver_sign_on_key_endpoint: str | None
+    webserver_sign_on_client_id: str | None
     webserver_audit_log: Path | None  # None: standard output
     viewer_pg_username: str
 
@@ -162,16 +163,20 @@ def _limit(environ: Mapping[str, str], name: str) -> Limit | None:
 def _webserver_sign_on(environ: Mapping[str, str]) -> dict[str, str | None]:
     """The load balancer whose signed sign-on token the operators' webserver requires, and where its keys are.
 
-    Unset: no sign-on (the person is the OS user). The key endpoint defaults to the load balancer's regional one,
+    Unset: no sign-on (the person is the OS user). ``WEBSERVER_SIGN_ON_CLIENT_ID``, when set, is the only sign-in
+    client whose tokens are accepted (the operators'). The key endpoint defaults to the load balancer's regional one,
     ``https://public-keys.auth.elb.<region>.amazonaws.com``; given, it must be HTTPS (plain HTTP only to this host,
     for a stand-in in tests)."""
     arn = _env(environ, "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN")
     endpoint = _env(environ, "WEBSERVER_SIGN_ON_KEY_ENDPOINT")
+    client_id = _env(environ, "WEBSERVER_SIGN_ON_CLIENT_ID")
     if arn is None:
-        if endpoint is not None:
-            raise SettingsError("WEBSERVER_SIGN_ON_KEY_ENDPOINT is set but WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN is not: "
-                                "set the load balancer whose tokens the webserver accepts")
-        return {"webserver_sign_on_load_balancer_arn": None, "webserver_sign_on_key_endpoint": None}
+        for name, value in (("WEBSERVER_SIGN_ON_KEY_ENDPOINT", endpoint), ("WEBSERVER_SIGN_ON_CLIENT_ID", client_id)):
+            if value is not None:
+                raise SettingsError(f"{name} is set but WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN is not: set the load "
+                                    "balancer whose tokens the webserver accepts")
+        return {"webserver_sign_on_load_balancer_arn": None, "webserver_sign_on_key_endpoint": None,
+                "webserver_sign_on_client_id": None}
     found = _LOAD_BALANCER_ARN.fullmatch(arn)
     if found is None:
         raise SettingsError(f"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN={arn!r} is not an Application Load Balancer ARN "
@@ -183,7 +188,8 @@ def _webserver_sign_on(environ: Mapping[str, str]) -> dict[str, str | None]:
         url.scheme == "https" or (url.scheme == "http" and url.hostname in ("127.0.0.1", "localhost", "::1"))
     ):
         raise SettingsError(f"WEBSERVER_SIGN_ON_KEY_ENDPOINT={endpoint!r} must be an https:// URL")
-    return {"webserver_sign_on_load_balancer_arn": arn, "webserver_sign_on_key_endpoint": endpoint.rstrip("/")}
+    return {"webserver_sign_on_load_balancer_arn": arn, "webserver_sign_on_key_endpoint": endpoint.rstrip("/"),
+            "webserver_sign_on_client_id": client_id}
 
 
 def _audit_log(environ: Mapping[str, str], local_dir: Path) -> Path | None:

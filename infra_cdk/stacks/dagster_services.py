@@ -537,10 +537,11 @@ class DagsterServices(Construct):
         )
         printer.add_mount_points(ecs.MountPoint(source_volume="audit", container_path=AUDIT_FOLDER, read_only=True))
 
-    def require_sign_on(self, load_balancer_arn: str) -> None:
-        """The operators' webserver accepts only requests the load balancer signed (its `x-amzn-oidc-data` token,
-        verified with the key the load balancer publishes in this region)."""
+    def require_sign_on(self, load_balancer_arn: str, client_id: str) -> None:
+        """The operators' webserver accepts only requests the load balancer signed after a sign-in with the operators'
+        client (its `x-amzn-oidc-data` token, verified with the key the load balancer publishes in this region)."""
         self.webserver_container.add_environment("WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN", load_balancer_arn)
+        self.webserver_container.add_environment("WEBSERVER_SIGN_ON_CLIENT_ID", client_id)
         self.webserver_container.add_environment(
             "WEBSERVER_SIGN_ON_KEY_ENDPOINT", f"https://public-keys.auth.elb.{Aws.REGION}.{Aws.URL_SUFFIX}"
         )

@@ -86,6 +86,15 @@ def test_with_the_load_balancer_the_webserver_requires_its_signed_token(
         webserver = _containers(synth, OPERATOR_FAMILY)["webserver"]
         environment = {e["Name"]: e["Value"] for e in webserver["Environment"]}
         assert environment["WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN"] == {"Ref": balancer}
+        if synth is oidc:  # the operators' OIDC client; with Cognito, the pool's operator client
+            assert environment["WEBSERVER_SIGN_ON_CLIENT_ID"] == "operator-client-id"
+        else:
+            (operator_client,) = [
+                lid
+                for lid, r in synth.of_type("AWS::Cognito::UserPoolClient").items()
+                if r["Properties"]["ClientName"] == "operator"
+            ]
+            assert environment["WEBSERVER_SIGN_ON_CLIENT_ID"] == {"Ref": operator_client}
         assert environment["WEBSERVER_SIGN_ON_KEY_ENDPOINT"] == {
             "Fn::Join": ["", ["https://public-keys.auth.elb.", {"Ref": "AWS::Region"}, ".", {"Ref": "AWS::URLSuffix"}]]
         }

@@ -38,7 +38,11 @@ CONTRACT_ENVIRONMENT = {
 OPTIONAL_ENVIRONMENT = {"INTERVALPROCESSING_WEBSERVER_URL"}
 #: The operators' webserver only: its audit file, and with the load balancer its sign-on (tests/test_audit.py).
 OPERATOR_ENVIRONMENT = {"WEBSERVER_AUDIT_LOG"}
-SIGN_ON_ENVIRONMENT = {"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN", "WEBSERVER_SIGN_ON_KEY_ENDPOINT"}
+SIGN_ON_ENVIRONMENT = {
+    "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN",
+    "WEBSERVER_SIGN_ON_KEY_ENDPOINT",
+    "WEBSERVER_SIGN_ON_CLIENT_ID",
+}
 FAMILIES = ("IntervalProcessing-Run", "IntervalProcessing-Daemon", "IntervalProcessing-Webserver")
 CONTRACT_SECRETS = {"MONGODB_URI", "DAGSTER_PG_PASSWORD"}
 WORKSPACE = "/opt/dagster/app/workspace.yaml"

@@ -5,7 +5,8 @@ It takes exactly ``dagster-webserver``'s options (the same click parameters) and
 instance from ``DAGSTER_HOME`` or the current folder's ``dagster.yaml``, the workspace, uvicorn), except that the app
 Dagster builds with its public ``create_app_from_workspace_process_context`` is served inside
 :class:`~intervalprocessing_dagster.webserver.app.AuditedWebserver`. Sign-on and the audit log's place come from
-``settings.py`` (``WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN``, ``WEBSERVER_SIGN_ON_KEY_ENDPOINT``, ``WEBSERVER_AUDIT_LOG``).
+``settings.py`` (``WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN``, ``WEBSERVER_SIGN_ON_KEY_ENDPOINT``,
+``WEBSERVER_SIGN_ON_CLIENT_ID``, ``WEBSERVER_AUDIT_LOG``).
 A bad setting stops it before it serves anything, with the variable named.
 """
 
@@ -72,7 +73,11 @@ def serve(
         log.setLevel(logging.INFO)
     audit_log = AuditLog(settings.webserver_audit_log or sys.stdout)
     verifier = (
-        AlbTokenVerifier(settings.webserver_sign_on_load_balancer_arn, settings.webserver_sign_on_key_endpoint or "")
+        AlbTokenVerifier(
+            settings.webserver_sign_on_load_balancer_arn,
+            settings.webserver_sign_on_key_endpoint or "",
+            client_id=settings.webserver_sign_on_client_id,
+        )
         if settings.webserver_sign_on_load_balancer_arn
         else None
     )

@@ -12,7 +12,9 @@ AWS's documentation notes the segments are base64url *with* padding, which gener
 module decodes both forms and verifies the signature over the two segments exactly as received.
 
 A token is accepted only when its algorithm is ES256, its ``signer`` is the configured load balancer (anyone can
-mint an ES256 token; only ours signs with a key served at the endpoint under its ARN), its signature verifies with
+mint an ES256 token; only ours signs with a key served at the endpoint under its ARN), its ``client`` is the
+configured sign-in client when one is (the operators' client: a sign-in on the viewers' host does not open the
+operators' UI, whatever the path), its signature verifies with
 the key fetched for its ``kid`` from the configured endpoint, and it has not expired (header and payload ``exp``,
 :data:`CLOCK_SKEW_SECONDS` allowed). Keys are cached per ``kid`` for the life of the process: the load balancer
 rotates by issuing a new ``kid``, never by changing a key.
@@ -69,9 +71,15 @@ class AlbTokenVerifier:
     """Verifies ``x-amzn-oidc-data`` tokens signed by one load balancer, with keys from one endpoint."""
 
     def __init__(
-        self, load_balancer_arn: str, key_endpoint: str, *, clock: Callable[[], float] = time.time
+        self,
+        load_balancer_arn: str,
+        key_endpoint: str,
+        *,
+        client_id: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._signer = load_balancer_arn
+        self._client_id = client_id
         self._key_endpoint = key_endpoint.rstrip("/")
         self._clock = clock
         self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
@@ -90,6 +98,8 @@ class AlbTokenVerifier:
             raise SignOnError(f"{TOKEN_HEADER} is signed with {header.get('alg')!r}, not ES256")
         if header.get("signer") != self._signer:
             raise SignOnError(f"{TOKEN_HEADER} was signed by {header.get('signer')!r}, not this load balancer")
+        if self._client_id is not None and header.get("client") != self._client_id:
+            raise SignOnError(f"{TOKEN_HEADER} is from sign-in client {header.get('client')!r}, not this UI's")
         kid = header.get("kid")
         if not isinstance(kid, str) or not _KID.fullmatch(kid):
             raise SignOnError(f"{TOKEN_HEADER} has no usable key id")

@@ -45,10 +45,11 @@ class StandInLoadBalancer:
         key: ec.EllipticCurvePrivateKey | None = None,
         alg: str = "ES256",
         padded: bool = True,
+        client: str = "operator-client",
     ) -> str:
         exp = int(time.time() + expires_in)
         header = {"alg": alg, "kid": self.kid, "signer": signer, "iss": "https://idp.example.com",
-                  "client": "operator-client", "exp": exp}
+                  "client": client, "exp": exp}
         payload: dict[str, Any] = {"sub": sub, "exp": exp, "iss": "https://idp.example.com"}
         if email:
             payload["email"] = email

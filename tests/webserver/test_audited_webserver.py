@@ -93,7 +93,8 @@ def operators(tmp_path_factory: pytest.TempPathFactory, mongo_uri: str) -> Itera
     audit_path = project / "production-audit.jsonl"
     with stand_in_load_balancer() as alb:
         signed_on = {**env, "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": ARN,
-                     "WEBSERVER_SIGN_ON_KEY_ENDPOINT": alb.key_endpoint, "WEBSERVER_AUDIT_LOG": str(audit_path)}
+                     "WEBSERVER_SIGN_ON_KEY_ENDPOINT": alb.key_endpoint, "WEBSERVER_SIGN_ON_CLIENT_ID": "operator-client",
+                     "WEBSERVER_AUDIT_LOG": str(audit_path)}
         with webserver(project, signed_on, module=WRAPPER) as url, webserver(project, env, module=WRAPPER) as local:
             yield Operators(url, local, alb, audit_path, project / ".intervalprocessing" / DEFAULT_AUDIT_LOG_NAME,
                             cli_run)
@@ -115,6 +116,7 @@ def test_requests_without_a_valid_token_are_refused_and_change_nothing(operators
         "expired": alb.token(expires_in=-600),
         "wrongly signed": alb.token(key=ec.generate_private_key(ec.SECP256R1())),
         "another load balancer": alb.token(signer=OTHER_ARN),
+        "the viewers' sign-in": alb.token(client="viewer-client"),
         "forged": _forged(alb.token()),
     }
     for case, token in untrusted.items():

@@ -77,6 +77,14 @@ def test_a_token_that_cannot_be_trusted_is_refused(
         verifier.verify(token)
 
 
+def test_only_the_configured_clients_tokens_are_accepted(alb: StandInLoadBalancer) -> None:
+    """A sign-in with the viewers' client does not open the operators' webserver."""
+    operators_only = AlbTokenVerifier(ARN, alb.key_endpoint, client_id="operator-client")
+    assert operators_only.verify(alb.token(client="operator-client")).who == "alice@example.com"
+    with pytest.raises(SignOnError, match="from sign-in client 'viewer-client'"):
+        operators_only.verify(alb.token(client="viewer-client"))
+
+
 def test_a_key_id_the_endpoint_does_not_know_is_refused(alb: StandInLoadBalancer) -> None:
     alb.kid = "not-a-published-key"
     with pytest.raises(SignOnError, match="could not be fetched"):
@@ -94,3 +102,7 @@ def test_sign_on_settings_default_the_key_endpoint_to_the_load_balancers_region(
                            "WEBSERVER_SIGN_ON_KEY_ENDPOINT": "http://keys.example.com"})
     with pytest.raises(SettingsError, match="WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN is not"):
         Settings.from_env({"WEBSERVER_SIGN_ON_KEY_ENDPOINT": "https://keys.example.com"})
+    with pytest.raises(SettingsError, match="WEBSERVER_SIGN_ON_CLIENT_ID is set but"):
+        Settings.from_env({"WEBSERVER_SIGN_ON_CLIENT_ID": "operator-client"})
+    assert Settings.from_env({"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": ARN, "WEBSERVER_SIGN_ON_CLIENT_ID": "op"}
+                             ).webserver_sign_on_client_id == "op"
