@@ -188,6 +188,13 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     operators.send("Terminate", {"runIds": [launched], "terminatePolicy": "SAFE_TERMINATE"})
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]) == ("terminateRuns", "success", {"runs": [launched]})
+    # one run terminated, one not found: the line says which part failed
+    missing = "00000000-0000-0000-0000-000000000000"
+    operators.send("Terminate", {"runIds": [created[0], missing], "terminatePolicy": "SAFE_TERMINATE"})
+    line = last_line()
+    assert (line["action"], line["outcome"], line["result"]) == ("terminateRuns", "partial", "TerminateRunsResult")
+    assert line["targets"] == {"runs": [created[0], missing]}
+    assert [error.split(":")[0] for error in line["errors"]] == ["RunNotFoundError"]
 
     schedule = {"scheduleSelector": {**REPOSITORY, "scheduleName": SCHEDULE}}
     schedule_id = operators.send("StartThisSchedule", schedule)["scheduleState"]["id"]
