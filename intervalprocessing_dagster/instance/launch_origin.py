@@ -2,9 +2,10 @@
 
 Set by whoever starts it: the ``processToRun`` entry point (``processToRun``), the operators' webserver (the signed-in
 person, ``webserver/audit.py``), and, for the runs no person starts, the instance's run storage when it stores the
-run (:func:`with_launch_origin`, applied by ``instance/run_origin.py``'s storages, the one place every run passes): a schedule's run says ``schedule:<name>``, a sensor's ``sensor:<name>``, a backfill's
-``backfill:<id>`` and a retry by the daemon ``retry <n> of <parent run>`` (a retry copies its parent's tags, which
-would otherwise name the person who launched the parent as launching the retry).
+run (:func:`with_launch_origin`, applied by ``instance/run_origin.py``'s storages, the one place every run passes):
+a schedule's run says ``schedule:<name>``, a sensor's ``sensor:<name>``, a backfill's ``backfill:<id>`` and a retry
+by the daemon ``retry <n> of <parent run>`` (a retry copies its parent's tags, which would otherwise name the person
+who launched the parent as launching the retry).
 """
 
 from __future__ import annotations

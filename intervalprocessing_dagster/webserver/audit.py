@@ -32,16 +32,16 @@ from typing import Any, TextIO
 
 from dagster_graphql.schema import create_schema
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
+    NameNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
-    DocumentNode,
-    NameNode,
     VariableNode,
     parse,
     print_ast,
@@ -109,7 +109,11 @@ def mutation_schema() -> MutationSchema:
     schema = create_schema().graphql_schema
     assert schema.mutation_type is not None
     error_interface = schema.get_type("Error")
-    errors = {t.name for t in schema.get_possible_types(error_interface)} if error_interface else set()  # type: ignore[arg-type]
+    errors = (
+        {t.name for t in schema.get_possible_types(error_interface)}  # type: ignore[arg-type]
+        if error_interface
+        else set()
+    )
     return MutationSchema(mutations=frozenset(schema.mutation_type.fields), error_types=frozenset(errors))
 
 

@@ -137,7 +137,8 @@ class AlbTokenVerifier:
             return cached
         url = f"{self._key_endpoint}/{kid}"
         try:
-            with urllib.request.urlopen(url, timeout=_KEY_FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 (https/config)
+            # The endpoint is configuration (HTTPS; settings.py allows plain HTTP only to this host).
+            with urllib.request.urlopen(url, timeout=_KEY_FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310
                 pem = response.read()
         except (urllib.error.URLError, OSError) as exc:
             raise SignOnError(f"the load balancer's key {kid} could not be fetched from {url}: {exc}") from None
