@@ -93,7 +93,8 @@ def operators(tmp_path_factory: pytest.TempPathFactory, mongo_uri: str) -> Itera
     audit_path = project / "production-audit.jsonl"
     with stand_in_load_balancer() as alb:
         signed_on = {**env, "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": ARN,
-                     "WEBSERVER_SIGN_ON_KEY_ENDPOINT": alb.key_endpoint, "WEBSERVER_SIGN_ON_CLIENT_ID": "operator-client",
+                     "WEBSERVER_SIGN_ON_KEY_ENDPOINT": alb.key_endpoint,
+                     "WEBSERVER_SIGN_ON_CLIENT_ID": "operator-client",
                      "WEBSERVER_AUDIT_LOG": str(audit_path)}
         with webserver(project, signed_on, module=WRAPPER) as url, webserver(project, env, module=WRAPPER) as local:
             yield Operators(url, local, alb, audit_path, project / ".intervalprocessing" / DEFAULT_AUDIT_LOG_NAME,
@@ -163,7 +164,8 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
                                   "executionMetadata": {"tags": [{"key": LAUNCHED_BY_TAG, "value": "someone else"}]}}}
     launched = operators.send("LaunchPipelineExecution", launch)["run"]["id"]
     line = last_line()
-    assert (line["action"], line["outcome"], line["result"]) == ("launchPipelineExecution", "success", "LaunchRunSuccess")
+    assert (line["action"], line["outcome"], line["result"]) == (
+        "launchPipelineExecution", "success", "LaunchRunSuccess")
     assert line["targets"] == {"jobs": [JOB], "code_locations": [REPOSITORY["repositoryLocationName"]]}
     assert line["created_runs"] == [launched]
     assert {t["key"]: t["value"] for t in operators.runs()[launched]["tags"]}[LAUNCHED_BY_TAG] == "alice@example.com"
@@ -214,7 +216,8 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
         {"s": {**REPOSITORY, "sensorName": SENSOR}})["sensorOrError"]["sensorState"]["id"]
     operators.send("StopRunningSensor", {"id": sensor})
     line = last_line()
-    assert (line["action"], line["outcome"], line["targets"]) == ("stopSensor", "success", {"instigator_states": [sensor]})
+    assert (line["action"], line["outcome"], line["targets"]) == (
+        "stopSensor", "success", {"instigator_states": [sensor]})
     operators.send("StartSensor", {"sensorSelector": {**REPOSITORY, "sensorName": SENSOR}})
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]["sensors"]) == ("startSensor", "success", [SENSOR])
@@ -242,7 +245,8 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
 
     operators.send("Delete", {"runId": reexecuted})
     line = last_line()
-    assert (line["action"], line["outcome"], line["targets"]) == ("deletePipelineRun", "success", {"runs": [reexecuted]})
+    assert (line["action"], line["outcome"], line["targets"]) == (
+        "deletePipelineRun", "success", {"runs": [reexecuted]})
     assert reexecuted not in operators.runs()
 
     # a change Dagster refuses is recorded with its error
