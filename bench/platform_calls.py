@@ -8,8 +8,12 @@ only in the processes of platform scenarios, so the baselines' processes never p
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 from datetime import UTC, datetime
+
+import pymongo
 
 from bench import dataset
 from bench.scenarios import Context, Work
@@ -41,6 +45,14 @@ def journal_platform(context: Context) -> Work:
     return _apply(context, "find", journaled=True)
 
 
+def journal_contended(context: Context) -> Work:
+    """``journal_platform`` while another client keeps changing the field it sets, on the matching documents it has
+    not written yet: what reading and writing again the documents changed between read and write costs."""
+    with _Writer(context) as writer:
+        work = journal_platform(context)
+    return Work(items=work.items, detail={**work.detail, "writer_updates": writer.updates})
+
+
 def report_local_platform(context: Context) -> Work:
     return _report(context, LocalReportStore(directory=str(context.out_dir)))
 
@@ -63,7 +75,40 @@ def _apply(context: Context, kind: str, *, journaled: bool = False) -> Work:
                                 config_id=automation.name, config_hash=config_hash(document), history_days=90)
     result = execute(context.db[automation.collection], automation.query, plan,
                      deadline=time.time() + DEADLINE_SECONDS, journal=journal)
-    return Work(items=result.modified, detail={"matched": result.matched, "batches": result.batches})
+    return Work(items=result.modified, detail={"matched": result.matched, "batches": result.batches,
+                                               "retried": result.retried, "contended": result.contended})
+
+
+class _Writer:
+    """A thread with its own client that sets ``MARK_FIELD`` to a value of its own on random matching documents
+    the automation has not marked yet (it never touches a marked one, so every document still ends up marked)."""
+
+    def __init__(self, context: Context) -> None:
+        automation = parse_automation(dataset.automation("find", context.mark))
+        self.collection = context.db[automation.collection]
+        self.ids = [doc["_id"] for doc in self.collection.find(automation.query.filter, {"_id": 1})]
+        self.client = pymongo.MongoClient(*context.db.client.address)
+        self.mine = self.client[context.db.name][automation.collection]
+        self.mark = context.mark
+        self.stop = threading.Event()
+        self.updates = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.client.close()
+
+    def _run(self) -> None:
+        rng = random.Random(0)
+        while not self.stop.is_set() and self.ids:
+            self.mine.update_one({"_id": rng.choice(self.ids), dataset.MARK_FIELD: {"$ne": self.mark}},
+                                 {"$set": {dataset.MARK_FIELD: f"app {self.updates}"}})
+            self.updates += 1
 
 
 def _report(context: Context, store: ReportStore) -> Work:

@@ -6,7 +6,8 @@ automations of 100 documents each, ``--automations``), and its platform side is 
 Dagster instance: SQLite (``platform``), Postgres (``platform-postgres``), or SQLite with the step outputs in S3 on
 moto (``platform-s3-outputs``, production's IO manager on a local stand-in for S3). The ``journal`` family is the
 find-based automation with the change journal on, against the bare ``update_many`` and the floor of ``update_many``
-plus a plain journal write of the same documents (``baselines.journal_floor``). A scenario is a function
+plus a plain journal write of the same documents (``baselines.journal_floor``), and with another client writing the
+same field meanwhile (``contended``). A scenario is a function
 ``(Context) -> Work``, named here as ``"module:function"`` so the measuring process imports only the side it runs
 (the platform side imports Dagster).
 """
@@ -89,4 +90,5 @@ SCENARIOS: dict[str, Scenario] = {
     "journal.update-many": Scenario("journal", "update-many", "bench.baselines:find_floor"),
     "journal.floor": Scenario("journal", "floor", "bench.baselines:journal_floor"),
     "journal.platform": Scenario("journal", "platform", "bench.platform_calls:journal_platform"),
+    "journal.contended": Scenario("journal", "contended", "bench.platform_calls:journal_contended"),
 }

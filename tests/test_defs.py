@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, Mon
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, S3ReportStore
 from intervalprocessing_dagster.settings import Settings, SettingsError
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 JOBS_AND_CRONS = {
     "nightly_data_change_job": "0 2 * * *",
     "hourly_data_change_job": "0 * * * *",
@@ -161,3 +165,15 @@ def test_lineage_runs_from_the_config_collections_through_the_data_to_the_report
     assert {AssetKey("audits"), AssetKey("fileprocessingconfigs"), AssetKey("storedqueries")} <= (
         graph.get(AssetKey("daily_audit_inventory")).parent_keys
     )
+
+
+def test_dg_checks_and_lists_the_code_location() -> None:
+    """``dg`` (dagster-dg-cli) reads the project from pyproject.toml's ``tool.dg`` and loads the same definitions."""
+    dg = str(Path(sys.executable).parent / "dg")
+    checked = subprocess.run([dg, "check", "defs"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = subprocess.run([dg, "list", "defs", "--json"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert set(JOBS_AND_CRONS) <= {job["name"] for job in json.loads(listed.stdout)["jobs"]}

@@ -4,13 +4,21 @@ The change journal (``journal.py``) records, for every document an automation mo
 This module computes them, without I/O. :class:`UpdateShape` reads an :class:`UpdatePlan`'s update in the form
 ``plan.py`` writes it (``$set`` / ``$unset`` of field paths, ``$set`` of ``<array>.$[].<property>`` or
 ``<array>.$[eN].<property>`` with its array filter, ``$push`` of one element, ``$pull`` of ``{<property>: value}``),
-applies it to a copy of the touched fields with MongoDB's rules, and answers, for one document:
+applies it to a copy of the touched fields with MongoDB's rules, in the order the server applies an update's paths
+(:class:`FieldOrder`: that order decides where new fields go, and whether ``a.1.b`` meets the padding of ``a.2``),
+and answers, for one document:
 
 * **the changes**, the smallest exact record of what the write changes:
 
   - :class:`SetChange`: a path's value before and after (absent = the field is missing). A path whose parent did not
     exist is recorded at the first missing level (``meta`` missing → ``meta: {by: x}``), so undoing it removes what
-    the write created; a path through an array is recorded as the whole array;
+    the write created; a path through an array is recorded as the whole array. An undo must put every field back
+    where it was, and setting a removed field again appends it to its parent: so a field removed from the middle
+    of a sub-document is recorded as that sub-document whole (``meta: {flag, by}`` → ``{by}``; the undo sets it
+    back whole, at its place), and one removed from the middle of the document with the names of the fields before
+    it (``preceding``; the undo rebuilds the document around it). Recording the parent costs a larger entry only
+    for those removals, and needs no other read: the simplest record whose undo is exact, whatever chain of
+    automations touched the sub-document, because each undo then restores exactly the state the next one expects;
   - element updates (``$[]``, ``$[eN]``) record each changed element whole, at its index (``notes.2``);
   - :class:`PushChange`: the element appended, and whether the write created the array;
   - :class:`PullChange`: each element removed with its index, and a fingerprint of the array that was left;
@@ -19,8 +27,9 @@ applies it to a copy of the touched fields with MongoDB's rules, and answers, fo
   changes were computed from (the whole array for element updates and pulls; "exists" for a push, whose journal
   entry is the element alone). A write filtered by its pins can only apply to the state that was journaled;
 * or a :class:`Refusal` where MongoDB refuses the update for this document (a path through a value that is not a
-  document, a push or pull on a value that is not an array, ``$[]`` over an element that is not a document): the
-  document is not written and is reported as the server's refusals are;
+  document, a pull through one, a push or pull on a value that is not an array, ``$[]`` or a matching array filter
+  over an element that is not a document, paths that conflict): the document is not written and is reported as
+  the server's refusals are;
 * or ``None``: the update would not change the document (MongoDB's own no-op), so nothing is written or journaled.
 
 Values compare as MongoDB decides a no-op (:func:`same_value`: type and bytes, so 1 and 1.0 differ); array filters and
@@ -33,17 +42,23 @@ The other direction: :func:`restore_document` gives, for a document's recorded c
 now, the write that puts the values back, but only while the document still holds exactly what the automation wrote
 (a push: while the pushed element is still there; a pull: while the array still starts with what the pull left);
 otherwise the document is a conflict (someone changed it since) or already as before.
+
+``tests/data_change/test_data_change_mongodb_cases.py`` checks the model against 80 cases of MongoDB's own update
+tests and documentation, and against the embedded server; docs/decisions/update-model-and-field-order.md says why
+it is built this way and where SecantusDB departs from MongoDB.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 import bson
@@ -51,6 +66,7 @@ from bson.decimal128 import Decimal128
 from bson.regex import Regex
 
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
+from intervalprocessing_dagster.data_change.rules import paths_conflict
 
 
 class _Missing:
@@ -130,7 +146,7 @@ class Restoration:
 
     state: str
     changes: tuple[Change, ...] = ()
-    update: dict[str, dict[str, Any]] = field(default_factory=dict)
+    update: dict[str, dict[str, Any]] | list[dict[str, Any]] = field(default_factory=dict)
     pins: dict[str, dict[str, Any]] = field(default_factory=dict)
     reason: str = ""
 
@@ -147,15 +163,19 @@ class _Undo:
     update: tuple[str, str, Any] | None = None  # (operator, path, value)
     pin_value: Any = MISSING
     reason: str = ""
+    preceding: tuple[str, ...] | None = None  # a top-level field set again: the fields it goes after
 
 
 @dataclass(frozen=True)
 class SetChange:
-    """``path`` held ``before`` and now holds ``after`` (either may be ``MISSING``)."""
+    """``path`` held ``before`` and now holds ``after`` (either may be ``MISSING``). ``preceding``: for a top-level
+    field the write removed from the middle of the document, the names of the fields before it, so that the undo
+    puts it back there (setting it again would append it)."""
 
     path: str
     before: Any
     after: Any
+    preceding: tuple[str, ...] | None = None
 
     def to_document(self) -> dict[str, Any]:
         document: dict[str, Any] = {"kind": "set", "path": self.path}
@@ -163,6 +183,8 @@ class SetChange:
             document["before"] = self.before
         if self.after is not MISSING:
             document["after"] = self.after
+        if self.preceding is not None:
+            document["preceding"] = list(self.preceding)
         return document
 
     def holds_after(self, document: Mapping[str, Any]) -> bool:
@@ -171,11 +193,20 @@ class SetChange:
     def holds_before(self, document: Mapping[str, Any]) -> bool:
         return same_value(value_at(document, self.path), self.before)
 
+    def make(self, document: dict[str, Any]) -> None:
+        container, name = _container(document, self.path)
+        if self.after is MISSING:
+            del container[name]
+        elif isinstance(container, list):
+            container[int(name)] = copy.deepcopy(self.after)
+        else:
+            container[name] = copy.deepcopy(self.after)
+
     def undo(self, document: Mapping[str, Any]) -> _Undo:
         now = value_at(document, self.path)
         if same_value(now, self.after):
             update = ("$unset", self.path, "") if self.before is MISSING else ("$set", self.path, self.before)
-            return _Undo(RESTORE, SetChange(self.path, now, self.before), update, now)
+            return _Undo(RESTORE, SetChange(self.path, now, self.before), update, now, preceding=self.preceding)
         if same_value(now, self.before):
             return _Undo(ALREADY)
         return _Undo(CONFLICT, reason=f"{self.path} is now {_show(now)}, the automation wrote {_show(self.after)}")
@@ -201,6 +232,13 @@ class PushChange:
         if self.created:
             return now is MISSING
         return isinstance(now, list) and not any(same_value(item, self.element) for item in now)
+
+    def make(self, document: dict[str, Any]) -> None:
+        if self.created:
+            container, name = _container(document, self.path)
+            container[name] = [copy.deepcopy(self.element)]
+        else:
+            value_at(document, self.path).append(copy.deepcopy(self.element))
 
     def undo(self, document: Mapping[str, Any]) -> _Undo:
         now = value_at(document, self.path)
@@ -240,25 +278,37 @@ class PullChange:
             "keptLength": self.kept_length, "keptFingerprint": self.kept_fingerprint,
         }
 
+    # Both tests allow elements appended since (the application pushing notes as the pull is written): what decides
+    # is whether the array still starts with the removed elements at their indexes, or with what the pull left.
     def holds_after(self, document: Mapping[str, Any]) -> bool:
         now = value_at(document, self.path)
-        return isinstance(now, list) and len(now) == self.kept_length and fingerprint(now) == self.kept_fingerprint
+        return (
+            isinstance(now, list) and len(now) >= self.kept_length
+            and fingerprint(now[: self.kept_length]) == self.kept_fingerprint
+        )
 
     def holds_before(self, document: Mapping[str, Any]) -> bool:
         now = value_at(document, self.path)
+        length = self.kept_length + len(self.removed)
+        if not isinstance(now, list) or len(now) < length:
+            return False
+        indexes = {index for index, _ in self.removed}
+        kept = [item for i, item in enumerate(now[:length]) if i not in indexes]
         return (
-            isinstance(now, list) and len(now) == self.kept_length + len(self.removed)
-            and all(same_value(now[index], element) for index, element in self.removed)
+            all(same_value(now[index], element) for index, element in self.removed)
+            and fingerprint(kept) == self.kept_fingerprint
         )
+
+    def make(self, document: dict[str, Any]) -> None:
+        array = value_at(document, self.path)
+        for index, _ in reversed(self.removed):
+            del array[index]
 
     def undo(self, document: Mapping[str, Any]) -> _Undo:
         """Put the removed elements back at their indexes while the array still starts with what the pull left
         (elements appended since, such as notes pushed by later runs, stay after them)."""
         now = value_at(document, self.path)
-        if (
-            isinstance(now, list) and len(now) >= self.kept_length
-            and fingerprint(now[: self.kept_length]) == self.kept_fingerprint
-        ):
+        if self.holds_after(document):
             restored = list(now)
             for index, element in self.removed:  # ascending: each goes back where it was
                 restored.insert(index, element)
@@ -276,13 +326,30 @@ def change_from_document(document: Mapping[str, Any]) -> Change:
     """A change as ``to_document`` stored it in the journal."""
     kind = document["kind"]
     if kind == "set":
-        return SetChange(document["path"], document.get("before", MISSING), document.get("after", MISSING))
+        preceding = tuple(document["preceding"]) if "preceding" in document else None
+        return SetChange(document["path"], document.get("before", MISSING), document.get("after", MISSING), preceding)
     if kind == "push":
         return PushChange(document["path"], document["element"], document["created"])
     if kind == "pull":
         removed = tuple((item["index"], item["element"]) for item in document["removed"])
         return PullChange(document["path"], removed, document["keptLength"], document["keptFingerprint"])
     raise ValueError(f"unknown change kind {kind!r} in the change journal")
+
+
+def document_after(document: Mapping[str, Any], changes: Iterable[Change], order: FieldOrder) -> dict[str, Any]:
+    """``document`` once ``changes`` are made, as a server applying paths in ``order`` stores it (a field a change
+    creates goes at the end of its parent): what a journal entry claims the write left, field order included."""
+    result = copy.deepcopy(dict(document))
+    listed = sorted(changes, key=lambda change: path_key(change.path)) if order is FieldOrder.SORTED else changes
+    for change in listed:
+        change.make(result)
+    return result
+
+
+def _container(document: dict[str, Any], path: str) -> tuple[Any, str]:
+    """The document or array holding ``path``, and the name of ``path`` in it."""
+    parent, _, name = path.rpartition(".")
+    return (value_at(document, parent) if parent else document), name
 
 
 def projection_of(paths: list[str]) -> dict[str, int]:
@@ -300,14 +367,43 @@ def restore_document(changes: list[Change], document: Mapping[str, Any]) -> Rest
     restoring = [undo for undo in undos if undo.state == RESTORE]
     if not restoring:
         return Restoration(ALREADY)
+    changes = tuple(undo.change for undo in restoring if undo.change)
+    if any(undo.preceding is not None for undo in restoring):
+        return Restoration(RESTORE, changes, *_restore_in_place(restoring, document))
     update: dict[str, dict[str, Any]] = {}
     pins: dict[str, dict[str, Any]] = {}
     for undo in restoring:
-        assert undo.update is not None and undo.change is not None
+        assert undo.update is not None
         operator, path, value = undo.update
         update.setdefault(operator, {})[path] = value
         pins[path] = pin(undo.pin_value)
-    return Restoration(RESTORE, tuple(undo.change for undo in restoring if undo.change), update, pins)
+    return Restoration(RESTORE, changes, update, pins)
+
+
+def _restore_in_place(
+    restoring: list[_Undo], document: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The restoring write as an update pipeline, and its pins, for a restoration that puts a top-level field back in
+    the middle of the document: update operators can only append it. The pipeline rebuilds the document: the fields
+    that preceded it (as they are at the write), it, then the others as they are, every top-level field the
+    restoration touches written whole, worked out from ``document`` and pinned whole."""
+    updates = [undo.update for undo in restoring if undo.update is not None]
+    tops = {path.split(".")[0] for _, path, _ in updates}
+    scratch = {top: copy.deepcopy(document[top]) for top in tops if top in document}
+    for operator, path, value in updates:
+        if operator == "$set":
+            _set(scratch, path, value)
+        else:
+            _unset(scratch, path.split("."))
+    # The fields of one journal entry were removed from one document: each one's preceding fields start the longest.
+    last = max((undo for undo in restoring if undo.preceding is not None), key=lambda undo: len(undo.preceding or ()))
+    assert last.update is not None and last.preceding is not None
+    restored = {top: {"$literal": value} for top, value in scratch.items()}
+    prefix = {name: restored.get(name, f"${name}") for name in [*last.preceding, last.update[1]]}
+    pipeline: list[dict[str, Any]] = [{"$replaceWith": {"$mergeObjects": [prefix, "$$ROOT", restored]}}]
+    if tops - set(scratch):
+        pipeline.append({"$unset": sorted(tops - set(scratch))})
+    return pipeline, {top: pin(document.get(top, MISSING)) for top in tops}
 
 
 @dataclass(frozen=True)
@@ -326,133 +422,277 @@ class _ElementSet:
     matching: tuple[Any] | None  # (value,) when an array filter selects the elements; None: every element
 
 
-class UpdateShape:
-    """An update plan read once per automation, to predict its :class:`Effect` on each document it selects."""
+class FieldOrder(Enum):
+    """Where a server puts the fields one update creates in one document: each at the end of its parent, in the
+    order the server applies the update's paths.
 
-    def __init__(self, plan: UpdatePlan) -> None:
+    MongoDB (5.0 and later) applies them in lexicographic order of their names, whole-number names in numeric order,
+    whatever their order in the update: ``$set {m.z, m.a}`` stores ``m: {a, z}``, and ``a.1.b`` is applied before
+    ``a.2``. SecantusDB, the embedded server, applies them in the update's order. The journal records what its
+    server stores, so it predicts with that server's order (``journal.field_order``).
+    """
+
+    SORTED = "sorted"
+    UPDATE = "update"
+
+
+class UpdateShape:
+    """An update plan read once per automation, to predict its :class:`Effect` on each document it selects, as a
+    server applying paths in ``order`` stores it."""
+
+    def __init__(self, plan: UpdatePlan, order: FieldOrder = FieldOrder.SORTED) -> None:
         filters = {key: value for entry in plan.array_filters for key, value in entry.items()}
-        self.field_sets: list[tuple[str, Any]] = []
-        self.field_unsets: list[str] = []
+        # (position in the update, operator, path, value) in the order the server applies them; the element sets of
+        # one array are one operation, "$[]", on the array.
+        self.operations: list[tuple[int, str, str, Any]] = []
         self.element_sets: dict[str, list[_ElementSet]] = {}
-        self.pushes: dict[str, Any] = {}
-        self.pulls: dict[str, tuple[str, Any]] = {}
+        paths: list[str] = []
         for operator, fields in plan.update.items():
+            if operator not in ("$set", "$unset", "$push", "$pull"):
+                raise ValueError(f"the change journal cannot predict {operator} (update {plan.update})")
             for path, value in fields.items():
+                paths.append(path)
                 if operator == "$set" and ".$[" in path:
                     array, rest = path.split(".$[", 1)
                     identifier, prop = rest.split("].", 1)
                     matching = (filters[f"{identifier}.{prop}"],) if identifier else None
+                    if array not in self.element_sets:
+                        self.operations.append((len(self.operations), "$[]", array, None))
                     self.element_sets.setdefault(array, []).append(_ElementSet(array, prop, value, matching))
-                elif operator == "$set":
-                    self.field_sets.append((path, value))
-                elif operator == "$unset":
-                    self.field_unsets.append(path)
-                elif operator == "$push":
-                    self.pushes[path] = value
-                elif operator == "$pull":
-                    ((prop, pulled),) = value.items()
-                    self.pulls[path] = (prop, pulled)
                 else:
-                    raise ValueError(f"the change journal cannot predict {operator} (update {plan.update})")
-        # The top-level fields whose new value is worked out on a copy (field sets and unsets; a push that creates
-        # a missing parent).
-        self._copied = {path.split(".")[0] for path in [*(p for p, _ in self.field_sets), *self.field_unsets,
-                                                         *self.pushes]}
+                    self.operations.append((len(self.operations), operator, path, value))
+        if order is FieldOrder.SORTED:
+            self.operations.sort(key=lambda operation: path_key(operation[2]))
+            for element_sets in self.element_sets.values():
+                element_sets.sort(key=lambda element_set: path_key(element_set.property))
+        conflicts = [(left, right) for index, left in enumerate(paths) for right in paths[:index]
+                     if paths_conflict(left, right)]
+        self._conflict = Refusal(
+            f"{conflicts[0][1]} and {conflicts[0][0]} conflict: MongoDB refuses an update touching both (error 40, "
+            "ConflictingUpdateOperators)"
+        ) if conflicts else None
+        # The top-level fields copied to work the update out on: those a field set, a removal or a push into a
+        # sub-document writes (whose result is recorded as it is then). A pull, an element update or a top-level push
+        # is recorded by itself, and reads the document unless another operation writes the same top-level field.
+        self._tops = {path.split(".")[0] for _, operator, path, _ in self.operations
+                      if operator in ("$set", "$unset") or (operator == "$push" and "." in path)}
+        self._unsets = [path for _, operator, path, _ in self.operations if operator == "$unset" and "." in path]
+        # A top-level field removed from the middle of a document is recorded with the fields before it.
+        self._names = any(operator == "$unset" and "." not in path for _, operator, path, _ in self.operations)
 
     @property
     def projection(self) -> dict[str, Any]:
         """The fields to read: every touched top-level field whole, except a top-level array that is only pushed
         onto, of which the last element tells its type (one element, whatever the array's length)."""
-        whole = [path for path, _ in self.field_sets] + self.field_unsets + [*self.element_sets, *self.pulls]
-        whole += [array for array in self.pushes if "." in array]
-        projection: dict[str, Any] = projection_of(whole)
-        for array in self.pushes:
-            if array not in projection and "." not in array:
-                projection[array] = {"$slice": -1}
+        projection: dict[str, Any] = projection_of(
+            [path for _, operator, path, _ in self.operations if operator != "$push" or "." in path]
+        )
+        for _, operator, path, _ in self.operations:
+            if operator == "$push" and "." not in path and path not in projection:
+                projection[path] = {"$slice": -1}
+        if self._names:
+            projection[FIELD_NAMES] = {"$map": {"input": {"$objectToArray": "$$ROOT"}, "in": "$$this.k"}}
         return projection
 
     def predict(self, document: Mapping[str, Any]) -> Effect | Refusal | None:
-        """The update's effect on ``document`` (read with :attr:`projection`); None when it changes nothing."""
-        after = {top: copy.deepcopy(document[top]) for top in self._copied if top in document}
-        changes: list[Change] = []
-        pins: dict[str, dict[str, Any]] = {}
-        roots: list[str] = []
-        for path, value in self.field_sets:
-            refusal = _set(after, path, value)
-            if refusal:
-                return refusal
-            roots.append(_root(document, path))
-        for path in self.field_unsets:
-            if value_at(document, path) is not MISSING:  # MongoDB's $unset of an absent path is a no-op
-                _unset(after, path.split("."))
-                roots.append(_root(document, path))
-        for array, element in self.pushes.items():
-            before = value_at(document, array)
-            root = _root(document, array)
-            if root == array and isinstance(before, list):
-                changes.append(PushChange(array, element, created=False))
-                pins[array] = {"$type": "array"}
-            elif root == array and before is MISSING and _parent_is_document(document, array):
-                changes.append(PushChange(array, element, created=True))
-                pins[array] = {"$exists": False}
-            elif before is not MISSING:
-                return Refusal(f"{array} is {_show(before)}, not an array: MongoDB refuses to push onto it")
-            else:  # a missing parent is created with the array (recorded as a field change), or refused
-                refusal = _set(after, array, [element])
+        """The update's effect on ``document`` (read with :attr:`projection`); None when it changes nothing.
+
+        The operations are made, in the server's order, on a copy of the touched fields (``after``), each on the
+        state the ones before it left (``a.2`` pads ``a.1`` with null before a pull from ``a.1`` sees it); what each
+        records is collected with its position in the update, and the changes are listed in the update's order. Where
+        an operation's path was changed by an earlier one, both lie inside one recorded root. A document read whole
+        (not with the projection) is fine too.
+        """
+        if self._conflict is not None:
+            return self._conflict
+        after = {top: copy.deepcopy(value) for top, value in document.items() if top in self._tops}
+        whole = _parents_recorded_whole(document, self._unsets) if self._unsets else set()
+        roots: list[tuple[int, str]] = []  # (position, path): recorded as the value there before and after
+        places: dict[str, tuple[str, ...]] = {}  # top-level fields removed from the middle: the fields before them
+        made: list[tuple[int, str, list[Change], dict[str, Any]]] = []  # (position, path, changes, pin)
+        for position, operator, path, value in self.operations:
+            if operator == "$set":
+                refusal = _set(after, path, value)
                 if refusal:
                     return refusal
-                roots.append(root)
-        for array, element_sets in self.element_sets.items():
-            effect = _element_changes(document, array, element_sets)
-            if isinstance(effect, Refusal):
-                return effect
-            changes.extend(effect)
-            pins[array] = pin(value_at(document, array))
-        for array, (prop, pulled) in self.pulls.items():
-            before = value_at(document, array)
-            if isinstance(before, list):
-                removed = [i for i, item in enumerate(before) if _selects(item, prop, (pulled,))]
-                if removed:
-                    changes.append(PullChange.of(array, before, removed))
-            elif before is not MISSING:
-                return Refusal(f"{array} is {_show(before)}, not an array: MongoDB refuses to pull from it")
-            pins[array] = pin(before)
-        for root in _outermost(roots):
-            before = value_at(document, root)
-            pins[root] = pin(before)
-            if not same_value(before, value_at(after, root)):
-                changes.append(SetChange(root, before, value_at(after, root)))
-        return Effect(tuple(changes), pins) if changes else None
+                roots.append((position, _root(document, path)))
+            elif operator == "$unset":
+                if value_at(after, path) is not MISSING:  # MongoDB's $unset of an absent path is a no-op
+                    _unset(after, path.split("."))
+                    parent = path.rpartition(".")[0]
+                    roots.append((position, parent if parent in whole else _root(document, path)))
+                    if not parent:
+                        names = list(document.get(FIELD_NAMES, document))
+                        if names[-1] != path:
+                            places[path] = tuple(names[: names.index(path)])
+            elif operator == "$push":
+                outcome = _push(document, after, path, value)
+                if isinstance(outcome, Refusal):
+                    return outcome
+                if isinstance(outcome, str):
+                    roots.append((position, outcome))
+                else:
+                    made.append((position, path, [outcome[0]], outcome[1]))
+            elif operator == "$pull":
+                copied = path.split(".")[0] in self._tops
+                outcome = _pull(after if copied else document, path, value)
+                if isinstance(outcome, Refusal):
+                    return outcome
+                for change in outcome[0] if copied else ():
+                    change.make(after)
+                made.append((position, path, *outcome))
+            else:
+                copied = path.split(".")[0] in self._tops
+                elements = _element_changes(after if copied else document, path, self.element_sets[path])
+                if isinstance(elements, Refusal):
+                    return elements
+                for change in elements if copied else ():
+                    change.make(after)
+                made.append((position, path, list(elements), pin(value_at(document, path))))
+        return _effect(document, after, roots, made, places)
+
+
+# The name under which a document read with an :attr:`UpdateShape.projection` lists its top-level fields, in order.
+FIELD_NAMES = "_journalFieldNames"
+
+
+def path_key(path: str) -> Any:
+    """Sorts paths as MongoDB applies them: part by part, names lexicographically (by UTF-8 bytes, which is code point
+    order), whole numbers numerically."""
+    return [functools.cmp_to_key(_compare_parts)(part) for part in path.split(".")]
+
+
+def _compare_parts(left: str, right: str) -> int:
+    if _is_index(left) and _is_index(right) and int(left) != int(right):
+        return -1 if int(left) < int(right) else 1
+    return (left > right) - (left < right)
+
+
+def _effect(
+    document: Mapping[str, Any], after: Mapping[str, Any], roots: list[tuple[int, str]],
+    made: list[tuple[int, str, list[Change], dict[str, Any]]], places: dict[str, tuple[str, ...]],
+) -> Effect | None:
+    """The changes, in the update's order, and their pins: a root is listed where its first write is (which a
+    server applying the update's order creates it at), and absorbs whatever was made inside it."""
+    outer = _outermost([root for _, root in sorted(roots)])
+    changes: list[Change] = []
+    pins: dict[str, dict[str, Any]] = {}
+    items = sorted([(position, path, None, None) for position, path in roots] + made, key=lambda item: item[0])
+    for _, path, recorded, condition in items:
+        enclosing = next((root for root in outer if path == root or path.startswith(root + ".")), None)
+        if enclosing is None:
+            changes.extend(recorded or ())
+            pins[path] = condition
+        elif recorded is None and enclosing not in pins:
+            before = value_at(document, enclosing)
+            pins[enclosing] = pin(before)
+            if not same_value(before, value_at(after, enclosing)):
+                changes.append(SetChange(enclosing, before, value_at(after, enclosing), places.get(enclosing)))
+    return Effect(tuple(changes), pins) if changes else None
+
+
+def _push(
+    document: Mapping[str, Any], after: dict[str, Any], path: str, element: Any
+) -> tuple[PushChange, dict[str, Any]] | str | Refusal:
+    """A ``$push``: the element recorded alone with its pin (the array, or its parent document, was there), or the
+    path at which the write is recorded whole (a missing parent created, an array reached through another array)."""
+    before = value_at(after if "." in path else document, path)  # a top-level array pushed onto is not copied
+    root = _root(document, path)
+    if isinstance(before, list):
+        if root == path:
+            if "." in path:  # a top-level array is not copied: nothing can record it whole
+                value_at(after, path).append(copy.deepcopy(element))
+            return PushChange(path, element, created=False), {"$type": "array"}
+        value_at(after, path).append(copy.deepcopy(element))
+        return root
+    if before is not MISSING:
+        return Refusal(f"{path} is {_show(before)}, not an array: MongoDB refuses to push onto it")
+    refusal = _set(after, path, [element])
+    if refusal:
+        return refusal
+    if root == path and _parent_is_document(document, path):
+        return PushChange(path, element, created=True), {"$exists": False}
+    return root
+
+
+def _pull(
+    document: Mapping[str, Any], path: str, condition: Mapping[str, Any]
+) -> tuple[list[Change], dict[str, Any]] | Refusal:
+    """A ``$pull`` of ``{<property>: value}``: the elements it removes, and the pin on the array (a missing array is
+    a no-op; a path through a value that is not a document, or to one that is not an array, MongoDB refuses)."""
+    ((prop, pulled),) = condition.items()
+    node: Any = document
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
+        if isinstance(node, Mapping):
+            node = node.get(part, MISSING)
+        elif isinstance(node, list) and _is_index(part):
+            node = node[int(part)] if int(part) < len(node) else MISSING
+        else:
+            blocked = ".".join(parts[:depth])
+            return Refusal(f"{path} cannot be pulled from: {blocked} is {_show(node)}, not a document (MongoDB "
+                           "refuses it: PathNotViable)")
+        if node is MISSING:
+            return [], pin(MISSING)
+    if not isinstance(node, list):
+        return Refusal(f"{path} is {_show(node)}, not an array: MongoDB refuses to pull from it")
+    # An object condition never matches an element that is not a document.
+    removed = [i for i, item in enumerate(node)
+               if isinstance(item, Mapping) and query_matches(item.get(prop, MISSING), pulled)]
+    return ([PullChange.of(path, node, removed)] if removed else []), pin(node)
 
 
 def _element_changes(
     document: Mapping[str, Any], array: str, element_sets: list[_ElementSet]
-) -> list[Change] | Refusal:
+) -> list[SetChange] | Refusal:
     """Each element the ``$[]`` / ``$[eN]`` sets change, whole, at its index (array filters see the element before
-    any of them is applied, as MongoDB evaluates them)."""
+    any of them is applied, as MongoDB evaluates them; the properties are set in the server's order)."""
     before = value_at(document, array)
     if not isinstance(before, list):
         return Refusal(f"{array} is {_show(before)}: MongoDB applies array updates only to an existing array")
-    changes: list[Change] = []
+    changes: list[SetChange] = []
     for index, element in enumerate(before):
-        new = element
-        for element_set in element_sets:
-            if not isinstance(element, Mapping):
-                if element_set.matching is None:
-                    return Refusal(f"{array}.{index} is {_show(element)}, not a document, so MongoDB refuses to set "
-                                   f"{array}.$[].{element_set.property}")
-                continue
-            if element_set.matching is None or _selects(element, element_set.property, element_set.matching):
-                new = dict(new)
-                new[element_set.property] = copy.deepcopy(element_set.value)
+        selected = [s for s in element_sets if s.matching is None or _filter_selects(element, s.property, s.matching)]
+        if not selected:
+            continue
+        if not isinstance(element, Mapping):
+            return Refusal(f"{array}.{index} is {_show(element)}, not a document, so MongoDB refuses to set "
+                           f"{array}.$[].{selected[0].property}")
+        properties = [s.property for s in selected]
+        if len(set(properties)) < len(properties):
+            return Refusal(f"two array updates set {array}.{index}.{properties[0]}: MongoDB refuses the update as a "
+                           "conflict (error 40, ConflictingUpdateOperators)")
+        new = dict(element)
+        for element_set in selected:
+            new[element_set.property] = copy.deepcopy(element_set.value)
         if not same_value(element, new):
             changes.append(SetChange(f"{array}.{index}", element, new))
     return changes
 
 
-def _selects(element: Any, prop: str, matching: tuple[Any]) -> bool:
-    """Whether an array filter ``{"e.<prop>": value}`` (or a pull's ``{<prop>: value}``) selects ``element``."""
-    return isinstance(element, Mapping) and query_matches(element.get(prop, MISSING), matching[0])
+def _filter_selects(element: Any, prop: str, matching: tuple[Any]) -> bool:
+    """Whether an array filter ``{"e.<prop>": value}`` selects ``element``: MongoDB evaluates it on ``{e: element}``,
+    so a property of an element that is not a document is missing (null matches it), and an element that is an
+    array is looked into one level, as a query looks into an array."""
+    if isinstance(element, Mapping):
+        return query_matches(element.get(prop, MISSING), matching[0])
+    if isinstance(element, list):
+        return any(query_matches(item.get(prop, MISSING) if isinstance(item, Mapping) else MISSING, matching[0])
+                   for item in element)
+    return query_matches(MISSING, matching[0])
+
+
+def _parents_recorded_whole(document: Mapping[str, Any], unset_paths: list[str]) -> set[str]:
+    """The sub-documents an update's ``$unset`` s must be recorded in whole, so that undoing them puts every field
+    back where it was: setting a removed field again appends it to its parent, which is its place only when it was
+    the parent's last field and the only one removed. (A top-level field is recorded alone, with the names of the
+    fields before it: the document cannot be set whole.)"""
+    removed: dict[str, list[str]] = {}
+    for path in unset_paths:
+        parent, _, name = path.rpartition(".")
+        if parent and value_at(document, path) is not MISSING and _root(document, path) == path:
+            removed.setdefault(parent, []).append(name)
+    return {parent for parent, names in removed.items() if names != [list(value_at(document, parent))[-1]]}
 
 
 def _root(document: Mapping[str, Any], path: str) -> str:

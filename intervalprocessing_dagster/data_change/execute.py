@@ -27,7 +27,7 @@ document that stopped matching between read and write was changed anyway. Here:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,10 @@ class ExecutionResult:
     duration_seconds: float
     dry_run: bool
     sample_ids: list[Any] = field(default_factory=list)
+    # Journaled writes: documents another writer changed between the read and the write, so read and written again;
+    # and those still changing after the last try, so not written (they fail the automation).
+    retried: int = 0
+    contended: int = 0
 
 
 class DeadlineExceeded(RuntimeError):
@@ -68,14 +72,26 @@ class DeadlineExceeded(RuntimeError):
 
 
 class DocumentWriteErrors(RuntimeError):
-    """The server refused some documents of an aggregate automation; the others were written (see ``result``)."""
+    """Some documents were not written: ``failed`` the server (or MongoDB's rules) refused, ``contended`` (the first
+    few ``_id`` s; ``result.contended`` counts them) another writer kept changing; the others were written (see
+    ``result``)."""
 
-    def __init__(self, result: ExecutionResult, failed: int, quoted: list[str]) -> None:
+    def __init__(self, result: ExecutionResult, failed: int, quoted: list[str], contended: Sequence[Any] = ()) -> None:
         self.result = result
         self.failed = failed
-        super().__init__(
-            f"the server refused {failed} document(s) ({result.modified} modified); first errors: " + "; ".join(quoted)
-        )
+        parts = []
+        if failed:
+            parts.append(f"the server refused {failed} document(s) ({result.modified} modified); first errors: "
+                         + "; ".join(quoted))
+        if result.contended:
+            parts.append(
+                f"{result.contended} document(s) that still match were not written because another writer changed "
+                f"them each time they were read and written ({result.modified} modified): "
+                + ", ".join(f"_id {_id}" for _id in contended)
+                + (" and more" if result.contended > len(contended) else "")
+                + "; re-execute the run from failure to apply the automation to them"
+            )
+        super().__init__("; ".join(parts))
 
 
 def execute(

@@ -11,12 +11,14 @@ batch costs one insert whatever its size)::
      state: "writing" | "written", revertOf?,
      documents: [{_id: <the document's _id>, changes: [<change>, ...], unconfirmed?: true}, ...]}
 
-A change (``changes.py``) is the previous and new value of exactly one touched path (``set``; an array element
-update records the element, at its index), or the element a push appended (``push``), or the elements a pull removed
-with their indexes (``pull``). ``configHash`` is ``rules.config_hash`` of the automation's document, so the version of
-the rule that made a change stays known after the document is edited. ``rootRunId`` is the Dagster run the run and its
-retries and re-executions descend from: one cadence tick, one stamp. A page expires ``AUTOMATION_HISTORY_DAYS``
-after ``createdAt`` (a TTL index); ``(rootRunId, automation)`` is indexed for the undo.
+A change (``changes.py``) is the previous and new value of exactly one touched path as the server stores it
+(``set``; an array element update records the element, at its index; a field removed from the middle of a
+sub-document records the sub-document, so that the undo puts it back in place), or the element a push appended
+(``push``), or the elements a pull removed with their indexes (``pull``). ``configHash`` is ``rules.config_hash`` of
+the automation's document, so the version of the rule that made a change stays known after the document is edited.
+``rootRunId`` is the Dagster run the run and its retries and re-executions descend from: one cadence tick, one stamp.
+A page expires ``AUTOMATION_HISTORY_DAYS`` after ``createdAt`` (a TTL index); ``(rootRunId, automation)`` is indexed
+for the undo.
 
 How a batch is written, so that the journal and the data agree:
 
@@ -35,7 +37,10 @@ How a batch is written, so that the journal and the data agree:
    was not (its entry is dropped). One holding neither was changed by another writer: before the write (so not
    written) when the documents holding their *after* values account for every modification the server counted;
    otherwise it may have been written and changed again at once, so its entry is kept, flagged ``unconfirmed``, and
-   the undo never touches it.
+   the undo never touches it;
+6. the documents not written because another writer changed them (and the ``unconfirmed`` ones) are read again with
+   the query and written again, on a new page, while they still match, as ``update_many`` would have changed them:
+   up to ``WRITE_TRIES`` tries, after which the ones still changing are *contended*, named, and fail the automation.
 
 Guarantees. A document is never modified without its entry: the page is stored before the write, and the write
 cannot touch a document whose ``_id`` is not on it. An entry never claims a change that did not happen once its page
@@ -48,42 +53,30 @@ What the journal does not see: a concurrent writer that, in the instant between 
 an equal number of another type or to an array holding its value (``changes.py``: a pin is a query condition), and
 a document another writer puts back exactly to its journaled state between the two sends of step 5.
 
-Alternatives measured (SecantusDB on this machine, 5,000 documents, process CPU seconds; bench/README.md):
-
-* the floor, plain ``update_many`` plus a plain journal write (read the fields, ``insert_many``): 0.8-1.0 s; bare
-  ``update_many``: 0.5-0.55 s;
-* the design above: 1.1-1.3 s. SecantusDB evaluates ``$in`` linearly per document and a point lookup costs it more
-  than its scan: statements of 10-20 ids are its best (1,000 ids cost 1.9 ms a document);
-* the same, pinned by the query and the before-values but not the ``_id`` s (one ``update_many`` per distinct
-  before-state): the floor's cost, but a document that starts to match between read and write is written without an
-  entry, and one that stops matching at the same moment hides it from the modified count. Rejected: an automation
-  could modify a document with no record of what it held;
-* ``find_one_and_update`` per document (exact, the server returns the before-image): one round trip per document,
-  and on SecantusDB each one re-runs the unindexed query: 589 s;
-* an aggregation ``$merge`` into the journal: 205 s on SecantusDB; a server-side copy on Atlas, but it still needs
-  the pinned write, so it would only replace step 3;
-* a multi-document transaction per batch: exact and fast on a replica set (Atlas), refused by a standalone server,
-  and limited to 60 s and a bounded size per transaction on Atlas. Not relied on.
+The designs measured against this one (a transaction per batch, ``find_one_and_update`` per document, ``$merge``
+into the journal, pins without ``_id`` s): docs/decisions/journal-concurrent-writers.md.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import bson
 from bson import ObjectId
 from dagster import OpExecutionContext
-from pymongo import UpdateMany, UpdateOne
+from pymongo import MongoClient, UpdateMany, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from intervalprocessing_dagster.data_change.changes import (
     Change,
+    FieldOrder,
     Refusal,
     UpdateShape,
     change_from_document,
@@ -114,6 +107,9 @@ UNDO_INDEX = "rootRunId_automation"
 # batch's write statements travel in one bulk write either way.
 IDS_PER_STATEMENT = 16
 IDS_PER_READ = 50
+# How many times a batch's document is written before one another writer keeps changing is given up on (contended):
+# each try reads it again and writes it only while it still matches, so a busy document costs a few reads.
+WRITE_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -122,7 +118,7 @@ class PlannedWrite:
 
     document_id: Any
     changes: tuple[Change, ...]
-    update: dict[str, Any]
+    update: dict[str, Any] | list[dict[str, Any]]  # update operators, or a pipeline (an undo, ``changes.py``)
     array_filters: list[dict[str, Any]]
     pins: dict[str, dict[str, Any]]
 
@@ -138,19 +134,20 @@ class PlannedWrite:
 class WriteOutcome:
     """What a journaled write did: documents ``written``; ``refused`` (``_id``, the server's or MongoDB's reason);
     ``skipped``, the ``_id`` s not written because another writer changed them between the read and the write (or
-    they no longer match the query); and ``unconfirmed`` (changed again as they were written; journaled, flagged)."""
+    they no longer match the query); and ``unconfirmed``, the ``_id`` s changed again as they were written
+    (journaled, flagged: the counts cannot tell whether this write reached them)."""
 
     written: int
     refused: list[tuple[Any, str]]
     skipped: list[Any]
-    unconfirmed: int
+    unconfirmed: list[Any]
 
     def __add__(self, other: WriteOutcome) -> WriteOutcome:
         return WriteOutcome(self.written + other.written, self.refused + other.refused,
                             self.skipped + other.skipped, self.unconfirmed + other.unconfirmed)
 
 
-NOTHING_WRITTEN = WriteOutcome(0, [], [], 0)
+NOTHING_WRITTEN = WriteOutcome(0, [], [], [])
 
 
 @dataclass(frozen=True)
@@ -198,10 +195,12 @@ class ChangeJournal:
         started = time.monotonic()
         if self.resume:
             self.resolve_unfinished(log)
-        shape = UpdateShape(plan)
+        shape = UpdateShape(plan, field_order(self.database))
         query_filter = (query.filter or {}) if query.pipeline is None else filter_of(query.pipeline)
-        matched = modified = batches = unconfirmed = failed = 0
-        refused: list[tuple[Any, str]] = []  # the first few, for the failure message
+        matched = modified = batches = retried = failed = contended = 0
+        # The first few refused and contended documents, for the failure message; the counts are complete.
+        refused: list[tuple[Any, str]] = []
+        busy: list[Any] = []
         with within(deadline, f"the journaled update of {collection.name}"):
             if query_filter is not None:  # the query (or the pipeline's $match) is re-checked as each one is written
                 conditions = [query_filter, *plan.conditions]
@@ -222,20 +221,44 @@ class ChangeJournal:
                             f"stopped after {batches} batch(es) of {batch_size}: {matched} matched, {modified} "
                             "modified, every change journaled; the next run continues"
                         )
-                    outcome = self.apply_batch(collection, shape, plan, batch, conditions)
+                    outcome, again = self.apply_batch_until_written(collection, shape, plan, batch, conditions)
                     batches += 1
                     matched += len(batch)
                     modified += outcome.written
-                    unconfirmed += outcome.unconfirmed
+                    retried += again
                     failed += len(outcome.refused)
+                    contended += len(outcome.skipped)
                     refused = (refused + outcome.refused)[:QUOTED_ERRORS]
+                    busy = (busy + outcome.skipped)[:QUOTED_ERRORS]
                     log(f"batch {batches}: {len(batch)} document(s) read, {outcome.written} modified and journaled"
-                        f"{f', {len(outcome.refused)} refused' if outcome.refused else ''}{_unconfirmed(outcome)}"
-                        f" ({time.monotonic() - started:.1f}s)")
-        result = ExecutionResult(matched, modified, batches, time.monotonic() - started, False)
-        if failed:
-            raise DocumentWriteErrors(result, failed, quote_refusals(refused))
+                        f"{_retried(again, outcome)}{f', {len(outcome.refused)} refused' if outcome.refused else ''}"
+                        f"{_unconfirmed(outcome)} ({time.monotonic() - started:.1f}s)")
+        result = ExecutionResult(matched, modified, batches, time.monotonic() - started, False, retried=retried,
+                                 contended=contended)
+        if failed or contended:
+            raise DocumentWriteErrors(result, failed, quote_refusals(refused), contended=busy)
         return result
+
+    def apply_batch_until_written(
+        self, collection: Collection, shape: UpdateShape, plan: UpdatePlan, documents: list[Mapping[str, Any]],
+        conditions: list[dict[str, Any]],
+    ) -> tuple[WriteOutcome, int]:
+        """:meth:`apply_batch`, then the documents another writer changed between the read and the write read again
+        and written again while they still match, up to ``WRITE_TRIES`` times in all: what one ``update_many`` does
+        to a document that changes under it. Returns the outcome of every try (``skipped``: the documents still
+        contended after the last) and how many documents were tried again."""
+        outcome = self.apply_batch(collection, shape, plan, documents, conditions)
+        pending = outcome.skipped + outcome.unconfirmed
+        total = replace(outcome, skipped=[])
+        retried = len(pending)
+        for _ in range(WRITE_TRIES - 1):
+            if not pending:
+                break
+            again = self.apply_batch(collection, shape, plan,
+                                     read_documents(collection, pending, shape.projection, conditions), conditions)
+            pending = again.skipped + again.unconfirmed
+            total += replace(again, skipped=[])
+        return replace(total, skipped=pending), retried
 
     def apply_batch(
         self, collection: Collection, shape: UpdateShape, plan: UpdatePlan, documents: list[Mapping[str, Any]],
@@ -251,7 +274,7 @@ class ChangeJournal:
             elif effect is not None:
                 writes.append(PlannedWrite(document["_id"], effect.changes, plan.update, plan.array_filters,
                                            effect.pins))
-        return self.write(collection, writes, conditions) + WriteOutcome(0, refused, [], 0)
+        return self.write(collection, writes, conditions) + WriteOutcome(0, refused, [], [])
 
     def write(
         self, collection: Collection, writes: list[PlannedWrite], conditions: list[dict[str, Any]]
@@ -266,13 +289,13 @@ class ChangeJournal:
         except DocumentTooLarge:  # a page holds at most 16 MB: halve it (a single document's entry cannot be split)
             if len(writes) == 1:
                 return WriteOutcome(0, [(writes[0].document_id, "its journal entry would exceed MongoDB's 16 MB "
-                                                              "document limit, so it was not written")], [], 0)
+                                                              "document limit, so it was not written")], [], [])
             half = len(writes) // 2
             return self.write(collection, writes[:half], conditions) + self.write(collection, writes[half:], conditions)
         written, refused, doubtful, modified = _write(collection, writes, conditions)
         if not refused and not doubtful:
             self.pages.update_one({"_id": page_id}, {"$set": {"state": WRITTEN}})
-            return WriteOutcome(len(writes), [], [], 0)
+            return WriteOutcome(len(writes), [], [], [])
         confirmed, unconfirmed = _settle(collection, [w for w in writes if w.document_id in doubtful])
         if len(written) + len(confirmed) == modified:
             unconfirmed = set()  # every document the server modified holds its new value: the others were not written
@@ -280,7 +303,8 @@ class ChangeJournal:
         kept += [w.entry(unconfirmed=True) for w in writes if w.document_id in unconfirmed]
         self._finish(page_id, kept)
         skipped = [w.document_id for w in writes if w.document_id in doubtful - confirmed - unconfirmed]
-        return WriteOutcome(len(written) + len(confirmed), list(refused.items()), skipped, len(unconfirmed))
+        return WriteOutcome(len(written) + len(confirmed), list(refused.items()), skipped,
+                            [w.document_id for w in writes if w.document_id in unconfirmed])
 
     def resolve_unfinished(self, log: Callable[[str], None]) -> None:
         """Settle this run's pages for this automation still ``writing`` (an earlier attempt died mid-batch)."""
@@ -318,6 +342,24 @@ class ChangeJournal:
 
 
 _indexed: set[tuple[int, str, int]] = set()
+
+
+# By the client's identity (MongoClient compares equal to any client of the same address), with a weak reference to
+# tell a live client from a dead one whose id was reused.
+_field_orders: dict[int, tuple[weakref.ref[MongoClient], FieldOrder]] = {}
+
+
+def field_order(database: Database) -> FieldOrder:
+    """Where the server of ``database`` puts the fields one update creates (``changes.FieldOrder``), asked once per
+    client: SecantusDB says so in ``buildInfo`` (``secantusVersion``) and applies an update's paths in its order;
+    MongoDB (5.0 and later) sorts them (docs/decisions/update-model-and-field-order.md)."""
+    client = database.client
+    known = _field_orders.get(id(client))
+    if known is not None and known[0]() is client:
+        return known[1]
+    order = FieldOrder.UPDATE if "secantusVersion" in client.admin.command("buildInfo") else FieldOrder.SORTED
+    _field_orders[id(client)] = (weakref.ref(client), order)
+    return order
 
 
 def ensure_journal_indexes(database: Database, history_days: int) -> list[str]:
@@ -455,10 +497,17 @@ def _settle(collection: Collection, writes: list[PlannedWrite]) -> tuple[set[Any
     return confirmed, unconfirmed
 
 
+def _retried(again: int, outcome: WriteOutcome) -> str:
+    if not again:
+        return ""
+    left = f", {len(outcome.skipped)} still contended" if outcome.skipped else ""
+    return f" ({again} changed by another writer meanwhile, read and written again{left})"
+
+
 def _unconfirmed(outcome: WriteOutcome) -> str:
     if not outcome.unconfirmed:
         return ""
-    return f", {outcome.unconfirmed} changed by another writer as they were written (journaled, flagged unconfirmed)"
+    return f", {len(outcome.unconfirmed)} changed by another writer as they were written (journaled, flagged unconfirmed)"
 
 
 def _bulk(collection: Collection, statements: list[UpdateOne | UpdateMany]) -> tuple[int, list[dict[str, Any]]]:

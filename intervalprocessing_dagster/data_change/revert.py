@@ -16,8 +16,9 @@ next one selects on), the later change is undone before the earlier one, each ag
 A dry run (the default) reads and classifies every journaled document, writes nothing (not even journal
 bookkeeping), and reports per automation what it would restore, with a sample of the values now and after. A real
 revert journals its own writes like any run (pages marked ``revertOf``), so it can itself be reverted: give its run
-id. After a revert that reports no conflicts, every document equals its state before the reverted run (field order
-aside). A run of the group that has not finished yet is not reverted: the step fails and says which one.
+id. After a revert that reports no conflicts, every document equals its state before the reverted run, field order
+included (``changes.py`` records removals so that their undo puts the fields back in place). A run of the group that
+has not finished yet is not reverted: the step fails and says which one.
 
 Which run: ``run_id`` is the whole id or a prefix of at least ``MIN_RUN_ID_PREFIX`` characters, because the UI
 shows 8-character ids on its run pages and lists and offers no way to copy the whole one. A prefix must name one run
@@ -185,7 +186,7 @@ def _revert_page(
     conflicts += [f"_id {document_id}: {reason}" for document_id, reason in outcome.refused]
     conflicts += [f"_id {document_id}: it changed while being restored" for document_id in outcome.skipped]
     if outcome.unconfirmed:
-        conflicts.append(f"{outcome.unconfirmed} document(s) changed as they were restored; their restoration is "
+        conflicts.append(f"{len(outcome.unconfirmed)} document(s) changed as they were restored; their restoration is "
                          "journaled, flagged unconfirmed")
     return conflicts
 

@@ -410,30 +410,42 @@ def _operator_key(value: Any) -> str | None:
     return None
 
 
+def paths_conflict(left: str, right: str) -> bool:
+    """Whether MongoDB refuses one update touching both paths (error 40, ConflictingUpdateOperators): one is the
+    other or lies inside it, or at the same level one names an array's elements (``$[]``, ``$[<id>]``) and the other
+    a field or an index (``notes.$[].text`` and ``notes.0.date``: the array is updated element-wise and by field)."""
+    for a, b in zip(left.split("."), right.split("."), strict=False):
+        if a != b:
+            return _positional(a) != _positional(b)
+    return True
+
+
+def _positional(part: str) -> bool:
+    return part.startswith("$[")
+
+
 def _check_overlaps(
     field_updates: list[tuple[str, FieldUpdate]], array_updates: list[tuple[str, ArrayUpdate]], problem: _Problem
 ) -> None:
-    """Two elements whose paths are equal or nested would overwrite each other (the old ``Combine`` kept the last
-    one silently) or make MongoDB refuse the whole update as a conflict; either way the config is ambiguous."""
-    touched: list[tuple[str, tuple[str, ...]]] = [(where, tuple(u.path.split("."))) for where, u in field_updates]
+    """Two elements whose paths are equal, nested or meet one array both element-wise and by field would overwrite
+    each other (the old ``Combine`` kept the last one silently) or make MongoDB refuse the whole update, for every
+    document, as a conflict; either way the config cannot run as written."""
+    touched: list[tuple[str, str]] = [(where, u.path) for where, u in field_updates]
     for where, update in array_updates:
-        array = tuple(update.array_path.split("."))
         if update.update_type in (UpdateType.CHANGE, UpdateType.REMOVE):
-            touched.append((where, (*array, "*", update.property_name)))  # "*": whichever elements match
+            # "$[]": whichever elements it matches (two of them on one property may both match an element)
+            touched.append((where, f"{update.array_path}.$[].{update.property_name}"))
         else:
-            touched.append((where, array))  # push and pull rewrite the whole array
+            touched.append((where, update.array_path))  # push and pull rewrite the whole array
     for index, (where, path) in enumerate(touched):
         for other_where, other in touched[:index]:
-            if _overlap(path, other):
-                problem(where, f"touches {_show(path)}, which overlaps {_show(other)} of {other_where}")
-
-
-def _overlap(left: tuple[str, ...], right: tuple[str, ...]) -> bool:
-    return all(a == b or "*" in (a, b) for a, b in zip(left, right, strict=False))
-
-
-def _show(path: tuple[str, ...]) -> str:
-    return repr(".".join("$[]" if part == "*" else part for part in path))
+            if path == other:
+                problem(where, f"touches {path!r}, which overlaps {other!r} of {other_where}: one would overwrite "
+                               "the other")
+            elif paths_conflict(path, other):
+                problem(where, f"touches {path!r}, which overlaps {other!r} of {other_where}: MongoDB refuses an "
+                               "update touching both (error 40, ConflictingUpdateOperators), so no document could "
+                               "be updated")
 
 
 def _describe(document: Mapping[str, Any], field: str) -> str:

@@ -2,8 +2,9 @@
 
 A run's outcome is otherwise spread over dozens of DEBUG events. The line reads, for a data-change run,
 ``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed ('Bad rule')`` (plus ``N already applied``
-when the ledger skipped automations an earlier run of the stamp applied, and ``N not run (...)`` when some never
-ran) and, for file generation, ``Run summary: reports written: daily_audit_inventory ->
+when the ledger skipped automations an earlier run of the stamp applied, ``N withdrawn`` for automations whose
+document was deleted, deactivated or moved to another cadence after it was loaded, and ``N not run (...)`` when some
+never ran) and, for file generation, ``Run summary: reports written: daily_audit_inventory ->
 /…/DailyAuditInventory_….txt; skipped: weekly_audit_inventory (not a Friday)``; for the config checks ``checks 3
 passed, 1 failed (…)``; for the jobs whose steps say it themselves (metadata ``summary`` on the step's output or
 failure), their words: ``Revert of run group …: 8 journaled document(s), restored 8, …`` or ``revert not done: run
@@ -72,6 +73,8 @@ LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
 # The metadata an automation step's output and failure carry (data_change/jobs.py): the document's name and _id.
 AUTOMATION_NAME = "automation"
 AUTOMATION_ID = "config_id"
+# An automation step's output metadata when its document was withdrawn since it was loaded: why (nothing applied).
+WITHDRAWN_METADATA_KEY = "withdrawn"
 # How many automations a summary line or failure message names before "and N more" (the count is always complete),
 # and how much of each name it quotes: the message stays short enough for an alert whatever the documents hold.
 NAMED_AT_MOST = 10
@@ -92,8 +95,11 @@ class RunSummary:
     data_change: bool = False
     applied: int = 0
     already_applied: int = 0
+    withdrawn: int = 0
     matched: int = 0
     modified: int = 0
+    retried: int = 0  # documents another writer changed between an automation's read and write, written again
+    contended: int = 0  # documents another writer kept changing, not written
     failed_automations: list[AutomationRef] = field(default_factory=list)
     not_run: list[AutomationRef] = field(default_factory=list)
     # Mapping keys of the automation steps that ended (succeeded or failed) in this run, and every automation seen.
@@ -117,10 +123,11 @@ class RunSummary:
                 self.seen_automations.add(_automation_ref(metadata, automation["key"]))
                 if _flag(metadata.get("already_applied")):
                     self.already_applied += 1
+                elif WITHDRAWN_METADATA_KEY in metadata:
+                    self.withdrawn += 1
                 else:
                     self.applied += 1
-                    self.matched += _number(metadata.get("matched"))
-                    self.modified += _number(metadata.get("modified"))
+                    self._add_counts(metadata)
             elif SUMMARY_METADATA_KEY in metadata:
                 self.step_summaries.append(str(metadata[SUMMARY_METADATA_KEY].value))
         elif event.event_type == DagsterEventType.STEP_SUCCESS and automation:
@@ -129,6 +136,7 @@ class RunSummary:
             if automation:
                 failure = event.step_failure_data.user_failure_data
                 ref = _automation_ref(failure.metadata if failure else {}, automation["key"])
+                self._add_counts(failure.metadata if failure else {})  # what it wrote before it failed
                 self.failed_automations.append(ref)
                 self.seen_automations.add(ref)
                 self.ended_automation_keys.add(automation["key"])
@@ -147,6 +155,12 @@ class RunSummary:
                 self.checks_passed += 1
             else:
                 self.failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+
+    def _add_counts(self, metadata: Mapping[str, Any]) -> None:
+        self.matched += _number(metadata.get("matched"))
+        self.modified += _number(metadata.get("modified"))
+        self.retried += _number(metadata.get("retried"))
+        self.contended += _number(metadata.get("contended"))
 
     def _add_asset_event(self, event: DagsterEvent, metadata: Mapping[str, Any]) -> None:
         asset = event.asset_key.to_user_string() if event.asset_key else "?"
@@ -180,8 +194,11 @@ class RunSummary:
             parts.append(
                 f"automations {self.applied} applied, "
                 + (f"{self.already_applied} already applied, " if self.already_applied else "")
+                + (f"{self.withdrawn} withdrawn, " if self.withdrawn else "")
                 + f"{self.matched} matched, {self.modified} modified, "
-                f"{failed} failed" + (f" ({self.named(self.failed_automations)})" if failed else "")
+                + (f"{self.retried} retried (changed by another writer meanwhile), " if self.retried else "")
+                + (f"{self.contended} contended (not written), " if self.contended else "")
+                + f"{failed} failed" + (f" ({self.named(self.failed_automations)})" if failed else "")
                 + (f", {len(self.not_run)} not run ({self.named(self.not_run)})" if self.not_run else "")
             )
         elif self.reports or self.skipped_reports or not (

@@ -21,13 +21,11 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from dagster import DagsterInstance, JobDefinition, RunsFilter
-from dagster._core.errors import DagsterHomeNotSetError, DagsterInvalidConfigError, DagsterInvariantViolationError
+from dagster import DagsterError, DagsterInstance, DagsterInvalidConfigError, JobDefinition, RunsFilter
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.schedules import ACTIVE_RUN_STATUSES
-from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.reports.definitions import PROCESS_TO_RUN as FILE_GENERATION_PROCESS
 from intervalprocessing_dagster.reports.definitions import file_generation_job
 from intervalprocessing_dagster.runs.clock import run_stamp_tags
@@ -55,7 +53,11 @@ log = logging.getLogger("intervalprocessing")
 
 def load_job(job_name: str) -> JobDefinition:
     """The job from definitions built for *this* process's environment, not the import-time ``definitions.defs``
-    (which a long-lived interpreter, or a test, may have built before the environment was set)."""
+    (which a long-lived interpreter, or a test, may have built before the environment was set). Imported here, once
+    ``main`` has checked the settings: importing the code location builds it from the environment, and a bad
+    setting must be one line, not a traceback."""
+    from intervalprocessing_dagster.definitions import build_definitions
+
     return build_definitions(Settings.from_env()).resolve_job_def(job_name)
 
 
@@ -78,7 +80,7 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         instance = DagsterInstance.get()
-    except (SettingsError, DagsterHomeNotSetError, DagsterInvariantViolationError, DagsterInvalidConfigError) as exc:
+    except (SettingsError, DagsterError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -20,21 +20,24 @@ from pymongo.errors import WriteError
 from intervalprocessing_dagster.data_change.changes import (
     ALREADY,
     CONFLICT,
+    FIELD_NAMES,
     MISSING,
     RESTORE,
+    FieldOrder,
     PullChange,
     PushChange,
     Refusal,
     SetChange,
     UpdateShape,
     change_from_document,
+    document_after,
     query_matches,
     restore_document,
     same_value,
 )
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, execute
 from intervalprocessing_dagster.data_change.journal import ChangeJournal
-from intervalprocessing_dagster.data_change.plan import build_plan
+from intervalprocessing_dagster.data_change.plan import UpdatePlan, build_plan
 from intervalprocessing_dagster.data_change.rules import parse_automation
 from intervalprocessing_dagster.mongo.shell_syntax import parse_query
 
@@ -247,3 +250,54 @@ def test_a_created_array_is_removed_again_when_only_the_pushed_element_is_left()
     assert restore_document([push], {"notes": [{"text": "t"}, {"text": "u"}]}).update == {
         "$set": {"notes": [{"text": "u"}]}}
     assert restore_document([push], {}).state == ALREADY
+
+
+def test_a_field_removed_from_the_middle_is_recorded_so_that_its_undo_puts_it_back_there() -> None:
+    shape, _ = shape_and_plan({"single": [{"elementName": "meta.b", "updateType": "Delete"},
+                                          {"elementName": "owner", "updateType": "Delete"}]})
+    assert FIELD_NAMES in shape.projection  # the document's field names are read with the touched fields
+    document = {"_id": 1, "meta": {"a": 1, "b": 2, "c": 3}, "owner": "x", "due": 4}
+    effect = shape.predict(document)
+    assert [c.to_document() for c in effect.changes] == [
+        {"kind": "set", "path": "meta", "before": {"a": 1, "b": 2, "c": 3}, "after": {"a": 1, "c": 3}},
+        {"kind": "set", "path": "owner", "before": "x", "preceding": ["_id", "meta"]},
+    ]
+    assert [change_from_document(c.to_document()) for c in effect.changes] == list(effect.changes)
+    now = document_after(document, effect.changes, FieldOrder.SORTED)
+    assert list(now) == ["_id", "meta", "due"] and list(now["meta"]) == ["a", "c"]
+    restoring = restore_document(list(effect.changes), now)
+    restored = {"meta": {"$literal": {"a": 1, "b": 2, "c": 3}}, "owner": {"$literal": "x"}}
+    assert restoring.update == [{"$replaceWith": {"$mergeObjects": [
+        {"_id": "$_id", "meta": restored["meta"], "owner": restored["owner"]}, "$$ROOT", restored]}}]
+    assert restoring.pins == {"meta": {"$eq": {"a": 1, "c": 3}}, "owner": {"$exists": False}}
+
+    # The last field of a sub-document, or of the document, goes back to its place by being set again.
+    effect = shape.predict({"_id": 1, "meta": {"a": 1, "b": 2}, "owner": "x"})
+    assert [c.to_document() for c in effect.changes] == [{"kind": "set", "path": "meta.b", "before": 2},
+                                                         {"kind": "set", "path": "owner", "before": "x"}]
+    assert restore_document(list(effect.changes), {"_id": 1, "meta": {"a": 1}}).update == {
+        "$set": {"meta.b": 2, "owner": "x"}}
+
+
+def test_new_fields_are_recorded_in_the_order_the_server_stores_them() -> None:
+    """MongoDB sorts an update's paths; SecantusDB applies them in the update's order (``FieldOrder``)."""
+    plan = build_plan(parse_automation({
+        "name": "Order", "query": "{}", "collectionName": "docs", "isActive": True, "runCadence": "Hourly",
+        "singleFieldUpdateElements": [{"elementName": "meta.status", "updateType": "Add", "elementValue": "x"},
+                                      {"elementName": "meta.date", "updateType": "Add", "elementValue": STAMP}],
+        "arrayObjectFieldUpdateElements": [],
+    }), STAMP)
+    for order, fields in [(FieldOrder.SORTED, ["date", "status"]), (FieldOrder.UPDATE, ["status", "date"])]:
+        (change,) = UpdateShape(plan, order).predict({"_id": 1}).changes
+        assert (change.path, list(change.after)) == ("meta", fields)
+
+
+def test_each_operation_sees_what_the_ones_the_server_applied_before_it_left() -> None:
+    """``z.2`` pads ``z.1`` with null: MongoDB pulls from ``z.1`` first (a no-op, it is missing) and then pads;
+    SecantusDB pads first and then refuses to pull from the null it left."""
+    plan = UpdatePlan({"$set": {"z.2": ""}, "$pull": {"z.1": {"a": "x"}}}, [], [])
+    (change,) = UpdateShape(plan, FieldOrder.SORTED).predict({"_id": 1, "z": [1.0]}).changes
+    assert change == SetChange("z", [1.0], [1.0, None, ""])
+    refusal = UpdateShape(plan, FieldOrder.UPDATE).predict({"_id": 1, "z": [1.0]})
+    assert isinstance(refusal, Refusal)
+    assert refusal.message == "z.1 is None, not an array: MongoDB refuses to pull from it"

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import pymongo
 import pytest
+from pymongo import monitoring
 from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.changes import SetChange, UpdateShape, change_from_document
@@ -264,11 +266,11 @@ def test_the_deadline_stops_between_batches_and_every_written_batch_is_journaled
     mongo_db.docs.insert_many([{"_id": n, "status": "Open"} for n in range(6)])
 
     def slow_progress(_message: str) -> None:
-        time.sleep(0.3)
+        time.sleep(1.2)
 
     with pytest.raises(DeadlineExceeded):  # between batches, or as the server-side time limit of the next getMore
         run(mongo_db, automation(single=CASES["single Add"][0]["single"]), journal_of(mongo_db), batch_size=2,
-            deadline=time.time() + 0.2, log=slow_progress)
+            deadline=time.time() + 1.0, log=slow_progress)
     assert mongo_db.docs.count_documents({"stage": "Ready"}) == 2 == len(entries(mongo_db))  # all pages written
 
 
@@ -342,3 +344,71 @@ def test_write_filters_are_merged_flat_where_they_do_not_contradict(
     filters: list[dict[str, Any]], merged: dict[str, Any]
 ) -> None:
     assert conjoin(filters) == merged
+
+
+def test_a_document_changed_between_read_and_write_is_read_and_written_again_while_it_matches(
+    seeded: Database,
+) -> None:
+    """What ``update_many`` does to a document another writer changes under it: the write applies to the document as
+    it is when written, and the journal records the value it replaced then."""
+    rule = automation("{ status: { $in: ['Open', 'Reopened'] } }",
+                      single=[{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}])
+    plan = build_plan(rule, STAMP)
+    shape = UpdateShape(plan)
+    query = {"status": {"$in": ["Open", "Reopened"]}}
+    read = list(seeded.docs.find(plan.filter(query), shape.projection))
+    seeded.docs.update_one({"_id": 2}, {"$set": {"status": "Reopened"}})  # still matches: written again
+    seeded.docs.update_one({"_id": 3}, {"$set": {"status": "Escalated"}})  # no longer matches: left alone
+
+    outcome, retried = journal_of(seeded).apply_batch_until_written(seeded.docs, shape, plan, read, [query])
+
+    assert (outcome.written, outcome.skipped, outcome.refused, retried) == (2, [], [], 2)
+    assert [doc["status"] for doc in seeded.docs.find().sort("_id", 1)] == ["Closed", "Closed", "Escalated", "Closed"]
+    assert entries(seeded) == {
+        1: [{"kind": "set", "path": "status", "before": "Open", "after": "Closed"}],
+        2: [{"kind": "set", "path": "status", "before": "Reopened", "after": "Closed"}],
+    }
+
+
+class _Interferer(monitoring.CommandListener):
+    """Another writer that changes one document's status just before each journaled write reaches the server."""
+
+    def __init__(self, uri: str, database: str, document_id: Any) -> None:
+        self.other = pymongo.MongoClient(uri)
+        self.collection = self.other[database].docs
+        self.document_id = document_id
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update" and event.command.get("update") == "docs":
+            self.count += 1
+            self.collection.update_one({"_id": self.document_id}, {"$set": {"status": f"Open {self.count}"}})
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_document_another_writer_keeps_changing_is_named_and_fails_the_automation(
+    mongo_uri: str, seeded: Database
+) -> None:
+    """Never a green run with a silent skip: after ``WRITE_TRIES`` the document is counted and named, every other
+    document is written and journaled, and the contended one keeps the other writer's value."""
+    interferer = _Interferer(mongo_uri, seeded.name, 2)
+    client = pymongo.MongoClient(mongo_uri, event_listeners=[interferer])
+    try:
+        with pytest.raises(DocumentWriteErrors) as caught:
+            run(client[seeded.name], automation("{ status: { $ne: 'Closed' } }", single=[
+                {"elementName": "status", "updateType": "Change", "elementValue": "Closed"}]), journal_of(seeded))
+    finally:
+        client.close()
+        interferer.other.close()
+    result = caught.value.result
+    assert (result.matched, result.modified, result.retried, result.contended) == (3, 2, 1, 1)
+    assert "1 document(s) that still match were not written because another writer changed them" in str(caught.value)
+    assert "_id 2" in str(caught.value) and caught.value.failed == 0
+    assert [doc["status"] for doc in seeded.docs.find().sort("_id", 1)] == [
+        "Closed", f"Open {interferer.count}", "Closed", "Closed"]
+    assert sorted(entries(seeded)) == [1, 3]

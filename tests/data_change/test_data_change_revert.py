@@ -25,6 +25,7 @@ from dagster import (
     reconstructable,
 )
 from dagster._serdes import serialize_value
+from bson import json_util
 from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
@@ -347,3 +348,58 @@ def test_a_revert_that_cannot_start_says_so_in_its_run_summary(instance: Dagster
         "Run summary: revert not done: run id '5b0d3c2' is too short: give at least its first 8 characters (as the "
         "UI's run pages and lists show them) or the whole id; failed steps: revert_automation_run"
     ]
+
+
+def stored(db: Database, collection: str) -> list[str]:
+    """The documents as stored, field order included (a dict compares without it; MongoDB's equality does not)."""
+    return [json_util.dumps(doc) for doc in db[collection].find().sort("_id", 1)]
+
+
+def test_a_chain_of_automations_on_one_sub_document_is_undone_field_order_included(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    """Issue 24: in one cadence, automation 1 Adds ``meta.flag`` and ``meta.by`` to documents without ``meta``,
+    automation 2 Deletes ``meta.flag``, automation 3 Adds it again. Undoing the run gives back every document exactly
+    as it was (it used to leave each created ``meta`` as a conflict: its fields were in another order than recorded)."""
+    mongo_db.audits.insert_many([
+        {"_id": n, "status": "Open", **({"meta": {"flag": False, "by": "seed", "n": n}} if n % 3 == 0 else {})}
+        for n in range(30)
+    ])
+    mongo_db.dataupdateconfigs.insert_many([
+        automation("1 Flag", query="{ meta: { $exists: false } }", arrayObjectFieldUpdateElements=[],
+                   singleFieldUpdateElements=[{"elementName": "meta.flag", "updateType": "Add", "elementValue": True},
+                                              {"elementName": "meta.by", "updateType": "Add", "elementValue": "auto"}]),
+        automation("2 Unflag", query="{ 'meta.by': { $in: ['auto', 'seed'] } }", arrayObjectFieldUpdateElements=[],
+                   singleFieldUpdateElements=[{"elementName": "meta.flag", "updateType": "Delete"}]),
+        automation("3 Reflag", query="{ 'meta.by': 'auto' }", arrayObjectFieldUpdateElements=[],
+                   singleFieldUpdateElements=[{"elementName": "meta.flag", "updateType": "Add", "elementValue": True}]),
+    ])
+    before = stored(mongo_db, "audits")
+    with DagsterInstance.ephemeral() as instance:
+        run_id = apply(Cadence.HOURLY, mongo, instance)
+        assert mongo_db.audits.find_one({"_id": 1})["meta"] == {"by": "auto", "flag": True}
+        assert "flag" not in mongo_db.audits.find_one({"_id": 3})["meta"]  # deleted from the middle of meta
+        result = revert(mongo, instance, run_id, dry_run=False)
+    metadata = output(result)
+    assert (metadata["journaled"], metadata["restored"], metadata["conflicts"]) == (70, 70, 0)
+    assert stored(mongo_db, "audits") == before
+
+
+def test_undoing_a_delete_puts_the_field_back_where_it_was(mongo: MongoResource, mongo_db: Database) -> None:
+    """A field deleted from the middle of a sub-document, or of the document, goes back to its place, not to the
+    end (setting it again would append it)."""
+    mongo_db.audits.insert_many([
+        {"_id": n, "status": "Open", "meta": {"a": 1, "b": n, "c": [3]}, "owner": "x", "due": n} for n in range(5)
+    ])
+    mongo_db.dataupdateconfigs.insert_one(automation(
+        "Forget", arrayObjectFieldUpdateElements=[],
+        singleFieldUpdateElements=[{"elementName": "meta.b", "updateType": "Delete"},
+                                   {"elementName": "owner", "updateType": "Delete"}]))
+    before = stored(mongo_db, "audits")
+    with DagsterInstance.ephemeral() as instance:
+        run_id = apply(Cadence.HOURLY, mongo, instance)
+        assert mongo_db.audits.find_one({"_id": 0}) == {"_id": 0, "status": "Open", "meta": {"a": 1, "c": [3]},
+                                                         "due": 0}
+        result = revert(mongo, instance, run_id, dry_run=False)
+    assert (output(result)["restored"], output(result)["conflicts"]) == (5, 0)
+    assert stored(mongo_db, "audits") == before

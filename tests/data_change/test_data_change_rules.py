@@ -17,6 +17,7 @@ from intervalprocessing_dagster.data_change.rules import (
     UpdateType,
     config_hash,
     parse_automation,
+    paths_conflict,
 )
 from intervalprocessing_dagster.mongo.demo_data import DATA_UPDATE_CONFIGS
 
@@ -169,6 +170,64 @@ def test_two_elements_touching_the_same_path_are_an_error(
     )
     problems = problems_of(document)
     assert len(problems) == 1 and expected in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("single", "array", "expected"),
+    [
+        # an element by its index and every element of the same array (MongoDB: "would create a conflict at 'notes'")
+        ([("notes.0.date", "Change")], [("notes", "text", "Change", None)],
+         "arrayObjectFieldUpdateElements[0]: touches 'notes.$[].text', which overlaps 'notes.0.date' of "
+         "singleFieldUpdateElements[0]: MongoDB refuses an update touching both (error 40, "
+         "ConflictingUpdateOperators), so no document could be updated"),
+        # the same with an array filter, and a field of the array itself
+        ([("notes.count", "Add")], [("notes", "text", "Remove", "no")],
+         "arrayObjectFieldUpdateElements[0]: touches 'notes.$[].text', which overlaps 'notes.count'"),
+        # a field path through an array element, and a push onto the array
+        ([("notes.1.text", "Change")], [("notes", "text", "Add", None)],
+         "arrayObjectFieldUpdateElements[0]: touches 'notes', which overlaps 'notes.1.text'"),
+    ],
+)
+def test_paths_mongodb_would_refuse_as_conflicting_are_refused_with_the_reason(
+    single: list[tuple[str, str]], array: list[tuple[str, str, str, Any]], expected: str
+) -> None:
+    elements = []
+    for path, prop, update_type, matching in array:
+        element = {"arrayProperty": path, "matchingPropertyName": prop, "updateType": update_type, "newValue": "x"}
+        elements.append(element if matching is None else {**element, "matchingValue": matching})
+    document = config(
+        name="Conflicting",
+        singleFieldUpdateElements=[{"elementName": p, "updateType": t, "elementValue": "x"} for p, t in single],
+        arrayObjectFieldUpdateElements=elements,
+    )
+    with pytest.raises(InvalidAutomationError) as caught:
+        parse_automation(document)
+    assert len(caught.value.problems) == 1 and expected in caught.value.problems[0]
+    assert str(caught.value).startswith("automation 'Conflicting' in dataupdateconfigs is invalid (1 problem):")
+
+
+def test_every_conflict_is_reported_at_once() -> None:
+    problems = problems_of(config(
+        singleFieldUpdateElements=[{"elementName": "notes.0.date", "updateType": "Delete", "elementValue": ""},
+                                   {"elementName": "meta", "updateType": "Change", "elementValue": "x"},
+                                   {"elementName": "meta.by", "updateType": "Change", "elementValue": "x"}],
+        arrayObjectFieldUpdateElements=[{"arrayProperty": "notes", "matchingPropertyName": "text",
+                                         "updateType": "Change", "newValue": "x"}],
+    ))
+    assert [problem.split(":")[0] for problem in problems] == ["singleFieldUpdateElements[2]",
+                                                              "arrayObjectFieldUpdateElements[0]"]
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "conflict"),
+    [
+        ("a", "a", True), ("a.b", "a", True), ("a.b", "a.c", False), ("a.$[].b", "a.0.c", True),
+        ("a.$[e0].b", "a.x", True), ("a.$[].b", "a.$[e1].c", False), ("a.$[e0].b", "a.$[e0].b", True),
+        ("a.0.b", "a.1.b", False), ("ab", "a", False),
+    ],
+)
+def test_paths_conflict_as_mongodb_decides(left: str, right: str, conflict: bool) -> None:
+    assert paths_conflict(left, right) is conflict and paths_conflict(right, left) is conflict
 
 
 def test_different_properties_of_one_array_may_change_together() -> None:

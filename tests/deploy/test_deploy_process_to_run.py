@@ -142,6 +142,18 @@ def test_the_console_script_exits_with_mains_code(tmp_path: Path) -> None:
     assert completed.stderr.startswith("error: processToRun is 'Nope'; valid values: FileGenerationProcesses")
 
 
+def test_a_bad_setting_is_one_line_from_the_console_script(tmp_path: Path) -> None:
+    """The console script imports no code location before the settings are checked, so a bad value is the one line
+    ``main`` promises, not a traceback from building the definitions at import."""
+    script = Path(sys.executable).parent / "intervalprocessing"
+    env = {"PATH": os.environ["PATH"], "processToRun": "HourlyDataChangeProcesses", "DAGSTER_HOME": str(tmp_path),
+           "INTERVALPROCESSING_TIMEZONE": "Mars/Base"}
+    completed = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert completed.stderr == ("error: INTERVALPROCESSING_TIMEZONE='Mars/Base' is not an IANA time zone name "
+                                "(e.g. 'America/New_York')\n")
+
+
 def test_a_process_whose_job_is_still_running_is_skipped(
     old_task_environment: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
