@@ -45,6 +45,7 @@ from dagster import Field as ConfigField
 from dagster._core.storage.tags import SCHEDULE_NAME_TAG
 from dagster._utils.schedules import cron_string_iterator
 
+from intervalprocessing_dagster.oncall.run_summary import with_run_summary
 from intervalprocessing_dagster.reports.assets import (
     BUILT_IN_REPORT_ASSETS,
     CONFIG_ASSETS,
@@ -60,7 +61,6 @@ from intervalprocessing_dagster.reports.checks import (
     build_report_freshness_sensor,
     build_row_count_checks,
 )
-from intervalprocessing_dagster.oncall.run_summary import with_run_summary
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG, run_stamp_tags
 from intervalprocessing_dagster.settings import Settings
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+from bson import json_util
 from dagster import (
     DagsterEventType,
     DagsterInstance,
@@ -25,7 +26,6 @@ from dagster import (
     reconstructable,
 )
 from dagster._serdes import serialize_value
-from bson import json_util
 from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.cadence import Cadence

@@ -33,8 +33,8 @@ from pymongo.database import Database
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
-from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.definitions import build_resources
+from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.oncall.alerting import (
     LAUNCHED_BY_PROCESS_TO_RUN,
     LAUNCHED_BY_TAG,
