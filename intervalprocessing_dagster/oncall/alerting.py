@@ -25,8 +25,8 @@ runs too. Told apart by the run's tags, as Dagster sets them: ``dagster/schedule
 ``intervalprocessing/launched_by`` for ``processToRun`` (``instance/launch_origin.py`` writes the same origins into
 that tag for the UI; a person's name there, from the operators' webserver, is a person's run). A re-execution a
 person starts from the UI inherits its parent's tags (Dagster's ``use_parent_run_tags``), a scheduled run's
-``dagster/schedule_name`` included: a re-execution without ``dagster/retry_number`` is a person's. A failed check alerts whoever ran it (``check_alerts.py``): a broken document
-is on-call's to know about however it was found.
+``dagster/schedule_name`` included: a re-execution without ``dagster/retry_number`` is a person's. A failed check
+alerts whoever ran it (``check_alerts.py``): a broken document is on-call's to know about however it was found.
 
 Reported once: a run that run retries (``deploy/dagster.yaml`` ``run_retries``) will retry is not reported; its
 retry is a new run, reported if it fails in turn. "Will retry" is what the retry daemon acts on: the
