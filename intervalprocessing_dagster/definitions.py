@@ -79,10 +79,13 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         step_output_store = LocalStepOutputStore()
     if settings.alerts_sns_topic_arn:
         alerts: AlertChannel = SnsAlertChannel(
-            topic_arn=settings.alerts_sns_topic_arn, webserver_url=settings.webserver_url
+            topic_arn=settings.alerts_sns_topic_arn, webserver_url=settings.webserver_url,
+            hand_launched_runs=settings.alert_on_hand_launched_runs,
         )
     else:
-        alerts = LogAlertChannel(webserver_url=settings.webserver_url)
+        alerts = LogAlertChannel(
+            webserver_url=settings.webserver_url, hand_launched_runs=settings.alert_on_hand_launched_runs
+        )
     return {
         "mongo": mongo,
         "clock": RunClock(timezone=settings.timezone),

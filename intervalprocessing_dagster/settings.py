@@ -64,6 +64,7 @@ class Settings:
     step_outputs_s3_prefix: str
     alerts_sns_topic_arn: str | None
     webserver_url: str | None
+    alert_on_hand_launched_runs: bool
     automation_history_days: int
     automation_max_documents: Limit | None
     run_history_retention: bool
@@ -105,6 +106,7 @@ class Settings:
             step_outputs_s3_prefix=_folder(_env(env, "STEP_OUTPUTS_S3_PREFIX") or DEFAULT_STEP_OUTPUTS_S3_PREFIX),
             alerts_sns_topic_arn=_env(env, "ALERTS_SNS_TOPIC_ARN"),
             webserver_url=_env(env, "INTERVALPROCESSING_WEBSERVER_URL"),
+            alert_on_hand_launched_runs=_switch(env, "ALERT_ON_HAND_LAUNCHED_RUNS", default=False),
             automation_history_days=_days(env, "AUTOMATION_HISTORY_DAYS", DEFAULT_AUTOMATION_HISTORY_DAYS),
             automation_max_documents=_limit(env, "AUTOMATION_MAX_DOCUMENTS"),
             run_history_retention=_switch(env, "RUN_HISTORY_RETENTION", default=True),

@@ -48,6 +48,16 @@ def test_dagster_dev_shows_the_cli_run_and_stops_cleanly(
         response = requests.post(f"{dev.url}/graphql", json={"query": RUNS_QUERY}, timeout=60)
         runs = response.json()["data"]["runsOrError"]["results"]
         assert {"runId": cli_run, "jobName": "hourly_data_change_job", "status": "SUCCESS"} in runs
+        # Dagster's banner about its temporary directory, and right after it, once, why it loses nothing.
+        banner = [line for line in dev.log_path.read_text().splitlines() if " - dagster - " in line]
+        (temporary,) = [i for i, line in enumerate(banner) if "Using temporary directory" in line]
+        ours = [line for line in banner if "IntervalProcessing keeps" in line]
+        assert ours == [banner[temporary + 2]], banner[:6]
+        assert ours[0].endswith(
+            f"IntervalProcessing keeps runs, event logs, schedules and sensors in "
+            f"{project / '.intervalprocessing' / 'dagster_home'} (dagster.yaml), not in that temporary directory: its "
+            "removal loses no history."
+        ), ours
         assert dev.group(), "dagster dev has no processes to stop"
         seconds = dev.stop(sig, to_group=to_group, timeout=STOP_SECONDS)
         assert seconds is not None, (

@@ -72,7 +72,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.completeness import completeness_check, dry_run_of
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, ExecutionResult, execute
-from intervalprocessing_dagster.data_change.guard import AutomationGuard
+from intervalprocessing_dagster.data_change.guard import AutomationGuard, BlastRadiusExceeded
 from intervalprocessing_dagster.data_change.journal import ChangeJournal
 from intervalprocessing_dagster.data_change.plan import build_plan
 from intervalprocessing_dagster.data_change.record import (
@@ -90,6 +90,7 @@ from intervalprocessing_dagster.data_change.record import (
     record_loaded,
     write_run_record,
 )
+from intervalprocessing_dagster.data_change.revert import undo_launchpad_url
 from intervalprocessing_dagster.data_change.rules import (
     CONFIG_COLLECTION,
     InvalidAutomationError,
@@ -297,10 +298,12 @@ def apply_automation(
                 config_hash=config_hash(task.document), stamp=key.stamp, history_days=mongo.history_days,
             ),
         )
-    except InvalidAutomationError as exc:  # the Failure's description is its whole message; its stack says nothing
+    # Expected failures: the Failure's description is the whole message, its stack says nothing (and without a cause
+    # the console prints the message alone: oncall/console_log.py).
+    except (InvalidAutomationError, BlastRadiusExceeded) as exc:
         raise fail(exc) from None
     except DocumentWriteErrors as exc:
-        raise fail(exc, exc.result) from exc
+        raise fail(exc, exc.result) from None
     except ConnectionFailure as exc:
         raise retry_later(exc) from exc
     except Exception as exc:  # noqa: BLE001 - every other error fails this automation only, recorded
@@ -423,7 +426,7 @@ def build_data_change_job(cadence: Cadence) -> JobDefinition:
         tags=cadence.run_tags,
         description=f"Applies the active '{cadence.value}' automations of {CONFIG_COLLECTION} (the old "
         f"{cadence.process_to_run}), one step per automation.",
-        executor_def=with_run_summary(in_process_executor, completeness_check(cadence)),
+        executor_def=with_run_summary(in_process_executor, completeness_check(cadence), undo=undo_launchpad_url),
     )
     def data_change_job() -> None:
         load_automations().map(apply_automation)

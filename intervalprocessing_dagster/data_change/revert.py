@@ -20,14 +20,24 @@ id. After a revert that reports no conflicts, every document equals its state be
 included (``changes.py`` records removals so that their undo puts the fields back in place). A run of the group that
 has not finished yet is not reverted: the step fails and says which one.
 
+Which run: ``run_id`` is the whole id or a prefix of at least ``MIN_RUN_ID_PREFIX`` characters, because the UI
+shows 8-character ids on its run pages and lists and offers no way to copy the whole one. A prefix must name one run
+of this instance or one run group in the journal (a run whose Dagster history was deleted); an ambiguous one is
+refused naming the candidates. Runs are matched against every run id of the instance (Dagster's run storage has no
+prefix query; with the history retention's windows that is some thousands of ids).
+
 Launch it from the UI (**Jobs → revert_automation_run_job → Launchpad**) with ``ops: {revert_automation_run: {config:
-{run_id: <id>}}}``, first as a dry run; README "Undo an automation run" walks through it.
+{run_id: <id>}}}``, first as a dry run, or from the link a data-change run that modified documents logs at its
+end (``undo_launchpad_url``: the launchpad with that config filled in); README "Undo an automation run" walks through
+it.
 """
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from bson import json_util
 from bson.json_util import RELAXED_JSON_OPTIONS
@@ -39,6 +49,7 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
+    RunsFilter,
     in_process_executor,
     job,
     op,
@@ -62,10 +73,15 @@ from intervalprocessing_dagster.data_change.journal import (
     read_documents,
     resolve_page,
 )
+from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.oncall.run_summary import SUMMARY_METADATA_KEY, with_run_summary
 from intervalprocessing_dagster.runs.clock import RunClock
 
+JOB_NAME = "revert_automation_run_job"
+OP_NAME = "revert_automation_run"
+# The UI shows the first 8 characters of a run id; fewer would often name several runs.
+MIN_RUN_ID_PREFIX = 8
 # Conflicts named per log line (a revert may find thousands; each is named, in lines of this many).
 _CONFLICTS_PER_LINE = 20
 
@@ -74,7 +90,8 @@ class RevertConfig(Config):
     """Run config of ``revert_automation_run``."""
 
     run_id: str = Field(description="Id of the run whose changes to undo (any run of its group: the run, a retry or "
-                                    "a re-execution; all of them are undone together).")
+                                    "a re-execution; all of them are undone together). The whole id or its first "
+                                    f"{MIN_RUN_ID_PREFIX} characters or more, as the UI shows them.")
     automations: list[str] = Field(default_factory=list,
                                    description="Names of the automations to undo; empty: every one the run changed.")
     dry_run: bool = Field(default=True, description="Only count and show what would be restored; write nothing.")
@@ -180,7 +197,7 @@ def _lines(items: list[str]) -> Iterator[str]:
 
 
 @op(
-    name="revert_automation_run",
+    name=OP_NAME,
     out=Out(Nothing),
     description="Restores what a run's automations changed, from the change journal, where nothing changed since "
     "(a dry run by default).",
@@ -189,7 +206,8 @@ def revert_automation_run(
     context: OpExecutionContext, config: RevertConfig, mongo: MongoResource, clock: RunClock
 ) -> Output[None]:
     database = mongo.database()
-    root_run_id = _run_group_root(context, database, config.run_id)
+    run_id = _full_run_id(context, database, config.run_id)
+    root_run_id = _run_group_root(context, database, run_id)
     stamp = clock.stamp(context)
     if not config.dry_run and (context.retry_number > 0 or context.run.parent_run_id is not None):
         # This revert's own earlier attempt may have left a page in doubt: settle it before reading the state.
@@ -199,8 +217,8 @@ def revert_automation_run(
     known = database[JOURNAL_COLLECTION].distinct("automation", {"rootRunId": root_run_id})
     unknown = sorted(set(config.automations) - set(known))
     if unknown:
-        raise Failure(
-            f"run {config.run_id} journaled no change for {', '.join(map(repr, unknown))}; it journaled changes for: "
+        raise _not_reverted(
+            f"run {run_id} journaled no change for {', '.join(map(repr, unknown))}; it journaled changes for: "
             + (", ".join(map(repr, sorted(known))) or "no automation (it changed nothing, or its journal expired)")
         )
 
@@ -238,6 +256,54 @@ def revert_automation_run(
     return Output(None, metadata=metadata)
 
 
+def _not_reverted(reason: str) -> Failure:
+    """The step's failure when the revert cannot start: ``reason`` alone (an expected refusal, no stack trace), and
+    as the run's summary (``run_summary.py``), so the run says what it did not do."""
+    return Failure(description=reason, metadata={SUMMARY_METADATA_KEY: f"revert not done: {reason}"},
+                   allow_retries=False)
+
+
+def _full_run_id(context: OpExecutionContext, database: Database, given: str) -> str:
+    """The run id ``given`` names: itself if it is a run of this instance or a run group in the journal, else the one
+    id of either that starts with it (at least ``MIN_RUN_ID_PREFIX`` characters)."""
+    run_id = given.strip().lower()
+    journal = database[JOURNAL_COLLECTION]
+    if context.instance.has_run(run_id) or journal.find_one({"rootRunId": run_id}, {"_id": 1}) is not None:
+        return run_id
+    if len(run_id) < MIN_RUN_ID_PREFIX:
+        raise _not_reverted(f"run id {given!r} is too short: give at least its first {MIN_RUN_ID_PREFIX} characters "
+                            "(as the UI's run pages and lists show them) or the whole id")
+    in_instance = [candidate for candidate in context.instance.get_run_ids() if candidate.startswith(run_id)]
+    journaled = journal.distinct("rootRunId", {"rootRunId": {"$regex": f"^{re.escape(run_id)}"}})
+    candidates = sorted({*in_instance, *journaled})
+    if len(candidates) == 1:
+        context.log.info(f"run id {given!r} is run {candidates[0]}")
+        return candidates[0]
+    if len(candidates) > 1:
+        raise _not_reverted(f"run id {given!r} is ambiguous: it starts {len(candidates)} runs' ids: "
+                            + "; ".join(_describe(context, candidate) for candidate in candidates)
+                            + ". Give more of the id (the run page's address ends with the whole id)")
+    return run_id  # no run starts with it: _run_group_root says so
+
+
+def _describe(context: OpExecutionContext, run_id: str) -> str:
+    """``<id> (<job>, <when it was created>)``, or that only the journal knows the run."""
+    record = next(iter(context.instance.get_run_records(RunsFilter(run_ids=[run_id]), limit=1)), None)
+    if record is None:
+        return f"{run_id} (only in the change journal: its Dagster history was deleted)"
+    return f"{run_id} ({record.dagster_run.job_name}, {record.create_timestamp:%Y-%m-%d %H:%M} UTC)"
+
+
+def undo_launchpad_url(run_id: str) -> str:
+    """The UI's path to this job's launchpad with a dry run of undoing ``run_id`` filled in.
+
+    Dagster's UI (1.13) opens ``/locations/<location>/jobs/<job>/playground/setup?config=<YAML>`` as a new launchpad
+    tab holding that run config (``LaunchpadSetupRoot``, the route behind its own "Open in Launchpad" links), and
+    renders a URL metadata value as a link. The path is relative to the UI's address, which the run does not know."""
+    config = f"ops:\n  {OP_NAME}:\n    config:\n      run_id: {json.dumps(run_id)}\n      dry_run: true\n"
+    return f"/locations/{quote(CODE_LOCATION_NAME)}/jobs/{JOB_NAME}/playground/setup?config={quote(config)}"
+
+
 def _run_group_root(context: OpExecutionContext, database: Database, run_id: str) -> str:
     """The root run of ``run_id``'s group, once every run of the group has finished."""
     try:
@@ -248,13 +314,13 @@ def _run_group_root(context: OpExecutionContext, database: Database, run_id: str
         # Not in this instance (its history was deleted, or it ran elsewhere): its id may still be a root the
         # journal knows.
         if database[JOURNAL_COLLECTION].find_one({"rootRunId": run_id}, {"_id": 1}) is None:
-            raise Failure(f"no run {run_id} in this Dagster instance and no journaled change under that id: check "
-                          "the run id (the UI's run page shows it)")
+            raise _not_reverted(f"no run {run_id} in this Dagster instance and no journaled change under that id: "
+                                "check the run id (the UI's run page shows it)")
         return run_id
     root_run_id, runs = group
     unfinished = [run for run in runs if not run.is_finished]
     if unfinished:
-        raise Failure(
+        raise _not_reverted(
             "not reverted: " + ", ".join(f"run {run.run_id} is {run.status.value}" for run in unfinished)
             + "; revert once every run of the group has finished"
         )
@@ -269,7 +335,7 @@ def _table(reports: Mapping[str, AutomationRevert], dry_run: bool) -> str:
 
 
 @job(
-    name="revert_automation_run_job",
+    name=JOB_NAME,
     description="Undoes what one run's automations changed (from the change journal), where nothing changed since; "
     "a dry run unless dry_run: false.",
     executor_def=with_run_summary(in_process_executor),  # one step: no process of its own needed

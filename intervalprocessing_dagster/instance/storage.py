@@ -23,7 +23,9 @@ code location (``run_origin.py``: so the UI shows it with its job).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -162,12 +164,27 @@ class PooledSqliteStorage(DagsterSqliteStorage):
         super().__init__(base_dir, inst_data)
         self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
         self._run_storage = CodeLocationSqliteRunStorage.from_local(_runs_directory(base_dir))
+        if _in_dagster_dev_without_home():
+            logging.getLogger("dagster").info(
+                f"IntervalProcessing keeps runs, event logs, schedules and sensors in {os.path.abspath(base_dir)} "
+                "(dagster.yaml), not in that temporary directory: its removal loses no history."
+            )
 
     @classmethod
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> PooledSqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+def _in_dagster_dev_without_home() -> bool:
+    """Whether this is the ``dagster dev`` process itself (not one of its services or runs), started without
+    ``DAGSTER_HOME``. It then says "Using temporary directory … for storage. This will be removed when dagster dev
+    exits", which reads as if the run history goes with it; the one line above, printed just after it, says where
+    the history is (``dagster dev`` makes its temporary instance from the folder's ``dagster.yaml``, whose storage is
+    this class)."""
+    dev_process = bool(os.environ.get("DAGSTER_IS_DEV_CLI")) and sys.argv[1:2] == ["dev"]
+    return dev_process and not os.environ.get("DAGSTER_HOME")
 
 
 #: The tables a run's deletion leaves dead rows in (Dagster keeps run, event-log and schedule storage in one database).

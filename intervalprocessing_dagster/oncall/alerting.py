@@ -13,10 +13,20 @@ per error) and is only what the error itself already says: an invalid automation
 document values, and the run worker's log tail that run monitoring appends to a dead task's failure stays in the
 UI. The full error and stack trace are one click away (the link).
 
-Which runs: every run of this instance, whatever started it: schedules, the launchpad, and the ``processToRun``
-entry point, whose runs execute in their own process (stored as this code location's by ``instance/run_origin.py``,
-but an instance with Dagster's stock storage leaves them without an origin: hence ``monitor_all_code_locations``;
-the deployment has this one location).
+Which runs: the unattended ones (:func:`unattended_by`), of every code location of the instance (the ``processToRun``
+entry point's runs execute in their own process; ``instance/run_origin.py`` stores them as this code location's, but
+an instance with Dagster's stock storage leaves them without an origin: hence ``monitor_all_code_locations``; the
+deployment has this one location). A run a person launched from the UI or the CLI (the launchpad, a re-execution,
+``dagster job execute``) is watched by that person, who sees it fail: a typo in a launchpad's dry run must not page
+on call. Runs of schedules, sensors, backfills and run retries, and of the ``processToRun`` entry point (started by
+EventBridge), have nobody watching and alert. ``ALERT_ON_HAND_LAUNCHED_RUNS=on`` (``settings.py``) alerts a person's
+runs too. Told apart by the run's tags, as Dagster sets them: ``dagster/schedule_name``, ``dagster/sensor_name``,
+``dagster/backfill``, ``dagster/retry_number`` (set on the run retries' runs only), and this project's
+``intervalprocessing/launched_by`` for ``processToRun`` (``instance/launch_origin.py`` writes the same origins into
+that tag for the UI; a person's name there, from the operators' webserver, is a person's run). A re-execution a
+person starts from the UI inherits its parent's tags (Dagster's ``use_parent_run_tags``), a scheduled run's
+``dagster/schedule_name`` included: a re-execution without ``dagster/retry_number`` is a person's. A failed check
+alerts whoever ran it (``check_alerts.py``): a broken document is on-call's to know about however it was found.
 
 Reported once: a run that run retries (``deploy/dagster.yaml`` ``run_retries``) will retry is not reported; its
 retry is a new run, reported if it fails in turn. "Will retry" is what the retry daemon acts on: the
@@ -51,20 +61,26 @@ from dagster import (
 from dagster._core.events import RunFailureReason
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
 from dagster._core.storage.tags import (
+    AUTO_MATERIALIZE_TAG,
+    AUTOMATION_CONDITION_TAG,
+    BACKFILL_ID_TAG,
     PARENT_RUN_ID_TAG,
     RETRY_NUMBER_TAG,
     RUN_FAILURE_REASON_TAG,
     SCHEDULE_NAME_TAG,
+    SENSOR_NAME_TAG,
     WILL_RETRY_TAG,
 )
 from dagster._utils.tags import get_boolean_tag_value
 from pydantic import Field
 
-from intervalprocessing_dagster.oncall.run_summary import AUTOMATION_ID, AUTOMATION_NAME, failed_by_blocking_check
+from intervalprocessing_dagster.oncall.console_log import failed_by_blocking_check
+from intervalprocessing_dagster.oncall.run_summary import AUTOMATION_ID, AUTOMATION_NAME
 
 # process_to_run.LAUNCHED_BY_TAG (runs/process_to_run.py imports the definitions, which import this module); a test
 # keeps them equal.
 LAUNCHED_BY_TAG = "intervalprocessing/launched_by"
+LAUNCHED_BY_PROCESS_TO_RUN = "processToRun"
 # SNS refuses a subject longer than 100 characters.
 _MAX_SUBJECT = 100
 # What one alert quotes at most: a cadence with hundreds of broken automations still makes a readable message (SNS
@@ -80,11 +96,13 @@ _WORKER_LOG_TAIL = "Run worker logs:"
 @dataclass(frozen=True)
 class Alert:
     """What a person is told: a subject line, the text, and attributes a subscriber can filter on (SNS message
-    attributes: ``job`` and ``run_id`` for a failed run, ``check`` and ``run_id`` for a config check)."""
+    attributes: ``job`` and ``run_id`` for a failed run, ``check`` and ``run_id`` for a config check); ``level``, how
+    the sensor logs it (a recovery is news, not an error)."""
 
     subject: str
     text: str
     attributes: Mapping[str, str]
+    level: int = logging.ERROR
 
 
 class AlertChannel(ConfigurableResource):
@@ -92,6 +110,10 @@ class AlertChannel(ConfigurableResource):
 
     webserver_url: str | None = Field(
         default=None, description="Base URL of the Dagster UI (INTERVALPROCESSING_WEBSERVER_URL), for run links."
+    )
+    hand_launched_runs: bool = Field(
+        default=False, description="Alert the failed runs a person launched from the UI or CLI too "
+        "(ALERT_ON_HAND_LAUNCHED_RUNS); off: only unattended runs alert.",
     )
 
     def run_url(self, run_id: str) -> str | None:
@@ -110,7 +132,7 @@ class LogAlertChannel(AlertChannel):
     """No topic configured (local development): the alert is written to the sensor's log, nothing else."""
 
     def send(self, alert: Alert, log: logging.Logger | logging.LoggerAdapter) -> None:
-        log.error(f"{alert.subject} (ALERTS_SNS_TOPIC_ARN is unset: logged only)\n{alert.text}")
+        log.log(alert.level, f"{alert.subject} (ALERTS_SNS_TOPIC_ARN is unset: logged only)\n{alert.text}")
 
 
 class SnsAlertChannel(AlertChannel):
@@ -120,7 +142,7 @@ class SnsAlertChannel(AlertChannel):
 
     def send(self, alert: Alert, log: logging.Logger | logging.LoggerAdapter) -> None:
         # Logged first, so the alert is in the daemon's log even if the publish fails.
-        log.error(f"{alert.subject}\n{alert.text}")
+        log.log(alert.level, f"{alert.subject}\n{alert.text}")
         boto3.client("sns").publish(
             TopicArn=self.topic_arn,
             Subject=alert.subject,
@@ -181,15 +203,37 @@ def will_be_retried(context: RunFailureSensorContext) -> bool:
     return auto_reexecution_should_retry_run(instance, run, RunFailureReason(reason) if reason else None)
 
 
+def unattended_by(run: DagsterRun) -> str | None:
+    """What started ``run`` with nobody watching it (a schedule, a sensor, a backfill, a run retry, ``processToRun``);
+    None for a run a person launched from the UI or the CLI, re-executions included."""
+    tags = run.tags
+    if tags.get(RETRY_NUMBER_TAG):  # the retry daemon's run, whoever started the first attempt
+        return f"run retry {tags[RETRY_NUMBER_TAG]}"
+    if tags.get(PARENT_RUN_ID_TAG):  # re-executed by a person: the parent's schedule or sensor tag is inherited
+        return None
+    for tag, what in ((SCHEDULE_NAME_TAG, "schedule"), (SENSOR_NAME_TAG, "sensor"), (BACKFILL_ID_TAG, "backfill")):
+        if tags.get(tag):
+            return f"{what} {tags[tag]}"
+    if tags.get(AUTOMATION_CONDITION_TAG) or tags.get(AUTO_MATERIALIZE_TAG):
+        return "automation condition"
+    if tags.get(LAUNCHED_BY_TAG) == LAUNCHED_BY_PROCESS_TO_RUN:  # the old EventBridge task definitions
+        return LAUNCHED_BY_PROCESS_TO_RUN
+    return None
+
+
 @run_failure_sensor(
     name="run_failure_alert_sensor",
     monitor_all_code_locations=True,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Sends one alert per failed run (after its last retry) to the alerts channel: ALERTS_SNS_TOPIC_ARN, "
-    "or the sensor's log when unset.",
+    description="Sends one alert per failed unattended run (schedules, sensors, backfills, after its last retry) to "
+    "the alerts channel: ALERTS_SNS_TOPIC_ARN, or the sensor's log when unset.",
 )
 def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertChannel) -> None:
     run = context.dagster_run
+    if not alerts.hand_launched_runs and unattended_by(run) is None:
+        context.log.info(f"run {run.run_id} of {run.job_name} failed; a person launched it (UI or CLI) and sees it: "
+                         "no alert (ALERT_ON_HAND_LAUNCHED_RUNS=on alerts these too)")
+        return
     if will_be_retried(context):
         context.log.info(f"run {run.run_id} of {run.job_name} failed and will be retried; its retry reports")
         return
@@ -216,7 +260,10 @@ def _origin_lines(run: DagsterRun) -> list[str]:
     lines = []
     if run.tags.get(RETRY_NUMBER_TAG):
         lines.append(f"Attempt: retry {run.tags[RETRY_NUMBER_TAG]} of run {run.tags.get(PARENT_RUN_ID_TAG)}")
-    started_by = run.tags.get(SCHEDULE_NAME_TAG) or run.tags.get(LAUNCHED_BY_TAG)
+    started_by = next((run.tags[tag] for tag in (SCHEDULE_NAME_TAG, SENSOR_NAME_TAG, LAUNCHED_BY_TAG)
+                       if run.tags.get(tag)), None)
+    if started_by is None and run.tags.get(BACKFILL_ID_TAG):
+        started_by = f"backfill {run.tags[BACKFILL_ID_TAG]}"
     lines.append(f"Started by: {started_by or 'hand (UI or CLI)'}")
     return lines
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 
 from dagster import (
@@ -127,7 +128,7 @@ def fixed_alert(result: CheckResult, alerts: AlertChannel) -> Alert:
     outcome = "passed" if evaluation.passed else f"failed ({evaluation.severity.value}), which does not alert"
     lines = [*_header(result, alerts), f"Result: {outcome}", *excerpt(evaluation.description or "no description")]
     subject = alert_subject(f"check {result.key.name} passes again")
-    return Alert(subject=subject, text="\n".join(lines), attributes=_attributes(result))
+    return Alert(subject=subject, text="\n".join(lines), attributes=_attributes(result), level=logging.INFO)
 
 
 def _result(record: AssetCheckExecutionRecord) -> CheckResult | None:

@@ -16,9 +16,10 @@ once when it is fixed, however many hourly runs stay red in between.
 
 from __future__ import annotations
 
-from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
+from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job, in_process_executor
 
 from intervalprocessing_dagster.data_change.checks import automations_are_valid, automations_within_limits
+from intervalprocessing_dagster.oncall.run_summary import with_run_summary
 from intervalprocessing_dagster.reports.checks import CONFIG_CHECKS
 from intervalprocessing_dagster.settings import Settings
 
@@ -33,6 +34,8 @@ config_checks_job = define_asset_job(
     selection=AssetSelection.checks(*ALL_CONFIG_CHECKS),
     description="Validates every automation, report process and stored query, and counts what each automation with "
     "a limit would match; writes no data.",
+    # The four checks in the run worker's own process (docs/decisions/small-jobs-in-process.md).
+    executor_def=with_run_summary(in_process_executor),
 )
 
 

@@ -5,8 +5,12 @@ A run's outcome is otherwise spread over dozens of DEBUG events. The line reads,
 when the ledger skipped automations an earlier run of the stamp applied, ``N withdrawn`` for automations whose
 document was deleted, deactivated or moved to another cadence after it was loaded, and ``N not run (...)`` when some
 never ran) and, for file generation, ``Run summary: reports written: daily_audit_inventory ->
-/…/DailyAuditInventory_….txt; skipped: weekly_audit_inventory (not a Friday)``; any failed step is named at the end.
-Automations are named by the name in their document, with their ``_id`` where two share a name.
+/…/DailyAuditInventory_….txt; skipped: weekly_audit_inventory (not a Friday)``; for the config checks ``checks 3
+passed, 1 failed (…)``; for the jobs whose steps say it themselves (metadata ``summary`` on the step's output or
+failure), their words: ``Revert of run group …: 8 journaled document(s), restored 8, …`` or ``revert not done: run
+id '5b0d3c2' is too short: …``. Any failed step is named at the end. Each job's line speaks of its own work: a run
+that wrote no report and is not a report run does not say ``reports written: none``. Automations are named by the
+name in their document, with their ``_id`` where two share a name.
 
 Why it is written by the executor, not by an op, a hook or a sensor:
 
@@ -36,20 +40,33 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from dagster import DagsterEvent, DagsterEventType, Executor, ExecutorDefinition, multi_or_in_process_executor
+from dagster import (
+    DagsterEvent,
+    DagsterEventType,
+    Executor,
+    ExecutorDefinition,
+    MetadataValue,
+    multi_or_in_process_executor,
+)
 
-# The error a failed blocking check fails its step with; not exported at the top level.
-from dagster._core.errors import DagsterAssetCheckFailedError
-
-# Not exported at the top level, but the types of the public Executor interface's arguments and properties.
+# Not exported at the top level, but the types of the public Executor interface's arguments and properties (and of
+# an engine event's metadata).
+from dagster._core.events import EngineEventData
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
+from dagster._core.executor.in_process import InProcessExecutor
 
-from intervalprocessing_dagster.oncall.console_log import say_each_error_once
+from intervalprocessing_dagster.oncall.console_log import (
+    RUN_SUMMARY_PREFIX,
+    execute_steps_in_process,
+    failed_by_blocking_check,
+    install_console_filter,
+)
 
-# A step output's text metadata under this key is the step's own part of the line (the history retention job's).
+# A step output's (or a step failure's) text metadata under this key is the step's own part of the line: the history
+# retention job's and the revert's, so that each job's line speaks of its own work.
 SUMMARY_METADATA_KEY = "summary"
 AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
 LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
@@ -125,6 +142,9 @@ class RunSummary:
                 self.ended_automation_keys.add(automation["key"])
             elif not failed_by_blocking_check(event):  # such a step's check is counted with the failed checks
                 self.failed_steps.append(step_key)
+                failure = event.step_failure_data.user_failure_data
+                if failure is not None and SUMMARY_METADATA_KEY in failure.metadata:  # what it did not do, and why
+                    self.step_summaries.append(str(failure.metadata[SUMMARY_METADATA_KEY].value))
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             self._add_asset_event(event, event.event_specific_data.materialization.metadata)
         elif event.event_type == DagsterEventType.ASSET_OBSERVATION:
@@ -182,7 +202,7 @@ class RunSummary:
                 + (f", {len(self.not_run)} not run ({self.named(self.not_run)})" if self.not_run else "")
             )
         elif self.reports or self.skipped_reports or not (
-            self.checks_passed or self.failed_checks or self.step_summaries
+            self.checks_passed or self.failed_checks or self.step_summaries or self.failed_steps
         ):
             written = "; ".join(f"{asset} -> {location}" for asset, location in self.reports)
             parts.append(f"reports written: {written or 'none'}")
@@ -197,13 +217,7 @@ class RunSummary:
         parts.extend(self.step_summaries)
         if self.failed_steps:
             parts.append("failed steps: " + ", ".join(self.failed_steps))
-        return "Run summary: " + "; ".join(parts)
-
-
-def failed_by_blocking_check(event: DagsterEvent) -> bool:
-    """Whether a step failed only because its blocking check failed at ERROR (the config checks are blocking)."""
-    error = event.step_failure_data.error
-    return error is not None and error.cls_name == DagsterAssetCheckFailedError.__name__
+        return RUN_SUMMARY_PREFIX + "; ".join(parts)
 
 
 def _number(value: Any) -> int:
@@ -231,6 +245,9 @@ def _automation_ref(metadata: Mapping[str, Any], mapping_key: str) -> Automation
 
 # What a job checks once its last step has ended: the automations it was to run that have no outcome (none: empty).
 ClosingCheck = Callable[[PlanOrchestrationContext, RunSummary], list[AutomationRef]]
+# The UI path that undoes a run, given its id (``data_change/revert.py``'s launchpad link).
+UndoLink = Callable[[str], str]
+UNDO_METADATA_KEY = "undo_this_run"
 
 
 class IncompleteRunError(Exception):
@@ -240,21 +257,34 @@ class IncompleteRunError(Exception):
 class RunSummaryExecutor(Executor):
     """Runs the plan on ``inner``, then the job's closing check, and logs the :class:`RunSummary` line."""
 
-    def __init__(self, inner: Executor, closing_check: ClosingCheck | None = None) -> None:
+    def __init__(
+        self, inner: Executor, closing_check: ClosingCheck | None = None, undo: UndoLink | None = None
+    ) -> None:
         self._inner = inner
         self._closing_check = closing_check
+        self._undo = undo
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
-        say_each_error_once(plan_context.log)  # not run summary work: see console_log.py for why it is here
+        install_console_filter(plan_context.log)  # not run summary work: see console_log.py for why it is here
         summary = RunSummary()
         try:
-            for event in self._inner.execute(plan_context, execution_plan):
+            if isinstance(self._inner, InProcessExecutor):  # its steps log through loggers of their own
+                events = execute_steps_in_process(self._inner, plan_context, execution_plan)
+            else:
+                events = self._inner.execute(plan_context, execution_plan)
+            for event in events:
                 summary.add(event)
                 yield event
             self._check_closing(plan_context, summary)
         except Exception:
             plan_context.log.info(summary.line())
             raise
+        if self._undo is not None and summary.modified:
+            # One click from the run to its undo: the UI renders a URL metadata value as a link.
+            yield DagsterEvent.engine_event(
+                plan_context, f"Undo this run: revert_automation_run_job, run id {plan_context.run_id} filled in",
+                EngineEventData(metadata={UNDO_METADATA_KEY: MetadataValue.url(self._undo(plan_context.run_id))}),
+            )
         plan_context.log.info(summary.line())
         if summary.not_run:
             raise IncompleteRunError(summary.incomplete_message())
@@ -284,15 +314,18 @@ class RunSummaryExecutor(Executor):
         return self._inner.get_step_event_or_retry_event(*args, **kwargs)
 
 
-def with_run_summary(inner: ExecutorDefinition, closing_check: ClosingCheck | None = None) -> ExecutorDefinition:
-    """``inner`` with the summary line (and ``closing_check``, if given); same name, config and requirements, so run
-    config is unchanged."""
+def with_run_summary(
+    inner: ExecutorDefinition, closing_check: ClosingCheck | None = None, undo: UndoLink | None = None
+) -> ExecutorDefinition:
+    """``inner`` with the summary line (and ``closing_check``, if given; and, with ``undo``, a link to undo a run that
+    modified documents, logged just before the line); same name, config and requirements, so run config is
+    unchanged."""
     return ExecutorDefinition(
         name=inner.name,
         config_schema=inner.config_schema,
         requirements=inner.get_requirements,
         executor_creation_fn=lambda init_context: RunSummaryExecutor(
-            inner.executor_creation_fn(init_context), closing_check
+            inner.executor_creation_fn(init_context), closing_check, undo
         ),
         description=f"{inner.description or inner.name}, followed by one INFO line summarizing the run.",
     )

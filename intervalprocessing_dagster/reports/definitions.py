@@ -38,12 +38,14 @@ from dagster import (
     ScheduleDefinition,
     ScheduleEvaluationContext,
     define_asset_job,
+    in_process_executor,
     schedule,
 )
 from dagster import Field as ConfigField
 from dagster._core.storage.tags import SCHEDULE_NAME_TAG
 from dagster._utils.schedules import cron_string_iterator
 
+from intervalprocessing_dagster.oncall.run_summary import with_run_summary
 from intervalprocessing_dagster.reports.assets import (
     BUILT_IN_REPORT_ASSETS,
     CONFIG_ASSETS,
@@ -77,6 +79,9 @@ file_generation_job = define_asset_job(
     name="file_generation_job",
     selection=AssetSelection.assets(*REPORT_ASSETS),
     description="The old FileGenerationProcesses: the daily reports, the weekly ones on Fridays, configured reports.",
+    # Every report and check step in the run worker's own process, one after another: a step's own process cost
+    # seconds of start-up each and bought no parallel CPU (docs/decisions/small-jobs-in-process.md).
+    executor_def=with_run_summary(in_process_executor),
     config=ConfigMapping(
         config_fn=_report_op_config,
         config_schema={"include_weekly": ConfigField(

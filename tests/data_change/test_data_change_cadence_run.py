@@ -185,14 +185,15 @@ def test_a_run_that_loaded_automations_it_did_not_run_fails_naming_them_and_so_d
 ) -> None:
     """Never green while incomplete: here a re-execution of the loader alone (the UI's "Re-execute selected"),
     after an automation was added, loads it for the stamp and does not run it. The run-failure alert (logged: no
-    topic, no run retries, as under dagster dev) quotes the failure, names and all."""
+    topic, no run retries, as under dagster dev; ALERT_ON_HAND_LAUNCHED_RUNS=on, as the re-execution is a person's)
+    quotes the failure, names and all."""
     cadence_db.audits.insert_many([{"group": g, "notes": []} for g in range(2)])
     cadence_db.dataupdateconfigs.insert_one(note_automation(0))
     job = reconstructable(hourly_data_change_job)
     first = execute_job(job, instance=instance)
     assert first.success
     cadence_db.dataupdateconfigs.insert_one(note_automation(1))
-    daemon = Daemon(instance, LogAlertChannel())
+    daemon = Daemon(instance, LogAlertChannel(hand_launched_runs=True))  # a person's re-execution alerts only so
     daemon.tick()
 
     loader_only = execute_job(job, instance=instance, reexecution_options=ReexecutionOptions(

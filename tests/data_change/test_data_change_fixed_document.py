@@ -127,7 +127,8 @@ def test_from_failure_after_a_fix_applies_the_document_as_it_is_now_once(
 ) -> None:
     project = demo
     topic_arn, queue_url = topic
-    daemon = Daemon(project.instance, SnsAlertChannel(topic_arn=topic_arn))
+    # The run is launched from the Launchpad, a person's: ALERT_ON_HAND_LAUNCHED_RUNS=on alerts it as a schedule's.
+    daemon = Daemon(project.instance, SnsAlertChannel(topic_arn=topic_arn, hand_launched_runs=True))
     daemon.tick()  # the sensor's first tick only sets its cursor
     failed, good = fails_on_a_missing_brace(project, STAMP)
     broken = project.db.dataupdateconfigs.find_one({"_id": good["_id"]})

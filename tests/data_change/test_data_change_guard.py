@@ -95,7 +95,8 @@ def test_the_failure_alert_quotes_the_limit(topic: tuple[str, str], mongo: Mongo
     mongo_db.dataupdateconfigs.insert_one(automation("Typo In Query", maxDocuments=1, singleFieldUpdateElements=CLOSE,
                                                      arrayObjectFieldUpdateElements=[]))
     with instance_for_test(overrides=RETRIES) as instance:
-        daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
+        # The run is a person's (no schedule tag): ALERT_ON_HAND_LAUNCHED_RUNS=on alerts it as the schedule's would be.
+        daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn, hand_launched_runs=True))
         daemon.tick()
         result = run_hourly(mongo, AutomationGuard(), instance=instance)
         assert instance.get_run_by_id(result.run_id).status == DagsterRunStatus.FAILURE

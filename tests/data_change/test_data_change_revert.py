@@ -11,9 +11,11 @@ import textwrap
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
+from bson import json_util
 from dagster import (
     DagsterEventType,
     DagsterInstance,
@@ -24,14 +26,13 @@ from dagster import (
     reconstructable,
 )
 from dagster._serdes import serialize_value
-from bson import json_util
 from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
 from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION, WRITING
-from intervalprocessing_dagster.data_change.revert import revert_automation_run_job
+from intervalprocessing_dagster.data_change.revert import MIN_RUN_ID_PREFIX, revert_automation_run_job
 from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.mongo.resource import MongoResource
@@ -181,6 +182,80 @@ def test_every_demo_cadence_reverted_gives_back_the_demo_data(mongo: MongoResour
     assert snapshot(mongo_db, "audits", "medicalrecordrequests") == before
 
 
+def test_the_first_eight_characters_the_ui_shows_are_enough(mongo: MongoResource, two_automations: Database) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        run_id = apply(Cadence.HOURLY, mongo, instance)
+        result = revert(mongo, instance, run_id[:MIN_RUN_ID_PREFIX].upper() + " ", dry_run=False)
+        messages = logs(instance, result.run_id)
+    assert MIN_RUN_ID_PREFIX == 8
+    assert output(result)["reverted_run_group"] == run_id and output(result)["restored"] == 8
+    assert f"run id '{run_id[:8].upper()} ' is run {run_id}" in messages
+    assert {a["status"] for a in two_automations.audits.find()} == {"Open"}
+
+
+def test_a_prefix_of_a_run_only_the_journal_still_knows_reverts_it(
+    mongo: MongoResource, two_automations: Database
+) -> None:
+    """A run whose Dagster history was deleted (or that ran on another instance) is found by its journal."""
+    with DagsterInstance.ephemeral() as instance:
+        run_id = apply(Cadence.HOURLY, mongo, instance)
+    with DagsterInstance.ephemeral() as elsewhere:
+        result = revert(mongo, elsewhere, run_id[:10])
+    assert output(result)["reverted_run_group"] == run_id and output(result)["would restore"] == 8
+
+
+def test_an_ambiguous_or_too_short_run_id_is_refused_saying_which_runs_or_how_long(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    job = DATA_CHANGE_JOBS[Cadence.HOURLY]
+    twins = ["5b0d3c2e-0d8f-4c3b-9a51-1f0c2a7d6e01", "5b0d3c2e-77aa-4f1e-8c2b-0e9d3b6a5f02"]
+    with DagsterInstance.ephemeral() as instance:
+        for run_id in twins:
+            instance.create_run_for_job(job, run_id=run_id, status=DagsterRunStatus.SUCCESS)
+        ambiguous = revert(mongo, instance, "5b0d3c2e")
+        too_short = revert(mongo, instance, "5b0d3c2")
+        longer = revert(mongo, instance, "5b0d3c2e-77")
+    message = failure(ambiguous)
+    assert message.startswith("run id '5b0d3c2e' is ambiguous: it starts 2 runs' ids: "), message
+    assert all(f"{run_id} (hourly_data_change_job, " in message for run_id in twins), message
+    assert message.endswith("Give more of the id (the run page's address ends with the whole id)")
+    assert failure(too_short) == ("run id '5b0d3c2' is too short: give at least its first 8 characters (as the UI's "
+                                  "run pages and lists show them) or the whole id")
+    assert output(longer)["reverted_run_group"] == twins[1]
+
+
+def test_a_run_that_modified_documents_links_to_its_undo_in_the_launchpad(
+    instance: DagsterInstance, cadence_db: Database
+) -> None:
+    """The link opens the revert job's launchpad (Dagster's /playground/setup route) with a dry run of this run filled
+    in; that config, launched as it stands, is a dry run of exactly this run's changes. A run that modified nothing
+    has nothing to undo and no link."""
+    cadence_db.audits.insert_many([{"group": 0, "notes": []}, {"group": 0, "notes": []}])
+    cadence_db.dataupdateconfigs.insert_one(note_automation(0))
+    job = reconstructable(hourly_data_change_job)
+    run_id = execute_job(job, instance=instance).run_id
+
+    def undo_events(of_run: str) -> list[Any]:
+        events = [e.get_dagster_event() for e in instance.all_logs(of_run, of_type=DagsterEventType.ENGINE_EVENT)]
+        return [event for event in events if "undo_this_run" in event.engine_event_data.metadata]
+
+    (undo,) = undo_events(run_id)
+    address = urlsplit(undo.engine_event_data.metadata["undo_this_run"].value)
+    assert address.path == "/locations/intervalprocessing/jobs/revert_automation_run_job/playground/setup"
+    (config_yaml,) = parse_qs(address.query)["config"]
+    dry = revert_job_of_the_code_location().execute_in_process(instance=instance,
+                                                               run_config=yaml.safe_load(config_yaml))
+    assert (output(dry)["dry_run"], output(dry)["reverted_run_group"], output(dry)["would restore"]) == (
+        True, run_id, 2)
+    assert undo.message == f"Undo this run: revert_automation_run_job, run id {run_id} filled in"
+    messages = logs(instance, run_id)
+    assert messages.index(undo.message) + 1 == messages.index(next(m for m in messages if m.startswith("Run summary")))
+
+    cadence_db.audits.delete_many({})
+    nothing = execute_job(job, instance=instance).run_id  # it matches no document now
+    assert undo_events(nothing) == []
+
+
 def revert_job_of_the_code_location() -> Any:
     return build_definitions(Settings.from_env()).get_job_def("revert_automation_run_job")
 
@@ -262,6 +337,17 @@ def test_the_revert_of_any_run_of_a_group_undoes_the_whole_group(
         "0 conflict(s)"
     ]
     assert isinstance(cadence_db[JOURNAL_COLLECTION].find_one()["stamp"], datetime)
+
+
+def test_a_revert_that_cannot_start_says_so_in_its_run_summary(instance: DagsterInstance, cadence_db: Database) -> None:
+    """Its own work, not the report runs' words ("reports written: none")."""
+    refused = execute_job(reconstructable(revert_job_of_the_code_location), instance=instance, run_config={
+        "ops": {"revert_automation_run": {"config": {"run_id": "5b0d3c2"}}}})
+    assert not refused.success
+    assert [line for line in logs(instance, refused.run_id) if line.startswith("Run summary: ")] == [
+        "Run summary: revert not done: run id '5b0d3c2' is too short: give at least its first 8 characters (as the "
+        "UI's run pages and lists show them) or the whole id; failed steps: revert_automation_run"
+    ]
 
 
 def stored(db: Database, collection: str) -> list[str]:

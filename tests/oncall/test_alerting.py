@@ -19,14 +19,24 @@ from dagster import (
     instance_for_test,
 )
 from dagster._core.execution.plan.objects import StepFailureData, UserFailureData
-from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG, ROOT_RUN_ID_TAG, WILL_RETRY_TAG
+from dagster._core.storage.tags import (
+    BACKFILL_ID_TAG,
+    PARENT_RUN_ID_TAG,
+    RETRY_NUMBER_TAG,
+    ROOT_RUN_ID_TAG,
+    SCHEDULE_NAME_TAG,
+    SENSOR_NAME_TAG,
+    WILL_RETRY_TAG,
+)
 from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
+from intervalprocessing_dagster.definitions import build_resources
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.oncall.alerting import (
+    LAUNCHED_BY_PROCESS_TO_RUN,
     LAUNCHED_BY_TAG,
     MAX_ERROR_LINES,
     MAX_LINE,
@@ -37,9 +47,11 @@ from intervalprocessing_dagster.oncall.alerting import (
 )
 from intervalprocessing_dagster.runs import process_to_run
 from intervalprocessing_dagster.runs.clock import RunClock
+from intervalprocessing_dagster.settings import Settings, SettingsError
 from tests.data_change.test_data_change_jobs import automation
 
 RETRIES = {"run_retries": {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}}
+SCHEDULED = {SCHEDULE_NAME_TAG: "hourly_data_change_schedule"}
 
 
 @pytest.fixture()
@@ -98,7 +110,8 @@ def test_a_failed_run_is_one_message_naming_job_run_failed_automations_and_link(
         automation("Unknown Update", singleFieldUpdateElements=[{"elementName": "x", "updateType": "Rename"}]),
     ])
     with instance_for_test(overrides=RETRIES) as instance:
-        daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn, webserver_url="https://dagster.example.com/"))
+        daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn, webserver_url="https://dagster.example.com/",
+                                                  hand_launched_runs=True))  # ALERT_ON_HAND_LAUNCHED_RUNS=on
         daemon.tick()  # the first tick only sets the cursor, as when the sensor is first turned on
         run_id = run_hourly(instance, mongo)
         assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
@@ -152,7 +165,7 @@ def test_automations_sharing_a_name_are_told_apart_by_id_and_long_errors_are_bou
     with instance_for_test(overrides=RETRIES) as instance:
         daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
         daemon.tick()
-        run_hourly(instance, mongo)
+        run_hourly(instance, mongo, **SCHEDULED)
         daemon.tick()
 
     (message,) = received(queue_url)
@@ -177,7 +190,7 @@ def test_a_run_that_failed_outside_its_steps_says_why_without_the_workers_log_ta
         daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
         daemon.tick()
         job = DATA_CHANGE_JOBS[Cadence.HOURLY]
-        run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED)
+        run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED, tags=SCHEDULED)
         # What the worker had logged before it died: one automation's failure, as apply_automation raises it.
         failure = StepFailureData(error=None, user_failure_data=UserFailureData(
             label="intentional-failure", description="automation 'Notes' failed: connection closed",
@@ -219,7 +232,8 @@ def test_a_successful_run_sends_nothing(topic: tuple[str, str], mongo: MongoReso
 
 def test_a_retried_run_is_reported_once_when_its_last_retry_fails(topic: tuple[str, str]) -> None:
     """An infrastructure failure (no step failed) is retried by run retries: the first failure is not reported, the
-    retry's failure (the last one allowed, max_retries 1) is, once, saying which attempt it was."""
+    retry's failure (the last one allowed, max_retries 1) is, once, saying which attempt it was. The retry alerts
+    although a person launched the first attempt: nobody watches the retry daemon's run."""
     topic_arn, queue_url = topic
     with instance_for_test(overrides=RETRIES) as instance:
         daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
@@ -262,6 +276,7 @@ def test_process_to_run_runs_are_reported_too(topic: tuple[str, str], mongo: Mon
     (message,) = received(queue_url)
     assert f"Run: {run_id}" in message["Message"] and "Started by: processToRun" in message["Message"]
     assert LAUNCHED_BY_TAG == process_to_run.LAUNCHED_BY_TAG
+    assert LAUNCHED_BY_PROCESS_TO_RUN == process_to_run.PROCESS_TO_RUN_VARIABLE
 
 
 def test_without_a_topic_the_alert_is_logged(
@@ -271,8 +286,63 @@ def test_without_a_topic_the_alert_is_logged(
     with instance_for_test() as instance:  # like dagster dev: no run retries
         daemon = Daemon(instance, LogAlertChannel())
         daemon.tick()
-        run_id = run_hourly(instance, mongo)
+        run_id = run_hourly(instance, mongo, **SCHEDULED)
         daemon.tick()
     logged = capfd.readouterr().err  # the sensor's log (the daemon's output; the tick's log in the UI)
     assert "IntervalProcessing: hourly_data_change_job failed (ALERTS_SNS_TOPIC_ARN is unset: logged only)" in logged
     assert f"Run: {run_id}" in logged and "Link: (INTERVALPROCESSING_WEBSERVER_URL is unset)" in logged
+
+
+def test_a_run_a_person_launched_does_not_alert_unless_the_setting_says_so(
+    topic: tuple[str, str], mongo: MongoResource, mongo_db: Database, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``dagster job execute`` or the launchpad (no tags), and a person's re-execution of a scheduled run from the UI
+    (which inherits the parent's dagster/schedule_name): no alert; ALERT_ON_HAND_LAUNCHED_RUNS=on alerts both."""
+    topic_arn, queue_url = topic
+    mongo_db.dataupdateconfigs.insert_one(automation("Broken Note", collectionName=None))
+    with instance_for_test() as instance:
+        daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
+        daemon.tick()
+        by_hand = run_hourly(instance, mongo)
+        scheduled = run_hourly(instance, mongo, **SCHEDULED)
+        re_executed = run_hourly(instance, mongo, **SCHEDULED, **{PARENT_RUN_ID_TAG: scheduled,
+                                                                   ROOT_RUN_ID_TAG: scheduled})
+        daemon.tick()
+        (message,) = received(queue_url)
+        assert f"Run: {scheduled}" in message["Message"]
+        assert "Started by: hourly_data_change_schedule" in message["Message"]
+        logged = capfd.readouterr().err
+        for run_id in (by_hand, re_executed):
+            assert (f"run {run_id} of hourly_data_change_job failed; a person launched it (UI or CLI) and sees it: "
+                    "no alert (ALERT_ON_HAND_LAUNCHED_RUNS=on alerts these too)") in logged
+
+        resources = build_resources(Settings.from_env({"ALERT_ON_HAND_LAUNCHED_RUNS": "on",
+                                                       "ALERTS_SNS_TOPIC_ARN": topic_arn}))
+        watching_all = Daemon(instance, resources["alerts"])
+        watching_all.tick()
+        by_hand_again = run_hourly(instance, mongo)
+        watching_all.tick()
+    (message,) = received(queue_url)
+    assert f"Run: {by_hand_again}" in message["Message"] and "Started by: hand (UI or CLI)" in message["Message"]
+    assert build_resources(Settings.from_env({}))["alerts"].hand_launched_runs is False
+    with pytest.raises(SettingsError, match="ALERT_ON_HAND_LAUNCHED_RUNS='sometimes' must be on or off"):
+        Settings.from_env({"ALERT_ON_HAND_LAUNCHED_RUNS": "sometimes"})
+
+
+@pytest.mark.parametrize(("tags", "started_by"), [
+    (SCHEDULED, "hourly_data_change_schedule"),
+    ({SENSOR_NAME_TAG: "some_sensor"}, "some_sensor"),
+    ({BACKFILL_ID_TAG: "qwertyui"}, "backfill qwertyui"),
+])
+def test_schedules_sensors_and_backfills_runs_alert(
+    topic: tuple[str, str], tags: dict[str, str], started_by: str
+) -> None:
+    topic_arn, queue_url = topic
+    with instance_for_test() as instance:
+        daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
+        daemon.tick()
+        run = instance.create_run_for_job(DATA_CHANGE_JOBS[Cadence.HOURLY], status=DagsterRunStatus.STARTED, tags=tags)
+        instance.report_run_failed(run, message="Task arn:aws:ecs:task/1 failed. Container 'run' exit code 137.")
+        daemon.tick()
+    (message,) = received(queue_url)
+    assert f"Run: {run.run_id}" in message["Message"] and f"Started by: {started_by}" in message["Message"]

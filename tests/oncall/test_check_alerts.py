@@ -61,8 +61,10 @@ def demo_db(mongo_uri: str, mongo_db: Database, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_a_failed_config_check_is_one_alert_per_new_failure_and_one_when_fixed(
-    topic: tuple[str, str], demo_db: Database  # noqa: F811 - the fixture imported above
+    topic: tuple[str, str], demo_db: Database, capfd: pytest.CaptureFixture[str]  # noqa: F811 - the fixture above
 ) -> None:
+    """The check runs here are a person's (execute_in_process, no schedule tag): a failed check alerts all the
+    same."""
     topic_arn, queue_url = topic
     defs = build_definitions(Settings.from_env())
     job = defs.resolve_job_def("config_checks_job")
@@ -118,6 +120,12 @@ def test_a_failed_config_check_is_one_alert_per_new_failure_and_one_when_fixed(
         (alert,) = received(queue_url)
         assert alert["Subject"] == "IntervalProcessing: check automations_are_valid passes again"
         assert alert["Message"].endswith(f"Result: passed\nall {demo} automation(s) are valid")
+        # In the sensor's log a recovery is news (INFO); the failures before it were errors.
+        logged = capfd.readouterr().err.splitlines()
+        assert [line for line in logged if line.endswith("check automations_are_valid passes again")][0].count(
+            " - INFO - ") == 1, logged
+        failures = [line for line in logged if line.endswith("check automations_are_valid failed (ERROR)")]
+        assert failures and all(" - ERROR - " in line for line in failures), logged
 
         # An inactive broken automation fails the check at WARN: the run stays green, a person still hears once.
         demo_db.dataupdateconfigs.insert_one(broken("Broken one", isActive=False))
@@ -136,6 +144,11 @@ def test_a_report_config_check_alerts_and_a_failed_check_fails_the_cli_run(
     demo_db.storedqueries.delete_one({"name": "dailyAuditInventory"})
     output = execute_job(new_project(tmp_path / "project"), user_env(mongo_uri, demo_db.name), "config_checks_job")
     assert " - RUN_FAILURE - " in output and "resulted in failure" in output, output[-3000:]  # exits non-zero
+    # A check failed at ERROR is a finding, not a crash: its message, without Dagster's stack trace.
+    assert ("STEP_FAILURE - Execution of step \"storedqueries_report_queries_are_valid\" failed.\n\n"
+            "1 blocking asset check failed with ERROR severity:\nstoredqueries: report_queries_are_valid") in output, (
+        output[-3000:])
+    assert "Stack Trace:" not in output, output[-3000:]
 
     home = tmp_path / "project" / ".intervalprocessing" / "dagster_home"
     # The instance the CLI wrote to (the project's dagster.yaml: Dagster's SQLite files under that folder).

@@ -34,7 +34,7 @@ FRIDAY = "2024-03-15T03:00:00+00:00"
 
 
 def execute(job: str, mongo_uri: str, database: str, tmp_path: Path, stamp: str) -> list[str]:
-    """Run ``job`` with the dagster CLI; its INFO log lines (the run's own, from every step process)."""
+    """Run ``job`` with the dagster CLI; the lines it printed (the run's own, from every step process)."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
     env = {**os.environ, "DAGSTER_HOME": str(home), "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": database,
@@ -42,16 +42,19 @@ def execute(job: str, mongo_uri: str, database: str, tmp_path: Path, stamp: str)
     completed = subprocess.run(
         [sys.executable, "-m", "dagster", "job", "execute", "-m", "intervalprocessing_dagster.definitions",
          "-j", job, "--tags", json.dumps({RUN_STAMP_TAG: stamp})],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240,
     )
-    lines = (completed.stdout + completed.stderr).splitlines()
-    return [line for line in lines if " - INFO - " in line or "RUN_SUCCESS" in line or "RUN_FAILURE" in line]
+    return completed.stdout.splitlines()  # stdout and stderr as a terminal interleaves them
 
 
 def summary(lines: list[str]) -> str:
-    """The summary line's text, checking it is the run's last INFO line and comes just before the run's end."""
+    """The summary line's text, checking it is the last line the CLI printed (what a person reads first), after the
+    run's end and, on failure, after the CLI's own ``Error: Run … resulted in failure.``."""
     [index] = [i for i, line in enumerate(lines) if "Run summary: " in line]
-    assert re.search(r"RUN_(SUCCESS|FAILURE)", lines[index + 1]), lines[index:]
+    assert index == len(lines) - 1, lines[index:]
+    ended = [line for line in lines[:index] if re.search(r" - RUN_(SUCCESS|FAILURE) - ", line)]
+    assert len(ended) == 1, lines[-10:]
+    assert " - INFO - " in lines[index]
     return lines[index].split("Run summary: ", 1)[1]
 
 
@@ -74,7 +77,8 @@ def test_a_data_change_run_ends_with_its_counts_and_failed_automations_even_when
 ) -> None:
     insert_broken_automation(seeded)
     lines = execute("hourly_data_change_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
-    assert "RUN_FAILURE" in lines[-1]
+    assert "RUN_FAILURE" in [line for line in lines if " - RUN_" in line][-1]
+    assert lines[-2].startswith("Error: Run ") and lines[-2].endswith(" resulted in failure."), lines[-3:]
     # The failed automation by the name in its document, not its step key.
     assert summary(lines) == "automations 2 applied, 3 matched, 3 modified, 1 failed ('Broken Rule')"
 
@@ -86,7 +90,7 @@ def test_a_file_generation_run_ends_with_the_files_it_wrote_and_the_reports_it_s
     mongo_uri: str, seeded: Database, tmp_path: Path
 ) -> None:
     lines = execute("file_generation_job", mongo_uri, seeded.name, tmp_path, THURSDAY)
-    assert "RUN_SUCCESS" in lines[-1]
+    assert "RUN_SUCCESS" in [line for line in lines if " - RUN_" in line][-1]
     reports = tmp_path / "reports"
     reports_part, checks = summary(lines).removeprefix("reports written: ").split("; checks ")
     written, skipped = reports_part.split("; skipped: ")

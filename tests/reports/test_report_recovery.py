@@ -12,10 +12,11 @@ not to do: Dagster 1.13's ``CancelExecution`` sets the run's multiprocessing Eve
 execution lock, and ``Event.set`` waits for the killed process to acknowledge, forever, so the code server stops
 launching runs until it is reloaded.)
 
-The job's default executor starts a process per step, so each run takes 15-20 s on the shared machine (far more
-when it is busy): one killed run serves two recovery paths, and the code location's server starts once. The
-production path (the daemon's run retry after run monitoring fails the dead ECS task) is in
-tests/deploy/test_deploy_missed_ticks.py.
+The job runs its steps in the run worker's own process (docs/decisions/small-jobs-in-process.md), so the kill takes
+the report being written and every step after it, as an out-of-memory kill of the task does; with a process per
+step (before) the same kill took the worker and its step processes at once. One killed run serves two recovery
+paths, and the code location's server starts once. The production path (the daemon's run retry after run
+monitoring fails the dead ECS task) is in tests/deploy/test_deploy_missed_ticks.py.
 """
 
 from __future__ import annotations
