@@ -3,7 +3,7 @@
 Nothing else in the package calls ``os.environ`` (except ``runs/process_to_run.py``, which reads the old ``processToRun`` switch
 that chooses a job rather than configuring one): the choice between local and production parts is made from a
 ``Settings`` value in ``definitions.py``, so one file tells an operator everything they can set. The names are part
-of the public contract (operators script against them) and are documented in the README.
+of the public contract (operators script against them) and are documented in docs/configuration.md.
 
 Secrets (``MONGODB_URI``) are only *tested for presence* here; their values reach resources through Dagster's
 ``EnvVar`` so they are never rendered in the UI or logs.

@@ -171,7 +171,7 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log_path: Path) -> 
 def _terminal_signals() -> None:
     """SIGINT and SIGTERM as a terminal leaves them (default), even when the test runner was started with them
     ignored (as a background job of a non-interactive shell is): an ignored signal is inherited, and dagster dev
-    with SIGINT ignored never stops (README "Stopping dagster dev")."""
+    with SIGINT ignored never stops (docs/runbook.md "Stopping `dagster dev`")."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
 

@@ -151,7 +151,7 @@ class DeploymentConfig:
         "webserverUrl", "", "base URL of the Dagster UI for links in alerts (default: https://<operatorHostName>)"
     )
     alert_email: str = _param("alertEmail", "", "email address subscribed to the alerts topic (none if empty)")
-    # How long history is kept. Empty: the application's own default (README "Configuration"), which is then the
+    # How long history is kept. Empty: the application's own default (docs/configuration.md), which is then the
     # one place it is written down.
     run_history_success_days: str = _param(
         "runHistorySuccessDays", "", "RUN_HISTORY_SUCCESS_DAYS: days a successful run is kept (empty: the app's 30)"

@@ -28,7 +28,7 @@ prefix query; with the history retention's windows that is some thousands of ids
 
 Launch it from the UI (**Jobs → revert_automation_run_job → Launchpad**) with ``ops: {revert_automation_run: {config:
 {run_id: <id>}}}``, first as a dry run, or from the link a data-change run that modified documents logs at its
-end (``undo_launchpad_url``: the launchpad with that config filled in); README "Undo an automation run" walks through
+end (``undo_launchpad_url``: the launchpad with that config filled in); docs/runbook.md "Undo an automation run" walks through
 it.
 """
 

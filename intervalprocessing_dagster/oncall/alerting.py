@@ -246,7 +246,7 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertChan
 
 
 def _what_to_do(automations_failed: bool) -> str:
-    """The next step, as the README's alert table gives it: what works for the failure at hand."""
+    """The next step, as docs/runbook.md's alert table gives it: what works for the failure at hand."""
     if automations_failed:
         return ("Do: fix each automation's document in dataupdateconfigs (or the data), then open the run and choose "
                 "Re-execute → From failure: the failed automations run again as their documents are then (one "

@@ -145,8 +145,9 @@ def test_a_revert_can_be_narrowed_to_automations_and_names_the_ones_it_does_not_
 
 
 def test_the_readmes_launchpad_config_reverts_a_run(mongo: MongoResource, mongo_db: Database) -> None:
-    """README "Undo an automation run": the run config an on-call engineer pastes into the Launchpad, as written."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    """docs/runbook.md "Undo an automation run": the run config an on-call engineer pastes into the Launchpad, as
+    written."""
+    readme = (Path(__file__).parents[2] / "docs" / "runbook.md").read_text()
     section = readme.split("## Undo an automation run", 1)[1]
     example = yaml.safe_load(textwrap.dedent(section.split("```yaml", 1)[1].split("```", 1)[0]))
     seed_demo_data(mongo_db)
