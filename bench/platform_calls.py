@@ -73,8 +73,12 @@ def _apply(context: Context, kind: str, *, journaled: bool = False) -> Work:
         run_id = f"bench-{context.mark}"
         journal = ChangeJournal(context.db, run_id=run_id, root_run_id=run_id, stamp=STAMP, automation=automation.name,
                                 config_id=automation.name, config_hash=config_hash(document), history_days=90)
-    result = execute(context.db[automation.collection], automation.query, plan,
-                     deadline=time.time() + DEADLINE_SECONDS, journal=journal)
+    collection, deadline = context.db[automation.collection], time.time() + DEADLINE_SECONDS
+    if journal is None:
+        result = execute(collection, automation.query, plan, deadline=deadline)
+    else:
+        result = journal.apply(collection, automation.query, plan, deadline=deadline, batch_size=1000,
+                               log=lambda _message: None)
     return Work(items=result.modified, detail={"matched": result.matched, "batches": result.batches,
                                                "retried": result.retried, "contended": result.contended})
 

@@ -40,7 +40,7 @@ from intervalprocessing_dagster.oncall.alerting import (
 )
 from intervalprocessing_dagster.oncall.check_alerts import check_failure_alert_sensor
 from intervalprocessing_dagster.oncall.config_checks import build_config_checks_schedule, config_checks_job
-from intervalprocessing_dagster.oncall.run_summary import run_summary_executor
+from intervalprocessing_dagster.runs.run_summary import run_summary_executor
 from intervalprocessing_dagster.reports.definitions import report_definitions
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
 from intervalprocessing_dagster.runs.clock import RunClock

@@ -1,6 +1,6 @@
 """Every environment variable the platform reads, in one place.
 
-Nothing else in the package calls ``os.environ`` (except ``runs/process_to_run.py``, which reads the old ``processToRun`` switch
+Nothing else in the package calls ``os.environ`` (except ``process_to_run.py``, which reads the old ``processToRun`` switch
 that chooses a job rather than configuring one): the choice between local and production parts is made from a
 ``Settings`` value in ``definitions.py``, so one file tells an operator everything they can set. The names are part
 of the public contract (operators script against them) and are documented in docs/configuration.md.
@@ -11,15 +11,16 @@ Secrets (``MONGODB_URI``) are only *tested for presence* here; their values reac
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from intervalprocessing_dagster.data_change.rules import Limit, parse_limit
 
 DEFAULT_DATABASE = "intervalprocessing"
 DEFAULT_TIMEZONE = "UTC"
@@ -47,6 +48,66 @@ _LOAD_BALANCER_ARN = re.compile(
 class SettingsError(ValueError):
     """An environment variable holds a value the platform cannot use."""
 
+
+
+@dataclass(frozen=True)
+class Limit:
+    """How many documents one run of an automation may match: at most ``count``, and at most ``percent`` of its
+    collection; either may be None (not limited that way), not both."""
+
+    count: int | None
+    percent: float | None
+
+    def documents(self, collection_size: int) -> int:
+        """The limit as a number of documents, for a collection of ``collection_size`` documents (a percentage is
+        rounded up, so "5%" of 10 documents allows 1)."""
+        allowed = [self.count] if self.count is not None else []
+        if self.percent is not None:
+            allowed.append(math.ceil(collection_size * self.percent / 100))
+        return min(allowed)
+
+    def __str__(self) -> str:
+        """The limit as it is written, e.g. ``5000, 5%``."""
+        parts = [str(self.count)] if self.count is not None else []
+        if self.percent is not None:
+            parts.append(f"{self.percent:g}%")
+        return ", ".join(parts)
+
+
+_LIMIT_SYNTAX = "a whole number of at least 1, a percentage of the collection such as '5%', or both ('5000, 5%')"
+
+
+def parse_limit(value: Any) -> Limit:
+    """A limit as an automation's ``maxDocuments`` or ``AUTOMATION_MAX_DOCUMENTS`` writes it; ``ValueError`` saying
+    what is wrong otherwise. A whole number stored as a double (the legacy mongo shell's only number) counts."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        parts: list[Any] = [value]
+    elif isinstance(value, str) and value.strip():
+        parts = [part.strip() for part in value.split(",")]
+    else:
+        raise ValueError(f"must be {_LIMIT_SYNTAX}, got {value!r}")
+    count: int | None = None
+    percent: float | None = None
+    for part in parts:
+        if isinstance(part, str) and part.endswith("%"):
+            try:
+                number = float(part[:-1])
+            except ValueError:
+                number = math.nan
+            if percent is not None or not 0 < number <= 100:
+                raise ValueError(f"must be {_LIMIT_SYNTAX}; {part!r} is not one percentage above 0 and at most 100")
+            percent = number
+        else:
+            try:
+                number = int(part)
+            except ValueError:
+                number = 0
+            if count is not None or number < 1:
+                raise ValueError(f"must be {_LIMIT_SYNTAX}; {part!r} is not one whole number of at least 1")
+            count = number
+    return Limit(count, percent)
 
 @dataclass(frozen=True)
 class Settings:

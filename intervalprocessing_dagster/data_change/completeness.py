@@ -13,7 +13,7 @@ So the comparison is:
     but ended in this run      minus the automations whose step ended (succeeded or failed) in this very run: a
                                record the step could not write (it warns) does not turn applied work into "not run"
 
-and what is left did not run. The check runs in the executor wrapper (``oncall/run_summary.py``), which every launch
+and what is left did not run. The check runs in the executor wrapper (``runs/run_summary.py``), which every launch
 path goes through and which alone knows when the last step ended: a closing op downstream of the automations would
 be skipped exactly when one of them failed or was left out of the plan. It reads MongoDB through the job's own
 ``mongo`` resource, built for the one query; the records are found by their ``_id`` prefix (``StampKey.prefix``),
@@ -25,7 +25,7 @@ with the same tick) and trusts the event log over the data; a closing op is skip
 
 A run whose automations failed is not incomplete: failed is an outcome, the run fails as before on its steps
 (``STEP_FAILURE``, which run retries leave alone). Only automations with no outcome make it fail here, with
-:class:`~intervalprocessing_dagster.oncall.run_summary.IncompleteRunError`, which run retries do retry.
+:class:`~intervalprocessing_dagster.runs.run_summary.IncompleteRunError`, which run retries do retry.
 
 Nor is a run whose automation was *withdrawn*: its document was deleted, deactivated or moved to another cadence
 after the stamp loaded it, so its step applied nothing and recorded ``withdrawn``. Someone decided that automation is
@@ -45,7 +45,7 @@ from dagster._core.execution.context.system import PlanOrchestrationContext
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.record import StampKey, unfinished_records
-from intervalprocessing_dagster.oncall.run_summary import AutomationRef, ClosingCheck, RunSummary
+from intervalprocessing_dagster.runs.run_summary import AutomationRef, ClosingCheck, RunSummary
 from intervalprocessing_dagster.runs.clock import run_stamp
 
 # The op whose run config says whether a run is a dry run (``jobs.DataChangeConfig``: false unless set).

@@ -18,10 +18,10 @@ document that stopped matching between read and write was changed anyway. Here:
   ``maxTimeMS``), and batching stops between batches once the deadline has passed, so a run never outlives its
   interval; a later run finishes the job, because every plan is idempotent for its run;
 * a dry run counts what would match and samples a few ``_id`` values, and writes nothing;
-* with a change journal (``journal.py``; every automation step passes one), a write that is not a dry run is the
-  journal's: it reads what each batch's documents hold in the fields the update touches, records it, and writes
-  with filters that pin those values, so the journal and the data agree. Without one (the benchmark's measure of
-  what journaling costs) the write is the plain one described above.
+* an automation step's writes are the change journal's (``journal.py``, which builds on this module): it reads what
+  each batch's documents hold in the fields the update touches, records it, and writes with filters that pin those
+  values, so the journal and the data agree; the plain write described above is what the benchmark measures
+  journaling against.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pymongo
 from pymongo import UpdateOne
@@ -39,9 +39,6 @@ from pymongo.errors import BulkWriteError, PyMongoError, WriteError
 
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
 from intervalprocessing_dagster.mongo.shell_syntax import MongoQuery
-
-if TYPE_CHECKING:  # journal.py builds on this module
-    from intervalprocessing_dagster.data_change.journal import ChangeJournal
 
 # How many refused documents a failure message quotes; the count is always complete.
 QUOTED_ERRORS = 3
@@ -104,19 +101,13 @@ def execute(
     batch_size: int = 1000,
     sample_size: int = 5,
     log: Callable[[str], None] = lambda _message: None,
-    journal: ChangeJournal | None = None,
 ) -> ExecutionResult:
-    """Run ``plan`` on the documents ``query`` selects in ``collection``; ``deadline`` is a ``time.time()`` value.
-    With ``journal``, every document written is journaled with the values it held (not in a dry run: nothing is
-    written)."""
+    """Run ``plan`` on the documents ``query`` selects in ``collection``, unjournaled (a dry run, or the benchmark's
+    measure of what journaling costs; an automation step's writes go through ``journal.ChangeJournal.apply``);
+    ``deadline`` is a ``time.time()`` value."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    # Reach the server first, outside ``pymongo.timeout``: inside it, server selection waits for the whole time left
-    # instead of ``serverSelectionTimeoutMS``, so an outage would use up the run instead of failing fast (and being
-    # retried).
-    collection.database.command("ping")
-    if journal is not None and not dry_run:
-        return journal.apply(collection, query, plan, deadline=deadline, batch_size=batch_size, log=log)
+    reach(collection)
     if query.pipeline is None:
         query_filter, described = query.filter or {}, "the query"
     elif (query_filter := filter_of(query.pipeline)) is not None:
@@ -130,6 +121,13 @@ def execute(
         collection, query_filter, plan, described=described, deadline=deadline, dry_run=dry_run,
         batch_size=batch_size, sample_size=sample_size, log=log,
     )
+
+
+def reach(collection: Collection) -> None:
+    """Reach the server first, outside ``pymongo.timeout``: inside it, server selection waits for the whole time left
+    instead of ``serverSelectionTimeoutMS``, so an outage would use up the run instead of failing fast (and being
+    retried)."""
+    collection.database.command("ping")
 
 
 def filter_of(pipeline: list[dict[str, Any]]) -> dict[str, Any] | None:

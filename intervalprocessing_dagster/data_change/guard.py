@@ -2,7 +2,7 @@
 
 One typo in a query (``{}`` instead of ``{status: 'Pending'}``) would rewrite every audit at the next tick; the
 journal can undo that, but better that it never happens. Each automation may set ``maxDocuments`` on its
-``dataupdateconfigs`` document (``rules.parse_limit``: a number, a percentage of its collection, or both); the
+``dataupdateconfigs`` document (``settings.parse_limit``: a number, a percentage of its collection, or both); the
 others get the platform's ``AUTOMATION_MAX_DOCUMENTS`` (same syntax; unset: no limit). An automation's own limit
 replaces the platform's, so one that is meant to touch many documents can say so.
 
@@ -29,7 +29,8 @@ from pymongo.collection import Collection
 
 from intervalprocessing_dagster.data_change.execute import filter_of
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
-from intervalprocessing_dagster.data_change.rules import CONFIG_COLLECTION, Automation, Limit
+from intervalprocessing_dagster.data_change.rules import CONFIG_COLLECTION, Automation
+from intervalprocessing_dagster.settings import Limit
 
 
 class BlastRadiusExceeded(RuntimeError):

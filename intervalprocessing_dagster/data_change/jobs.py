@@ -100,7 +100,7 @@ from intervalprocessing_dagster.data_change.rules import (
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
-from intervalprocessing_dagster.oncall.run_summary import (
+from intervalprocessing_dagster.runs.run_summary import (
     AUTOMATION_ID,
     AUTOMATION_NAME,
     WITHDRAWN_METADATA_KEY,
@@ -289,17 +289,20 @@ def apply_automation(
             f"extra conditions {json_util.dumps(plan.conditions)}"
         )
         verdict = guard.enforce(database[automation.collection], automation, plan)  # before anything is written
-        result = execute(
-            database[automation.collection], automation.query, plan,
-            deadline=_run_start(context) + task.cadence.work_budget_seconds, dry_run=config.dry_run,
-            batch_size=config.batch_size, sample_size=config.sample_size, log=context.log.info,
-            journal=ChangeJournal.for_step(
+        collection = database[automation.collection]
+        deadline = _run_start(context) + task.cadence.work_budget_seconds
+        if config.dry_run:  # counts and samples; nothing written, so nothing journaled
+            result = execute(collection, automation.query, plan, deadline=deadline, dry_run=True,
+                             batch_size=config.batch_size, sample_size=config.sample_size, log=context.log.info)
+        else:
+            journal = ChangeJournal.for_step(
                 context, database, automation=automation.name, config_id=task.document.get("_id"),
                 config_hash=config_hash(task.document), stamp=key.stamp, history_days=mongo.history_days,
-            ),
-        )
+            )
+            result = journal.apply(collection, automation.query, plan, deadline=deadline,
+                                   batch_size=config.batch_size, log=context.log.info)
     # Expected failures: the Failure's description is the whole message, its stack says nothing (and without a cause
-    # the console prints the message alone: oncall/console_log.py).
+    # the console prints the message alone: runs/console_log.py).
     except (InvalidAutomationError, BlastRadiusExceeded) as exc:
         raise fail(exc) from None
     except DocumentWriteErrors as exc:

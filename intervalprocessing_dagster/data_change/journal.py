@@ -90,6 +90,7 @@ from intervalprocessing_dagster.data_change.execute import (
     ExecutionResult,
     filter_of,
     quote_refusals,
+    reach,
     within,
 )
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
@@ -190,8 +191,9 @@ class ChangeJournal:
         self, collection: Collection, query: MongoQuery, plan: UpdatePlan, *, deadline: float, batch_size: int,
         log: Callable[[str], None],
     ) -> ExecutionResult:
-        """Apply ``plan`` to the documents ``query`` selects, journaled, in batches of ``batch_size`` (``execute``
-        calls this for every write that is not a dry run; it has checked the server is reachable)."""
+        """Apply ``plan`` to the documents ``query`` selects, journaled, in batches of ``batch_size`` (every write of
+        an automation step; a dry run is ``execute.execute``'s)."""
+        reach(collection)
         started = time.monotonic()
         if self.resume:
             self.resolve_unfinished(log)

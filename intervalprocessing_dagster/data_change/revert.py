@@ -75,7 +75,7 @@ from intervalprocessing_dagster.data_change.journal import (
 )
 from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.oncall.run_summary import SUMMARY_METADATA_KEY, with_run_summary
+from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY, with_run_summary
 from intervalprocessing_dagster.runs.clock import RunClock
 
 JOB_NAME = "revert_automation_run_job"

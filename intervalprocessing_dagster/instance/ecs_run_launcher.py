@@ -24,12 +24,10 @@ from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster_aws.ecs import EcsRunLauncher
 
+from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_PROCESS_TO_RUN, LAUNCHED_BY_TAG
+
 ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
 
-#: The tag ``intervalprocessing_dagster.runs.process_to_run`` puts on the runs it executes in its own process (the old
-#: ``processToRun`` task definitions); a test keeps the two spellings equal.
-LAUNCHED_BY_TAG = "intervalprocessing/launched_by"
-LAUNCHED_BY_PROCESS_TO_RUN = "processToRun"
 
 
 class EnvNetworkEcsRunLauncher(EcsRunLauncher):

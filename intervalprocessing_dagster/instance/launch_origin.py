@@ -21,7 +21,7 @@ from dagster._core.storage.tags import (
     SENSOR_NAME_TAG,
 )
 
-LAUNCHED_BY_TAG = "intervalprocessing/launched_by"
+from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_TAG
 
 
 def launch_origin_tags(tags: Mapping[str, str]) -> dict[str, str]:

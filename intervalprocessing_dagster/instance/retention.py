@@ -75,7 +75,7 @@ from sqlalchemy import select
 
 from intervalprocessing_dagster.instance.step_outputs import StepOutputStore
 from intervalprocessing_dagster.instance.storage import PooledPostgresEventLogStorage
-from intervalprocessing_dagster.oncall.run_summary import SUMMARY_METADATA_KEY, with_run_summary
+from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY, with_run_summary
 from intervalprocessing_dagster.settings import (
     DEFAULT_RUN_HISTORY_FAILURE_DAYS,
     DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS,

@@ -2,7 +2,7 @@
 their job.
 
 ``dagster job execute`` (and ``dg launch --job``, which calls the same code) and the ``processToRun`` entry point
-(``runs/process_to_run.py``) execute a job in their own process. Dagster stores such a run without a code-location
+(``process_to_run.py``) execute a job in their own process. Dagster stores such a run without a code-location
 origin (``remote_job_origin``), and the UI places runs by that origin: the job's **Runs** tab filters on the
 ``.dagster/repository`` tag the origin produces, the **Jobs** list's recent runs read the same filter, and
 **Overview → Timeline** drops a run whose GraphQL ``repositoryOrigin`` is null. So these runs were only in the

@@ -74,13 +74,10 @@ from dagster._core.storage.tags import (
 from dagster._utils.tags import get_boolean_tag_value
 from pydantic import Field
 
-from intervalprocessing_dagster.oncall.console_log import failed_by_blocking_check
-from intervalprocessing_dagster.oncall.run_summary import AUTOMATION_ID, AUTOMATION_NAME
+from intervalprocessing_dagster.runs.console_log import failed_by_blocking_check
+from intervalprocessing_dagster.runs.run_summary import AUTOMATION_ID, AUTOMATION_NAME
+from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_PROCESS_TO_RUN, LAUNCHED_BY_TAG
 
-# process_to_run.LAUNCHED_BY_TAG (runs/process_to_run.py imports the definitions, which import this module); a test
-# keeps them equal.
-LAUNCHED_BY_TAG = "intervalprocessing/launched_by"
-LAUNCHED_BY_PROCESS_TO_RUN = "processToRun"
 # SNS refuses a subject longer than 100 characters.
 _MAX_SUBJECT = 100
 # What one alert quotes at most: a cadence with hundreds of broken automations still makes a readable message (SNS

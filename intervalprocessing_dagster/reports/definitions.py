@@ -45,7 +45,7 @@ from dagster import Field as ConfigField
 from dagster._core.storage.tags import SCHEDULE_NAME_TAG
 from dagster._utils.schedules import cron_string_iterator
 
-from intervalprocessing_dagster.oncall.run_summary import with_run_summary
+from intervalprocessing_dagster.runs.run_summary import with_run_summary
 from intervalprocessing_dagster.reports.assets import (
     BUILT_IN_REPORT_ASSETS,
     CONFIG_ASSETS,

@@ -35,7 +35,7 @@ from intervalprocessing_dagster.data_change.changes import (
     restore_document,
     same_value,
 )
-from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, execute
+from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors
 from intervalprocessing_dagster.data_change.journal import ChangeJournal
 from intervalprocessing_dagster.data_change.plan import UpdatePlan, build_plan
 from intervalprocessing_dagster.data_change.rules import parse_automation
@@ -130,7 +130,8 @@ def test_every_element_set_over_an_array_holding_a_non_document_is_refused_on_bo
     journal = ChangeJournal(mongo_db, run_id="r", root_run_id="r", stamp=STAMP, automation="Predicted",
                             config_id=1, config_hash="h", history_days=90)
     with pytest.raises(DocumentWriteErrors, match="notes.1 is 'a string', not a document"):
-        execute(mongo_db.docs, parse_query("{}", source="test"), plan, deadline=time.time() + 60, journal=journal)
+        journal.apply(mongo_db.docs, parse_query("{}", source="test"), plan, deadline=time.time() + 60, batch_size=1000,
+                      log=lambda _message: None)
     assert mongo_db.docs.find_one() == {"_id": 1, "notes": [{"reviewed": "no"}, "a string"]}
     scratch = mongo_db.scratch
     scratch.insert_one({"_id": 1, "notes": [{"reviewed": "no"}, "a string"]})

@@ -104,7 +104,11 @@ def journal_of(db: Database, run_id: str = "run-1", **overrides: Any) -> ChangeJ
 
 def run(db: Database, rule: Any, journal: ChangeJournal | None, **options: Any) -> ExecutionResult:
     options.setdefault("deadline", time.time() + 60)
-    return execute(db.docs, rule.query, build_plan(rule, STAMP), journal=journal, **options)
+    if journal is None or options.get("dry_run"):
+        return execute(db.docs, rule.query, build_plan(rule, STAMP), **options)
+    options.setdefault("batch_size", 1000)
+    return journal.apply(db.docs, rule.query, build_plan(rule, STAMP), log=options.pop("log", lambda _: None),
+                         **options)
 
 
 def revert(db: Database, root_run_id: str = "run-1", *, dry_run: bool = False) -> Any:

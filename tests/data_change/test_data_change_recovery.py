@@ -304,7 +304,7 @@ def test_a_re_execution_that_leaves_automations_out_ends_red_naming_them(
     (failure,) = cadence.instance.all_logs(partial.run_id, of_type=DagsterEventType.RUN_FAILURE)
     error = failure.get_dagster_event().job_failure_data.error
     assert error.message.startswith(
-        f"intervalprocessing_dagster.oncall.run_summary.IncompleteRunError: 14 automation(s) loaded for this run's "
+        f"intervalprocessing_dagster.runs.run_summary.IncompleteRunError: 14 automation(s) loaded for this run's "
         f"stamp did not run: {not_run} and 4 more."
     )
     assert len(error.message) < 400  # bounded, however many automations are missing

@@ -34,7 +34,7 @@ from dagster._serdes import deserialize_value
 from dagster._time import get_current_timestamp
 
 from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
-from intervalprocessing_dagster.runs import process_to_run
+from intervalprocessing_dagster import process_to_run
 from tests.local_project import free_port
 
 pytestmark = pytest.mark.system

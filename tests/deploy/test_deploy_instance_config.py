@@ -17,7 +17,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.scheduler import DagsterDaemonScheduler
 from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 
-from intervalprocessing_dagster.runs import process_to_run
+from intervalprocessing_dagster import process_to_run
 from intervalprocessing_dagster.instance import ecs_run_launcher
 from intervalprocessing_dagster.instance.ecs_run_launcher import EnvNetworkEcsRunLauncher, split_ids
 
@@ -159,7 +159,7 @@ def test_a_bad_network_setting_stops_the_launcher_at_start_up(
 
 
 def test_the_launcher_knows_the_entry_points_tag() -> None:
-    """The launcher cannot import the package's processToRun entry point (runs/process_to_run.py) (it would load every definition in the daemon)."""
+    """The launcher cannot import the package's processToRun entry point (process_to_run.py) (it would load every definition in the daemon)."""
     assert ecs_run_launcher.LAUNCHED_BY_TAG == process_to_run.LAUNCHED_BY_TAG
     assert ecs_run_launcher.LAUNCHED_BY_PROCESS_TO_RUN == process_to_run.PROCESS_TO_RUN_VARIABLE
 

@@ -14,7 +14,7 @@ import pymongo
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from intervalprocessing_dagster.runs import process_to_run
+from intervalprocessing_dagster import process_to_run
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 

@@ -45,7 +45,7 @@ from intervalprocessing_dagster.oncall.alerting import (
     SnsAlertChannel,
     run_failure_alert_sensor,
 )
-from intervalprocessing_dagster.runs import process_to_run
+from intervalprocessing_dagster import process_to_run
 from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.settings import Settings, SettingsError
 from tests.data_change.test_data_change_jobs import automation

@@ -29,6 +29,7 @@ from intervalprocessing_dagster.data_change.schedules import ACTIVE_RUN_STATUSES
 from intervalprocessing_dagster.reports.definitions import PROCESS_TO_RUN as FILE_GENERATION_PROCESS
 from intervalprocessing_dagster.reports.definitions import file_generation_job
 from intervalprocessing_dagster.runs.clock import run_stamp_tags
+from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_PROCESS_TO_RUN, LAUNCHED_BY_TAG
 from intervalprocessing_dagster.settings import Settings, SettingsError
 
 PROCESS_TO_RUN_VARIABLE = "processToRun"
@@ -40,8 +41,7 @@ JOB_BY_PROCESS: Mapping[str, str] = {
     **{cadence.process_to_run: cadence.job_name for cadence in Cadence},
 }
 
-#: Tags on every run started this way, so the UI tells them apart from the daemon's scheduled runs.
-LAUNCHED_BY_TAG = "intervalprocessing/launched_by"
+#: Tagged on every run started this way (with LAUNCHED_BY_TAG), so the UI tells them apart from scheduled runs.
 PROCESS_TO_RUN_TAG = "intervalprocessing/process_to_run"
 
 EXIT_SUCCESS = 0
@@ -99,7 +99,7 @@ def main() -> int:
         # sized for one process, and a step subprocess per automation would only add start-up time.
         result = load_job(job_name).execute_in_process(
             instance=instance,
-            tags={LAUNCHED_BY_TAG: PROCESS_TO_RUN_VARIABLE, PROCESS_TO_RUN_TAG: process,
+            tags={LAUNCHED_BY_TAG: LAUNCHED_BY_PROCESS_TO_RUN, PROCESS_TO_RUN_TAG: process,
                   **_tick_tags(process, settings.timezone)},
             raise_on_error=False,
         )

@@ -25,7 +25,7 @@ from dagster._core.events import RunFailureReason
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.oncall.run_summary import AutomationRef, RunSummary, with_run_summary
+from intervalprocessing_dagster.runs.run_summary import AutomationRef, RunSummary, with_run_summary
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 
 REPO = Path(__file__).parents[2]

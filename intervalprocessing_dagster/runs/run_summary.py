@@ -58,7 +58,7 @@ from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 from dagster._core.executor.in_process import InProcessExecutor
 
-from intervalprocessing_dagster.oncall.console_log import (
+from intervalprocessing_dagster.runs.console_log import (
     RUN_SUMMARY_PREFIX,
     execute_steps_in_process,
     failed_by_blocking_check,
