@@ -32,9 +32,13 @@ RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf --mount=type=secret,id=
     deploy/install.sh project && deploy/install.sh check && rm -rf build *.egg-info
 
 # A service user. DAGSTER_HOME is its own (Dagster keeps local state there, e.g. step outputs under storage/); the
-# production dagster.yaml in it belongs to root and is read-only.
+# production dagster.yaml in it belongs to root and is read-only. /var/log/intervalprocessing is where the operators'
+# webserver appends its audit lines, on a task volume its audit-log container reads (infra_cdk/stacks/
+# dagster_services.py): Fargate gives such a volume the owner and mode of the image's folder declared as a VOLUME.
 RUN useradd --system --uid 10001 --user-group --home-dir /opt/dagster --no-create-home dagster \
-    && install -d -o dagster -g dagster -m 0750 "$DAGSTER_HOME"
+    && install -d -o dagster -g dagster -m 0750 "$DAGSTER_HOME" \
+    && install -d -o dagster -g dagster -m 0750 /var/log/intervalprocessing
+VOLUME ["/var/log/intervalprocessing"]
 COPY --chown=root:root --chmod=0644 deploy/dagster.yaml /opt/dagster/dagster_home/dagster.yaml
 
 USER dagster

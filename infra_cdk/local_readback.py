@@ -65,7 +65,8 @@ def _bucket(name: str) -> dict[str, Any]:
 
 def _task_definition(family: str) -> dict[str, Any]:
     definition = _client("ecs").describe_task_definition(taskDefinition=family)["taskDefinition"]
-    (container,) = definition["containerDefinitions"]
+    # The Dagster container comes first; the operators' webserver task also has the audit-log printer.
+    container = definition["containerDefinitions"][0]
     return {
         "family": definition["family"],
         "cpu": definition.get("cpu"),
@@ -74,6 +75,7 @@ def _task_definition(family: str) -> dict[str, Any]:
         "execution_role_arn": definition.get("executionRoleArn"),
         "task_role_arn": definition.get("taskRoleArn"),
         "container": container["name"],
+        "containers": [c["name"] for c in definition["containerDefinitions"]],
         "image": container["image"],
         "command": container.get("command"),
         "secrets": {secret["name"]: secret.get("valueFrom") for secret in container.get("secrets", [])},

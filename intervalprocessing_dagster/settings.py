@@ -12,9 +12,11 @@ Secrets (``MONGODB_URI``) are only *tested for presence* here; their values reac
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from intervalprocessing_dagster.data_change.rules import Limit, parse_limit
@@ -29,6 +31,17 @@ DEFAULT_AUTOMATION_HISTORY_DAYS = 90
 DEFAULT_RUN_HISTORY_SUCCESS_DAYS = 30
 DEFAULT_RUN_HISTORY_FAILURE_DAYS = 90
 DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS = 7
+#: Where the operators' webserver appends its audit lines without ``WEBSERVER_AUDIT_LOG`` (under the local dir).
+DEFAULT_AUDIT_LOG_NAME = "audit/webserver-audit.jsonl"
+#: ``WEBSERVER_AUDIT_LOG=-``: audit lines to standard output.
+AUDIT_LOG_STDOUT = "-"
+#: The viewers' webserver's Postgres role (instance/viewer_role.py) and the variable holding its password (a secret:
+#: read only by that command, through Dagster's EnvVar).
+DEFAULT_VIEWER_PG_USERNAME = "dagster_viewer"
+VIEWER_PG_PASSWORD_VARIABLE = "DAGSTER_VIEWER_PG_PASSWORD"
+_LOAD_BALANCER_ARN = re.compile(
+    r"arn:aws[a-z-]*:elasticloadbalancing:(?P<region>[a-z0-9-]+):\d{12}:loadbalancer/app/[A-Za-z0-9-]+/[0-9a-f]+"
+)
 
 
 class SettingsError(ValueError):
@@ -57,6 +70,11 @@ class Settings:
     run_history_success_days: int
     run_history_failure_days: int
     run_history_keep_all_days: int
+    webserver_sign_on_load_balancer_arn: str | None
+    webserver_sign_on_key_endpoint: str | None
+    webserver_sign_on_client_id: str | None
+    webserver_audit_log: Path | None  # None: standard output
+    viewer_pg_username: str
 
     @property
     def embedded_mongo_dir(self) -> Path:
@@ -93,6 +111,9 @@ class Settings:
             run_history_success_days=_days(env, "RUN_HISTORY_SUCCESS_DAYS", DEFAULT_RUN_HISTORY_SUCCESS_DAYS),
             run_history_failure_days=_days(env, "RUN_HISTORY_FAILURE_DAYS", DEFAULT_RUN_HISTORY_FAILURE_DAYS),
             run_history_keep_all_days=_days(env, "RUN_HISTORY_KEEP_ALL_DAYS", DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS),
+            **_webserver_sign_on(env),
+            webserver_audit_log=_audit_log(env, local_dir),
+            viewer_pg_username=_role_name(env, "DAGSTER_VIEWER_PG_USERNAME", DEFAULT_VIEWER_PG_USERNAME),
         )
 
 
@@ -137,6 +158,54 @@ def _limit(environ: Mapping[str, str], name: str) -> Limit | None:
         return parse_limit(raw)
     except ValueError as exc:
         raise SettingsError(f"{name}={raw!r} {exc}") from exc
+
+
+def _webserver_sign_on(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """The load balancer whose signed sign-on token the operators' webserver requires, and where its keys are.
+
+    Unset: no sign-on (the person is the OS user). ``WEBSERVER_SIGN_ON_CLIENT_ID``, when set, is the only sign-in
+    client whose tokens are accepted (the operators'). The key endpoint defaults to the load balancer's regional one,
+    ``https://public-keys.auth.elb.<region>.amazonaws.com``; given, it must be HTTPS (plain HTTP only to this host,
+    for a stand-in in tests)."""
+    arn = _env(environ, "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN")
+    endpoint = _env(environ, "WEBSERVER_SIGN_ON_KEY_ENDPOINT")
+    client_id = _env(environ, "WEBSERVER_SIGN_ON_CLIENT_ID")
+    if arn is None:
+        for name, value in (("WEBSERVER_SIGN_ON_KEY_ENDPOINT", endpoint), ("WEBSERVER_SIGN_ON_CLIENT_ID", client_id)):
+            if value is not None:
+                raise SettingsError(f"{name} is set but WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN is not: set the load "
+                                    "balancer whose tokens the webserver accepts")
+        return {"webserver_sign_on_load_balancer_arn": None, "webserver_sign_on_key_endpoint": None,
+                "webserver_sign_on_client_id": None}
+    found = _LOAD_BALANCER_ARN.fullmatch(arn)
+    if found is None:
+        raise SettingsError(f"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN={arn!r} is not an Application Load Balancer ARN "
+                            "(arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>)")
+    if endpoint is None:
+        endpoint = f"https://public-keys.auth.elb.{found['region']}.amazonaws.com"
+    url = urlsplit(endpoint)
+    if not url.hostname or not (
+        url.scheme == "https" or (url.scheme == "http" and url.hostname in ("127.0.0.1", "localhost", "::1"))
+    ):
+        raise SettingsError(f"WEBSERVER_SIGN_ON_KEY_ENDPOINT={endpoint!r} must be an https:// URL")
+    return {"webserver_sign_on_load_balancer_arn": arn, "webserver_sign_on_key_endpoint": endpoint.rstrip("/"),
+            "webserver_sign_on_client_id": client_id}
+
+
+def _audit_log(environ: Mapping[str, str], local_dir: Path) -> Path | None:
+    """The audit log file of the operators' webserver; ``-`` for standard output (None)."""
+    value = _env(environ, "WEBSERVER_AUDIT_LOG")
+    if value == AUDIT_LOG_STDOUT:
+        return None
+    return Path(value).resolve() if value else local_dir / DEFAULT_AUDIT_LOG_NAME
+
+
+def _role_name(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A Postgres role name: lower case letters, digits and underscores, as an unquoted identifier would be."""
+    value = _env(environ, name) or default
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise SettingsError(f"{name}={value!r} is not a Postgres role name (a-z, 0-9, _; at most 63)")
+    return value
 
 
 def _folder(prefix: str) -> str:

@@ -27,7 +27,10 @@ REAL_MONGO_URI = os.environ.pop("MONGODB_URI", None)
 
 # Tests must never depend on the developer's shell: clear every variable settings.py reads.
 for _name in ("MONGODB_DATABASE", "INTERVALPROCESSING_TIMEZONE", "REPORTS_S3_BUCKET", "REPORTS_S3_PREFIX",
-              "REPORTS_LOCAL_DIR", "INTERVALPROCESSING_LOCAL_DIR", "FILE_GENERATION_CRON", "AUTOMATION_HISTORY_DAYS"):
+              "REPORTS_LOCAL_DIR", "INTERVALPROCESSING_LOCAL_DIR", "FILE_GENERATION_CRON", "AUTOMATION_HISTORY_DAYS",
+              "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN", "WEBSERVER_SIGN_ON_KEY_ENDPOINT", "WEBSERVER_SIGN_ON_CLIENT_ID",
+              "WEBSERVER_AUDIT_LOG",
+              "DAGSTER_VIEWER_PG_USERNAME", "DAGSTER_VIEWER_PG_PASSWORD"):
     os.environ.pop(_name, None)
 
 _BACKENDS = ["secantus"] + ([pytest.param("real_mongo", marks=pytest.mark.real_mongo)] if REAL_MONGO_URI else [])

@@ -138,14 +138,17 @@ def dagster_dev(project: Path, env: dict[str, str]) -> Iterator[DagsterDev]:
 
 
 @contextmanager
-def webserver(project: Path, env: dict[str, str], *, read_only: bool = False) -> Iterator[str]:
+def webserver(
+    project: Path, env: dict[str, str], *, read_only: bool = False, module: str = "dagster_webserver"
+) -> Iterator[str]:
     """``dagster-webserver`` on ``project``'s workspace and instance, as the production services run it (the viewer
-    service with ``--read-only``); its URL while it serves."""
+    service with ``--read-only``; the operators' with ``module="intervalprocessing_dagster.webserver"``, the same
+    command inside the sign-on and audit wrapper); its URL while it serves."""
     port = free_port()
     log_path = project / f"webserver-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml",
+            [sys.executable, "-m", module, "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml",
              *(["--read-only"] if read_only else [])],
             cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )

@@ -74,6 +74,11 @@ class DeploymentConfig:
     cluster_name: str = _param("clusterName", "intervalprocessing", "ECS cluster name")
     vpc_cidr: str = _param("vpcCidr", "10.40.0.0/16", "CIDR block of the new VPC")
     log_retention_days: int = _param("logRetentionDays", 90, "retention of every CloudWatch log group")
+    audit_log_retention_days: int = _param(
+        "auditLogRetentionDays",
+        2192,
+        "retention of the audit log group (who did what in the operator UI); six years, HIPAA's documentation period",
+    )
     mongo_secret_name: str = _param(
         "mongoSecretName", "intervalprocessing/mongodb-uri", "Secrets Manager name of the MongoDB connection string"
     )
@@ -241,6 +246,11 @@ class DeploymentConfig:
         """`log_retention_days` as the CDK enum."""
         return _LOG_RETENTION_BY_DAYS[self.log_retention_days]
 
+    @property
+    def audit_log_retention(self) -> logs.RetentionDays:
+        """`audit_log_retention_days` as the CDK enum."""
+        return _LOG_RETENTION_BY_DAYS[self.audit_log_retention_days]
+
     def validate(self) -> None:
         """Reject values that AWS would only refuse mid-deployment (or that would silently misbehave)."""
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.reports_bucket_name):
@@ -258,11 +268,12 @@ class DeploymentConfig:
         for (name, (_, folder)), (other, (_, other_folder)) in itertools.combinations(folders.items(), 2):
             if folder.startswith(other_folder) or other_folder.startswith(folder):
                 raise ValueError(f"{name} and {other} must not overlap (each has its own expiry and IAM grant)")
-        if self.log_retention_days not in _LOG_RETENTION_BY_DAYS:
-            raise ValueError(
-                f"logRetentionDays {self.log_retention_days} is not one CloudWatch accepts: "
-                f"{sorted(_LOG_RETENTION_BY_DAYS)}"
-            )
+        for name, days in (
+            ("logRetentionDays", self.log_retention_days),
+            ("auditLogRetentionDays", self.audit_log_retention_days),
+        ):
+            if days not in _LOG_RETENTION_BY_DAYS:
+                raise ValueError(f"{name} {days} is not one CloudWatch accepts: {sorted(_LOG_RETENTION_BY_DAYS)}")
         for name, cpu, memory in (
             ("daemon", self.daemon_cpu, self.daemon_memory_mib),
             ("webserver", self.webserver_cpu, self.webserver_memory_mib),

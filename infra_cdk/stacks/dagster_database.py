@@ -11,11 +11,14 @@ spends its CPU credits makes every UI page and every run's event writes slow.
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from stacks.alerting import Alerting
@@ -24,6 +27,8 @@ from stacks.network import POSTGRES_PORT, Network
 
 DATABASE_NAME = "dagster"
 DATABASE_USERNAME = "dagster"
+#: The viewers' webserver's read-only role (intervalprocessing_dagster/instance/viewer_role.py makes it).
+VIEWER_USERNAME = "dagster_viewer"
 LOG_EXPORTS = ("postgresql", "upgrade")
 #: The free-storage alarm fires below this share of the allocated storage: before RDS storage autoscaling steps in
 #: (below 10% free, up to `max_allocated_storage`), so on-call hears of the growth while there is room to act.
@@ -121,6 +126,33 @@ class DagsterDatabase(Construct):
                 "a new deployment of both services (README).",
             )
         )
+
+        self.viewer_secret = self._create_viewer_secret() if config.load_balancer else None
+
+    def _create_viewer_secret(self) -> secretsmanager.Secret:
+        """The read-only role's own generated password: the viewers' webserver never holds the instance's."""
+        secret = secretsmanager.Secret(
+            self,
+            "ViewerSecret",
+            secret_name="intervalprocessing/dagster-postgres-viewer",
+            description="Password of the read-only Postgres role dagster_viewer, the viewers' webserver's; the "
+            "daemon task's viewer-role container sets the role to it at every start.",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({"username": VIEWER_USERNAME}),
+                generate_string_key="password",
+                exclude_punctuation=True,
+                password_length=40,
+            ),
+        )
+        Validations.of(secret).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="Not rotated automatically: the role takes the secret's value when the daemon task starts, "
+                "and the viewer reads it when its task starts. Rotate by putting a new value, then force new "
+                "deployments of the daemon and then the viewer (README).",
+            )
+        )
+        return secret
 
     def alarm_before_it_runs_out(self, alerting: Alerting, config: DeploymentConfig) -> list[cloudwatch.Alarm]:
         """Alarms on the alerts topic when free storage falls below FREE_STORAGE_ALARM_SHARE of the allocation, and,

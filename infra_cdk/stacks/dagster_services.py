@@ -17,13 +17,27 @@ whose definitions choose their resources from the environment (no `MONGODB_URI` 
 `STEP_OUTPUTS_S3_BUCKET` the filesystem IO manager). So every process sees the same definitions, and IAM, not the
 environment, decides who may touch what: only the run role reads and writes step outputs, only the daemon's role
 publishes alerts.
+
+The operators' webserver runs ``intervalprocessing-webserver`` (``intervalprocessing_dagster/webserver``): Dagster's
+webserver app inside a wrapper that, with the load balancer, refuses every request without the load balancer's
+verified sign-on token, and writes one audit line per change made in the UI. The lines are appended to a file on a
+volume the task shares with a second container, ``audit-log``, that only prints the file (``tail -F``): its standard
+output goes to the audit log group, ``/ecs/IntervalProcessing-Audit``, kept ``auditLogRetentionDays`` (six years by
+default) and never deleted with the stack, apart from the application logs. ``audit-log`` is essential: if it stops,
+the task stops, so the webserver never makes changes that no one records.
+
+With the load balancer, the viewers' webserver connects to Postgres as `dagster_viewer`, a role that can only read
+Dagster's tables, with its own generated secret; the daemon task's first container, `viewer-role`
+(`intervalprocessing-viewer-role`, non-essential, the daemon waits for its success), makes that role or puts it back
+(password, privileges) at every start, so at every deployment. The operators' webserver, the daemon and the runs keep
+the instance's own role.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, Aws, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -33,7 +47,7 @@ from constructs import Construct
 from stacks.acknowledgments import acknowledge_wildcard, logical_id
 from stacks.alerting import Alerting
 from stacks.config import DeploymentConfig
-from stacks.dagster_database import DATABASE_NAME, DATABASE_USERNAME, DagsterDatabase
+from stacks.dagster_database import DATABASE_NAME, DATABASE_USERNAME, VIEWER_USERNAME, DagsterDatabase
 from stacks.network import Network
 from stacks.storage import Storage
 
@@ -42,6 +56,13 @@ WORKSPACE = "/opt/dagster/app/workspace.yaml"
 WEBSERVER_PORT = 3000
 RUN_CONTAINER_NAME = "run"
 RUN_FAMILY = "IntervalProcessing-Run"
+AUDIT_LOG_GROUP_NAME = "/ecs/IntervalProcessing-Audit"
+AUDIT_CONTAINER_NAME = "audit-log"
+#: Where the operators' webserver appends its audit lines: a task volume shared with the audit-log container. The
+#: image creates the folder owned by its user (Fargate gives a bind mount the image folder's owner and mode).
+AUDIT_FOLDER = "/var/log/intervalprocessing"
+AUDIT_FILE = f"{AUDIT_FOLDER}/webserver-audit.jsonl"
+VIEWER_ROLE_CONTAINER_NAME = "viewer-role"
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,7 @@ class DagsterServices(Construct):
             "MONGODB_URI": ecs.Secret.from_secrets_manager(mongo_uri_secret),
             "DAGSTER_PG_PASSWORD": ecs.Secret.from_secrets_manager(database.secret, "password"),
         }
+        self._viewer_secret = database.viewer_secret
         self._environment = {
             "DAGSTER_HOME": DAGSTER_HOME,
             "MONGODB_DATABASE": config.mongo_database,
@@ -129,6 +151,14 @@ class DagsterServices(Construct):
         # The run-failure sensor runs in the daemon (its code server is a subprocess of the daemon's task).
         alerting.grant_publish(self._roles.daemon)
 
+        self.audit_log_group = logs.LogGroup(
+            self,
+            "AuditLogGroup",
+            log_group_name=AUDIT_LOG_GROUP_NAME,
+            retention=config.audit_log_retention,
+            # Who did what must outlive the stack: deleting it (or replacing the group) keeps the records.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
         self.daemon_service = self._create_daemon_service()
         self.webserver_service = self._create_webserver_service()
         self.viewer_service = self._create_viewer_service() if config.load_balancer else None
@@ -334,16 +364,24 @@ class DagsterServices(Construct):
         run_task_definition_arn: str,
         command: list[str] | None = None,
         port: int | None = None,
+        environment: dict[str, str] | None = None,
+        secrets: dict[str, ecs.Secret] | None = None,
+        essential: bool = True,
     ) -> ecs.ContainerDefinition:
-        """The project image with the shared environment and secrets (see the module docstring for why all three)."""
+        """The project image with the shared environment and secrets (see the module docstring for why all three),
+        and what this one container has of its own (`environment`, `secrets` added or replacing)."""
         container = task_definition.add_container(
             name,
             container_name=name,
             image=self._image,
             command=command,
-            essential=True,
-            environment={**self._environment, "DAGSTER_RUN_TASK_DEFINITION_ARN": run_task_definition_arn},
-            secrets=self._secrets,
+            essential=essential,
+            environment={
+                **self._environment,
+                "DAGSTER_RUN_TASK_DEFINITION_ARN": run_task_definition_arn,
+                **(environment or {}),
+            },
+            secrets={**self._secrets, **(secrets or {})},
             logging=ecs.LogDriver.aws_logs(stream_prefix=name, log_group=log_group),
         )
         if port is not None:
@@ -371,13 +409,32 @@ class DagsterServices(Construct):
             memory_mib=self._config.daemon_memory_mib,
             task_role=self._roles.daemon,
         )
-        self._add_dagster_container(
+        log_group = self._log_group("Daemon")
+        daemon = self._add_dagster_container(
             task_definition,
             "daemon",
-            self._log_group("Daemon"),
+            log_group,
             run_task_definition_arn=self.run_task_definition.task_definition_arn,
             command=["dagster-daemon", "run", "-w", WORKSPACE],
         )
+        if self._viewer_secret is not None:
+            # The viewers' read-only role, made or put back (password, privileges) before the daemon starts, so
+            # at every deployment; a failure keeps the daemon from starting, and the service's alarm says so.
+            viewer_role = self._add_dagster_container(
+                task_definition,
+                VIEWER_ROLE_CONTAINER_NAME,
+                log_group,
+                run_task_definition_arn=self.run_task_definition.task_definition_arn,
+                command=["intervalprocessing-viewer-role"],
+                environment={"DAGSTER_VIEWER_PG_USERNAME": VIEWER_USERNAME},
+                secrets={
+                    "DAGSTER_VIEWER_PG_PASSWORD": ecs.Secret.from_secrets_manager(self._viewer_secret, "password")
+                },
+                essential=False,
+            )
+            daemon.add_container_dependencies(
+                ecs.ContainerDependency(container=viewer_role, condition=ecs.ContainerDependencyCondition.SUCCESS)
+            )
         return ecs.FargateService(
             self,
             "DaemonService",
@@ -421,13 +478,19 @@ class DagsterServices(Construct):
             memory_mib=self._config.webserver_memory_mib,
             task_role=task_role,
         )
-        self._add_dagster_container(
+        # The viewers' webserver connects as the read-only role, with its own password (instance/viewer_role.py).
+        viewer_secret = self._viewer_secret if read_only else None
+        container = self._add_dagster_container(
             task_definition,
             process.lower(),
             self._log_group(process),
             run_task_definition_arn=self.run_task_definition.task_definition_arn,
+            environment={"DAGSTER_PG_USERNAME": VIEWER_USERNAME} if viewer_secret else None,
+            secrets={"DAGSTER_PG_PASSWORD": ecs.Secret.from_secrets_manager(viewer_secret, "password")}
+            if viewer_secret
+            else None,
             command=[
-                "dagster-webserver",
+                "dagster-webserver" if read_only else "intervalprocessing-webserver",
                 "-h",
                 "0.0.0.0",
                 "-p",
@@ -438,6 +501,9 @@ class DagsterServices(Construct):
             ],
             port=WEBSERVER_PORT,
         )
+        if not read_only:
+            self.webserver_container = container
+            self._add_audit_log(task_definition, container)
         return ecs.FargateService(
             self,
             f"{process}Service",
@@ -452,6 +518,32 @@ class DagsterServices(Construct):
             vpc_subnets=self._network.task_subnets,
             security_groups=[self._network.webserver_sg],
             assign_public_ip=False,
+        )
+
+    def _add_audit_log(self, task_definition: ecs.FargateTaskDefinition, webserver: ecs.ContainerDefinition) -> None:
+        """The webserver appends audit lines to a shared volume; `audit-log` prints them into the audit log group."""
+        task_definition.add_volume(name="audit")
+        webserver.add_environment("WEBSERVER_AUDIT_LOG", AUDIT_FILE)
+        webserver.add_mount_points(ecs.MountPoint(source_volume="audit", container_path=AUDIT_FOLDER, read_only=False))
+        printer = task_definition.add_container(
+            AUDIT_CONTAINER_NAME,
+            container_name=AUDIT_CONTAINER_NAME,
+            image=self._image,
+            # From the first line, following the file by name: it appears when the webserver writes its first line.
+            command=["tail", "-n", "+1", "-F", AUDIT_FILE],
+            essential=True,
+            logging=ecs.LogDriver.aws_logs(stream_prefix="audit", log_group=self.audit_log_group),
+            memory_reservation_mib=32,
+        )
+        printer.add_mount_points(ecs.MountPoint(source_volume="audit", container_path=AUDIT_FOLDER, read_only=True))
+
+    def require_sign_on(self, load_balancer_arn: str, client_id: str) -> None:
+        """The operators' webserver accepts only requests the load balancer signed after a sign-in with the operators'
+        client (its `x-amzn-oidc-data` token, verified with the key the load balancer publishes in this region)."""
+        self.webserver_container.add_environment("WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN", load_balancer_arn)
+        self.webserver_container.add_environment("WEBSERVER_SIGN_ON_CLIENT_ID", client_id)
+        self.webserver_container.add_environment(
+            "WEBSERVER_SIGN_ON_KEY_ENDPOINT", f"https://public-keys.auth.elb.{Aws.REGION}.{Aws.URL_SUFFIX}"
         )
 
     # --- cdk-nag ---------------------------------------------------------------------------------------------------

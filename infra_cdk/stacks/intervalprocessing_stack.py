@@ -83,6 +83,7 @@ class IntervalProcessingStack(Stack):
                 operator_service=services.webserver_service,
                 viewer_service=services.viewer_service,
             )
+            services.require_sign_on(web_access.load_balancer.load_balancer_arn, web_access.sign_on.operator_client_id)
             alerting.alarm_when_no_task_runs(
                 "ViewerNoRunningTask",
                 cluster=services.cluster,

@@ -91,6 +91,13 @@ class SignOn(Construct):
             on_unauthenticated_request=elbv2.UnauthenticatedAction.AUTHENTICATE,
         )
 
+    @property
+    def operator_client_id(self) -> str:
+        """The operators' sign-in client: the `client` of every token the operators' webserver accepts."""
+        if self.user_pool is not None:
+            return self._clients[OPERATOR].user_pool_client_id
+        return self._config.oidc_operator_client_id
+
     # --- Cognito ---------------------------------------------------------------------------------------------------
 
     def _create_user_pool(self) -> None:

@@ -50,6 +50,7 @@ def test_command_line_strings_are_parsed() -> None:
     [
         ({"reportsBucketName": "Not_A_Bucket"}, "reportsBucketName"),
         ({"logRetentionDays": "42"}, "logRetentionDays 42"),
+        ({"auditLogRetentionDays": "2190"}, "auditLogRetentionDays 2190"),
         ({"daemonCpu": 256, "daemonMemoryMiB": 4096}, "daemon: 256 CPU units with 4096 MiB"),
         ({"dbMultiAz": "maybe"}, "dbMultiAz must be true or false"),
         ({"webserverCpu": "lots"}, "webserverCpu must be an integer"),

@@ -3,6 +3,7 @@ alarms on the alerts topic before it runs out of storage or CPU credits."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -108,3 +109,60 @@ def test_cpu_credit_alarm_watches_burstable_classes_only(default: Synthesized, s
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 50)
     # A class without CPU credits has no such metric: no alarm that could never fire.
     assert _alarm(synth_with(dbInstanceType="m7g.large"), "DatabaseCpuCreditsLow") is None
+
+
+def _task_containers(synth: Synthesized, family: str) -> dict[str, dict[str, Any]]:
+    (definition,) = [
+        r["Properties"]
+        for r in synth.of_type("AWS::ECS::TaskDefinition").values()
+        if r["Properties"]["Family"] == family
+    ]
+    return {c["Name"]: c for c in definition["ContainerDefinitions"]}
+
+
+def _secret_of(container: dict[str, Any], name: str) -> Any:
+    (value,) = [s["ValueFrom"] for s in container["Secrets"] if s["Name"] == name]
+    return value
+
+
+def test_the_viewers_webserver_connects_as_its_own_read_only_role_with_its_own_secret(
+    variant: Synthesized, oidc: Synthesized
+) -> None:
+    for synth in (variant, oidc):
+        database = synth.stack.node.find_child("DagsterDatabase")
+        viewer_secret = synth.logical_id(database.viewer_secret)
+        generate = synth.resources[viewer_secret]["Properties"]["GenerateSecretString"]
+        assert json.loads(generate["SecretStringTemplate"]) == {"username": "dagster_viewer"}
+        assert generate["GenerateStringKey"] == "password" and "SecretString" not in synth.resources[viewer_secret]
+        viewer_password = {"Fn::Join": ["", [{"Ref": viewer_secret}, ":password::"]]}
+        (viewer,) = _task_containers(synth, "IntervalProcessing-Viewer").values()
+        environment = {e["Name"]: e["Value"] for e in viewer["Environment"]}
+        assert environment["DAGSTER_PG_USERNAME"] == "dagster_viewer"
+        assert _secret_of(viewer, "DAGSTER_PG_PASSWORD") == viewer_password
+        # Everyone else keeps the instance's own role and never sees the viewer's password.
+        for family in ("IntervalProcessing-Webserver", "IntervalProcessing-Run"):
+            for container in _task_containers(synth, family).values():
+                assert "DAGSTER_VIEWER_PG_PASSWORD" not in str(container)
+                if container.get("Secrets"):
+                    assert _secret_of(container, "DAGSTER_PG_PASSWORD") != viewer_password
+
+
+def test_the_daemon_task_makes_the_role_before_the_daemon_starts(variant: Synthesized) -> None:
+    containers = _task_containers(variant, "IntervalProcessing-Daemon")
+    assert list(containers) == ["daemon", "viewer-role"]
+    daemon, viewer_role = containers["daemon"], containers["viewer-role"]
+    assert viewer_role["Command"] == ["intervalprocessing-viewer-role"]
+    assert viewer_role["Essential"] is False  # it exits when done
+    assert daemon["DependsOn"] == [{"Condition": "SUCCESS", "ContainerName": "viewer-role"}]
+    viewer_secret = variant.logical_id(variant.stack.node.find_child("DagsterDatabase").viewer_secret)
+    assert _secret_of(viewer_role, "DAGSTER_VIEWER_PG_PASSWORD") == {
+        "Fn::Join": ["", [{"Ref": viewer_secret}, ":password::"]]
+    }
+    # It connects as the instance's role (the one that owns Dagster's tables) through the same dagster.yaml.
+    assert _secret_of(viewer_role, "DAGSTER_PG_PASSWORD") == _secret_of(daemon, "DAGSTER_PG_PASSWORD")
+    assert "DAGSTER_VIEWER_PG_PASSWORD" not in str(daemon)
+
+
+def test_without_the_load_balancer_there_is_no_viewer_role(default: Synthesized) -> None:
+    assert default.stack.node.find_child("DagsterDatabase").viewer_secret is None
+    assert list(_task_containers(default, "IntervalProcessing-Daemon")) == ["daemon"]

@@ -198,6 +198,9 @@ def test_cluster_services_and_run_task_definition(deployed: dict[str, Any]) -> N
         "IntervalProcessing-Viewer",
     }
     assert deployed["task_definitions"]["IntervalProcessing-Viewer"]["command"][-1] == "--read-only"
+    webserver = deployed["task_definitions"]["IntervalProcessing-Webserver"]
+    assert webserver["containers"] == ["webserver", "audit-log"]
+    assert webserver["command"][0] == "intervalprocessing-webserver"
 
 
 def test_log_groups_with_retention(deployed: dict[str, Any]) -> None:
@@ -211,6 +214,7 @@ def test_log_groups_with_retention(deployed: dict[str, Any]) -> None:
         "/aws/rds/instance/intervalprocessing-dagster/upgrade",
     }
     assert {name: deployed["log_groups"].get(name) for name in expected} == dict.fromkeys(expected, 90)
+    assert deployed["log_groups"].get("/ecs/IntervalProcessing-Audit") == 2192  # auditLogRetentionDays
 
 
 def test_roles_and_their_policies(deployed: dict[str, Any]) -> None:

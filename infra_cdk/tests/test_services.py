@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from stacks.dagster_services import AUDIT_CONTAINER_NAME, VIEWER_ROLE_CONTAINER_NAME
 from tests.conftest import CERTIFICATE_ARN
 from tests.synthesis import Synthesized
 
@@ -35,6 +36,13 @@ CONTRACT_ENVIRONMENT = {
 }
 #: Only when the UI's address is known (context webserverUrl, or the load balancer's operator host name).
 OPTIONAL_ENVIRONMENT = {"INTERVALPROCESSING_WEBSERVER_URL"}
+#: The operators' webserver only: its audit file, and with the load balancer its sign-on (tests/test_audit.py).
+OPERATOR_ENVIRONMENT = {"WEBSERVER_AUDIT_LOG"}
+SIGN_ON_ENVIRONMENT = {
+    "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN",
+    "WEBSERVER_SIGN_ON_KEY_ENDPOINT",
+    "WEBSERVER_SIGN_ON_CLIENT_ID",
+}
 FAMILIES = ("IntervalProcessing-Run", "IntervalProcessing-Daemon", "IntervalProcessing-Webserver")
 CONTRACT_SECRETS = {"MONGODB_URI", "DAGSTER_PG_PASSWORD"}
 WORKSPACE = "/opt/dagster/app/workspace.yaml"
@@ -51,7 +59,13 @@ def _task_definition(synth: Synthesized, family: str) -> dict[str, Any]:
 
 
 def _container(synth: Synthesized, family: str) -> dict[str, Any]:
-    (container,) = _task_definition(synth, family)["ContainerDefinitions"]
+    """The task's Dagster container (the operators' webserver task also has the audit-log printer, test_audit.py;
+    with the load balancer the daemon task also has the viewer-role container, test_database.py)."""
+    (container,) = [
+        c
+        for c in _task_definition(synth, family)["ContainerDefinitions"]
+        if c["Name"] not in (AUDIT_CONTAINER_NAME, VIEWER_ROLE_CONTAINER_NAME)
+    ]
     return container
 
 
@@ -106,8 +120,11 @@ def test_containers_log_to_the_old_style_log_groups_with_retention(
 
 def test_every_log_group_has_retention_from_context(variant: Synthesized) -> None:
     groups = variant.of_type("AWS::Logs::LogGroup").values()
-    assert len(groups) == 9  # four ECS (with the viewer), VPC flow logs, two RDS exports, WAF, the Cognito trigger
-    assert {g["Properties"]["RetentionInDays"] for g in groups} == {30}
+    # four ECS (with the viewer), VPC flow logs, two RDS exports, WAF, the Cognito trigger; and the audit log
+    assert len(groups) == 10
+    audit = [g for g in groups if g["Properties"].get("LogGroupName") == "/ecs/IntervalProcessing-Audit"]
+    assert [g["Properties"]["RetentionInDays"] for g in audit] == [2192]  # auditLogRetentionDays, not logRetentionDays
+    assert {g["Properties"]["RetentionInDays"] for g in groups if g not in audit} == {30}
 
 
 def test_run_task_carries_the_whole_contract_environment_and_both_secrets(default: Synthesized) -> None:
@@ -145,7 +162,10 @@ def test_no_webserver_url_unless_it_is_known(default: Synthesized) -> None:
 def test_alerts_link_to_the_operator_ui_when_there_is_a_load_balancer(variant: Synthesized) -> None:
     for family in (*FAMILIES, "IntervalProcessing-Viewer"):
         environment = _environment(_container(variant, family))
-        assert set(environment) == CONTRACT_ENVIRONMENT | OPTIONAL_ENVIRONMENT
+        operator = OPERATOR_ENVIRONMENT | SIGN_ON_ENVIRONMENT if family == "IntervalProcessing-Webserver" else set()
+        assert set(environment) == CONTRACT_ENVIRONMENT | OPTIONAL_ENVIRONMENT | operator
+        if family == "IntervalProcessing-Viewer":  # its own read-only Postgres role (test_database.py)
+            assert environment["DAGSTER_PG_USERNAME"] == "dagster_viewer"
         assert environment["INTERVALPROCESSING_WEBSERVER_URL"] == "https://dagster-ops.example.com"
 
 
@@ -200,15 +220,19 @@ def test_daemon_and_webserver_share_the_environment_and_launch_the_deployed_revi
     for family in ("IntervalProcessing-Daemon", "IntervalProcessing-Webserver"):
         environment = _environment(_container(default, family))
         assert environment["DAGSTER_RUN_TASK_DEFINITION_ARN"] == {"Ref": run_task_lid}
-        assert {k: v for k, v in environment.items() if k != "DAGSTER_RUN_TASK_DEFINITION_ARN"} == {
+        # The operators' webserver adds only its own settings (its audit file; sign-on with the load balancer).
+        own = OPERATOR_ENVIRONMENT if family == "IntervalProcessing-Webserver" else set()
+        assert {k: v for k, v in environment.items() if k != "DAGSTER_RUN_TASK_DEFINITION_ARN" and k not in own} == {
             k: v for k, v in run_env.items() if k != "DAGSTER_RUN_TASK_DEFINITION_ARN"
         }
+        assert own <= set(environment)
 
 
 def test_commands_of_daemon_and_webserver(default: Synthesized) -> None:
     assert _container(default, "IntervalProcessing-Daemon")["Command"] == ["dagster-daemon", "run", "-w", WORKSPACE]
     webserver = _container(default, "IntervalProcessing-Webserver")
-    assert webserver["Command"] == ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", WORKSPACE]
+    # dagster-webserver inside the sign-on and audit wrapper, with the same options (tests/test_audit.py)
+    assert webserver["Command"] == ["intervalprocessing-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", WORKSPACE]
     assert webserver["PortMappings"] == [{"ContainerPort": 3000, "Protocol": "tcp"}]
 
 

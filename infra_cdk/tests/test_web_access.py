@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from stacks.dagster_services import AUDIT_CONTAINER_NAME, VIEWER_ROLE_CONTAINER_NAME
 from tests.conftest import CERTIFICATE_ARN, OIDC_CONTEXT
 from tests.synthesis import Synthesized
 
@@ -51,7 +52,11 @@ def _container(synth: Synthesized, family: str) -> dict[str, Any]:
         for r in synth.of_type("AWS::ECS::TaskDefinition").values()
         if r["Properties"]["Family"] == family
     ]
-    (container,) = definition["ContainerDefinitions"]
+    (container,) = [
+        c
+        for c in definition["ContainerDefinitions"]
+        if c["Name"] not in (AUDIT_CONTAINER_NAME, VIEWER_ROLE_CONTAINER_NAME)
+    ]
     return container
 
 
@@ -339,12 +344,18 @@ def test_the_viewer_runs_the_read_only_webserver_and_the_operator_the_full_one(v
         _container(variant, "IntervalProcessing-Viewer"),
         _container(variant, "IntervalProcessing-Webserver"),
     )
-    base = ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", WORKSPACE]
-    assert viewer["Command"] == [*base, "--read-only"]
-    assert operator["Command"] == base
-    # The same definitions and instance as every other process (the module docstring of dagster_services says why).
-    environment = {e["Name"]: e["Value"] for e in viewer["Environment"]}
-    assert environment == {e["Name"]: e["Value"] for e in operator["Environment"]}
+    options = ["-h", "0.0.0.0", "-p", "3000", "-w", WORKSPACE]
+    assert viewer["Command"] == ["dagster-webserver", *options, "--read-only"]
+    # The same webserver inside the sign-on and audit wrapper (tests/test_audit.py).
+    assert operator["Command"] == ["intervalprocessing-webserver", *options]
+    # The same definitions and instance as every other process (the module docstring of dagster_services says why);
+    # the operator's own settings are its sign-on and its audit file, the viewer's its read-only Postgres role.
+    environment = {e["Name"]: e["Value"] for e in viewer["Environment"] if e["Name"] != "DAGSTER_PG_USERNAME"}
+    assert environment == {
+        e["Name"]: e["Value"]
+        for e in operator["Environment"]
+        if not e["Name"].startswith("WEBSERVER_") and e["Name"] != "DAGSTER_PG_USERNAME"
+    }
     assert environment["INTERVALPROCESSING_WEBSERVER_URL"] == "https://dagster-ops.example.com"
     assert {s["Name"] for s in viewer["Secrets"]} == {"MONGODB_URI", "DAGSTER_PG_PASSWORD"}
     services = {r["Properties"]["ServiceName"]: r["Properties"] for r in variant.of_type("AWS::ECS::Service").values()}

@@ -26,6 +26,11 @@ with the same tick) and trusts the event log over the data; a closing op is skip
 A run whose automations failed is not incomplete: failed is an outcome, the run fails as before on its steps
 (``STEP_FAILURE``, which run retries leave alone). Only automations with no outcome make it fail here, with
 :class:`~intervalprocessing_dagster.oncall.run_summary.IncompleteRunError`, which run retries do retry.
+
+Nor is a run whose automation was *withdrawn*: its document was deleted, deactivated or moved to another cadence
+after the stamp loaded it, so its step applied nothing and recorded ``withdrawn``. Someone decided that automation is
+not to run; counting it as "did not run" would keep every re-execution of the stamp red for ever, with nothing left
+that could make it green (``record.py`` compares it with the other outcomes).
 """
 
 from __future__ import annotations

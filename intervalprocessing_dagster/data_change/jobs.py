@@ -13,6 +13,17 @@ step whose automation already succeeded for the stamp (in any run of it: a retry
 applies nothing and says so. Once the last step has ended, the executor wrapper runs the closing check
 (``completeness.py``): a run that leaves an automation loaded for its stamp without an outcome fails, naming it.
 
+A step applies its document as it is when the step starts, not as the loader read it: it reads the document again by
+``_id`` (one point read, about 0.3 ms on SecantusDB, against tens of milliseconds of work per automation) and
+validates that. The loader's copy, which is the step's input, serves only as the key (``_id``, step, name). This is
+what makes "Re-execute → From failure" after a fix work: such a re-execution does not run the loader again, and
+Dagster hands the failed steps the outputs the first run's loader stored, so the broken version would otherwise be
+applied (and fail) again however often the run was re-executed. Re-reading only in a re-execution would be as cheap
+but give a first run and its re-execution two rules; running the loader again in every re-execution from failure would
+re-plan every automation, which is "Re-execute all". A document deleted, deactivated or moved to another cadence since
+it was loaded is not applied: the step says so, succeeds, and records the automation ``withdrawn`` for the stamp, an
+outcome the closing check accepts (``record.py`` says why it is not ``failed`` or ``succeeded``).
+
 The steps run in the run worker's own process (``in_process_executor``), one after another in the loader's order
 (by name). Dagster's default executor starts a fresh Python process per step, which imports Dagster and this
 package again: about 1.3 s per automation, against tens of milliseconds of database work (bench/README.md compares
@@ -33,7 +44,7 @@ One factory builds the four jobs; they differ only in which ``runCadence`` they 
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +67,7 @@ from dagster import (
     op,
 )
 from pydantic import Field
+from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
@@ -71,6 +83,7 @@ from intervalprocessing_dagster.data_change.record import (
     RUNNING,
     RUNS_COLLECTION,
     SUCCEEDED,
+    WITHDRAWN,
     LoadedAutomation,
     RunRecord,
     StampKey,
@@ -88,7 +101,12 @@ from intervalprocessing_dagster.data_change.rules import (
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
-from intervalprocessing_dagster.oncall.run_summary import AUTOMATION_ID, AUTOMATION_NAME, with_run_summary
+from intervalprocessing_dagster.oncall.run_summary import (
+    AUTOMATION_ID,
+    AUTOMATION_NAME,
+    WITHDRAWN_METADATA_KEY,
+    with_run_summary,
+)
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
 # are retried this many times, waiting RETRY_BASE_SECONDS, then twice that, then four times.
@@ -108,7 +126,8 @@ class DataChangeConfig(Config):
 
 @dataclass(frozen=True)
 class AutomationTask:
-    """One config document to apply, as the loader read it (validation happens in the automation's own step)."""
+    """One config document to apply, as the loader read it; the step reads it again by ``_id`` and validates that
+    version (the module docstring says why)."""
 
     cadence: Cadence
     label: str
@@ -227,11 +246,13 @@ def _apply_automation(
     # Which document this is, on the step's output and failure: the run summary and the run-failure alert name it so.
     identity = {AUTOMATION_NAME: task.name, AUTOMATION_ID: str(task.document.get("_id"))}
 
-    def record(status: str, result: ExecutionResult | None = None, error: str | None = None) -> RunRecord:
+    def record(
+        status: str, result: ExecutionResult | None = None, error: str | None = None, reason: str | None = None
+    ) -> RunRecord:
         return RunRecord(
             key=key, run_id=context.run_id, mapping_key=context.get_mapping_key() or "", automation=task.name,
             config=task.document, started_at=started_at, status=status, attempt=context.retry_number + 1,
-            result=result, error=error,
+            result=result, error=error, reason=reason,
         )
 
     def fail(exc: Exception, result: ExecutionResult | None = None) -> Failure:
@@ -266,6 +287,21 @@ def _apply_automation(
         earlier = None
     if earlier is not None:
         return _already_applied(context, task, key, earlier, identity)
+
+    # The document as it is now, by the _id of the loader's copy (the module docstring says why). From here on the
+    # step, its record and its journal use it; a deleted document keeps the loaded version, for the record.
+    try:
+        current = database[CONFIG_COLLECTION].find_one({"_id": task.document.get("_id")})
+    except ConnectionFailure as exc:
+        raise retry_later(exc) from exc
+    except PyMongoError as exc:
+        raise fail(exc) from exc
+    if current is not None:
+        task = replace(task, label=automation_label(current), document=current)
+        identity = {AUTOMATION_NAME: task.name, AUTOMATION_ID: str(current.get("_id"))}
+    withdrawn = _withdrawn_because(current, task.cadence)
+    if withdrawn is not None:
+        return _withdraw(context, task, key, withdrawn, database, record(WITHDRAWN, reason=withdrawn), identity)
 
     try:
         automation = parse_automation(task.document)
@@ -338,6 +374,39 @@ def _already_applied(
     return Output(None, metadata={
         "already_applied": True, "applied_by_run": str(earlier.get("runId")), "modified": 0, **identity,
     })
+
+
+def _withdrawn_because(current: dict[str, Any] | None, cadence: Cadence) -> str | None:
+    """Why the automation is no longer to run for its cadence, read from its document as it is now (None: it is).
+
+    The loader's own rules (only active documents of the cadence are loaded), applied again to a document changed
+    after it was loaded: deleted, deactivated (``isActive: false``), or given another ``runCadence``."""
+    if current is None:
+        return f"its document was deleted from {CONFIG_COLLECTION} after it was loaded for this stamp"
+    if current.get("isActive") is False:
+        return "its document was deactivated (isActive: false) after it was loaded for this stamp"
+    if current.get("runCadence") != cadence.value:
+        return (f"its document's runCadence is now {current.get('runCadence')!r}, no longer {cadence.value!r}, "
+                "since it was loaded for this stamp")
+    return None
+
+
+def _withdraw(
+    context: OpExecutionContext, task: AutomationTask, key: StampKey, why: str, database: Database,
+    withdrawn: RunRecord, identity: dict[str, str],
+) -> Output[None]:
+    """The step's result when the automation's document no longer selects it for this cadence: nothing applied, the
+    ledger's record ``withdrawn`` (terminal: the stamp is complete without it), and a line and metadata saying why."""
+    context.log.info(
+        f"automation {task.label} is withdrawn from stamp {key.stamp.isoformat()}: {why}; nothing applied, and the "
+        f"stamp is complete without it (its {RUNS_COLLECTION} record says {WITHDRAWN})"
+    )
+    try:
+        write_run_record(database, withdrawn)
+    except PyMongoError as exc:  # this run still counts it as ended (completeness.py); a later one would say it again
+        context.log.warning(f"automation {task.label} is withdrawn, but its {WITHDRAWN} run record was not written: "
+                            f"{exc}")
+    return Output(None, metadata={WITHDRAWN_METADATA_KEY: why, "matched": 0, "modified": 0, **identity})
 
 
 def _retry_later(context: OpExecutionContext, exc: ConnectionFailure) -> RetryRequested:

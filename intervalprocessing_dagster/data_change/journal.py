@@ -344,7 +344,9 @@ class ChangeJournal:
 _indexed: set[tuple[int, str, int]] = set()
 
 
-_field_orders: weakref.WeakKeyDictionary[MongoClient, FieldOrder] = weakref.WeakKeyDictionary()
+# By the client's identity (MongoClient compares equal to any client of the same address), with a weak reference to
+# tell a live client from a dead one whose id was reused.
+_field_orders: dict[int, tuple[weakref.ref[MongoClient], FieldOrder]] = {}
 
 
 def field_order(database: Database) -> FieldOrder:
@@ -352,10 +354,12 @@ def field_order(database: Database) -> FieldOrder:
     client: SecantusDB says so in ``buildInfo`` (``secantusVersion``) and applies an update's paths in its order;
     MongoDB (5.0 and later) sorts them (docs/decisions/update-model-and-field-order.md)."""
     client = database.client
-    if client not in _field_orders:
-        info = client.admin.command("buildInfo")
-        _field_orders[client] = FieldOrder.UPDATE if "secantusVersion" in info else FieldOrder.SORTED
-    return _field_orders[client]
+    known = _field_orders.get(id(client))
+    if known is not None and known[0]() is client:
+        return known[1]
+    order = FieldOrder.UPDATE if "secantusVersion" in client.admin.command("buildInfo") else FieldOrder.SORTED
+    _field_orders[id(client)] = (weakref.ref(client), order)
+    return order
 
 
 def ensure_journal_indexes(database: Database, history_days: int) -> list[str]:

@@ -12,15 +12,28 @@ readable beside them.
 A record's life: the loader writes it ``pending`` for every automation it loaded (:func:`record_loaded`, which never
 touches an existing record), so the loaded set is in MongoDB with the data; the automation's step claims it
 ``running`` (:func:`claim`) unless it already ``succeeded`` for this stamp, in which case the step applies nothing;
-the step ends it ``succeeded`` or ``failed`` (or ``retrying`` while Dagster waits to try again). A record that is not
+the step ends it ``succeeded`` or ``failed`` (or ``retrying`` while Dagster waits to try again), or ``withdrawn`` when
+its document was deleted, deactivated or moved to another cadence after it was loaded (below). A record that is not
 terminal after a run ended names an automation that did not run (:func:`unfinished_records`).
+
+Why ``withdrawn`` is an outcome of its own. The step reads its document again by ``_id`` when it starts (``jobs.py``),
+so a re-execution from failure after a fix applies the document as it is now; a document that is gone or inactive by
+then is not applied, and the stamp must still be able to end. None of the other outcomes says that truthfully:
+``failed`` would make every "Re-execute → From failure" plan the step again and fail it again (red for ever for the
+stamp, an alert each time); ``succeeded`` would claim work that was not done, and a document switched back on would
+then be skipped as "already applied" by a later run of the stamp; leaving the record ``pending`` fails every run of
+the stamp as incomplete; deleting it loses that the stamp had loaded the automation. ``withdrawn`` is terminal for the
+completeness check (a person's decision to stop the automation is an outcome) and, like ``failed``, not a claim of
+work: a later run of the stamp that loads the document again (it was switched back on) applies it, once.
 
 Fields: ``runId`` (the run that last wrote it; ``runIds`` every run that did), ``mappingKey`` (its step,
 ``apply_automation[<mappingKey>]``), ``automation`` (the name), ``configId``, ``cadence``, ``stamp``, ``status``,
 ``dryRun``, ``attempts`` (tries in the run that last wrote it: Dagster's step retries), ``startedAt`` / ``finishedAt``
-(the last try), ``matched``, ``modified``, ``batches``, ``durationSeconds``, ``error``, ``configHash`` / ``config``
-(the document as the loader read it and its fingerprint, ``rules.config_hash``, so "which version of the automation
-did this?" has an answer after the document has been edited), and ``recordedAt``, when it was last written.
+(the last try), ``matched``, ``modified``, ``batches``, ``durationSeconds``, ``error``, ``reason`` (why a
+``withdrawn`` automation was not applied), ``configHash`` / ``config`` (the document and its fingerprint,
+``rules.config_hash``: as the loader read it until the step ends, then as the step read it, i.e. the version that ran,
+or the last one loaded when it was deleted; so "which version of the automation did this?" has an answer after the
+document has been edited), and ``recordedAt``, when it was last written.
 
 Records expire ``AUTOMATION_HISTORY_DAYS`` after they were last written (a TTL index on ``recordedAt``,
 :func:`ensure_run_record_indexes`), not after their stamp: a re-execution of an old run, or a run stamped with an old
@@ -51,7 +64,8 @@ RUNNING = "running"
 RETRYING = "retrying"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-TERMINAL = (SUCCEEDED, FAILED)
+WITHDRAWN = "withdrawn"
+TERMINAL = (SUCCEEDED, FAILED, WITHDRAWN)
 
 TTL_INDEX = "recordedAt_ttl"
 LATEST_RUN_INDEX = "configId_stamp"
@@ -92,6 +106,7 @@ class RunRecord:
     attempt: int
     result: ExecutionResult | None = None
     error: str | None = None
+    reason: str | None = None
 
     @property
     def record_id(self) -> str:
@@ -189,13 +204,13 @@ def claim(database: Database, record: RunRecord) -> dict[str, Any] | None:
 
 
 def write_run_record(database: Database, record: RunRecord) -> None:
-    """Record how ``record``'s try ended (``succeeded``, ``failed`` or ``retrying``) and what it did."""
+    """Record how ``record``'s try ended (``succeeded``, ``failed``, ``withdrawn`` or ``retrying``) and what it did."""
     database[RUNS_COLLECTION].update_one(
         {"_id": record.record_id},
         {
             "$set": {**_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
                      "status": record.status, "attempts": record.attempt, "startedAt": record.started_at,
-                     "finishedAt": datetime.now(UTC), **_outcome(record.result, record.error)},
+                     "finishedAt": datetime.now(UTC), **_outcome(record.result, record.error, record.reason)},
             "$addToSet": {"runIds": record.run_id},
         },
         upsert=True,
@@ -219,11 +234,12 @@ def _identity(key: StampKey, run_id: str, mapping_key: str, name: str, config: M
     }
 
 
-def _outcome(result: ExecutionResult | None, error: str | None) -> dict[str, Any]:
+def _outcome(result: ExecutionResult | None, error: str | None, reason: str | None = None) -> dict[str, Any]:
     return {
         "matched": None if result is None else result.matched,
         "modified": None if result is None else result.modified,
         "batches": None if result is None else result.batches,
         "durationSeconds": None if result is None else round(result.duration_seconds, 3),
         "error": error,
+        "reason": reason,
     }

@@ -40,6 +40,8 @@ from dagster._core.storage.tags import CODE_LOCATION_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster_postgres.run_storage import PostgresRunStorage
 
+from intervalprocessing_dagster.instance.launch_origin import with_launch_origin
+
 #: The code location's name in ``workspace.yaml`` and ``pyproject.toml`` (``[tool.dagster] code_location_name``).
 CODE_LOCATION_NAME = "intervalprocessing"
 #: The module that holds the code location's ``defs``.
@@ -80,10 +82,11 @@ def _is_this_package(job_code_origin: JobPythonOrigin | None) -> bool:
 
 
 class CodeLocationRunStorage(RunStorage):
-    """Mixed into a run storage: every run it stores goes through ``with_code_location`` first."""
+    """Mixed into a run storage: every run it stores goes through ``with_code_location`` first, and gets its launch
+    origin tag (``instance/launch_origin.py``: a schedule's, sensor's, backfill's or retry's run says so)."""
 
     def add_run(self, dagster_run: DagsterRun) -> DagsterRun:
-        return super().add_run(with_code_location(dagster_run))
+        return super().add_run(with_launch_origin(with_code_location(dagster_run)))
 
 
 class CodeLocationSqliteRunStorage(CodeLocationRunStorage, SqliteRunStorage):

@@ -4,7 +4,9 @@ The old app's failures were only visible to whoever read CloudWatch. Here the da
 Dagster ``run_failure_sensor``) and publishes, for each failed run, which job failed, its run id, a link to the run in
 the UI, why the run failed when that is more than "steps failed" (the task died, the run was incomplete), and each
 failed step with its error: for a data-change job each failed automation by its document name (with its ``_id``
-where two failed automations share a name) and its problems.
+where two failed automations share a name) and its problems; then what to do (``Do:``), which is "fix it, then
+**Re-execute → From failure**": a re-executed automation step reads its document again, so the fix is what runs
+(``data_change/jobs.py``).
 
 What an alert quotes is bounded (``MAX_FAILED_STEPS`` steps, ``MAX_ERROR_LINES`` lines of ``MAX_LINE`` characters
 per error) and is only what the error itself already says: an invalid automation's problems name fields, not
@@ -160,6 +162,7 @@ def build_failure_alert(
             lines.extend(f"    {line}" for line in excerpt(_step_error(event)))
         if len(step_failures) > MAX_FAILED_STEPS:
             lines.append(f"- … and {len(step_failures) - MAX_FAILED_STEPS} more failed step(s): see the run")
+    lines.append(_what_to_do(any(name is not None for name in map(_automation_name, step_failures))))
     subject = alert_subject(f"{run.job_name} failed")
     return Alert(subject=subject, text="\n".join(lines), attributes={"job": run.job_name, "run_id": run.run_id})
 
@@ -196,6 +199,17 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertChan
                          "check_failure_alert_sensor tells about them, once per new failure")
         return
     alerts.send(build_failure_alert(context, step_failures, alerts), context.log)
+
+
+def _what_to_do(automations_failed: bool) -> str:
+    """The next step, as the README's alert table gives it: what works for the failure at hand."""
+    if automations_failed:
+        return ("Do: fix each automation's document in dataupdateconfigs (or the data), then open the run and choose "
+                "Re-execute → From failure: the failed automations run again as their documents are then (one "
+                "deactivated or deleted meanwhile is withdrawn, saying so); those already applied are not applied "
+                "again.")
+    return ("Do: fix the cause (for a dead task, its log and size), then open the run and choose Re-execute → From "
+            "failure: what did not finish runs again, under the run's stamp.")
 
 
 def _origin_lines(run: DagsterRun) -> list[str]:

@@ -2,8 +2,9 @@
 
 A run's outcome is otherwise spread over dozens of DEBUG events. The line reads, for a data-change run,
 ``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed ('Bad rule')`` (plus ``N already applied``
-when the ledger skipped automations an earlier run of the stamp applied, and ``N not run (...)`` when some never
-ran) and, for file generation, ``Run summary: reports written: daily_audit_inventory ->
+when the ledger skipped automations an earlier run of the stamp applied, ``N withdrawn`` for automations whose
+document was deleted, deactivated or moved to another cadence after it was loaded, and ``N not run (...)`` when some
+never ran) and, for file generation, ``Run summary: reports written: daily_audit_inventory ->
 /…/DailyAuditInventory_….txt; skipped: weekly_audit_inventory (not a Friday)``; any failed step is named at the end.
 Automations are named by the name in their document, with their ``_id`` where two share a name.
 
@@ -55,6 +56,8 @@ LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
 # The metadata an automation step's output and failure carry (data_change/jobs.py): the document's name and _id.
 AUTOMATION_NAME = "automation"
 AUTOMATION_ID = "config_id"
+# An automation step's output metadata when its document was withdrawn since it was loaded: why (nothing applied).
+WITHDRAWN_METADATA_KEY = "withdrawn"
 # How many automations a summary line or failure message names before "and N more" (the count is always complete),
 # and how much of each name it quotes: the message stays short enough for an alert whatever the documents hold.
 NAMED_AT_MOST = 10
@@ -75,6 +78,7 @@ class RunSummary:
     data_change: bool = False
     applied: int = 0
     already_applied: int = 0
+    withdrawn: int = 0
     matched: int = 0
     modified: int = 0
     retried: int = 0  # documents another writer changed between an automation's read and write, written again
@@ -102,6 +106,8 @@ class RunSummary:
                 self.seen_automations.add(_automation_ref(metadata, automation["key"]))
                 if _flag(metadata.get("already_applied")):
                     self.already_applied += 1
+                elif WITHDRAWN_METADATA_KEY in metadata:
+                    self.withdrawn += 1
                 else:
                     self.applied += 1
                     self._add_counts(metadata)
@@ -168,6 +174,7 @@ class RunSummary:
             parts.append(
                 f"automations {self.applied} applied, "
                 + (f"{self.already_applied} already applied, " if self.already_applied else "")
+                + (f"{self.withdrawn} withdrawn, " if self.withdrawn else "")
                 + f"{self.matched} matched, {self.modified} modified, "
                 + (f"{self.retried} retried (changed by another writer meanwhile), " if self.retried else "")
                 + (f"{self.contended} contended (not written), " if self.contended else "")

@@ -37,12 +37,12 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Config,
+    DagsterError,
     Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from dagster._core.errors import DagsterInvalidPropertyError
 from pydantic import Field
 
 from intervalprocessing_dagster.data_change.checks import ASSET_GROUP
@@ -258,7 +258,7 @@ def _weekly_catch_up(context: AssetExecutionContext, process: str, weekly: bool)
     the log and in the report's metadata, as its file is named for this run's stamp, not for that Friday."""
     try:
         missed_friday = context.run.tags.get(WEEKLY_CATCH_UP_TAG) if weekly else None
-    except DagsterInvalidPropertyError:  # direct invocation (build_asset_context) has no run, so no schedule's tags
+    except DagsterError:  # direct invocation (build_asset_context) has no run, so no schedule's tags
         missed_friday = None
     if not missed_friday:
         return {}

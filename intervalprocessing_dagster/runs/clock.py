@@ -12,8 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from dagster import AssetExecutionContext, ConfigurableResource, DagsterInstance, DagsterRun, OpExecutionContext
-from dagster._core.errors import DagsterInvalidPropertyError
+from dagster import (
+    AssetExecutionContext,
+    ConfigurableResource,
+    DagsterError,
+    DagsterInstance,
+    DagsterRun,
+    OpExecutionContext,
+)
 from pydantic import Field
 
 RUN_STAMP_TAG = "intervalprocessing/run_stamp"
@@ -49,7 +55,7 @@ class RunClock(ConfigurableResource):
         zone = ZoneInfo(self.timezone)
         try:
             run = context.run
-        except DagsterInvalidPropertyError:
+        except DagsterError:  # Dagster's DagsterInvalidPropertyError, not exported
             # Direct invocation (build_op_context / build_asset_context) has no run at all: the present moment is
             # the only instant such an execution can stand for.
             return datetime.now(zone)

@@ -21,8 +21,7 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from dagster import DagsterInstance, JobDefinition, RunsFilter
-from dagster._core.errors import DagsterHomeNotSetError, DagsterInvalidConfigError, DagsterInvariantViolationError
+from dagster import DagsterError, DagsterInstance, DagsterInvalidConfigError, JobDefinition, RunsFilter
 from dagster._utils.schedules import get_latest_completed_cron_tick
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
@@ -81,7 +80,7 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         instance = DagsterInstance.get()
-    except (SettingsError, DagsterHomeNotSetError, DagsterInvariantViolationError, DagsterInvalidConfigError) as exc:
+    except (SettingsError, DagsterError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -329,8 +329,8 @@ def test_every_automation_run_is_recorded(mongo: MongoResource, mongo_db: Databa
     assert record == {
         "runId": result.run_id, "mappingKey": "recorded", "automation": "Recorded", "configId": config_id,
         "cadence": "Hourly", "stamp": TICK, "status": "succeeded", "dryRun": False, "attempts": 1, "matched": 2,
-        "modified": 2, "batches": 1, "error": None,
-        # The ledger's own fields: every run that wrote it, and the document as the loader read it.
+        "modified": 2, "batches": 1, "error": None, "reason": None,
+        # The ledger's own fields: every run that wrote it, and the document as its step read it and applied it.
         "runIds": [result.run_id], "configHash": config_hash(config), "config": config,
     }
 

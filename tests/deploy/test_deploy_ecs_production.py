@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -375,12 +376,27 @@ def test_the_daemon_service_command_runs_every_daemon_the_instance_needs(product
     assert "Instance is configured with the following daemons" in output
 
 
-def test_the_webserver_service_command_serves_this_instance(production_stack, tmp_path) -> None:
-    """The webserver task's command (infra_cdk) with this instance: the UI's API answers and names the launcher."""
+@pytest.mark.parametrize(
+    "command",
+    [["intervalprocessing-webserver"], ["dagster-webserver", "--read-only"]],
+    ids=["operators", "viewers"],
+)
+def test_the_webserver_service_command_serves_this_instance(production_stack, tmp_path, command, monkeypatch) -> None:
+    """The webservers' commands (infra_cdk: the operators' wrapped one; the viewers' read-only one, on the read-only
+    role the daemon task's viewer-role container makes first) with this instance: the UI's API answers and names the
+    launcher."""
+    monkeypatch.setenv("WEBSERVER_AUDIT_LOG", str(tmp_path / "audit.jsonl"))  # the task's volume, in production
+    if "--read-only" in command:
+        viewer_password = secrets.token_hex(16)
+        made = subprocess.run([str(BIN / "intervalprocessing-viewer-role")], capture_output=True, text=True,
+                              env={**os.environ, "DAGSTER_VIEWER_PG_PASSWORD": viewer_password}, timeout=120)
+        assert made.returncode == 0, made.stderr[-3000:]
+        monkeypatch.setenv("DAGSTER_PG_USERNAME", "dagster_viewer")
+        monkeypatch.setenv("DAGSTER_PG_PASSWORD", viewer_password)
     port = free_port()
     with open(tmp_path / "webserver.log", "wb") as log_file:
         webserver = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            [str(BIN / command[0]), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml", *command[1:]],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
     query = "{ instance { runLauncher { name } daemonHealth { id } } }"

@@ -128,6 +128,12 @@ def test_a_failed_run_is_one_message_naming_job_run_failed_automations_and_link(
     ]) in text
     assert "good_note" not in text and "Good Note" not in text
     assert "Run failure" not in text  # Dagster's "Steps failed: [...]" says nothing the list does not
+    # What to do, last: it works, a re-executed automation reads its document again (test_data_change_fixed_document)
+    assert text.splitlines()[-1] == (
+        "Do: fix each automation's document in dataupdateconfigs (or the data), then open the run and choose "
+        "Re-execute → From failure: the failed automations run again as their documents are then (one deactivated "
+        "or deleted meanwhile is withdrawn, saying so); those already applied are not applied again."
+    )
     assert message["MessageAttributes"]["job"]["Value"] == "hourly_data_change_job"
     assert message["MessageAttributes"]["run_id"]["Value"] == run_id
 
@@ -237,6 +243,10 @@ def test_a_retried_run_is_reported_once_when_its_last_retry_fails(topic: tuple[s
     assert f"Run: {retry.run_id}" in message["Message"]
     assert f"Attempt: retry 1 of run {first.run_id}" in message["Message"]
     assert "Run failure: Task arn:aws:ecs:task/2 failed. Container 'run' exit code 137." in message["Message"]
+    assert message["Message"].splitlines()[-1] == (
+        "Do: fix the cause (for a dead task, its log and size), then open the run and choose Re-execute → From "
+        "failure: what did not finish runs again, under the run's stamp."
+    )
 
 
 def test_process_to_run_runs_are_reported_too(topic: tuple[str, str], mongo: MongoResource, mongo_db: Database) -> None:
