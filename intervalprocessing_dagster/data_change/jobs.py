@@ -70,10 +70,10 @@ from pydantic import Field
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from intervalprocessing_dagster.data_change import history
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.completeness import completeness_check, dry_run_of
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, ExecutionResult, execute
-from intervalprocessing_dagster.data_change import history
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.journal import ChangeJournal
 from intervalprocessing_dagster.data_change.plan import build_plan
@@ -100,13 +100,13 @@ from intervalprocessing_dagster.data_change.rules import (
     parse_automation,
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.oncall.run_summary import (
     AUTOMATION_ID,
     AUTOMATION_NAME,
     WITHDRAWN_METADATA_KEY,
     with_run_summary,
 )
+from intervalprocessing_dagster.runs.clock import RunClock
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
 # are retried this many times, waiting RETRY_BASE_SECONDS, then twice that, then four times.
@@ -224,21 +224,18 @@ def apply_automation(
 ) -> Iterator[AssetObservation | Output[None]]:
     # A failure is also recorded on the automation's partition (its history in the UI: history.py). It is yielded
     # here, before the Failure is raised again, because Dagster drops what an op logged when the op then raises.
+    failures: list[AssetObservation] = []
     try:
-        output = _apply_automation(context, config, mongo, clock, guard, task)
-    except Failure as failure:
-        event = None if config.dry_run else history.failed(
-            task.name, task.document, clock.stamp(context), failure.description or ""
-        )
-        if event is not None:
-            yield event
+        output = _apply_automation(context, config, mongo, clock, guard, task, failures)
+    except Failure:
+        yield from failures
         raise
     yield output
 
 
 def _apply_automation(
     context: OpExecutionContext, config: DataChangeConfig, mongo: MongoResource, clock: RunClock,
-    guard: AutomationGuard, task: AutomationTask,
+    guard: AutomationGuard, task: AutomationTask, failures: list[AssetObservation],
 ) -> Output[None]:
     started_at = datetime.now(UTC)
     key = StampKey(task.cadence.value, clock.stamp(context), config.dry_run)
@@ -260,6 +257,9 @@ def _apply_automation(
             write_run_record(database, record(FAILED, result, str(exc)))
         except Exception as record_exc:  # noqa: BLE001 - the automation's own error is the one to report
             context.log.warning(f"could not write the {FAILED} run record: {record_exc}")
+        # On the document as this step read it (the loader's copy may be older); apply_automation yields it.
+        if not config.dry_run and (event := history.failed(task.name, task.document, key.stamp, str(exc))):
+            failures.append(event)
         if isinstance(exc, InvalidAutomationError):  # its message already names the automation and every problem
             return Failure(description=str(exc), metadata={"problems": exc.problems, **identity}, allow_retries=False)
         counts = _counts(result) if result is not None else {}

@@ -20,10 +20,10 @@ from dagster import (
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
+from intervalprocessing_dagster.data_change import jobs
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.history import automations_of, history_path
-from intervalprocessing_dagster.data_change import jobs
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, mapping_keys
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, StampKey
 from intervalprocessing_dagster.data_change.rules import config_hash
@@ -199,6 +199,40 @@ def test_each_automation_step_records_one_event_on_its_own_partition_of_its_coll
     assert metadata.pop("failed").startswith("automation 'Broken' in dataupdateconfigs is invalid (1 problem)")
     assert metadata == version("Broken")
     assert set(outputs(dry)) == {"first_note", "requests_note"} and asset_events(dry) == {}
+
+
+class EditedOnceLoaded(MongoResource):
+    """The platform's resource, with the test's automation document edited just after the loader read it (its second
+    ``database()`` call is the first step's), as a person fixing a document between a run's loader and its step."""
+
+    def database(self) -> Database:
+        database = super().database()
+        EDITS_AFTER_LOADING["calls"] += 1
+        if EDITS_AFTER_LOADING["calls"] == 2:
+            database.dataupdateconfigs.update_one({}, {"$set": {"comment": "edited after loading"}})
+        return database
+
+
+EDITS_AFTER_LOADING = {"calls": 0}
+
+
+def test_a_failure_is_recorded_with_the_version_of_the_document_the_step_applied(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    """The step reads its document again (the loader's copy may be older, as in a re-execution from failure), and the
+    failure on the automation's partition names that version."""
+    mongo_db.dataupdateconfigs.insert_one(
+        automation("Broken", singleFieldUpdateElements=[{"elementName": "x", "updateType": "Modify"}])
+    )
+    loaded = mongo_db.dataupdateconfigs.find_one()
+    EDITS_AFTER_LOADING["calls"] = 0
+    edited_mongo = EditedOnceLoaded(uri=mongo.uri, database_name=mongo.database_name)
+    result = run_job(Cadence.HOURLY, edited_mongo)
+    edited = mongo_db.dataupdateconfigs.find_one()
+    assert edited["comment"] == "edited after loading" and config_hash(edited) != config_hash(loaded)
+    [(kind, asset, partition, metadata)] = asset_events(result)["broken"]
+    assert (kind, asset, partition, metadata["config_hash"]) == (
+        "ASSET_OBSERVATION", "audits", "Broken", config_hash(edited))
 
 
 def test_inactive_automations_do_not_run(mongo: MongoResource, mongo_db: Database) -> None:
