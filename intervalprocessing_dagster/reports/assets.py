@@ -18,7 +18,8 @@ code location is in one group, ``ASSET_GROUP``: ``data_change/checks.py`` says w
   the Friday rule. One broken entry does not stop the others: the asset writes every file it can, then fails,
   naming each broken entry.
 
-External assets ``audits``, ``medicalrecordrequests`` and ``providers`` are the collections the stored queries read;
+External assets ``audits``, ``medicalrecordrequests`` and ``providers`` are the collections the stored queries read,
+partitioned by the data-change automations that change them (``data_change/history.py``);
 ``configured_reports`` depends on all three because its queries are only known at run time. Each report records
 what it read of ``fileprocessingconfigs`` and ``storedqueries`` as their observations.
 
