@@ -79,10 +79,11 @@ def _collection(name: str, what: str) -> AssetSpec:
     return AssetSpec(
         name, group_name=ASSET_GROUP, kinds={"mongodb"}, deps=AUTOMATIONS, partitions_def=automations_of(name),
         description=f"MongoDB collection `{name}`: {what}. Its partitions are the data-change automations (documents "
-        f"of `{CONFIG_COLLECTION}`) that change it, by name: **Partitions** shows each one's history (matched and "
-        "modified per run, the version of its document as `config_hash`, its failures). Dagster's own "
-        "*Automation* panel is about schedules or conditions that would materialize this asset; there are none, "
-        "as nothing in Dagster makes a collection.",
+        f"of `{CONFIG_COLLECTION}`) that change it, by name (**Partitions**). One automation's history (matched and "
+        "modified per run, the version of its document as `config_hash`, its failures) is **Events** filtered to "
+        f"its partition, linked from `{CONFIG_COLLECTION}`'s page. Dagster's own *Automation* panel is about "
+        "schedules or conditions that would materialize this asset; there are none, as nothing in Dagster makes "
+        "a collection.",
     )
 
 
