@@ -255,7 +255,9 @@ def _materialize(defs: Definitions, instance: DagsterInstance) -> None:
     )
 
 
-def test_an_applied_automation_observes_the_collection_it_changed(mongo: MongoResource, mongo_db: Database) -> None:
+def test_an_applied_automation_materializes_its_partition_of_the_collection_it_changed(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
     mongo_db.audits.insert_many([{"status": "Open", "notes": []}, {"status": "Open"}, {"status": "Closed"}])
     mongo_db.medicalrecordrequests.insert_one({"status": "Open", "notes": []})
     mongo_db.dataupdateconfigs.insert_many([
@@ -267,13 +269,19 @@ def test_an_applied_automation_observes_the_collection_it_changed(mongo: MongoRe
                 instance=instance, resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
                 run_config=run_config,
             )
-        observations = {
-            key: [record.asset_observation.metadata
-                  for record in instance.fetch_observations(AssetKey(key), limit=10).records]
+        materializations = {
+            key: [record.asset_materialization
+                  for record in instance.fetch_materializations(AssetKey(key), limit=10).records]
             for key in ("audits", "medicalrecordrequests")
         }
-    # One observation each, from the real run (the dry run changed nothing and observed nothing).
-    (audits,) = observations["audits"]
-    assert (audits["automation"].value, audits["matched"].value, audits["modified"].value) == ("Note Audits", 2, 2)
-    (requests,) = observations["medicalrecordrequests"]
-    assert (requests["matched"].value, requests["modified"].value) == (1, 1)
+        observed = [key for key in ("audits", "medicalrecordrequests")
+                    if instance.fetch_observations(AssetKey(key), limit=10).records]
+    # One materialization each, from the real run, on the automation's partition (the dry run changed nothing and
+    # recorded nothing).
+    (audits,) = materializations["audits"]
+    assert (audits.partition, audits.metadata["matched"].value, audits.metadata["modified"].value) == (
+        "Note Audits", 2, 2)
+    (requests,) = materializations["medicalrecordrequests"]
+    assert (requests.partition, requests.metadata["matched"].value, requests.metadata["modified"].value) == (
+        "Note Requests", 1, 1)
+    assert observed == []

@@ -4,7 +4,8 @@ The old app ran a cadence's automations one after another inside one process, an
 all (spec §3.4, §5.6). Here the loader yields one dynamic output per automation, keyed by its name, and
 ``apply_automation`` is mapped over them: each automation is a step in the UI with its own logs, metadata (matched,
 modified, duration) and retries, a failing one does not stop the others, and the run fails at the end listing the
-failed steps, i.e. the automations, by name.
+failed steps, i.e. the automations, by name. Each step also records its outcome on the partition named for its
+automation of the collection it changes (``history.py``): one automation's history in the UI.
 
 ``automationruns`` (``record.py``) is the cadence's ledger for the run stamp: the loader writes a ``pending`` record for
 every automation it loaded, each step claims its record ``running`` and ends it ``succeeded`` or ``failed``, and a
@@ -69,6 +70,7 @@ from pydantic import Field
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from intervalprocessing_dagster.data_change import history
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.completeness import completeness_check, dry_run_of
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, ExecutionResult, execute
@@ -99,13 +101,13 @@ from intervalprocessing_dagster.data_change.rules import (
     parse_automation,
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.runs.run_summary import (
     AUTOMATION_ID,
     AUTOMATION_NAME,
     WITHDRAWN_METADATA_KEY,
     with_run_summary,
 )
+from intervalprocessing_dagster.runs.clock import RunClock
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
 # are retried this many times, waiting RETRY_BASE_SECONDS, then twice that, then four times.
@@ -135,8 +137,7 @@ class AutomationTask:
     @property
     def name(self) -> str:
         """The automation's name as stored, or its label when the document has no usable name."""
-        name = self.document.get("name")
-        return name if isinstance(name, str) and name.strip() else self.label
+        return history.automation_name(self.document)
 
 
 def mapping_keys(labels: list[str]) -> list[str]:
@@ -167,6 +168,7 @@ def _load_op(cadence: Cadence) -> OpDefinition:
             configs = database[CONFIG_COLLECTION]
             documents = list(configs.find({"runCadence": cadence.value}).sort([("name", 1), ("_id", 1)]))
             stray = list(configs.find({"runCadence": {"$nin": valid_cadences}}, {"name": 1, "runCadence": 1}))
+            every = list(configs.find({}, {"name": 1, "runCadence": 1, "collectionName": 1, "isActive": 1}))
             # A refused index costs the run history its expiry or a lookup, never the automations their run.
             for warning in ensure_run_record_indexes(database, mongo.history_days):
                 context.log.warning(f"the automations run, but {warning}")
@@ -183,12 +185,16 @@ def _load_op(cadence: Cadence) -> OpDefinition:
             context.log.info("skipping inactive automations: " + ", ".join(automation_label(d) for d in inactive))
         active = [d for d in documents if d.get("isActive") is not False]
         context.log.info(f"{len(active)} automation(s) to apply for cadence {cadence.value}")
-        # The collection's card in the UI then shows when a run last read it and what it found.
+        # The collection's card in the UI then shows when a run last read it and what it found, and its page links
+        # every automation to its history (history.py).
         context.log_event(AssetObservation(asset_key=CONFIG_COLLECTION, metadata={
             "cadence": cadence.value, "automations": len(documents), "active": len(active),
+            **history.history_links(every),
         }))
         keys = mapping_keys([str(d.get("name") or d["_id"]) for d in active])
         tasks = [AutomationTask(cadence, automation_label(document), document) for document in active]
+        # Each automation is a partition of the collection it changes: its history in the UI (history.py).
+        history.add_automation_partitions(context.instance, [(task.name, task.document) for task in tasks])
         stamp_key = StampKey(cadence.value, clock.stamp(context), dry_run_of(context.run_config))
         try:
             loaded = [LoadedAutomation(key, task.name, task.document) for key, task in zip(keys, tasks, strict=True)]
@@ -216,6 +222,21 @@ def _load_op(cadence: Cadence) -> OpDefinition:
 def apply_automation(
     context: OpExecutionContext, config: DataChangeConfig, mongo: MongoResource, clock: RunClock,
     guard: AutomationGuard, task: AutomationTask,
+) -> Iterator[AssetObservation | Output[None]]:
+    # A failure is also recorded on the automation's partition (its history in the UI: history.py). It is yielded
+    # here, before the Failure is raised again, because Dagster drops what an op logged when the op then raises.
+    failures: list[AssetObservation] = []
+    try:
+        output = _apply_automation(context, config, mongo, clock, guard, task, failures)
+    except Failure:
+        yield from failures
+        raise
+    yield output
+
+
+def _apply_automation(
+    context: OpExecutionContext, config: DataChangeConfig, mongo: MongoResource, clock: RunClock,
+    guard: AutomationGuard, task: AutomationTask, failures: list[AssetObservation],
 ) -> Output[None]:
     started_at = datetime.now(UTC)
     key = StampKey(task.cadence.value, clock.stamp(context), config.dry_run)
@@ -237,6 +258,9 @@ def apply_automation(
             write_run_record(database, record(FAILED, result, str(exc)))
         except Exception as record_exc:  # noqa: BLE001 - the automation's own error is the one to report
             context.log.warning(f"could not write the {FAILED} run record: {record_exc}")
+        # On the document as this step read it (the loader's copy may be older); apply_automation yields it.
+        if not config.dry_run and (event := history.failed(task.name, task.document, key.stamp, str(exc))):
+            failures.append(event)
         if isinstance(exc, InvalidAutomationError):  # its message already names the automation and every problem
             return Failure(description=str(exc), metadata={"problems": exc.problems, **identity}, allow_retries=False)
         counts = _counts(result) if result is not None else {}
@@ -319,10 +343,9 @@ def apply_automation(
     except PyMongoError as exc:
         context.log.warning(f"automation {task.label} succeeded, but its {SUCCEEDED} run record was not written: {exc}")
 
-    if not result.dry_run:  # the collection's own history: the UI plots modified counts per collection over time
-        context.log_event(AssetObservation(asset_key=automation.collection, metadata={
-            "automation": automation.name, "matched": result.matched, "modified": result.modified,
-        }))
+    if not result.dry_run:  # the collection changed, on the automation's own partition: its history in the UI
+        context.log_event(history.applied(task.name, automation.collection, task.document, key.stamp,
+                                          result.matched, result.modified))
     metadata: dict[str, Any] = {
         **_counts(result),
         "duration_seconds": round(result.duration_seconds, 3),

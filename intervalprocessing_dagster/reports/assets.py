@@ -18,7 +18,8 @@ code location is in one group, ``ASSET_GROUP``: ``data_change/checks.py`` says w
   the Friday rule. One broken entry does not stop the others: the asset writes every file it can, then fails,
   naming each broken entry.
 
-External assets ``audits``, ``medicalrecordrequests`` and ``providers`` are the collections the stored queries read;
+External assets ``audits``, ``medicalrecordrequests`` and ``providers`` are the collections the stored queries read,
+partitioned by the data-change automations that change them (``data_change/history.py``);
 ``configured_reports`` depends on all three because its queries are only known at run time. Each report records
 what it read of ``fileprocessingconfigs`` and ``storedqueries`` as their observations.
 
@@ -46,6 +47,7 @@ from dagster import (
 from pydantic import Field
 
 from intervalprocessing_dagster.data_change.checks import ASSET_GROUP
+from intervalprocessing_dagster.data_change.history import automations_of
 from intervalprocessing_dagster.data_change.rules import CONFIG_COLLECTION
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.reports.config import (
@@ -68,15 +70,26 @@ FRIDAY = 4
 MISSED_TICKS_TAG = "intervalprocessing/missed_ticks"
 WEEKLY_CATCH_UP_TAG = "intervalprocessing/weekly_catch_up"
 
-# Any data-change automation may change these collections (each applied one observes the collection it changed).
+# Any data-change automation may change these collections; each is partitioned by the automations that change it,
+# and an applied automation materializes its partition (data_change/history.py).
 AUTOMATIONS = [CONFIG_COLLECTION]
-AUDITS = AssetSpec("audits", group_name=ASSET_GROUP, kinds={"mongodb"}, deps=AUTOMATIONS,
-                   description="MongoDB collection `audits`: claim audits.")
-MEDICAL_RECORD_REQUESTS = AssetSpec("medicalrecordrequests", group_name=ASSET_GROUP, kinds={"mongodb"},
-                                    deps=AUTOMATIONS,
-                                    description="MongoDB collection `medicalrecordrequests`: medical record requests.")
-PROVIDERS = AssetSpec("providers", group_name=ASSET_GROUP, kinds={"mongodb"}, deps=AUTOMATIONS,
-                      description="MongoDB collection `providers`: providers, joined into medical record requests.")
+
+
+def _collection(name: str, what: str) -> AssetSpec:
+    return AssetSpec(
+        name, group_name=ASSET_GROUP, kinds={"mongodb"}, deps=AUTOMATIONS, partitions_def=automations_of(name),
+        description=f"MongoDB collection `{name}`: {what}. Its partitions are the data-change automations (documents "
+        f"of `{CONFIG_COLLECTION}`) that change it, by name (**Partitions**). One automation's history (matched and "
+        "modified per run, the version of its document as `config_hash`, its failures) is **Events** filtered to "
+        f"its partition, linked from `{CONFIG_COLLECTION}`'s page. Dagster's own *Automation* panel is about "
+        "schedules or conditions that would materialize this asset; there are none, as nothing in Dagster makes "
+        "a collection.",
+    )
+
+
+AUDITS = _collection("audits", "claim audits")
+MEDICAL_RECORD_REQUESTS = _collection("medicalrecordrequests", "medical record requests")
+PROVIDERS = _collection("providers", "providers, joined into medical record requests")
 SOURCE_ASSETS = (AUDITS, MEDICAL_RECORD_REQUESTS, PROVIDERS)
 # The report configuration every report reads (reports/checks.py validates it).
 FILE_PROCESSING_CONFIGS = AssetSpec(PROCESSES_COLLECTION, group_name=ASSET_GROUP, kinds={"mongodb"},

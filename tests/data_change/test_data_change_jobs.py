@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 import pytest
 from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
     ExecuteInProcessResult,
@@ -18,9 +20,10 @@ from dagster import (
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
+from intervalprocessing_dagster.data_change import jobs
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
-from intervalprocessing_dagster.data_change import jobs
+from intervalprocessing_dagster.data_change.history import automations_of, history_path
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, mapping_keys
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, StampKey
 from intervalprocessing_dagster.data_change.rules import config_hash
@@ -29,6 +32,7 @@ from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags
 
 TICK = datetime(2026, 3, 6, 2, 0, tzinfo=UTC)
+ASSET_EVENTS = (DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION)
 
 
 def automation(name: str, cadence: str = "Hourly", **overrides: Any) -> dict[str, Any]:
@@ -123,9 +127,112 @@ def test_the_loader_observes_what_it_read_of_the_configuration(mongo: MongoResou
     [observation] = [event.asset_observation_data.asset_observation for event in result.all_events
                      if event.event_type == DagsterEventType.ASSET_OBSERVATION
                      and event.asset_key.to_user_string() == "dataupdateconfigs"]
-    assert {name: value.value for name, value in observation.metadata.items()} == {
+    metadata = {name: value.value for name, value in observation.metadata.items()}
+    # Every automation of every cadence, each linked to its own history (its partition of the collection it changes).
+    assert metadata == {
         "cadence": "Hourly", "automations": 2, "active": 1,
+        "history of First Note": f"[First Note]({history_path('audits', 'First Note')}) (Hourly, audits)",
+        "history of Nightly Note": f"[Nightly Note]({history_path('audits', 'Nightly Note')}) (Nightly, audits)",
+        "history of Off": f"[Off]({history_path('audits', 'Off')}) (Hourly, audits, inactive)",
     }
+
+
+def asset_events(result: ExecuteInProcessResult) -> dict[str, list[tuple[str, str, str, dict[str, Any]]]]:
+    """Each automation step's asset events, by mapping key: (event type, asset, partition, metadata)."""
+    found: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {}
+    for event in result.all_events:
+        if event.event_type in ASSET_EVENTS and event.step_key.startswith("apply_automation["):
+            data = event.event_specific_data
+            asset_event = data.materialization if event.is_step_materialization else data.asset_observation
+            found.setdefault(event.step_key[len("apply_automation["):-1], []).append((
+                event.event_type.value, asset_event.asset_key.to_user_string(), asset_event.partition,
+                {name: value.value for name, value in asset_event.metadata.items()},
+            ))
+    return found
+
+
+def test_each_automation_step_records_one_event_on_its_own_partition_of_its_collection(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    """One automation's history in the UI: the loader adds each automation as a partition of its collection; an
+    applied one materializes its partition (matched, modified, the document's version), a failed one observes it
+    with the error, a dry run records nothing there. One event per step, as before partitions."""
+    mongo_db.audits.insert_many([{"status": "Open", "notes": []}, {"status": "Open"}, {"status": "Closed"}])
+    mongo_db.medicalrecordrequests.insert_one({"status": "Open"})
+    documents = [
+        automation("First Note"),
+        automation("Requests Note", collectionName="medicalrecordrequests"),
+        automation("Broken", singleFieldUpdateElements=[{"elementName": "x", "updateType": "Modify"}]),
+    ]
+    mongo_db.dataupdateconfigs.insert_many(documents)
+    by_name = {document["name"]: document for document in documents}
+
+    with DagsterInstance.ephemeral() as instance:
+        result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
+            resources=job_resources(mongo), instance=instance, tags=run_stamp_tags(TICK), raise_on_error=False,
+        )
+        assert instance.get_dynamic_partitions(automations_of("audits").name) == ["Broken", "First Note"]
+        assert instance.get_dynamic_partitions(automations_of("medicalrecordrequests").name) == ["Requests Note"]
+        [record] = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("audits"), asset_partitions=["First Note"]), limit=10
+        ).records
+        assert record.run_id == result.run_id
+        dry = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
+            resources=job_resources(mongo), instance=instance, tags=run_stamp_tags(TICK), raise_on_error=False,
+            run_config={"ops": {"apply_automation": {"config": {"dry_run": True}}}},
+        )
+
+    def version(name: str) -> dict[str, str]:
+        return {"config_id": str(by_name[name]["_id"]), "config_hash": config_hash(by_name[name]),
+                "stamp": TICK.isoformat()}
+
+    events = asset_events(result)
+    assert events["first_note"] == [
+        ("ASSET_MATERIALIZATION", "audits", "First Note", {"matched": 2, "modified": 2, **version("First Note")}),
+    ]
+    assert events["requests_note"] == [(
+        "ASSET_MATERIALIZATION", "medicalrecordrequests", "Requests Note",
+        {"matched": 1, "modified": 1, **version("Requests Note")},
+    )]
+    [(kind, asset, partition, metadata)] = events["broken"]
+    assert (kind, asset, partition) == ("ASSET_OBSERVATION", "audits", "Broken")
+    assert metadata.pop("failed").startswith("automation 'Broken' in dataupdateconfigs is invalid (1 problem)")
+    assert metadata == version("Broken")
+    assert set(outputs(dry)) == {"first_note", "requests_note"} and asset_events(dry) == {}
+
+
+class EditedOnceLoaded(MongoResource):
+    """The platform's resource, with the test's automation document edited just after the loader read it (its second
+    ``database()`` call is the first step's), as a person fixing a document between a run's loader and its step."""
+
+    def database(self) -> Database:
+        database = super().database()
+        EDITS_AFTER_LOADING["calls"] += 1
+        if EDITS_AFTER_LOADING["calls"] == 2:
+            database.dataupdateconfigs.update_one({}, {"$set": {"comment": "edited after loading"}})
+        return database
+
+
+EDITS_AFTER_LOADING = {"calls": 0}
+
+
+def test_a_failure_is_recorded_with_the_version_of_the_document_the_step_applied(
+    mongo: MongoResource, mongo_db: Database
+) -> None:
+    """The step reads its document again (the loader's copy may be older, as in a re-execution from failure), and the
+    failure on the automation's partition names that version."""
+    mongo_db.dataupdateconfigs.insert_one(
+        automation("Broken", singleFieldUpdateElements=[{"elementName": "x", "updateType": "Modify"}])
+    )
+    loaded = mongo_db.dataupdateconfigs.find_one()
+    EDITS_AFTER_LOADING["calls"] = 0
+    edited_mongo = EditedOnceLoaded(uri=mongo.uri, database_name=mongo.database_name)
+    result = run_job(Cadence.HOURLY, edited_mongo)
+    edited = mongo_db.dataupdateconfigs.find_one()
+    assert edited["comment"] == "edited after loading" and config_hash(edited) != config_hash(loaded)
+    [(kind, asset, partition, metadata)] = asset_events(result)["broken"]
+    assert (kind, asset, partition, metadata["config_hash"]) == (
+        "ASSET_OBSERVATION", "audits", "Broken", config_hash(edited))
 
 
 def test_inactive_automations_do_not_run(mongo: MongoResource, mongo_db: Database) -> None:
@@ -400,7 +507,7 @@ def test_an_automation_already_applied_for_its_stamp_is_not_applied_again_and_sa
     assert audit["priority"] == "Low" and len(audit["notes"]) == 1
     (record,) = mongo_db[RUNS_COLLECTION].find()
     assert (record["runId"], record["runIds"], record["status"]) == (first.run_id, [first.run_id], "succeeded")
-    assert not [e for e in again.all_events if e.event_type == DagsterEventType.ASSET_OBSERVATION
+    assert not [e for e in again.all_events if e.event_type in ASSET_EVENTS
                 and e.step_key.startswith("apply_automation[")]  # audits' history: nothing changed
 
 
