@@ -50,14 +50,15 @@ def collection_of(document: Mapping[str, Any]) -> str | None:
 
 def add_automation_partitions(instance: DagsterInstance, automations: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
     """Add each (name, document) automation as a partition of its collection's asset (existing ones are kept: a
-    renamed or deleted automation keeps its history). One storage call per collection."""
-    names: dict[str, list[str]] = {}
+    renamed or deleted automation keeps its history; two documents of one name share one). One storage call per
+    collection."""
+    names: dict[str, dict[str, None]] = {}
     for name, document in automations:
         collection = collection_of(document)
         if collection is not None:
-            names.setdefault(collection, []).append(name)
+            names.setdefault(collection, {})[name] = None  # once each: the storage refuses a name twice in one call
     for collection, keys in names.items():
-        instance.add_dynamic_partitions(automations_of(collection).name, keys)
+        instance.add_dynamic_partitions(automations_of(collection).name, list(keys))
 
 
 def applied(name: str, collection: str, document: Mapping[str, Any], stamp: datetime, matched: int,
