@@ -62,8 +62,14 @@ def journal_floor(context: Context) -> Work:
     journal = context.db[JOURNAL_FLOOR_COLLECTION]
     entries: list[dict[str, Any]] = []
     for document in collection.find(dataset.FIND_FILTER, {dataset.MARK_FIELD: 1}, batch_size=BATCH_SIZE):
-        entries.append({"documentId": document["_id"], "mark": context.mark,
-                        "before": document.get(dataset.MARK_FIELD), "after": context.mark})
+        entries.append(
+            {
+                "documentId": document["_id"],
+                "mark": context.mark,
+                "before": document.get(dataset.MARK_FIELD),
+                "after": context.mark,
+            }
+        )
         if len(entries) == BATCH_SIZE:
             journal.insert_many(entries, ordered=False)
             entries = []
@@ -82,8 +88,9 @@ def aggregate_floor(context: Context) -> Work:
     update = _mark_update(context)
     modified = 0
     for batch in _id_batches(collection):
-        modified += collection.bulk_write([UpdateOne({"_id": _id}, update) for _id in batch],
-                                          ordered=False).modified_count
+        modified += collection.bulk_write(
+            [UpdateOne({"_id": _id}, update) for _id in batch], ordered=False
+        ).modified_count
     return Work(items=modified, detail={"batch_size": BATCH_SIZE})
 
 
@@ -100,8 +107,11 @@ def automations_floor(context: Context) -> Work:
     update = _mark_update(context)
     modified = 0
     for i in range(context.n):
-        modified += context.db[dataset.group_collection(i)].update_many(
-            {dataset.AUTOMATION_GROUP_FIELD: i}, update).modified_count
+        modified += (
+            context.db[dataset.group_collection(i)]
+            .update_many({dataset.AUTOMATION_GROUP_FIELD: i}, update)
+            .modified_count
+        )
     return Work(items=modified)
 
 
@@ -145,10 +155,18 @@ def _write_report(context: Context, path: Path) -> int:
         for document in cursor:
             provider = document["provider"]
             address = provider["address"]
-            writer.writerow((
-                document["mrrId"], document["claimNumber"], provider["number"], provider["name"],
-                f"{address['address1']} {address['address2']} {address['city']}, {address['state']} {address['zip']}",
-                document["status"], document["organization"], f"{document['date']:%m/%d/%Y}",
-            ))
+            writer.writerow(
+                (
+                    document["mrrId"],
+                    document["claimNumber"],
+                    provider["number"],
+                    provider["name"],
+                    f"{address['address1']} {address['address2']} {address['city']}, "
+                    f"{address['state']} {address['zip']}",
+                    document["status"],
+                    document["organization"],
+                    f"{document['date']:%m/%d/%Y}",
+                )
+            )
             rows += 1
     return rows

@@ -33,9 +33,7 @@ def hourly_data_change_job() -> JobDefinition:
 
 def mark_automations(context: Context) -> None:
     """Give this scenario's automations its own mark (outside the timed section), so its check counts only its work."""
-    context.db.dataupdateconfigs.update_many(
-        {}, {"$set": {"singleFieldUpdateElements.0.elementValue": context.mark}}
-    )
+    context.db.dataupdateconfigs.update_many({}, {"$set": {"singleFieldUpdateElements.0.elementValue": context.mark}})
 
 
 def cadence_platform(context: Context) -> Work:
@@ -56,6 +54,13 @@ def cadence_platform(context: Context) -> Work:
             steps += 1
         elif event.event_type == DagsterEventType.HANDLED_OUTPUT and "path" in event.event_specific_data.metadata:
             stored.append(str(event.event_specific_data.metadata["path"].value))
-    return Work(items=modified, detail={"run_success": result.success, "automation_steps": steps,
-                                        "run_id": result.run_id, "stored_outputs": len(stored),
-                                        "first_stored_output": stored[0] if stored else None})
+    return Work(
+        items=modified,
+        detail={
+            "run_success": result.success,
+            "automation_steps": steps,
+            "run_id": result.run_id,
+            "stored_outputs": len(stored),
+            "first_stored_output": stored[0] if stored else None,
+        },
+    )

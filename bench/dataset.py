@@ -33,8 +33,16 @@ AUDITS = "audits"
 MRRS = "medicalrecordrequests"
 PROVIDERS = "providers"
 REPORT_PROCESS = "WeeklyMRRInventoryProcessor"
-REPORT_HEADER = ("Request Id", "Claim Number", "Provider Number", "Provider Name", "Provider Full Address", "Status",
-                 "Assigned Organization", "Request Date")
+REPORT_HEADER = (
+    "Request Id",
+    "Claim Number",
+    "Provider Number",
+    "Provider Name",
+    "Provider Full Address",
+    "Status",
+    "Assigned Organization",
+    "Request Date",
+)
 
 CADENCE = "Hourly"
 """The cadence the benchmark automations are stored under (any of the four would do)."""
@@ -44,8 +52,12 @@ INSERT_CHUNK = 5000
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 _ORGANIZATIONS = ("HealthCare 123", "Transparency Health", "Blue Ridge Payers", "Clear View Health Services")
 _MRR_STATUSES = ("Requested", "Received", "Overdue")
-_CITIES = (("Nashville", "TN", "37201"), ("Memphis", "TN", "38103"), ("Knoxville", "TN", "37902"),
-           ("Atlanta", "GA", "30301"))
+_CITIES = (
+    ("Nashville", "TN", "37201"),
+    ("Memphis", "TN", "38103"),
+    ("Knoxville", "TN", "37902"),
+    ("Atlanta", "GA", "30301"),
+)
 
 FIND_QUERY = "{ 'status' : { $in : [ 'Pending Review', 'Approved' ] } }"
 """The stored ``dailyAuditInventory`` query, verbatim: what a find-based automation looks like in the field."""
@@ -135,8 +147,13 @@ def _provider(i: int, provider_id: ObjectId) -> dict[str, Any]:
         "_id": provider_id,
         "number": f"P-{1000 + i}",
         "name": f"Provider Clinic {i}",
-        "address": {"address1": f"{100 + i} Main St", "address2": f"Suite {i % 50 + 1}", "city": city,
-                    "state": state, "zip": zip_code},
+        "address": {
+            "address1": f"{100 + i} Main St",
+            "address2": f"Suite {i % 50 + 1}",
+            "city": city,
+            "state": state,
+            "zip": zip_code,
+        },
     }
 
 
@@ -171,12 +188,22 @@ def generate_automations(db: Database, n: int, mark: str) -> dict[str, int]:
         db[name].create_index(AUTOMATION_GROUP_FIELD)
     for collection in (AUDITS, MRRS):
         groups = [i for i in range(n) if group_collection(i) == collection]
-        _insert(db, collection, ({AUTOMATION_GROUP_FIELD: group, "status": "Open", "seq": seq}
-                                 for group in groups for seq in range(DOCUMENTS_PER_AUTOMATION)))
+        _insert(
+            db,
+            collection,
+            (
+                {AUTOMATION_GROUP_FIELD: group, "status": "Open", "seq": seq}
+                for group in groups
+                for seq in range(DOCUMENTS_PER_AUTOMATION)
+            ),
+        )
     if n:
         db.dataupdateconfigs.insert_many([group_automation(i, mark) for i in range(n)])
-    return {"dataupdateconfigs": n, AUDITS: db[AUDITS].estimated_document_count(),
-            MRRS: db[MRRS].estimated_document_count()}
+    return {
+        "dataupdateconfigs": n,
+        AUDITS: db[AUDITS].estimated_document_count(),
+        MRRS: db[MRRS].estimated_document_count(),
+    }
 
 
 def automation_kind(i: int) -> str:
@@ -195,7 +222,7 @@ def group_automation(i: int, mark: str) -> dict[str, Any]:
         "find": f"{{ {AUTOMATION_GROUP_FIELD} : {i} }}",
         "aggregate": f"aggregate([{match}])",
         "join": f"aggregate([{match},{{$lookup:{{from:'{PROVIDERS}',localField:'provider_id',foreignField:'_id',"
-                "as:'provider'}}])",
+        "as:'provider'}}])",
     }[automation_kind(i)]
     return {
         "name": f"Bench automation {i:04d}",

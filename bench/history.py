@@ -5,7 +5,7 @@ every scheduled job (``bench.history_build``), twice:
 
 * ``year``: ``--days`` (365) days and no retention, what the platform wrote before the retention job existed;
 * ``retained``: ``--steady-days`` (120) days with the history retention job's pass after every simulated day, exactly
-  as the daily job runs it (``intervalprocessing_dagster.instance.retention``), so the database reaches the steady
+  as the daily job runs it (``intervalprocessing_dagster.history.retention``), so the database reaches the steady
   state of the windows (``--success-days`` 30, ``--failure-days`` 90).
 
 On each it measures the database's size, the latency of the GraphQL queries the UI sends for the runs list, a job's
@@ -51,8 +51,8 @@ from bench.history_build import (
     seed_mongo,
 )
 from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.instance.retention import RunRetention, purge_history
-from intervalprocessing_dagster.instance.step_outputs import LocalStepOutputStore
+from intervalprocessing_dagster.history.retention import RunRetention, purge_history
+from intervalprocessing_dagster.runs.step_outputs import LocalStepOutputStore
 from tests.local_project import new_project, webserver
 from tests.postgres_cluster import PostgresServer, running_postgres
 
@@ -71,18 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     load_at_start = os.getloadavg()
     deployment = Deployment(*args.deployment, failure_every=args.failure_every)
-    retention = RunRetention(success_days=args.success_days, failure_days=args.failure_days,
-                             keep_all_days=args.keep_all_days)
+    retention = RunRetention(
+        success_days=args.success_days, failure_days=args.failure_days, keep_all_days=args.keep_all_days
+    )
     document: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.history", *(sys.argv[1:] if argv is None else argv)]),
         "deployment": asdict(deployment),
         "retention": retention.model_dump(),
-        "days": args.days, "steady_days": args.steady_days, "big_run_automations": args.big_run,
+        "days": args.days,
+        "steady_days": args.steady_days,
+        "big_run_automations": args.big_run,
         "vacuum_after_each_pass": not args.without_vacuum,
     }
-    with tempfile.TemporaryDirectory(prefix="intervalprocessing-history-") as scratch_name, \
-            _load_sampler() as load, running_postgres() as postgres:
+    with (
+        tempfile.TemporaryDirectory(prefix="intervalprocessing-history-") as scratch_name,
+        _load_sampler() as load,
+        running_postgres() as postgres,
+    ):
         scratch = Path(scratch_name)
         mongo = SecantusDBServer(storage_path=str(scratch / "secantus"))
         mongo.start()
@@ -93,8 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.update(env)  # the daemon's code server and the webserver load the code location with it
             seed_mongo(mongo.uri, MONGO_DATABASE, deployment)
             stage = time.monotonic()
-            record_templates(templates_home, env, mongo.uri, MONGO_DATABASE, args.big_run,
-                             tick=datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+            record_templates(
+                templates_home,
+                env,
+                mongo.uri,
+                MONGO_DATABASE,
+                args.big_run,
+                tick=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+            )
             document["template_seconds"] = round(time.monotonic() - stage, 1)
             templates_conn = _connect(postgres, templates_database)
             templates = load_templates(templates_conn)
@@ -103,19 +115,29 @@ def main(argv: list[str] | None = None) -> int:
             }
             document["scenarios"] = {}
             for name, scenario_days, scenario_retention in (
-                ("year", args.days, None), ("retained", args.steady_days, retention)
+                ("year", args.days, None),
+                ("retained", args.steady_days, retention),
             ):
                 if scenario_days:
                     print(f"{name}: {scenario_days} days", file=sys.stderr)
                     document["scenarios"][name] = _scenario(
-                        name, scenario_days, scenario_retention, postgres, scratch, env, templates, templates_conn,
-                        deployment, args,
+                        name,
+                        scenario_days,
+                        scenario_retention,
+                        postgres,
+                        scratch,
+                        env,
+                        templates,
+                        templates_conn,
+                        deployment,
+                        args,
                     )
             templates_conn.close()
         finally:
             mongo.stop()
-        document["machine"] = machine.describe("PostgreSQL 15 (tests/postgres_cluster.py)", "Dagster storage",
-                                               load_at_start)
+        document["machine"] = machine.describe(
+            "PostgreSQL 15 (tests/postgres_cluster.py)", "Dagster storage", load_at_start
+        )
         document["machine"]["load_average"]["during"] = load.summary()
     document["runtime_seconds"] = round(time.monotonic() - started, 1)
     document["targets"] = history_report.evaluate_targets(document)
@@ -126,9 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _scenario(name: str, day_count: int, retention: RunRetention | None, postgres: PostgresServer, scratch: Path,
-              env: dict[str, str], templates: dict[str, RunTemplate], templates_conn: Any, deployment: Deployment,
-              args: argparse.Namespace) -> dict[str, Any]:
+def _scenario(
+    name: str,
+    day_count: int,
+    retention: RunRetention | None,
+    postgres: PostgresServer,
+    scratch: Path,
+    env: dict[str, str],
+    templates: dict[str, RunTemplate],
+    templates_conn: Any,
+    deployment: Deployment,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     database = postgres.create_database()
     home = _instance_home(scratch / name, postgres, database)
     result: dict[str, Any] = {"days": day_count}
@@ -147,17 +178,35 @@ def _scenario(name: str, day_count: int, retention: RunRetention | None, postgre
             if retention is not None:
                 # As the daily job runs it, at the end of the day just written.
                 stage = time.monotonic()
-                report = purge_history(instance, retention, store, now=_epoch(day + timedelta(days=1)),
-                                       vacuum=not args.without_vacuum)
-                passes.append({"day": number + 1, "seconds": round(time.monotonic() - stage, 2),
-                               "deleted_runs": dict(report.deleted_runs), "vacuum_seconds": report.vacuum_seconds})
+                report = purge_history(
+                    instance, retention, store, now=_epoch(day + timedelta(days=1)), vacuum=not args.without_vacuum
+                )
+                passes.append(
+                    {
+                        "day": number + 1,
+                        "seconds": round(time.monotonic() - stage, 2),
+                        "deleted_runs": dict(report.deleted_runs),
+                        "vacuum_seconds": report.vacuum_seconds,
+                    }
+                )
             if (number + 1) % 30 == 0:
-                print(f"  {name}: day {number + 1}, {rows['event_logs']:,} events, {_size(postgres, database)}",
-                      file=sys.stderr)
+                print(
+                    f"  {name}: day {number + 1}, {rows['event_logs']:,} events, {_size(postgres, database)}",
+                    file=sys.stderr,
+                )
         # The newest run: the big one, whose run page is timed.
         big = templates[TEMPLATE_BIG]
-        rows.update(writer.write_runs([(today - timedelta(hours=1), Scheduled(Cadence.HOURLY.job_name,
-                                        Cadence.HOURLY.schedule_name, ()), big)]))
+        rows.update(
+            writer.write_runs(
+                [
+                    (
+                        today - timedelta(hours=1),
+                        Scheduled(Cadence.HOURLY.job_name, Cadence.HOURLY.schedule_name, ()),
+                        big,
+                    )
+                ]
+            )
+        )
         writer.close()
         result["build"] = {"seconds": round(build_seconds, 1), "rows": dict(rows)}
         if passes:
@@ -168,20 +217,26 @@ def _scenario(name: str, day_count: int, retention: RunRetention | None, postgre
         print(f"  {name}: UI queries", file=sys.stderr)
         with webserver(new_project(scratch / f"{name}-ui"), {**env, "DAGSTER_HOME": str(home)}) as url:
             result["ui"] = history_ui.measure(
-                history_ui.Webserver(url), history_ui.page_requests(JOB, EVENT_ASSETS, CHECK), big_run_id,
-                args.big_run, args.repeats,
+                history_ui.Webserver(url),
+                history_ui.page_requests(JOB, EVENT_ASSETS, CHECK),
+                big_run_id,
+                args.big_run,
+                args.repeats,
             )
         print(f"  {name}: daemon iterations", file=sys.stderr)
         result["daemon"] = history_daemon.measure(instance, args.daemon_iterations)
         if retention is None:
             # One day out of a year-old database: windows that leave everything but the oldest day.
-            oldest_day = RunRetention(success_days=day_count - 1, failure_days=day_count - 1,
-                                      keep_all_days=min(day_count - 1, 7))
+            oldest_day = RunRetention(
+                success_days=day_count - 1, failure_days=day_count - 1, keep_all_days=min(day_count - 1, 7)
+            )
             stage = time.monotonic()
             report = purge_history(instance, oldest_day, store, now=_epoch(today))
-            result["one_day_deletion"] = {"seconds": round(time.monotonic() - stage, 2),
-                                          "deleted_runs": dict(report.deleted_runs),
-                                          "vacuum_seconds": report.vacuum_seconds}
+            result["one_day_deletion"] = {
+                "seconds": round(time.monotonic() - stage, 2),
+                "deleted_runs": dict(report.deleted_runs),
+                "vacuum_seconds": report.vacuum_seconds,
+            }
     if retention is not None:
         result["size"]["compacted_bytes"] = _compacted_size(postgres, database)
     return result
@@ -205,9 +260,11 @@ def _sizes(postgres: PostgresServer, database: str) -> dict[str, Any]:
     with _session(postgres, database) as cur:
         cur.execute("SELECT pg_database_size(current_database())")
         total = cur.fetchone()[0]
-        cur.execute("SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = 'public' "
-                    "ORDER BY 2 DESC LIMIT 8")
+        cur.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = 'public' "
+            "ORDER BY 2 DESC LIMIT 8"
+        )
         tables = {name: {"total_bytes": size, "heap_bytes": heap} for name, size, heap in cur.fetchall()}
         cur.execute("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM event_logs)")
         runs, events = cur.fetchone()
@@ -247,8 +304,9 @@ def _session(postgres: PostgresServer, database: str) -> Iterator[Any]:
 
 
 def _connect(postgres: PostgresServer, database: str) -> Any:
-    return psycopg2.connect(host=postgres.host, port=postgres.port, user=postgres.username,
-                            password=postgres.password, dbname=database)
+    return psycopg2.connect(
+        host=postgres.host, port=postgres.port, user=postgres.username, password=postgres.password, dbname=database
+    )
 
 
 def _size(postgres: PostgresServer, database: str) -> str:
@@ -264,10 +322,17 @@ def _epoch(naive_utc: datetime) -> float:
 def _environment(scratch: Path, mongo_uri: str) -> dict[str, str]:
     """What the code location reads: the benchmark's MongoDB, local reports and step outputs, nothing of the
     developer's shell (no DAGSTER_* variable, no AWS)."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DAGSTER_", "REPORTS_", "STEP_OUTPUTS_", "RUN_HISTORY_", "ALERTS_"))}
-    return {**env, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": MONGO_DATABASE,
-            "INTERVALPROCESSING_LOCAL_DIR": str(scratch / "local")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DAGSTER_", "REPORTS_", "STEP_OUTPUTS_", "RUN_HISTORY_", "ALERTS_"))
+    }
+    return {
+        **env,
+        "MONGODB_URI": mongo_uri,
+        "MONGODB_DATABASE": MONGO_DATABASE,
+        "INTERVALPROCESSING_LOCAL_DIR": str(scratch / "local"),
+    }
 
 
 def _instance_home(home: Path, postgres: PostgresServer, database: str) -> Path:
@@ -275,12 +340,13 @@ def _instance_home(home: Path, postgres: PostgresServer, database: str) -> Path:
     launcher that only records launches (the daemon measurement launches nothing), local compute logs."""
     home.mkdir(parents=True, exist_ok=True)
     production = (REPO_ROOT / "deploy" / "dagster.yaml").read_text()
-    run_coordinator = production[production.index("run_coordinator:"):production.index("\nrun_monitoring:")]
+    run_coordinator = production[production.index("run_coordinator:") : production.index("\nrun_monitoring:")]
     os.environ[PASSWORD_ENV] = postgres.password  # read by this process, the webserver and the code servers
     (home / "dagster.yaml").write_text(
         postgres.dagster_storage(database, PASSWORD_ENV)
         + "run_launcher:\n  module: dagster._core.test_utils\n  class: MockedRunLauncher\n"
-        + "telemetry:\n  enabled: false\n" + run_coordinator
+        + "telemetry:\n  enabled: false\n"
+        + run_coordinator
     )
     return home
 
@@ -299,8 +365,12 @@ class _LoadSampler:
 
     def summary(self) -> dict[str, float]:
         samples = self.samples or [os.getloadavg()[0]]
-        return {"min": round(min(samples), 2), "mean": round(statistics.fmean(samples), 2),
-                "max": round(max(samples), 2), "samples": len(samples)}
+        return {
+            "min": round(min(samples), 2),
+            "mean": round(statistics.fmean(samples), 2),
+            "max": round(max(samples), 2),
+            "samples": len(samples),
+        }
 
 
 @contextmanager
@@ -316,21 +386,31 @@ def _load_sampler() -> Iterator[_LoadSampler]:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=365, help="days of the no-retention history (0: skip it)")
-    parser.add_argument("--steady-days", type=int, default=120,
-                        help="days of the retained history, a pass after each (0: skip it)")
+    parser.add_argument(
+        "--steady-days", type=int, default=120, help="days of the retained history, a pass after each (0: skip it)"
+    )
     parser.add_argument("--success-days", type=int, default=30)
     parser.add_argument("--failure-days", type=int, default=90)
     parser.add_argument("--keep-all-days", type=int, default=7)
-    parser.add_argument("--deployment", type=_counts, default=(20, 10, 10, 10),
-                        help="automations per cadence: quarter-hourly,half-hourly,hourly,nightly (default 20,10,10,10)")
-    parser.add_argument("--failure-every", type=int, default=100,
-                        help="every Nth quarter-hourly run is a failed one (default 100)")
+    parser.add_argument(
+        "--deployment",
+        type=_counts,
+        default=(20, 10, 10, 10),
+        help="automations per cadence: quarter-hourly,half-hourly,hourly,nightly (default 20,10,10,10)",
+    )
+    parser.add_argument(
+        "--failure-every", type=int, default=100, help="every Nth quarter-hourly run is a failed one (default 100)"
+    )
     parser.add_argument("--big-run", type=int, default=500, help="automations of the run whose run page is timed")
-    parser.add_argument("--repeats", type=int, default=20,
-                        help="timed samples of each UI query (20: the p95 is the second slowest)")
+    parser.add_argument(
+        "--repeats", type=int, default=20, help="timed samples of each UI query (20: the p95 is the second slowest)"
+    )
     parser.add_argument("--daemon-iterations", type=int, default=8, help="scheduler and run-queue iterations timed")
-    parser.add_argument("--without-vacuum", action="store_true",
-                        help="the daily passes without the job's VACUUM: what autovacuum alone leaves (comparison)")
+    parser.add_argument(
+        "--without-vacuum",
+        action="store_true",
+        help="the daily passes without the job's VACUUM: what autovacuum alone leaves (comparison)",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "history")
     return parser.parse_args(argv)
 

@@ -65,8 +65,12 @@ class Deployment:
     failure_every: int = 100
 
     def automations(self) -> dict[Cadence, int]:
-        return {Cadence.QUARTER_HOURLY: self.quarter_hourly, Cadence.HALF_HOURLY: self.half_hourly,
-                Cadence.HOURLY: self.hourly, Cadence.NIGHTLY: self.nightly}
+        return {
+            Cadence.QUARTER_HOURLY: self.quarter_hourly,
+            Cadence.HALF_HOURLY: self.half_hourly,
+            Cadence.HOURLY: self.hourly,
+            Cadence.NIGHTLY: self.nightly,
+        }
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,12 @@ def _every(minutes: int, offset: int = 0) -> tuple[int, ...]:
 
 
 SCHEDULED: tuple[Scheduled, ...] = (
-    *(Scheduled(c.job_name, c.schedule_name,
-                _every(c.interval_seconds // 60) if c is not Cadence.NIGHTLY else (2 * 60,)) for c in Cadence),
+    *(
+        Scheduled(
+            c.job_name, c.schedule_name, _every(c.interval_seconds // 60) if c is not Cadence.NIGHTLY else (2 * 60,)
+        )
+        for c in Cadence
+    ),
     Scheduled("config_checks_job", "config_checks_schedule", _every(60, 45)),
     Scheduled("file_generation_job", "file_generation_schedule", (3 * 60,)),
     Scheduled("history_retention_job", "history_retention_schedule", (4 * 60 + 30,)),
@@ -120,7 +128,10 @@ def record_templates(home: Path, env: dict[str, str], uri: str, database: str, b
     """
     subprocess.run(
         [sys.executable, "-m", "bench.history_build", str(home), uri, database, str(big_run), tick.isoformat()],
-        cwd=REPO_ROOT, env={**env, "DAGSTER_HOME": str(home)}, check=True, timeout=1800,
+        cwd=REPO_ROOT,
+        env={**env, "DAGSTER_HOME": str(home)},
+        check=True,
+        timeout=1800,
     )
 
 
@@ -139,11 +150,17 @@ def _record_templates(instance: DagsterInstance, uri: str, database: str, big_ru
         execute(scheduled.job, scheduled.schedule)
     with pymongo.MongoClient(uri) as client:
         configs = client[database].dataupdateconfigs
-        broken = configs.insert_one({
-            "name": "Broken automation", "query": "{ status : ", "collectionName": "audits", "isActive": True,
-            "runCadence": Cadence.QUARTER_HOURLY.value, "singleFieldUpdateElements": [],
-            "arrayObjectFieldUpdateElements": [],
-        }).inserted_id
+        broken = configs.insert_one(
+            {
+                "name": "Broken automation",
+                "query": "{ status : ",
+                "collectionName": "audits",
+                "isActive": True,
+                "runCadence": Cadence.QUARTER_HOURLY.value,
+                "singleFieldUpdateElements": [],
+                "arrayObjectFieldUpdateElements": [],
+            }
+        ).inserted_id
         execute(Cadence.QUARTER_HOURLY.job_name, Cadence.QUARTER_HOURLY.schedule_name)
         configs.delete_one({"_id": broken})
         deployment = list(configs.find())  # the big run's automations stand in for them for one run
@@ -199,23 +216,45 @@ class RunTemplate:
     @classmethod
     def load(cls, conn: Any, run_id: str) -> RunTemplate:
         with conn.cursor() as cur:
-            cur.execute("SELECT run_body, create_timestamp, update_timestamp, start_time, end_time, snapshot_id "
-                        "FROM runs WHERE run_id = %s", (run_id,))
+            cur.execute(
+                "SELECT run_body, create_timestamp, update_timestamp, start_time, end_time, snapshot_id "
+                "FROM runs WHERE run_id = %s",
+                (run_id,),
+            )
             body, created, updated, start_time, end_time, snapshot_id = cur.fetchone()
             lo, hi = created.timestamp() - 86400 * 2, updated.timestamp() + 86400 * 2  # generous: naive vs UTC
-            cur.execute("SELECT id, event, dagster_event_type, timestamp, step_key, asset_key, partition "
-                        "FROM event_logs WHERE run_id = %s ORDER BY id", (run_id,))
+            cur.execute(
+                "SELECT id, event, dagster_event_type, timestamp, step_key, asset_key, partition "
+                "FROM event_logs WHERE run_id = %s ORDER BY id",
+                (run_id,),
+            )
             events = [(row[0], _Body.of(row[1], lo, hi), *row[2:]) for row in cur.fetchall()]
             ids = [event[0] for event in events]
-            cur.execute("SELECT event_id, asset_key, key, value, event_timestamp FROM asset_event_tags "
-                        "WHERE event_id = ANY(%s) ORDER BY id", (ids,))
+            cur.execute(
+                "SELECT event_id, asset_key, key, value, event_timestamp FROM asset_event_tags "
+                "WHERE event_id = ANY(%s) ORDER BY id",
+                (ids,),
+            )
             asset_tags = cur.fetchall()
-            cur.execute("SELECT asset_key, check_name, partition, execution_status, evaluation_event, "
-                        "evaluation_event_timestamp, evaluation_event_storage_id, materialization_event_storage_id "
-                        "FROM asset_check_executions WHERE run_id = %s ORDER BY id", (run_id,))
+            cur.execute(
+                "SELECT asset_key, check_name, partition, execution_status, evaluation_event, "
+                "evaluation_event_timestamp, evaluation_event_storage_id, materialization_event_storage_id "
+                "FROM asset_check_executions WHERE run_id = %s ORDER BY id",
+                (run_id,),
+            )
             checks = [(*row[:4], _Body.of(row[4], lo, hi) if row[4] else None, *row[5:]) for row in cur.fetchall()]
-        return cls(deserialize_value(body), created, updated, start_time, end_time, snapshot_id, events, asset_tags,
-                   checks, {"events": len(events), "asset_tags": len(asset_tags), "check_executions": len(checks)})
+        return cls(
+            deserialize_value(body),
+            created,
+            updated,
+            start_time,
+            end_time,
+            snapshot_id,
+            events,
+            asset_tags,
+            checks,
+            {"events": len(events), "asset_tags": len(asset_tags), "check_executions": len(checks)},
+        )
 
     @property
     def run_id(self) -> str:
@@ -270,10 +309,17 @@ def _csv(value: Any) -> str:
 class HistoryWriter:
     """Writes copies of template runs into the measured database, one simulated day per transaction."""
 
-    def __init__(self, server: PostgresServer, database: str, event_log: EventLogStorage,
-                 templates: dict[str, RunTemplate], deployment: Deployment) -> None:
-        self._conn = psycopg2.connect(host=server.host, port=server.port, user=server.username,
-                                      password=server.password, dbname=database)
+    def __init__(
+        self,
+        server: PostgresServer,
+        database: str,
+        event_log: EventLogStorage,
+        templates: dict[str, RunTemplate],
+        deployment: Deployment,
+    ) -> None:
+        self._conn = psycopg2.connect(
+            host=server.host, port=server.port, user=server.username, password=server.password, dbname=database
+        )
         self._event_log = event_log
         self._templates = templates
         self._deployment = deployment
@@ -287,8 +333,11 @@ class HistoryWriter:
         with templates_conn.cursor() as source, self._conn.cursor() as target:
             source.execute("SELECT snapshot_id, snapshot_body, snapshot_type FROM snapshots")
             for row in source.fetchall():
-                target.execute("INSERT INTO snapshots (snapshot_id, snapshot_body, snapshot_type) VALUES (%s, %s, %s) "
-                               "ON CONFLICT (snapshot_id) DO NOTHING", row)
+                target.execute(
+                    "INSERT INTO snapshots (snapshot_id, snapshot_body, snapshot_type) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (snapshot_id) DO NOTHING",
+                    row,
+                )
         self._conn.commit()
 
     def write_day(self, day: datetime) -> dict[str, int]:
@@ -302,16 +351,41 @@ class HistoryWriter:
 
     def write_runs(self, plan: list[tuple[datetime, Scheduled, RunTemplate]]) -> dict[str, int]:
         """Copies of ``plan``'s templates at their ticks, in one transaction; row counts."""
-        runs = _CopyBuffer("runs", ("run_id", "snapshot_id", "pipeline_name", "status", "run_body", "create_timestamp",
-                                    "update_timestamp", "start_time", "end_time"))
+        runs = _CopyBuffer(
+            "runs",
+            (
+                "run_id",
+                "snapshot_id",
+                "pipeline_name",
+                "status",
+                "run_body",
+                "create_timestamp",
+                "update_timestamp",
+                "start_time",
+                "end_time",
+            ),
+        )
         tags = _CopyBuffer("run_tags", ("run_id", "key", "value"))
-        events = _CopyBuffer("event_logs", ("id", "run_id", "event", "dagster_event_type", "timestamp", "step_key",
-                                            "asset_key", "partition"))
+        events = _CopyBuffer(
+            "event_logs",
+            ("id", "run_id", "event", "dagster_event_type", "timestamp", "step_key", "asset_key", "partition"),
+        )
         asset_tags = _CopyBuffer("asset_event_tags", ("event_id", "asset_key", "key", "value", "event_timestamp"))
-        checks = _CopyBuffer("asset_check_executions", (
-            "asset_key", "check_name", "partition", "run_id", "execution_status", "evaluation_event",
-            "evaluation_event_timestamp", "evaluation_event_storage_id", "materialization_event_storage_id",
-            "create_timestamp"))
+        checks = _CopyBuffer(
+            "asset_check_executions",
+            (
+                "asset_key",
+                "check_name",
+                "partition",
+                "run_id",
+                "execution_status",
+                "evaluation_event",
+                "evaluation_event_timestamp",
+                "evaluation_event_storage_id",
+                "materialization_event_storage_id",
+                "create_timestamp",
+            ),
+        )
         with self._conn.cursor() as cur:
             first_id = next_id = self._reserve_event_ids(cur, sum(len(template.events) for _, _, template in plan))
             for tick, scheduled, template in plan:
@@ -320,9 +394,12 @@ class HistoryWriter:
                 buffer.copy_into(cur)
             # The asset index (latest materialization, observation and planned run of each asset), as Dagster's
             # own store_asset_event keeps it, from the newest event of each kind in these runs.
-            cur.execute("SELECT DISTINCT ON (asset_key, dagster_event_type) id, event FROM event_logs "
-                        "WHERE id BETWEEN %s AND %s AND asset_key IS NOT NULL "
-                        "ORDER BY asset_key, dagster_event_type, id DESC", (first_id, next_id - 1))
+            cur.execute(
+                "SELECT DISTINCT ON (asset_key, dagster_event_type) id, event FROM event_logs "
+                "WHERE id BETWEEN %s AND %s AND asset_key IS NOT NULL "
+                "ORDER BY asset_key, dagster_event_type, id DESC",
+                (first_id, next_id - 1),
+            )
             latest = sorted(cur.fetchall())
         self._conn.commit()
         for event_id, body in latest:
@@ -344,35 +421,79 @@ class HistoryWriter:
             cur.execute("SELECT setval(pg_get_serial_sequence('event_logs', 'id'), %s)", (first + count - 1,))
         return first
 
-    def _copy(self, template: RunTemplate, tick: datetime, scheduled: Scheduled, next_id: int, runs: _CopyBuffer,
-              tags: _CopyBuffer, events: _CopyBuffer, asset_tags: _CopyBuffer, checks: _CopyBuffer) -> int:
+    def _copy(
+        self,
+        template: RunTemplate,
+        tick: datetime,
+        scheduled: Scheduled,
+        next_id: int,
+        runs: _CopyBuffer,
+        tags: _CopyBuffer,
+        events: _CopyBuffer,
+        asset_tags: _CopyBuffer,
+        checks: _CopyBuffer,
+    ) -> int:
         run_id = str(uuid.uuid4())
         delta = tick - template.created
         shift = delta.total_seconds()
-        run_tags = {**template.run.tags, **run_stamp_tags(tick), SCHEDULE_NAME_TAG: scheduled.schedule,
-                    REPOSITORY_LABEL_TAG: REPOSITORY_LABEL}
+        run_tags = {
+            **template.run.tags,
+            **run_stamp_tags(tick),
+            SCHEDULE_NAME_TAG: scheduled.schedule,
+            REPOSITORY_LABEL_TAG: REPOSITORY_LABEL,
+        }
         run = copy(template.run, run_id=run_id, tags=run_tags)
-        runs.add(run_id, template.snapshot_id, run.job_name, run.status.value, serialize_value(run),
-                 template.created + delta, template.updated + delta,
-                 None if template.start_time is None else template.start_time + shift,
-                 None if template.end_time is None else template.end_time + shift)
+        runs.add(
+            run_id,
+            template.snapshot_id,
+            run.job_name,
+            run.status.value,
+            serialize_value(run),
+            template.created + delta,
+            template.updated + delta,
+            None if template.start_time is None else template.start_time + shift,
+            None if template.end_time is None else template.end_time + shift,
+        )
         for key, value in run_tags.items():
             tags.add(run_id, key, value)
         new_ids: dict[int, int] = {}
         for old_id, body, event_type, timestamp, step_key, asset_key, partition in template.events:
             new_ids[old_id] = next_id
-            events.add(next_id, run_id, body.render(template.run_id, run_id, shift), event_type, timestamp + delta,
-                       step_key, asset_key, partition)
+            events.add(
+                next_id,
+                run_id,
+                body.render(template.run_id, run_id, shift),
+                event_type,
+                timestamp + delta,
+                step_key,
+                asset_key,
+                partition,
+            )
             next_id += 1
         for event_id, asset_key, key, value, timestamp in template.asset_tags:
             asset_tags.add(new_ids[event_id], asset_key, key, value, timestamp + delta)
-        for asset_key, check_name, partition, status, body, timestamp, evaluation_id, materialization_id in (
-            template.checks
-        ):
-            checks.add(asset_key, check_name, partition, run_id, status,
-                       body.render(template.run_id, run_id, shift) if body else None, timestamp + delta,
-                       new_ids.get(evaluation_id), new_ids.get(materialization_id, materialization_id),
-                       template.created + delta)
+        for (
+            asset_key,
+            check_name,
+            partition,
+            status,
+            body,
+            timestamp,
+            evaluation_id,
+            materialization_id,
+        ) in template.checks:
+            checks.add(
+                asset_key,
+                check_name,
+                partition,
+                run_id,
+                status,
+                body.render(template.run_id, run_id, shift) if body else None,
+                timestamp + delta,
+                new_ids.get(evaluation_id),
+                new_ids.get(materialization_id, materialization_id),
+                template.created + delta,
+            )
         return next_id
 
 

@@ -56,8 +56,11 @@ def measure(instance: DagsterInstance, iterations: int) -> dict[str, Any]:
                     started = time.perf_counter()
                     list(queue_daemon.run_iteration(context, fixed_iteration_time=end.timestamp()))
                     queue_seconds.append(time.perf_counter() - started)
-                    created = [record.dagster_run.run_id for record in instance.get_run_records(limit=50)
-                               if record.dagster_run.run_id not in before]
+                    created = [
+                        record.dagster_run.run_id
+                        for record in instance.get_run_records(limit=50)
+                        if record.dagster_run.run_id not in before
+                    ]
                     created_runs += len(created)
                     for run_id in created:
                         instance.delete_run(run_id)
@@ -74,6 +77,8 @@ def measure(instance: DagsterInstance, iterations: int) -> dict[str, Any]:
 
 def _summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"p50": round(statistics.median(ordered), 3), "max": round(ordered[-1], 3),
-            "mean": round(statistics.fmean(ordered), 3)}
-
+    return {
+        "p50": round(statistics.median(ordered), 3),
+        "max": round(ordered[-1], 3),
+        "mean": round(statistics.fmean(ordered), 3),
+    }

@@ -56,19 +56,25 @@ def ui_documents() -> dict[str, str]:
     return definitions
 
 
+class _Spreads(Visitor):
+    """The fragment names a GraphQL document spreads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_args: Any) -> None:
+        self.names.append(node.name.value)
+
+
 def operation(name: str) -> str:
     """The operation ``name`` with every fragment it spreads, directly or through other fragments."""
     definitions = ui_documents()
     wanted, queue = {name}, [name]
     while queue:
-        spreads: list[str] = []
-
-        class _Spreads(Visitor):
-            def enter_fragment_spread(self, node: FragmentSpreadNode, *_args: Any) -> None:
-                spreads.append(node.name.value)
-
-        visit(parse(definitions[queue.pop()]), _Spreads())
-        for spread in spreads:
+        spreads = _Spreads()
+        visit(parse(definitions[queue.pop()]), spreads)
+        for spread in spreads.names:
             if spread not in wanted:
                 wanted.add(spread)
                 queue.append(spread)
@@ -89,26 +95,48 @@ def page_requests(job: str, asset_keys: list[str], check: tuple[str, str]) -> li
     check_asset, check_name = check
     requests_ = [
         Request("runs list", "RunsFeedRootQuery", {"limit": RUNS_PAGE, "filter": {}, "view": "ROOTS"}),
-        Request("runs list", "RunFeedTabsCountQuery", {
-            "queuedFilter": {"statuses": ["QUEUED"]},
-            "inProgressFilter": {"statuses": ["STARTED", "STARTING", "SUSPENDED", "CANCELING"]},
-            "view": "RUNS",
-        }),
-        Request(f"job runs tab ({job})", "RunsFeedRootQuery", {
-            "limit": RUNS_PAGE, "view": "RUNS",
-            "filter": {"pipelineName": job, "tags": [{"key": ".dagster/repository", "value": REPOSITORY_LABEL}]},
-        }),
+        Request(
+            "runs list",
+            "RunFeedTabsCountQuery",
+            {
+                "queuedFilter": {"statuses": ["QUEUED"]},
+                "inProgressFilter": {"statuses": ["STARTED", "STARTING", "SUSPENDED", "CANCELING"]},
+                "view": "RUNS",
+            },
+        ),
+        Request(
+            f"job runs tab ({job})",
+            "RunsFeedRootQuery",
+            {
+                "limit": RUNS_PAGE,
+                "view": "RUNS",
+                "filter": {"pipelineName": job, "tags": [{"key": ".dagster/repository", "value": REPOSITORY_LABEL}]},
+            },
+        ),
     ]
     for asset in asset_keys:
-        requests_.append(Request(f"asset events tab ({asset})", "RecentAssetEventsQuery", {
-            "assetKey": {"path": [asset]}, "limit": ASSET_EVENTS_PAGE,
-            "eventTypeSelectors": ["MATERIALIZATION", "OBSERVATION", "FAILED_TO_MATERIALIZE"],
-        }))
+        requests_.append(
+            Request(
+                f"asset events tab ({asset})",
+                "RecentAssetEventsQuery",
+                {
+                    "assetKey": {"path": [asset]},
+                    "limit": ASSET_EVENTS_PAGE,
+                    "eventTypeSelectors": ["MATERIALIZATION", "OBSERVATION", "FAILED_TO_MATERIALIZE"],
+                },
+            )
+        )
     requests_ += [
         Request(f"asset checks tab ({check_asset})", "AssetChecksQuery", {"assetKey": {"path": [check_asset]}}),
-        Request(f"asset checks tab ({check_asset})", "AssetCheckDetailsQuery", {
-            "assetKey": {"path": [check_asset]}, "checkName": check_name, "limit": CHECK_EXECUTIONS_PAGE,
-        }),
+        Request(
+            f"asset checks tab ({check_asset})",
+            "AssetCheckDetailsQuery",
+            {
+                "assetKey": {"path": [check_asset]},
+                "checkName": check_name,
+                "limit": CHECK_EXECUTIONS_PAGE,
+            },
+        ),
     ]
     return requests_
 
@@ -122,9 +150,15 @@ class Webserver:
     def query(self, request: Request) -> tuple[float, dict[str, Any], int]:
         """Seconds, the response's ``data``, and its size in bytes; a GraphQL error raises, naming the request."""
         started = time.perf_counter()
-        response = requests.post(f"{self.url}/graphql", json={
-            "operationName": request.operation, "query": operation(request.operation), "variables": request.variables,
-        }, timeout=600)
+        response = requests.post(
+            f"{self.url}/graphql",
+            json={
+                "operationName": request.operation,
+                "query": operation(request.operation),
+                "variables": request.variables,
+            },
+            timeout=600,
+        )
         seconds = time.perf_counter() - started
         body = response.json()
         if response.status_code != 200 or body.get("errors"):
@@ -134,8 +168,9 @@ class Webserver:
         return seconds, body["data"], len(response.content)
 
 
-def measure(server: Webserver, requests_: list[Request], run_id: str, automations: int,
-            repeats: int) -> list[dict[str, Any]]:
+def measure(
+    server: Webserver, requests_: list[Request], run_id: str, automations: int, repeats: int
+) -> list[dict[str, Any]]:
     """Each request once to warm up, then ``repeats`` times in rounds; and the run page of ``run_id``: its root
     query and every page of its events, ``repeats`` times. Latencies in seconds; p95 of ``repeats`` samples is the
     second-slowest of 20, the slowest of fewer."""
@@ -153,8 +188,7 @@ def measure(server: Webserver, requests_: list[Request], run_id: str, automation
             sizes[key] = size
         cursor, pages, events = None, 0, 0
         while True:
-            request = Request(page, "RunLogsQuery",
-                              {"runId": run_id, "cursor": cursor, "limit": RUN_LOGS_PAGE})
+            request = Request(page, "RunLogsQuery", {"runId": run_id, "cursor": cursor, "limit": RUN_LOGS_PAGE})
             seconds, data, size = server.query(request)
             pages += 1
             key = (request.page, request.operation, f"page {pages}")
@@ -168,12 +202,16 @@ def measure(server: Webserver, requests_: list[Request], run_id: str, automation
     results = []
     for (page, name, part), samples in timings.items():
         ordered = sorted(samples)
-        results.append({
-            "page": page, "operation": name + (f" ({part})" if part else ""), "samples": len(samples),
-            "p50_seconds": round(statistics.median(ordered), 3),
-            "p95_seconds": round(ordered[math.ceil(0.95 * len(ordered)) - 1], 3),  # nearest rank
-            "max_seconds": round(ordered[-1], 3), "response_bytes": sizes[(page, name, part)],
-        })
-    results.append({"page": page, "operation": "events loaded", "events": events,
-                    "pages": pages})
+        results.append(
+            {
+                "page": page,
+                "operation": name + (f" ({part})" if part else ""),
+                "samples": len(samples),
+                "p50_seconds": round(statistics.median(ordered), 3),
+                "p95_seconds": round(ordered[math.ceil(0.95 * len(ordered)) - 1], 3),  # nearest rank
+                "max_seconds": round(ordered[-1], 3),
+                "response_bytes": sizes[(page, name, part)],
+            }
+        )
+    results.append({"page": page, "operation": "events loaded", "events": events, "pages": pages})
     return results

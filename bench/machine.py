@@ -23,8 +23,7 @@ def describe(server_version: str, server_description: str, load_at_start: tuple[
         "python": platform.python_version(),
         "server": server_description,
         "server_version": server_version,
-        "load_average": {"start": [round(x, 2) for x in load_at_start],
-                         "end": [round(x, 2) for x in os.getloadavg()]},
+        "load_average": {"start": [round(x, 2) for x in load_at_start], "end": [round(x, 2) for x in os.getloadavg()]},
         "packages": {name: _version(name) for name in ("SecantusDB", "pymongo", "dagster", "boto3", "moto")},
     }
 

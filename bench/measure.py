@@ -80,8 +80,9 @@ def main(argv: list[str]) -> None:
     client.admin.command("ping")
     out_dir = Path(spec["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    context = Context(db=client[spec["database"]], n=spec["n"], mark=spec["mark"], out_dir=out_dir,
-                      bucket=spec["bucket"])
+    context = Context(
+        db=client[spec["database"]], n=spec["n"], mark=spec["mark"], out_dir=out_dir, bucket=spec["bucket"]
+    )
     if scenario.prepare:
         _load(scenario.prepare)(context)
 
@@ -112,10 +113,14 @@ def main(argv: list[str]) -> None:
         "commands": dict(sorted(commands.items())),
         "commands_total": sum(commands.values()),
         "client_cpu_seconds": round(cpu, 3),
-        "server_cpu_seconds": (None if server_cpu_before is None or server_cpu_after is None
-                               else round(server_cpu_after - server_cpu_before, 3)),
-        "s3_cpu_seconds": (None if s3_cpu_before is None or s3_cpu_after is None
-                           else round(s3_cpu_after - s3_cpu_before, 3)),
+        "server_cpu_seconds": (
+            None
+            if server_cpu_before is None or server_cpu_after is None
+            else round(server_cpu_after - server_cpu_before, 3)
+        ),
+        "s3_cpu_seconds": (
+            None if s3_cpu_before is None or s3_cpu_after is None else round(s3_cpu_after - s3_cpu_before, 3)
+        ),
         "rss_baseline_mb": round(rss_baseline_kb / 1024, 1),
         "peak_rss_mb": round(peak_rss_kb / 1024, 1),
         "detail": work.detail,
@@ -138,18 +143,23 @@ def _check(context: Context, work: Work, family: str) -> dict[str, Any]:
     """
     if family == AUTOMATIONS_FAMILY:
         expected = context.n * dataset.DOCUMENTS_PER_AUTOMATION
-        marked = sum(context.db[name].count_documents({dataset.MARK_FIELD: context.mark})
-                     for name in (dataset.AUDITS, dataset.MRRS))
+        marked = sum(
+            context.db[name].count_documents({dataset.MARK_FIELD: context.mark})
+            for name in (dataset.AUDITS, dataset.MRRS)
+        )
         check = {"marked_documents": marked, "expected_documents": expected}
         if "automation_steps" in work.detail:
             check["succeeded_run_records"] = context.db[RUNS_COLLECTION].count_documents(
-                {"status": "succeeded", "runId": work.detail["run_id"]})
+                {"status": "succeeded", "runId": work.detail["run_id"]}
+            )
         return check
     if work.output is None:
-        check = {"marked_documents": sum(
-            context.db[name].count_documents({dataset.MARK_FIELD: context.mark})
-            for name in (dataset.AUDITS, dataset.MRRS)
-        )}
+        check = {
+            "marked_documents": sum(
+                context.db[name].count_documents({dataset.MARK_FIELD: context.mark})
+                for name in (dataset.AUDITS, dataset.MRRS)
+            )
+        }
         if family == "journal":  # one entry per changed document, every platform page written
             check["journaled_documents"] = _journaled(context)
         return check
@@ -166,10 +176,12 @@ def _journaled(context: Context) -> int:
     not ``written``."""
     if context.db[JOURNAL_COLLECTION].count_documents({"runId": f"bench-{context.mark}", "state": {"$ne": "written"}}):
         return -1
-    pages = context.db[JOURNAL_COLLECTION].aggregate([
-        {"$match": {"runId": f"bench-{context.mark}"}},
-        {"$group": {"_id": None, "documents": {"$sum": {"$size": "$documents"}}}},
-    ])
+    pages = context.db[JOURNAL_COLLECTION].aggregate(
+        [
+            {"$match": {"runId": f"bench-{context.mark}"}},
+            {"$group": {"_id": None, "documents": {"$sum": {"$size": "$documents"}}}},
+        ]
+    )
     platform = next(pages, {"documents": 0})["documents"]
     return platform or context.db[JOURNAL_FLOOR_COLLECTION].count_documents({"mark": context.mark})
 

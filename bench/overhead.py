@@ -27,8 +27,13 @@ def measure(uri: str, scratch: Path) -> dict[str, Any]:
     """Median wall seconds of each command, and the job's overhead over the bare import."""
     home = scratch / "dagster-home"
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DATABASE": "bench_overhead", "DAGSTER_HOME": str(home),
-           "INTERVALPROCESSING_LOCAL_DIR": str(scratch / "local")}
+    env = {
+        **os.environ,
+        "MONGODB_URI": uri,
+        "MONGODB_DATABASE": "bench_overhead",
+        "DAGSTER_HOME": str(home),
+        "INTERVALPROCESSING_LOCAL_DIR": str(scratch / "local"),
+    }
     dagster = str(Path(sys.executable).with_name("dagster"))
     commands = {
         "bare_import": [sys.executable, "-c", "import intervalprocessing_dagster"],

@@ -71,16 +71,32 @@ def _apply(context: Context, kind: str, *, journaled: bool = False) -> Work:
     journal = None
     if journaled:
         run_id = f"bench-{context.mark}"
-        journal = ChangeJournal(context.db, run_id=run_id, root_run_id=run_id, stamp=STAMP, automation=automation.name,
-                                config_id=automation.name, config_hash=config_hash(document), history_days=90)
+        journal = ChangeJournal(
+            context.db,
+            run_id=run_id,
+            root_run_id=run_id,
+            stamp=STAMP,
+            automation=automation.name,
+            config_id=automation.name,
+            config_hash=config_hash(document),
+            history_days=90,
+        )
     collection, deadline = context.db[automation.collection], time.time() + DEADLINE_SECONDS
     if journal is None:
         result = execute(collection, automation.query, plan, deadline=deadline)
     else:
-        result = journal.apply(collection, automation.query, plan, deadline=deadline, batch_size=1000,
-                               log=lambda _message: None)
-    return Work(items=result.modified, detail={"matched": result.matched, "batches": result.batches,
-                                               "retried": result.retried, "contended": result.contended})
+        result = journal.apply(
+            collection, automation.query, plan, deadline=deadline, batch_size=1000, log=lambda _message: None
+        )
+    return Work(
+        items=result.modified,
+        detail={
+            "matched": result.matched,
+            "batches": result.batches,
+            "retried": result.retried,
+            "contended": result.contended,
+        },
+    )
 
 
 class _Writer:
@@ -110,8 +126,10 @@ class _Writer:
     def _run(self) -> None:
         rng = random.Random(0)
         while not self.stop.is_set() and self.ids:
-            self.mine.update_one({"_id": rng.choice(self.ids), dataset.MARK_FIELD: {"$ne": self.mark}},
-                                 {"$set": {dataset.MARK_FIELD: f"app {self.updates}"}})
+            self.mine.update_one(
+                {"_id": rng.choice(self.ids), dataset.MARK_FIELD: {"$ne": self.mark}},
+                {"$set": {dataset.MARK_FIELD: f"app {self.updates}"}},
+            )
             self.updates += 1
 
 
@@ -120,5 +138,9 @@ def _report(context: Context, store: ReportStore) -> Work:
     report = generate_report(context.db, store, load_process(context.db, dataset.REPORT_PROCESS), STAMP)
     stored = report.stored
     output = stored.location if stored.bucket is None else f"s3://{stored.bucket}/{stored.location}"
-    return Work(items=report.rows, bytes=report.size, output=output,
-                detail={"sanitized_values": report.sanitized_values, "rows_without_join": report.rows_without_join})
+    return Work(
+        items=report.rows,
+        bytes=report.size,
+        output=output,
+        detail={"sanitized_values": report.sanitized_values, "rows_without_join": report.rows_without_join},
+    )

@@ -54,9 +54,12 @@ def evaluate_targets(document: dict[str, Any]) -> list[dict[str, Any]]:
         _journal_cost(runs, "floor", JOURNAL_FLOOR_TARGET, "the floor (update_many + a plain journal write)"),
         _journal_cost(runs, "update-many", JOURNAL_UPDATE_MANY_TARGET, "the bare update_many"),
         _journal_flat_memory(runs),
-        _per_automation_overhead(runs, JOURNAL_SLOPE_TARGET_SECONDS,
-                                 f"Cadence with the change journal on: per-automation overhead ≤ "
-                                 f"{JOURNAL_SLOPE_TARGET_SECONDS} s (slope, SQLite instance)"),
+        _per_automation_overhead(
+            runs,
+            JOURNAL_SLOPE_TARGET_SECONDS,
+            f"Cadence with the change journal on: per-automation overhead ≤ "
+            f"{JOURNAL_SLOPE_TARGET_SECONDS} s (slope, SQLite instance)",
+        ),
     ]
 
 
@@ -81,8 +84,7 @@ def markdown(document: dict[str, Any]) -> str:
     for family, title in FAMILIES.items():
         lines += [f"## {title}", "", *_family_table(runs, family), ""]
     lines += ["## How the figures grow with N", "", *_growth_table(runs), ""]
-    lines += ["## A cadence of N automations: per-automation overhead", "",
-              *_cadence_table(runs), ""]
+    lines += ["## A cadence of N automations: per-automation overhead", "", *_cadence_table(runs), ""]
     lines += ["## Dagster overhead per run", "", *_overhead_lines(document["overhead"]), ""]
     lines += ["## Targets", "", *_target_lines(document["targets"]), ""]
     lines += ["## Machine", "", *_machine_lines(document), ""]
@@ -115,8 +117,10 @@ class _Index:
 
 def _summary_table(runs: _Index) -> list[str]:
     """One line per family and N for the platform: the figures a reader asks about first."""
-    rows = ["| family | N | platform wall s | items/s | vs old | vs floor | commands | peak RSS MB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| family | N | platform wall s | items/s | vs old | vs floor | commands | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for family in _document_families():
         for n in runs.sizes:
             result = runs.get(family, "platform", n)
@@ -142,8 +146,9 @@ def _family_table(runs: _Index, family: str) -> list[str]:
         for n in runs.sizes:
             result = runs.get(family, variant, n)
             if result is None:
-                failed = next((r for r in runs.results if (r["family"], r["variant"], r["n"]) == (family, variant, n)),
-                              None)
+                failed = next(
+                    (r for r in runs.results if (r["family"], r["variant"], r["n"]) == (family, variant, n)), None
+                )
                 if failed is not None:
                     error = failed["error"].splitlines()[-1].replace("|", "/")[:160]
                     rows.append(f"| {variant} | {n:,} | failed: {error} |  |  |  |  |  |  |  |  |  |")
@@ -254,8 +259,10 @@ def _growth_table(runs: _Index) -> list[str]:
             exponent = math.log(last["wall_seconds"] / first["wall_seconds"]) / math.log(last["n"] / first["n"])
             per_item = " / ".join(f"{r['wall_seconds'] / r['items'] * 1e6:,.0f}" for r in measured)
             rss = " / ".join(f"{r['peak_rss_mb']:.0f}" for r in measured)
-            rows.append(f"| {family}.{variant} | {per_item} | {exponent:.2f} | {rss} "
-                        f"| {last['peak_rss_mb'] - first['peak_rss_mb']:+.0f} MB |")
+            rows.append(
+                f"| {family}.{variant} | {per_item} | {exponent:.2f} | {rss} "
+                f"| {last['peak_rss_mb'] - first['peak_rss_mb']:+.0f} MB |"
+            )
     return rows
 
 
@@ -265,7 +272,7 @@ def _overhead_lines(overhead: dict[str, Any]) -> list[str]:
     return [
         f"| command | median wall s ({overhead['repeats']} runs) |",
         "|---|---:|",
-        f"| `python -c \"import intervalprocessing_dagster\"` | {overhead['bare_import_seconds']:.2f} |",
+        f'| `python -c "import intervalprocessing_dagster"` | {overhead["bare_import_seconds"]:.2f} |',
         f"| `dagster job execute -m intervalprocessing_dagster.definitions -j {overhead['job']}` "
         f"(zero automations) | {overhead['job_execute_seconds']:.2f} |",
         f"| **overhead per run** | **{overhead['overhead_seconds']:.2f}** |",
@@ -286,8 +293,10 @@ def _target_lines(targets: list[dict[str, Any]]) -> list[str]:
 def _machine_lines(document: dict[str, Any]) -> list[str]:
     machine = document["machine"]
     packages = ", ".join(f"{name} {ver}" for name, ver in machine["packages"].items() if ver)
-    generation = ", ".join(f"N={int(n):,}: {s:.1f} s" if n.isdigit() else f"N={n}: {s:.1f} s"
-                           for n, s in document["data_generation_seconds"].items())
+    generation = ", ".join(
+        f"N={int(n):,}: {s:.1f} s" if n.isdigit() else f"N={n}: {s:.1f} s"
+        for n, s in document["data_generation_seconds"].items()
+    )
     return [
         f"- CPU: {machine['cpu_count']} × {machine['cpu_model']}; RAM {machine['ram_gb']} GB; {machine['os']}",
         f"- Python {machine['python']}; {packages}",
@@ -310,56 +319,84 @@ def _constant_commands(runs: _Index) -> dict[str, Any]:
     evidence = ", ".join(f"N={n:,}: {count}" for n, count in measured.items())
     if len(set(measured.values())) == 1:
         return _target(name, "pass", evidence)
-    return _target(name, "fail", evidence, why="the command count changes with N, so the platform is moving "
-                   "documents or batches through the client instead of leaving the change to the server",
-                   fix="issue the find-based change as one server-side update_many with the query as filter")
+    return _target(
+        name,
+        "fail",
+        evidence,
+        why="the command count changes with N, so the platform is moving "
+        "documents or batches through the client instead of leaving the change to the server",
+        fix="issue the find-based change as one server-side update_many with the query as filter",
+    )
 
 
 def _speedup(runs: _Index) -> dict[str, Any]:
     name = f"Find-based: ≥{SPEEDUP_TARGET:.0f}× the old algorithm at N={SPEEDUP_SIZE:,}"
-    pairs = {n: (old, new) for n in runs.sizes
-             if (old := runs.get("find", "old", n)) and (new := runs.get("find", "platform", n))}
+    pairs = {
+        n: (old, new)
+        for n in runs.sizes
+        if (old := runs.get("find", "old", n)) and (new := runs.get("find", "platform", n))
+    }
     if not pairs:
         return _target(name, "not measured", "the old or the platform find-based scenario did not run")
-    evidence = ", ".join(f"N={n:,}: {_compare(old, new, '.1f', '×')}"
-                         for n, (old, new) in pairs.items())
+    evidence = ", ".join(f"N={n:,}: {_compare(old, new, '.1f', '×')}" for n, (old, new) in pairs.items())
     if SPEEDUP_SIZE not in pairs:
-        return _target(name, "not measured", f"N={SPEEDUP_SIZE:,} not in this run (`--sizes 10000,100000` or "
-                       f"`--full`); measured: {evidence}")
+        return _target(
+            name,
+            "not measured",
+            f"N={SPEEDUP_SIZE:,} not in this run (`--sizes 10000,100000` or `--full`); measured: {evidence}",
+        )
     old, new = pairs[SPEEDUP_SIZE]
     if _ratio(old, new, "wall") >= SPEEDUP_TARGET:
         return _target(name, "pass", evidence)
     floor = runs.floor("find", SPEEDUP_SIZE)
     if floor is None or _ratio(old, floor, "wall") >= SPEEDUP_TARGET:
         reached = "did not run" if floor is None else f"reaches {_ratio(old, floor, 'wall'):.1f}×"
-        return _target(name, "fail", evidence,
-                       why=f"plain pymongo's one update_many {reached} here, so the platform adds work the floor "
-                           f"does not: {new['commands_total']} command(s) against {floor and floor['commands_total']}.",
-                       fix="issue the change exactly as the floor does: one update_many with the query as filter.")
-    server_share = (f"{new['server_cpu_seconds'] / new['wall_seconds']:.0%}" if new["server_cpu_seconds"] is not None
-                    else "an unknown share")
-    why = (f"the server is the limit, not the platform. The platform sends {new['commands_total']} command(s) and "
-           f"no document leaves the server, yet plain pymongo's one update_many (the floor) is itself only "
-           f"{_ratio(old, floor, 'wall'):.1f}× the old algorithm. The server spent {server_share} of the platform's "
-           f"wall time on CPU applying {new['items']:,} updates ({new['wall_seconds'] / new['items'] * 1e6:.0f} µs "
-           "per document); the old algorithm pays the same per-document server cost plus its client loop and "
-           "transfer, so on a server whose writes cost this much every variant's ratio is capped near the floor's.")
-    fix = ("nothing in the platform. Judge this target on a production-grade server: `python -m bench --sizes "
-           "10000,100000 --mongodb-uri <MongoDB>`, where per-document write cost is far lower and the old "
-           "algorithm's per-document transfer, client loop and memory dominate.")
+        return _target(
+            name,
+            "fail",
+            evidence,
+            why=f"plain pymongo's one update_many {reached} here, so the platform adds work the floor "
+            f"does not: {new['commands_total']} command(s) against {floor and floor['commands_total']}.",
+            fix="issue the change exactly as the floor does: one update_many with the query as filter.",
+        )
+    server_share = (
+        f"{new['server_cpu_seconds'] / new['wall_seconds']:.0%}"
+        if new["server_cpu_seconds"] is not None
+        else "an unknown share"
+    )
+    why = (
+        f"the server is the limit, not the platform. The platform sends {new['commands_total']} command(s) and "
+        f"no document leaves the server, yet plain pymongo's one update_many (the floor) is itself only "
+        f"{_ratio(old, floor, 'wall'):.1f}× the old algorithm. The server spent {server_share} of the platform's "
+        f"wall time on CPU applying {new['items']:,} updates ({new['wall_seconds'] / new['items'] * 1e6:.0f} µs "
+        "per document); the old algorithm pays the same per-document server cost plus its client loop and "
+        "transfer, so on a server whose writes cost this much every variant's ratio is capped near the floor's."
+    )
+    fix = (
+        "nothing in the platform. Judge this target on a production-grade server: `python -m bench --sizes "
+        "10000,100000 --mongodb-uri <MongoDB>`, where per-document write cost is far lower and the old "
+        "algorithm's per-document transfer, client loop and memory dominate."
+    )
     return _target(name, "fail", evidence, why, fix)
 
 
 def _floor_share(runs: _Index, family: str) -> dict[str, Any]:
-    label = {"aggregate": "Aggregate-based data change", "report-local": "File generation (local folder)",
-             "report-s3": "File generation (S3)"}[family]
+    label = {
+        "aggregate": "Aggregate-based data change",
+        "report-local": "File generation (local folder)",
+        "report-s3": "File generation (S3)",
+    }[family]
     name = f"{label}: ≥{FLOOR_SHARE_TARGET:.0%} of its floor"
-    pairs = {n: (floor, new) for n in runs.sizes
-             if (floor := runs.floor(family, n)) and (new := runs.get(family, "platform", n))}
+    pairs = {
+        n: (floor, new)
+        for n in runs.sizes
+        if (floor := runs.floor(family, n)) and (new := runs.get(family, "platform", n))
+    }
     if not pairs:
         return _target(name, "not measured", "the floor or the platform scenario did not run")
-    evidence = ", ".join(f"N={n:,}: {_compare(floor, new, '.0%')} against {floor['variant']}"
-                         for n, (floor, new) in pairs.items())
+    evidence = ", ".join(
+        f"N={n:,}: {_compare(floor, new, '.0%')} against {floor['variant']}" for n, (floor, new) in pairs.items()
+    )
     largest = max(pairs)
     floor, new = pairs[largest]
     if _ratio(floor, new, "wall") >= FLOOR_SHARE_TARGET:
@@ -368,24 +405,32 @@ def _floor_share(runs: _Index, family: str) -> dict[str, Any]:
     new_cpu, floor_cpu = _cpu_seconds(new), _cpu_seconds(floor)
     server_extra = 0.0 if new_cpu is None or floor_cpu is None else new_cpu - floor_cpu - client_extra
     extra_wall = new["wall_seconds"] - floor["wall_seconds"]
-    where = (f"at N={largest:,} the platform took {extra_wall:.2f} s more wall time than the floor, of which "
-             f"{client_extra:+.2f} s is client CPU" +
-             ("" if new_cpu is None else f" and {server_extra:+.2f} s server (and S3) CPU") +
-             f"; commands {new['commands_total']} vs {floor['commands_total']}.")
+    where = (
+        f"at N={largest:,} the platform took {extra_wall:.2f} s more wall time than the floor, of which "
+        f"{client_extra:+.2f} s is client CPU"
+        + ("" if new_cpu is None else f" and {server_extra:+.2f} s server (and S3) CPU")
+        + f"; commands {new['commands_total']} vs {floor['commands_total']}."
+    )
     cpu_share = _ratio(floor, new, "cpu")
     if cpu_share is not None and cpu_share >= FLOOR_SHARE_TARGET:
-        where += (f" By CPU time the platform is at {cpu_share:.0%} of the floor: the wall-time gap "
-                  "is not work either side did but waiting, most likely for cores taken by other processes (see "
-                  "the load average below) or for the server's disk.")
-        fix = ("nothing in the platform on this evidence; rerun on a quiet machine with `--repeats 3` (the median "
-               "run is reported) before changing code.")
+        where += (
+            f" By CPU time the platform is at {cpu_share:.0%} of the floor: the wall-time gap "
+            "is not work either side did but waiting, most likely for cores taken by other processes (see "
+            "the load average below) or for the server's disk."
+        )
+        fix = (
+            "nothing in the platform on this evidence; rerun on a quiet machine with `--repeats 3` (the median "
+            "run is reported) before changing code."
+        )
     else:
         side = "client" if client_extra >= server_extra else "server"
         where += f" The extra work is mostly on the {side} side."
-        fix = {"client": "profile the platform's client path (`python -m cProfile -m bench.measure '<spec>'`) and "
-                         "remove per-row or per-document work the floor does not do.",
-               "server": "send the server what the floor sends: compare the commands above (batch sizes, sort "
-                         "placement, projections) and align the platform's query with the floor's."}[side]
+        fix = {
+            "client": "profile the platform's client path (`python -m cProfile -m bench.measure '<spec>'`) and "
+            "remove per-row or per-document work the floor does not do.",
+            "server": "send the server what the floor sends: compare the commands above (batch sizes, sort "
+            "placement, projections) and align the platform's query with the floor's.",
+        }[side]
     return _target(name, "fail", evidence, why=where, fix=fix)
 
 
@@ -399,9 +444,14 @@ def _flat_memory(runs: _Index, family: str) -> dict[str, Any]:
     growth, evidence = _rss_growth(first, last)
     if growth <= RSS_BUDGET_MB:
         return _target(name, "pass", evidence)
-    return _target(name, "fail", evidence, why="client memory grows with the row count, so something holds rows "
-                   "(a list, a buffer that is never flushed, or the whole file) instead of streaming them",
-                   fix="stream cursor → renderer → store one row (or one bounded part) at a time")
+    return _target(
+        name,
+        "fail",
+        evidence,
+        why="client memory grows with the row count, so something holds rows "
+        "(a list, a buffer that is never flushed, or the whole file) instead of streaming them",
+        fix="stream cursor → renderer → store one row (or one bounded part) at a time",
+    )
 
 
 def _cadence_results(runs: _Index) -> dict[str, dict[int, dict[str, Any]]]:
@@ -429,7 +479,8 @@ def _cadence_table(runs: _Index) -> list[str]:
     failed = [r for r in runs.results if r["family"] == AUTOMATIONS_FAMILY and "error" in r]
     if not measured:
         return ["Not measured (`--scenarios automations`)."] + [
-            f"- {r['scenario']} at N={r['n']:,} failed: {r['error'].splitlines()[-1]}" for r in failed]
+            f"- {r['scenario']} at N={r['n']:,} failed: {r['error'].splitlines()[-1]}" for r in failed
+        ]
     floor = measured.get("floor", {})
     lines = [
         "Wall time of one whole run (platform: `execute_job` of `hourly_data_change_job` on a real instance, every "
@@ -442,10 +493,15 @@ def _cadence_table(runs: _Index) -> list[str]:
         for n, result in sorted(by_n.items()):
             base = floor.get(n)
             ratio = f"{result['wall_seconds'] / base['wall_seconds']:.1f}×" if base and variant != "floor" else ""
-            lines.append(f"| {variant} | {n:,} | {result['wall_seconds']:.2f} | {result['wall_seconds'] / n:.3f} "
-                         f"| {ratio} | {result['peak_rss_mb']:.0f} | {_check(runs, result)} |")
-    lines += ["", "| variant | slope: s per automation | minus the floor's slope | peak RSS growth |",
-              "|---|---:|---:|---:|"]
+            lines.append(
+                f"| {variant} | {n:,} | {result['wall_seconds']:.2f} | {result['wall_seconds'] / n:.3f} "
+                f"| {ratio} | {result['peak_rss_mb']:.0f} | {_check(runs, result)} |"
+            )
+    lines += [
+        "",
+        "| variant | slope: s per automation | minus the floor's slope | peak RSS growth |",
+        "|---|---:|---:|---:|",
+    ]
     floor_slope = _slope(floor)
     for variant, by_n in measured.items():
         slope = _slope(by_n)
@@ -454,8 +510,9 @@ def _cadence_table(runs: _Index) -> list[str]:
         extra = "" if floor_slope is None or variant == "floor" else f"{slope - floor_slope:.4f}"
         ordered = [by_n[n] for n in sorted(by_n)]
         growth = ordered[-1]["peak_rss_mb"] - ordered[0]["peak_rss_mb"]
-        lines.append(f"| {variant} | {slope:.4f} | {extra} | {growth:+.0f} MB (N={ordered[0]['n']:,}→"
-                     f"{ordered[-1]['n']:,}) |")
+        lines.append(
+            f"| {variant} | {slope:.4f} | {extra} | {growth:+.0f} MB (N={ordered[0]['n']:,}→{ordered[-1]['n']:,}) |"
+        )
     lines += [f"- {r['scenario']} at N={r['n']:,} failed: {r['error'].splitlines()[-1]}" for r in failed]
     return lines
 
@@ -463,49 +520,63 @@ def _cadence_table(runs: _Index) -> list[str]:
 def _per_automation_overhead(
     runs: _Index, limit: float = PER_AUTOMATION_TARGET_SECONDS, name: str = ""
 ) -> dict[str, Any]:
-    name = name or (f"Cadence: per-automation overhead ≤ {limit} s (slope of a run's wall time over N, SQLite "
-                    "instance)")
+    name = name or (
+        f"Cadence: per-automation overhead ≤ {limit} s (slope of a run's wall time over N, SQLite instance)"
+    )
     measured = _cadence_results(runs)
     slope = _slope(measured.get("platform", {}))
     if slope is None:
         return _target(name, "not measured", "needs the automations.platform scenario at two automation counts")
     floor_slope = _slope(measured.get("floor", {}))
-    evidence = f"{slope:.4f} s per automation" + (
-        "" if floor_slope is None else f" (the floor's: {floor_slope:.4f} s)")
+    evidence = f"{slope:.4f} s per automation" + ("" if floor_slope is None else f" (the floor's: {floor_slope:.4f} s)")
     postgres = _slope(measured.get("platform-postgres", {}))
     if postgres is not None:
         evidence += f"; Postgres instance: {postgres:.4f} s"
     if slope <= limit:
         return _target(name, "pass", evidence)
-    return _target(name, "fail", evidence, why="each automation step costs more than the target; look at what a step "
-                   "pays besides its update (a process per step, event-log writes, the IO manager, records)",
-                   fix="profile one run (`python -m cProfile -m bench.measure '<spec>'`) and compare the executor "
-                       "options in bench/README.md")
+    return _target(
+        name,
+        "fail",
+        evidence,
+        why="each automation step costs more than the target; look at what a step "
+        "pays besides its update (a process per step, event-log writes, the IO manager, records)",
+        fix="profile one run (`python -m cProfile -m bench.measure '<spec>'`) and compare the executor "
+        "options in bench/README.md",
+    )
 
 
 def _cadence_run_time(runs: _Index) -> dict[str, Any]:
-    name = (f"Cadence: {CADENCE_RUN_SIZE} automations in one run under {CADENCE_RUN_TARGET_SECONDS:.0f} s "
-            "(SQLite instance)")
+    name = (
+        f"Cadence: {CADENCE_RUN_SIZE} automations in one run under {CADENCE_RUN_TARGET_SECONDS:.0f} s (SQLite instance)"
+    )
     result = _cadence_results(runs).get("platform", {}).get(CADENCE_RUN_SIZE)
     if result is None:
         return _target(name, "not measured", f"N={CADENCE_RUN_SIZE} not in this run (`--automations 1,10,100,500`)")
     evidence = f"{result['wall_seconds']:.1f} s"
     if result["wall_seconds"] < CADENCE_RUN_TARGET_SECONDS:
         return _target(name, "pass", evidence)
-    return _target(name, "fail", evidence, why="see the per-automation overhead: N times it is the run's length",
-                   fix="reduce the per-step cost (executor, event writes)")
+    return _target(
+        name,
+        "fail",
+        evidence,
+        why="see the per-automation overhead: N times it is the run's length",
+        fix="reduce the per-step cost (executor, event writes)",
+    )
 
 
 def _rss_growth(first: dict[str, Any], last: dict[str, Any]) -> tuple[float, str]:
     """Peak RSS growth from the ``first`` to the ``last`` measured run, and the evidence line that shows it."""
     growth = last["peak_rss_mb"] - first["peak_rss_mb"]
-    return growth, (f"N={first['n']:,}: {first['peak_rss_mb']:.0f} MB, N={last['n']:,}: {last['peak_rss_mb']:.0f} MB "
-                    f"({growth:+.0f} MB)")
+    return growth, (
+        f"N={first['n']:,}: {first['peak_rss_mb']:.0f} MB, N={last['n']:,}: {last['peak_rss_mb']:.0f} MB "
+        f"({growth:+.0f} MB)"
+    )
 
 
 def _cadence_flat_memory(runs: _Index) -> dict[str, Any]:
-    name = (f"Cadence: peak RSS within +{CADENCE_RSS_BUDGET_MB:.0f} MB from {CADENCE_RSS_FROM} automations to the "
-            "largest N")
+    name = (
+        f"Cadence: peak RSS within +{CADENCE_RSS_BUDGET_MB:.0f} MB from {CADENCE_RSS_FROM} automations to the largest N"
+    )
     by_n = _cadence_results(runs).get("platform", {})
     larger = [n for n in by_n if n > CADENCE_RSS_FROM]
     if CADENCE_RSS_FROM not in by_n or not larger:
@@ -514,15 +585,23 @@ def _cadence_flat_memory(runs: _Index) -> dict[str, Any]:
     growth, evidence = _rss_growth(first, last)
     if growth <= CADENCE_RSS_BUDGET_MB:
         return _target(name, "pass", evidence)
-    return _target(name, "fail", evidence, why="the run's memory grows with its automations: something holds every "
-                   "step's output, events or documents", fix="find what is kept per step (tracemalloc in one run)")
+    return _target(
+        name,
+        "fail",
+        evidence,
+        why="the run's memory grows with its automations: something holds every step's output, events or documents",
+        fix="find what is kept per step (tracemalloc in one run)",
+    )
 
 
 def _journal_cost(runs: _Index, reference: str, limit: float, label: str) -> dict[str, Any]:
     """The journaled find-based automation's wall time against ``reference``'s, at the largest N."""
     name = f"Change journal: within {limit}× of {label}, find-based, at the largest N"
-    pairs = {n: (base, new) for n in runs.sizes
-             if (base := runs.get("journal", reference, n)) and (new := runs.get("journal", "platform", n))}
+    pairs = {
+        n: (base, new)
+        for n in runs.sizes
+        if (base := runs.get("journal", reference, n)) and (new := runs.get("journal", "platform", n))
+    }
     if not pairs:
         return _target(name, "not measured", "needs journal.platform and journal." + reference)
 
@@ -536,18 +615,25 @@ def _journal_cost(runs: _Index, reference: str, limit: float, label: str) -> dic
         return _target(name, "pass", evidence)
     cpu = _ratio(new, base, "cpu")
     if cpu is not None and cpu <= limit:
-        return _target(name, "fail", evidence, why="by CPU time it is within the target: the gap is waiting (other "
-                       "processes on the cores, the server's disk), not work",
-                       fix="rerun on a quiet machine with `--repeats 3` before changing code")
+        return _target(
+            name,
+            "fail",
+            evidence,
+            why="by CPU time it is within the target: the gap is waiting (other "
+            "processes on the cores, the server's disk), not work",
+            fix="rerun on a quiet machine with `--repeats 3` before changing code",
+        )
     return _target(
-        name, "fail", evidence,
+        name,
+        "fail",
+        evidence,
         why=f"the journaled write sends {new['commands_total']} commands against {base['commands_total']}: it reads "
-            "each batch, stores its page and writes with filters pinning every document's _id and journaled values, "
-            "where the reference writes everything with one update_many that cannot say which documents it changed. "
-            "SecantusDB evaluates an `$in` on `_id` linearly per document and costs more per point lookup than per "
-            "scanned document (data_change/journal.py gives the measurements)",
+        "each batch, stores its page and writes with filters pinning every document's _id and journaled values, "
+        "where the reference writes everything with one update_many that cannot say which documents it changed. "
+        "SecantusDB evaluates an `$in` on `_id` linearly per document and costs more per point lookup than per "
+        "scanned document (data_change/journal.py gives the measurements)",
         fix="judge on MongoDB (`--mongodb-uri`), where `_id` lookups are index seeks; on SecantusDB, tune "
-            "`IDS_PER_STATEMENT`",
+        "`IDS_PER_STATEMENT`",
     )
 
 
@@ -559,5 +645,10 @@ def _journal_flat_memory(runs: _Index) -> dict[str, Any]:
     growth, evidence = _rss_growth(measured[0], measured[-1])
     if growth <= RSS_BUDGET_MB:
         return _target(name, "pass", evidence)
-    return _target(name, "fail", evidence, why="the journaled write holds more than one batch of documents",
-                   fix="keep documents, pages and write statements to one batch at a time")
+    return _target(
+        name,
+        "fail",
+        evidence,
+        why="the journaled write holds more than one batch of documents",
+        fix="keep documents, pages and write statements to one batch at a time",
+    )

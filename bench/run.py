@@ -106,33 +106,66 @@ def main(argv: list[str] | None = None) -> int:
     document["targets"] = report.evaluate_targets(document)
     (out_dir / "latest.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     (out_dir / "latest.md").write_text(report.markdown(document))
-    print(f"wrote {out_dir / 'latest.json'} and {out_dir / 'latest.md'} in {document['runtime_seconds']}s",
-          file=sys.stderr)
+    print(
+        f"wrote {out_dir / 'latest.json'} and {out_dir / 'latest.md'} in {document['runtime_seconds']}s",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=_sizes, default=QUICK_SIZES,
-                        help="comma-separated N values (default: %(default)s, a couple of minutes on 2 cores)")
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=QUICK_SIZES,
+        help="comma-separated N values (default: %(default)s, a couple of minutes on 2 cores)",
+    )
     parser.add_argument("--full", action="store_true", help=f"run N = {', '.join(map(str, FULL_SIZES))}")
-    parser.add_argument("--automations", type=_sizes, default=AUTOMATION_COUNTS,
-                        help="comma-separated automation counts for the automations family (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results",
-                        help="folder for latest.json and latest.md (default: bench/results)")
-    parser.add_argument("--scenarios", type=_scenario_names, default=tuple(SCENARIOS),
-                        help="comma-separated scenario names or families, e.g. report-s3,find.platform (default: all)")
-    parser.add_argument("--repeats", type=_positive, default=1,
-                        help="runs of each scenario per size, in rounds; the median run is reported (default: 1)")
-    parser.add_argument("--no-overhead", dest="overhead", action="store_false",
-                        help="skip the Dagster overhead figure (about 30 s)")
-    parser.add_argument("--mongodb-uri", default=None,
-                        help="benchmark this MongoDB instead of a fresh SecantusDB (creates and drops bench_<N>)")
+    parser.add_argument(
+        "--automations",
+        type=_sizes,
+        default=AUTOMATION_COUNTS,
+        help="comma-separated automation counts for the automations family (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "bench" / "results",
+        help="folder for latest.json and latest.md (default: bench/results)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=_scenario_names,
+        default=tuple(SCENARIOS),
+        help="comma-separated scenario names or families, e.g. report-s3,find.platform (default: all)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=_positive,
+        default=1,
+        help="runs of each scenario per size, in rounds; the median run is reported (default: 1)",
+    )
+    parser.add_argument(
+        "--no-overhead", dest="overhead", action="store_false", help="skip the Dagster overhead figure (about 30 s)"
+    )
+    parser.add_argument(
+        "--mongodb-uri",
+        default=None,
+        help="benchmark this MongoDB instead of a fresh SecantusDB (creates and drops bench_<N>)",
+    )
     return parser.parse_args(argv)
 
 
-def _run_round(names: list[str], n: int, server: MongoServer, database: str, scratch: Path, repeats: int,
-               postgres: PostgresServer | str | None) -> list[dict[str, Any]]:
+def _run_round(
+    names: list[str],
+    n: int,
+    server: MongoServer,
+    database: str,
+    scratch: Path,
+    repeats: int,
+    postgres: PostgresServer | str | None,
+) -> list[dict[str, Any]]:
     """Every scenario in ``names`` at size ``n``, ``repeats`` times in rounds; the median run of each."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for repeat in range(repeats):  # rounds, so a burst of other load hits one round, not one variant
@@ -184,15 +217,29 @@ def _mongo_server(uri: str | None, scratch: Path) -> Iterator[MongoServer]:
     port = free_port()
     log = open(scratch / "secantus.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-         "--storage-path", str(scratch / "secantus-data")],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(scratch / "secantus-data"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         server_uri = f"mongodb://127.0.0.1:{port}/"
         _wait_for(server_uri, process)
-        yield MongoServer(uri=server_uri, pid=process.pid,
-                          description="SecantusDB daemon started by the benchmark (python -m secantus)")
+        yield MongoServer(
+            uri=server_uri,
+            pid=process.pid,
+            description="SecantusDB daemon started by the benchmark (python -m secantus)",
+        )
     finally:
         stop_process(process)
         log.close()
@@ -220,8 +267,14 @@ def _moto_s3() -> Iterator[None]:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     saved = dict(os.environ)
-    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                       "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
     os.environ.pop("AWS_PROFILE", None)
     try:
         boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -273,36 +326,66 @@ def _wait_until_idle(pid: int | None, timeout: float = 15.0) -> None:
             return
 
 
-def _run_scenario(name: str, n: int, server: MongoServer, database: str, scratch: Path,
-                  repeat: int, postgres: PostgresServer | str | None = None) -> dict[str, Any]:
+def _run_scenario(
+    name: str,
+    n: int,
+    server: MongoServer,
+    database: str,
+    scratch: Path,
+    repeat: int,
+    postgres: PostgresServer | str | None = None,
+) -> dict[str, Any]:
     """Run one scenario in a fresh process; on failure keep the error so the run still reports the rest."""
     out_dir = scratch / "out" / f"{name}-{n}-{repeat}"
     scenario = SCENARIOS[name]
-    spec = {"scenario": name, "n": n, "uri": server.uri, "database": database, "mark": f"{name}@{n}#{repeat}",
-            "out_dir": str(out_dir), "bucket": BUCKET, "server_pid": server.pid, "s3_pid": os.getpid()}
+    spec = {
+        "scenario": name,
+        "n": n,
+        "uri": server.uri,
+        "database": database,
+        "mark": f"{name}@{n}#{repeat}",
+        "out_dir": str(out_dir),
+        "bucket": BUCKET,
+        "server_pid": server.pid,
+        "s3_pid": os.getpid(),
+    }
     env = dict(os.environ)
     if scenario.instance is not None:
         if scenario.instance == "postgres" and not isinstance(postgres, PostgresServer):
-            return {"scenario": name, "family": scenario.family, "variant": scenario.variant, "n": n,
-                    "error": f"no Postgres server: {postgres}"}
+            return {
+                "scenario": name,
+                "family": scenario.family,
+                "variant": scenario.variant,
+                "n": n,
+                "error": f"no Postgres server: {postgres}",
+            }
         env.update(_instance_environment(scenario.instance, out_dir, server, database, postgres))
     if scenario.step_outputs_in_s3:  # the moto S3 this process serves (``_moto_s3``), as production's bucket
         env.update({"STEP_OUTPUTS_S3_BUCKET": BUCKET, "STEP_OUTPUTS_S3_PREFIX": f"step-outputs/{name}-{n}-{repeat}"})
     completed = subprocess.run(
         [sys.executable, "-m", "bench.measure", json.dumps(spec)],
-        cwd=REPO_ROOT, capture_output=True, text=True, env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     shutil.rmtree(out_dir, ignore_errors=True)
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if completed.returncode != 0 or not lines:
         error = (completed.stderr or completed.stdout).strip().splitlines()
-        return {"scenario": name, "family": scenario.family, "variant": scenario.variant, "n": n,
-                "error": "\n".join(error[-5:]) or f"exit code {completed.returncode}"}
+        return {
+            "scenario": name,
+            "family": scenario.family,
+            "variant": scenario.variant,
+            "n": n,
+            "error": "\n".join(error[-5:]) or f"exit code {completed.returncode}",
+        }
     return json.loads(lines[-1].removeprefix(RESULT_PREFIX))
 
 
-def _instance_environment(kind: str, out_dir: Path, server: MongoServer, database: str,
-                          postgres: PostgresServer | str | None) -> dict[str, str]:
+def _instance_environment(
+    kind: str, out_dir: Path, server: MongoServer, database: str, postgres: PostgresServer | str | None
+) -> dict[str, str]:
     """What a whole-run scenario's process gets: the code location pointed at the benchmark's database, and a fresh
     ``DAGSTER_HOME`` whose ``dagster.yaml`` keeps Dagster's storage in SQLite or in a new Postgres database, with
     the storage classes the project's own instances use (the repo-root ``dagster.yaml`` and
@@ -322,8 +405,12 @@ def _instance_environment(kind: str, out_dir: Path, server: MongoServer, databas
     else:
         config += f"    class: PooledSqliteStorage\n    config:\n      base_dir: {home}\n"
     (home / "dagster.yaml").write_text(config)
-    env = {"DAGSTER_HOME": str(home), "MONGODB_URI": server.uri, "MONGODB_DATABASE": database,
-           "INTERVALPROCESSING_LOCAL_DIR": str(out_dir / "local")}
+    env = {
+        "DAGSTER_HOME": str(home),
+        "MONGODB_URI": server.uri,
+        "MONGODB_DATABASE": database,
+        "INTERVALPROCESSING_LOCAL_DIR": str(out_dir / "local"),
+    }
     if isinstance(postgres, PostgresServer):
         env["BENCH_PG_PASSWORD"] = postgres.password
     return env
@@ -342,8 +429,9 @@ def _progress(result: dict[str, Any]) -> None:
     if "error" in result:
         summary = "FAILED: " + result["error"].splitlines()[-1]
     else:
-        summary = (f"{result['wall_seconds']:.2f}s, {result['commands_total']} commands, "
-                   f"peak RSS {result['peak_rss_mb']} MB")
+        summary = (
+            f"{result['wall_seconds']:.2f}s, {result['commands_total']} commands, peak RSS {result['peak_rss_mb']} MB"
+        )
     print(f"N={result['n']}: {result['scenario']}: {summary}", file=sys.stderr)
 
 

@@ -4,7 +4,7 @@ This is the only place that branches on the environment (see ``settings.py``): n
 embedded server; no ``REPORTS_S3_BUCKET`` means the local reports folder; no ``STEP_OUTPUTS_S3_BUCKET`` means step
 outputs on the local disk (Dagster's filesystem IO manager), where production keeps them in S3 so that a
 re-execution "from failure", which runs as a new ECS task with an empty disk, can load what the first task's steps
-produced (either way, a step takes what its own process produced from memory: ``instance/step_outputs.py``); no
+produced (either way, a step takes what its own process produced from memory: ``runs/step_outputs.py``); no
 ``ALERTS_SNS_TOPIC_ARN`` means failure alerts are only logged. ``RUN_HISTORY_RETENTION=off`` leaves out the daily
 history retention schedule (its job stays). The production *instance* (Postgres, ECS run launcher) is chosen by
 ``DAGSTER_HOME``'s ``dagster.yaml``, not by code.
@@ -19,17 +19,10 @@ from dagster_aws.s3 import S3Resource
 
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
-from intervalprocessing_dagster.instance.retention import (
+from intervalprocessing_dagster.history.retention import (
     RunRetention,
     build_history_retention_schedule,
     history_retention_job,
-)
-from intervalprocessing_dagster.instance.step_outputs import (
-    LocalStepOutputs,
-    LocalStepOutputStore,
-    S3StepOutputs,
-    S3StepOutputStore,
-    StepOutputStore,
 )
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
 from intervalprocessing_dagster.oncall.alerting import (
@@ -40,10 +33,17 @@ from intervalprocessing_dagster.oncall.alerting import (
 )
 from intervalprocessing_dagster.oncall.check_alerts import check_failure_alert_sensor
 from intervalprocessing_dagster.oncall.config_checks import build_config_checks_schedule, config_checks_job
-from intervalprocessing_dagster.runs.run_summary import run_summary_executor
 from intervalprocessing_dagster.reports.definitions import report_definitions
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
 from intervalprocessing_dagster.runs.clock import RunClock
+from intervalprocessing_dagster.runs.run_summary import run_summary_executor
+from intervalprocessing_dagster.runs.step_outputs import (
+    LocalStepOutputs,
+    LocalStepOutputStore,
+    S3StepOutputs,
+    S3StepOutputStore,
+    StepOutputStore,
+)
 from intervalprocessing_dagster.settings import Settings
 
 
@@ -51,12 +51,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for this environment, keyed by the names ops and assets ask for."""
     if settings.mongodb_uri_is_set:
         mongo: MongoResource = MongoResource(
-            uri=EnvVar("MONGODB_URI"), database_name=settings.mongodb_database,
+            uri=EnvVar("MONGODB_URI"),
+            database_name=settings.mongodb_database,
             history_days=settings.automation_history_days,
         )
     else:
         mongo = EmbeddedMongoResource(
-            data_dir=str(settings.embedded_mongo_dir), database_name=settings.mongodb_database,
+            data_dir=str(settings.embedded_mongo_dir),
+            database_name=settings.mongodb_database,
             history_days=settings.automation_history_days,
         )
     if settings.reports_s3_bucket:
@@ -79,7 +81,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         step_output_store = LocalStepOutputStore()
     if settings.alerts_sns_topic_arn:
         alerts: AlertChannel = SnsAlertChannel(
-            topic_arn=settings.alerts_sns_topic_arn, webserver_url=settings.webserver_url,
+            topic_arn=settings.alerts_sns_topic_arn,
+            webserver_url=settings.webserver_url,
             hand_launched_runs=settings.alert_on_hand_launched_runs,
         )
     else:

@@ -91,16 +91,20 @@ def main() -> int:
         in_flight = instance.get_runs(RunsFilter(job_name=job_name, statuses=ACTIVE_RUN_STATUSES), limit=1)
         if in_flight:
             run = in_flight[0]
-            log.info("%s process skipped: Dagster run %s of %s is still %s", process, run.run_id, job_name,
-                     run.status.value)
+            log.info(
+                "%s process skipped: Dagster run %s of %s is still %s", process, run.run_id, job_name, run.status.value
+            )
             return EXIT_SUCCESS
         log.info("Executing %s process (Dagster job %s)...", process, job_name)
         # In this one process, step after step, like the old app (and its task size): the old task definitions were
         # sized for one process, and a step subprocess per automation would only add start-up time.
         result = load_job(job_name).execute_in_process(
             instance=instance,
-            tags={LAUNCHED_BY_TAG: LAUNCHED_BY_PROCESS_TO_RUN, PROCESS_TO_RUN_TAG: process,
-                  **_tick_tags(process, settings.timezone)},
+            tags={
+                LAUNCHED_BY_TAG: LAUNCHED_BY_PROCESS_TO_RUN,
+                PROCESS_TO_RUN_TAG: process,
+                **_tick_tags(process, settings.timezone),
+            },
             raise_on_error=False,
         )
     run_id, success = result.run_id, result.success

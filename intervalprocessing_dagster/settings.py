@@ -1,7 +1,7 @@
 """Every environment variable the platform reads, in one place.
 
-Nothing else in the package calls ``os.environ`` (except ``process_to_run.py``, which reads the old ``processToRun`` switch
-that chooses a job rather than configuring one): the choice between local and production parts is made from a
+Nothing else in the package calls ``os.environ`` (except ``process_to_run.py``, which reads the old ``processToRun``
+switch that chooses a job rather than configuring one): the choice between local and production parts is made from a
 ``Settings`` value in ``definitions.py``, so one file tells an operator everything they can set. The names are part
 of the public contract (operators script against them) and are documented in docs/configuration.md.
 
@@ -17,10 +17,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 
 DEFAULT_DATABASE = "intervalprocessing"
 DEFAULT_TIMEZONE = "UTC"
@@ -47,7 +46,6 @@ _LOAD_BALANCER_ARN = re.compile(
 
 class SettingsError(ValueError):
     """An environment variable holds a value the platform cannot use."""
-
 
 
 @dataclass(frozen=True)
@@ -108,6 +106,7 @@ def parse_limit(value: Any) -> Limit:
                 raise ValueError(f"must be {_LIMIT_SYNTAX}; {part!r} is not one whole number of at least 1")
             count = number
     return Limit(count, percent)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -236,14 +235,21 @@ def _webserver_sign_on(environ: Mapping[str, str]) -> dict[str, str | None]:
     if arn is None:
         for name, value in (("WEBSERVER_SIGN_ON_KEY_ENDPOINT", endpoint), ("WEBSERVER_SIGN_ON_CLIENT_ID", client_id)):
             if value is not None:
-                raise SettingsError(f"{name} is set but WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN is not: set the load "
-                                    "balancer whose tokens the webserver accepts")
-        return {"webserver_sign_on_load_balancer_arn": None, "webserver_sign_on_key_endpoint": None,
-                "webserver_sign_on_client_id": None}
+                raise SettingsError(
+                    f"{name} is set but WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN is not: set the load "
+                    "balancer whose tokens the webserver accepts"
+                )
+        return {
+            "webserver_sign_on_load_balancer_arn": None,
+            "webserver_sign_on_key_endpoint": None,
+            "webserver_sign_on_client_id": None,
+        }
     found = _LOAD_BALANCER_ARN.fullmatch(arn)
     if found is None:
-        raise SettingsError(f"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN={arn!r} is not an Application Load Balancer ARN "
-                            "(arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>)")
+        raise SettingsError(
+            f"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN={arn!r} is not an Application Load Balancer ARN "
+            "(arn:aws:elasticloadbalancing:<region>:<account>:loadbalancer/app/<name>/<id>)"
+        )
     if endpoint is None:
         endpoint = f"https://public-keys.auth.elb.{found['region']}.amazonaws.com"
     url = urlsplit(endpoint)
@@ -251,8 +257,11 @@ def _webserver_sign_on(environ: Mapping[str, str]) -> dict[str, str | None]:
         url.scheme == "https" or (url.scheme == "http" and url.hostname in ("127.0.0.1", "localhost", "::1"))
     ):
         raise SettingsError(f"WEBSERVER_SIGN_ON_KEY_ENDPOINT={endpoint!r} must be an https:// URL")
-    return {"webserver_sign_on_load_balancer_arn": arn, "webserver_sign_on_key_endpoint": endpoint.rstrip("/"),
-            "webserver_sign_on_client_id": client_id}
+    return {
+        "webserver_sign_on_load_balancer_arn": arn,
+        "webserver_sign_on_key_endpoint": endpoint.rstrip("/"),
+        "webserver_sign_on_client_id": client_id,
+    }
 
 
 def _audit_log(environ: Mapping[str, str], local_dir: Path) -> Path | None:

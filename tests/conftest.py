@@ -26,11 +26,23 @@ from tests.postgres_cluster import PostgresServer, PostgresUnavailable, running_
 REAL_MONGO_URI = os.environ.pop("MONGODB_URI", None)
 
 # Tests must never depend on the developer's shell: clear every variable settings.py reads.
-for _name in ("MONGODB_DATABASE", "INTERVALPROCESSING_TIMEZONE", "REPORTS_S3_BUCKET", "REPORTS_S3_PREFIX",
-              "REPORTS_LOCAL_DIR", "INTERVALPROCESSING_LOCAL_DIR", "FILE_GENERATION_CRON", "AUTOMATION_HISTORY_DAYS",
-              "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN", "WEBSERVER_SIGN_ON_KEY_ENDPOINT", "WEBSERVER_SIGN_ON_CLIENT_ID",
-              "WEBSERVER_AUDIT_LOG",
-              "DAGSTER_VIEWER_PG_USERNAME", "DAGSTER_VIEWER_PG_PASSWORD", "ALERT_ON_HAND_LAUNCHED_RUNS"):
+for _name in (
+    "MONGODB_DATABASE",
+    "INTERVALPROCESSING_TIMEZONE",
+    "REPORTS_S3_BUCKET",
+    "REPORTS_S3_PREFIX",
+    "REPORTS_LOCAL_DIR",
+    "INTERVALPROCESSING_LOCAL_DIR",
+    "FILE_GENERATION_CRON",
+    "AUTOMATION_HISTORY_DAYS",
+    "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN",
+    "WEBSERVER_SIGN_ON_KEY_ENDPOINT",
+    "WEBSERVER_SIGN_ON_CLIENT_ID",
+    "WEBSERVER_AUDIT_LOG",
+    "DAGSTER_VIEWER_PG_USERNAME",
+    "DAGSTER_VIEWER_PG_PASSWORD",
+    "ALERT_ON_HAND_LAUNCHED_RUNS",
+):
     os.environ.pop(_name, None)
 
 _BACKENDS = ["secantus"] + ([pytest.param("real_mongo", marks=pytest.mark.real_mongo)] if REAL_MONGO_URI else [])
@@ -112,3 +124,14 @@ def postgres_server() -> Iterator[PostgresServer]:
 def local_dir(tmp_path: Path) -> Path:
     """A private INTERVALPROCESSING_LOCAL_DIR for one test."""
     return tmp_path / "intervalprocessing"
+
+
+@pytest.fixture()
+def topic(aws: str) -> Iterator[tuple[str, str]]:
+    """An SNS topic with an SQS queue subscribed to it: (topic ARN, queue URL)."""
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic_arn = sns.create_topic(Name="intervalprocessing-alerts")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    yield topic_arn, queue_url

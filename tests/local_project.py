@@ -64,7 +64,11 @@ def execute_job(project: Path, env: dict[str, str], job: str, tags: dict[str, st
     """``dagster job execute`` in ``project``; its output (stdout and stderr)."""
     completed = subprocess.run(
         [*DAGSTER, "job", "execute", *CODE_LOCATION, "-j", job, *(["--tags", json.dumps(tags)] if tags else [])],
-        cwd=project, env=env, capture_output=True, text=True, timeout=240,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     return completed.stdout + completed.stderr
 
@@ -87,8 +91,9 @@ class DagsterDev:
 
     def group(self) -> list[str]:
         """``pid command`` of every process still in dagster dev's process group (its services and their children)."""
-        listing = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(self.process.pid)],
-                                 capture_output=True, text=True).stdout
+        listing = subprocess.run(
+            ["ps", "-o", "pid=,stat=,args=", "-g", str(self.process.pid)], capture_output=True, text=True
+        ).stdout
         return [line.strip() for line in listing.splitlines() if line.strip() and not line.split()[1].startswith("Z")]
 
     def stop(self, sig: signal.Signals, *, to_group: bool, timeout: float) -> float | None:
@@ -124,7 +129,11 @@ def dagster_dev(project: Path, env: dict[str, str]) -> Iterator[DagsterDev]:
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [*DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, like a terminal's foreground job
             preexec_fn=_terminal_signals,
         )
@@ -148,9 +157,23 @@ def webserver(
     log_path = project / f"webserver-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml",
-             *(["--read-only"] if read_only else [])],
-            cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                module,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "workspace.yaml",
+                *(["--read-only"] if read_only else []),
+            ],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -93,26 +93,57 @@ def running_postgres() -> Iterator[PostgresServer]:
     prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
     data = base / "data"
     subprocess.run(
-        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=scram-sha-256",
-         f"--pwfile={base / 'pwfile'}", "--encoding=UTF8", "--no-sync"],
-        check=True, capture_output=True,
+        [
+            *prefix,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "dagster",
+            "--auth=scram-sha-256",
+            f"--pwfile={base / 'pwfile'}",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
     )
     port = free_port()
     log_path = base / "postgres.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [*prefix, str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-             "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=300"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                *prefix,
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         server = PostgresServer(host="127.0.0.1", port=port, username="dagster", password=password)
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while True:
             try:
-                psycopg2.connect(host=server.host, port=port, user="dagster", password=password,
-                                 dbname="postgres").close()
+                psycopg2.connect(
+                    host=server.host, port=port, user="dagster", password=password, dbname="postgres"
+                ).close()
                 break
             except psycopg2.OperationalError:
                 if process.poll() is not None or time.monotonic() > deadline:

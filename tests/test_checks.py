@@ -20,19 +20,20 @@ from dagster import (
 from dagster._core.test_utils import freeze_time
 from pymongo.database import Database
 
-from intervalprocessing_dagster.oncall.config_checks import config_checks_job
+from intervalprocessing_dagster.data_change.assets import COLLECTIONS
 from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.checks import (
     DATA_UPDATE_CONFIGS,
     automations_are_valid,
     automations_within_limits,
 )
+from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.reports.assets import CONFIG_ASSETS, SOURCE_ASSETS
+from intervalprocessing_dagster.oncall.config_checks import config_checks_job
+from intervalprocessing_dagster.reports.assets import CONFIG_ASSETS
 from intervalprocessing_dagster.reports.checks import CONFIG_CHECKS, build_freshness_checks, build_row_count_checks
 from intervalprocessing_dagster.reports.definitions import REPORT_ASSETS, file_generation_job
 from intervalprocessing_dagster.reports.delivery import LocalReportStore
@@ -67,7 +68,10 @@ def test_config_checks_pass_on_the_demo_data(mongo: MongoResource, mongo_db: Dat
     seed_demo_data(mongo_db)
     evaluations = run_config_checks(mongo)
     assert set(evaluations) == {
-        "automations_are_valid", "automations_within_limits", "report_processes_are_valid", "report_queries_are_valid"
+        "automations_are_valid",
+        "automations_within_limits",
+        "report_processes_are_valid",
+        "report_queries_are_valid",
     }
     assert all(evaluation.passed for evaluation in evaluations.values()), evaluations
     assert evaluations["automations_are_valid"].metadata["documents"].value == 9
@@ -77,10 +81,12 @@ def test_a_broken_automation_is_named_with_every_field_and_nothing_is_written(
     mongo: MongoResource, mongo_db: Database
 ) -> None:
     seed_demo_data(mongo_db)
-    mongo_db.dataupdateconfigs.insert_many([
-        automation("Broken Nightly", cadence="Nightly", collectionName="", query="{ status: "),
-        automation("Old Draft", isActive=False, runCadence="Weekly"),
-    ])
+    mongo_db.dataupdateconfigs.insert_many(
+        [
+            automation("Broken Nightly", cadence="Nightly", collectionName="", query="{ status: "),
+            automation("Old Draft", isActive=False, runCadence="Weekly"),
+        ]
+    )
     before = snapshot(mongo_db)
     evaluation = run_config_checks(mongo)["automations_are_valid"]
     assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
@@ -100,10 +106,15 @@ def test_only_inactive_invalid_automations_warn(mongo: MongoResource, mongo_db: 
 
 def test_an_automation_over_its_limit_is_red_before_its_cadence_fires(mongo: MongoResource, mongo_db: Database) -> None:
     mongo_db.audits.insert_many([{"status": "Open"} for _ in range(3)])
-    mongo_db.dataupdateconfigs.insert_many([
-        automation("Too Broad", maxDocuments=2), automation("Fine", maxDocuments="100%"), automation("Unlimited"),
-        automation("Off", isActive=False, maxDocuments=1), automation("Broken", maxDocuments=1, query=None),
-    ])
+    mongo_db.dataupdateconfigs.insert_many(
+        [
+            automation("Too Broad", maxDocuments=2),
+            automation("Fine", maxDocuments="100%"),
+            automation("Unlimited"),
+            automation("Off", isActive=False, maxDocuments=1),
+            automation("Broken", maxDocuments=1, query=None),
+        ]
+    )
     before = snapshot(mongo_db)
     evaluation = run_config_checks(mongo)["automations_within_limits"]
     assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR
@@ -112,7 +123,8 @@ def test_an_automation_over_its_limit_is_red_before_its_cadence_fires(mongo: Mon
         "1 automation(s) match more documents than they may:\n- 'Too Broad': it matches 3 documents of audits, more "
         "than its limit of 2 set by maxDocuments on its dataupdateconfigs document; its next run will fail, writing "
         "nothing. If that many is intended, set maxDocuments: 3 (or more) on its dataupdateconfigs document and run "
-        "it again")
+        "it again"
+    )
     assert snapshot(mongo_db) == before  # count-only queries
 
     evaluation = run_config_checks(mongo, AutomationGuard(max_documents=1))["automations_within_limits"]
@@ -129,22 +141,35 @@ def test_an_automation_changed_since_its_last_run_is_observed_once_with_old_and_
     mongo_db.dataupdateconfigs.insert_many([changed, unchanged])
     as_run = {**changed, "query": "{ status: 'Open' }"}
     as_run.pop("maxDocuments")
-    mongo_db[RUNS_COLLECTION].insert_many([  # the recovery ledger's records: the document as each run loaded it
-        {"runId": "old-run", "configId": changed["_id"], "dryRun": False, "stamp": FRIDAY, "config": as_run},
-        {"runId": "dry-run", "configId": changed["_id"], "dryRun": True, "stamp": FRIDAY + timedelta(hours=1),
-         "config": changed},
-        {"runId": "old-run", "configId": unchanged["_id"], "dryRun": False, "stamp": FRIDAY, "config": unchanged},
-    ])
+    mongo_db[RUNS_COLLECTION].insert_many(
+        [  # the recovery ledger's records: the document as each run loaded it
+            {"runId": "old-run", "configId": changed["_id"], "dryRun": False, "stamp": FRIDAY, "config": as_run},
+            {
+                "runId": "dry-run",
+                "configId": changed["_id"],
+                "dryRun": True,
+                "stamp": FRIDAY + timedelta(hours=1),
+                "config": changed,
+            },
+            {"runId": "old-run", "configId": unchanged["_id"], "dryRun": False, "stamp": FRIDAY, "config": unchanged},
+        ]
+    )
     with instance_for_test() as instance:
         for _ in range(2):  # the second hour records nothing new
-            assert run_config_checks(mongo, instance=instance)["automations_are_valid"].metadata[
-                "changed_since_last_run"].value == 1
+            assert (
+                run_config_checks(mongo, instance=instance)["automations_are_valid"]
+                .metadata["changed_since_last_run"]
+                .value
+                == 1
+            )
         (record,) = instance.fetch_observations(DATA_UPDATE_CONFIGS.key, limit=10).records
     observation = record.asset_observation
     assert observation.description.startswith("automation 'Edited' changed since its last run (old-run, stamp ")
     assert observation.metadata["changed_fields"].value == ["maxDocuments", "query"]
     assert observation.metadata["changes"].value == {
-        "query": {"before": "{ status: 'Open' }", "after": "{ status: 'Pending' }"}, "maxDocuments": {"after": 50}}
+        "query": {"before": "{ status: 'Open' }", "after": "{ status: 'Pending' }"},
+        "maxDocuments": {"after": 50},
+    }
     assert observation.metadata["last_run_id"].value == "old-run"
 
 
@@ -162,11 +187,13 @@ def test_broken_report_config_is_named_per_process_and_query(mongo: MongoResourc
     assert not processes_check.passed and processes_check.severity == AssetCheckSeverity.ERROR
     assert "2 problem(s) in fileprocessingconfigs (4 process(es) checked)" in processes_check.description
     assert "process 'DailyAuditInventoryProcessor': configurations.fileNameBase '../escape'" in (
-        processes_check.description)
+        processes_check.description
+    )
     assert "unknown writerTypeKey 'NoSuchWriter'" in processes_check.description
     assert not queries_check.passed
     assert "storedqueries 'dailyActiveMRRInventory' (process 'DailyActiveMRRInventoryProcessor')" in (
-        queries_check.description)
+        queries_check.description
+    )
     assert "no storedqueries document has name 'missingQuery'" in queries_check.description
     assert evaluations["automations_are_valid"].passed
 
@@ -180,7 +207,7 @@ def test_an_empty_report_config_fails_both_report_checks(mongo: MongoResource, m
 def run_reports(instance: DagsterInstance, mongo: MongoResource, reports_dir: str) -> dict[str, AssetCheckEvaluation]:
     """``file_generation_job`` (weekly reports included) with its row-count checks, on ``instance``."""
     defs = Definitions(
-        assets=[*SOURCE_ASSETS, *CONFIG_ASSETS, *REPORT_ASSETS],
+        assets=[*COLLECTIONS, *CONFIG_ASSETS, *REPORT_ASSETS],
         asset_checks=build_row_count_checks(REPORT_ASSETS),
         jobs=[file_generation_job],
         resources={"mongo": mongo, "clock": RunClock(), "report_store": LocalReportStore(directory=reports_dir)},
@@ -190,7 +217,8 @@ def run_reports(instance: DagsterInstance, mongo: MongoResource, reports_dir: st
     )
     return {
         evaluation.asset_key.to_user_string(): evaluation
-        for evaluation in result.get_asset_check_evaluations() if evaluation.check_name == "row_count"
+        for evaluation in result.get_asset_check_evaluations()
+        if evaluation.check_name == "row_count"
     }
 
 
@@ -223,7 +251,7 @@ def test_freshness_checks_go_red_when_a_report_is_overdue(mongo: MongoResource, 
     seed_demo_data(mongo_db)
     freshness = build_freshness_checks(REPORT_ASSETS, "UTC")
     defs = Definitions(
-        assets=[*SOURCE_ASSETS, *CONFIG_ASSETS, *REPORT_ASSETS],
+        assets=[*COLLECTIONS, *CONFIG_ASSETS, *REPORT_ASSETS],
         asset_checks=freshness,
         jobs=[define_asset_job("freshness_job", selection=AssetSelection.checks(*freshness))],
         resources={"mongo": mongo, "clock": RunClock(), "report_store": LocalReportStore(directory=str(tmp_path))},
@@ -241,8 +269,11 @@ def test_freshness_checks_go_red_when_a_report_is_overdue(mongo: MongoResource, 
         assert all(evaluate(instance, materialized_at + timedelta(hours=25)).values())
         late = evaluate(instance, materialized_at + timedelta(hours=27))
         assert late == {
-            "daily_audit_inventory": False, "daily_active_mrr_inventory": False, "configured_reports": False,
-            "weekly_audit_inventory": True, "weekly_mrr_inventory": True,
+            "daily_audit_inventory": False,
+            "daily_active_mrr_inventory": False,
+            "configured_reports": False,
+            "weekly_audit_inventory": True,
+            "weekly_mrr_inventory": True,
         }
         assert not any(evaluate(instance, materialized_at + timedelta(days=8, hours=1)).values())
 
@@ -250,7 +281,8 @@ def test_freshness_checks_go_red_when_a_report_is_overdue(mongo: MongoResource, 
 def _materialize(defs: Definitions, instance: DagsterInstance) -> None:
     job = define_asset_job("reports_job", selection=AssetSelection.assets(*REPORT_ASSETS).without_checks())
     Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("reports_job").execute_in_process(
-        instance=instance, run_config={"ops": {a.op.name: {"config": {"include_weekly": True}} for a in REPORT_ASSETS}},
+        instance=instance,
+        run_config={"ops": {a.op.name: {"config": {"include_weekly": True}} for a in REPORT_ASSETS}},
         tags=run_stamp_tags(FRIDAY),
     )
 
@@ -260,28 +292,43 @@ def test_an_applied_automation_materializes_its_partition_of_the_collection_it_c
 ) -> None:
     mongo_db.audits.insert_many([{"status": "Open", "notes": []}, {"status": "Open"}, {"status": "Closed"}])
     mongo_db.medicalrecordrequests.insert_one({"status": "Open", "notes": []})
-    mongo_db.dataupdateconfigs.insert_many([
-        automation("Note Audits"), automation("Note Requests", collectionName="medicalrecordrequests"),
-    ])
+    mongo_db.dataupdateconfigs.insert_many(
+        [
+            automation("Note Audits"),
+            automation("Note Requests", collectionName="medicalrecordrequests"),
+        ]
+    )
     with instance_for_test() as instance:
         for run_config in ({"ops": {"apply_automation": {"config": {"dry_run": True}}}}, None):
             DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-                instance=instance, resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
+                instance=instance,
+                resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
                 run_config=run_config,
             )
         materializations = {
-            key: [record.asset_materialization
-                  for record in instance.fetch_materializations(AssetKey(key), limit=10).records]
+            key: [
+                record.asset_materialization
+                for record in instance.fetch_materializations(AssetKey(key), limit=10).records
+            ]
             for key in ("audits", "medicalrecordrequests")
         }
-        observed = [key for key in ("audits", "medicalrecordrequests")
-                    if instance.fetch_observations(AssetKey(key), limit=10).records]
+        observed = [
+            key
+            for key in ("audits", "medicalrecordrequests")
+            if instance.fetch_observations(AssetKey(key), limit=10).records
+        ]
     # One materialization each, from the real run, on the automation's partition (the dry run changed nothing and
     # recorded nothing).
     (audits,) = materializations["audits"]
     assert (audits.partition, audits.metadata["matched"].value, audits.metadata["modified"].value) == (
-        "Note Audits", 2, 2)
+        "Note Audits",
+        2,
+        2,
+    )
     (requests,) = materializations["medicalrecordrequests"]
     assert (requests.partition, requests.metadata["matched"].value, requests.metadata["modified"].value) == (
-        "Note Requests", 1, 1)
+        "Note Requests",
+        1,
+        1,
+    )
     assert observed == []

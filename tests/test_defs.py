@@ -11,10 +11,10 @@ import pytest
 from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus, Definitions, FilesystemIOManager
 from dagster_aws.s3 import S3PickleIOManager
 
-from intervalprocessing_dagster.oncall.alerting import LogAlertChannel, SnsAlertChannel
 from intervalprocessing_dagster.data_change.rules import Limit, parse_automation
 from intervalprocessing_dagster.definitions import build_definitions, defs
 from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
+from intervalprocessing_dagster.oncall.alerting import LogAlertChannel, SnsAlertChannel
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, S3ReportStore
 from intervalprocessing_dagster.settings import Settings, SettingsError
 
@@ -66,9 +66,16 @@ def test_embedded_default_without_mongodb_uri(tmp_path: Path) -> None:
 
 def test_production_reads_the_uri_from_the_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MONGODB_URI", "mongodb://user:s3cret@db.example.com/")
-    production = build_definitions(Settings.from_env(
-        {"MONGODB_URI": "set", "MONGODB_DATABASE": "ops", "REPORTS_S3_BUCKET": "reports", "REPORTS_S3_PREFIX": "out"}
-    ))
+    production = build_definitions(
+        Settings.from_env(
+            {
+                "MONGODB_URI": "set",
+                "MONGODB_DATABASE": "ops",
+                "REPORTS_S3_BUCKET": "reports",
+                "REPORTS_S3_PREFIX": "out",
+            }
+        )
+    )
     mongo = production.resources["mongo"]
     assert type(mongo) is MongoResource
     assert mongo.database_name == "ops"
@@ -86,8 +93,9 @@ def test_a_bad_timezone_is_named() -> None:
 
 def test_automation_history_days_reaches_the_mongo_resource_and_a_bad_value_is_named(tmp_path: Path) -> None:
     assert Settings.from_env({}).automation_history_days == 90
-    local = build_definitions(Settings.from_env({"INTERVALPROCESSING_LOCAL_DIR": str(tmp_path),
-                                                 "AUTOMATION_HISTORY_DAYS": "30"}))
+    local = build_definitions(
+        Settings.from_env({"INTERVALPROCESSING_LOCAL_DIR": str(tmp_path), "AUTOMATION_HISTORY_DAYS": "30"})
+    )
     assert local.resources["mongo"].history_days == 30
     production = build_definitions(Settings.from_env({"MONGODB_URI": "set", "AUTOMATION_HISTORY_DAYS": "400"}))
     assert production.resources["mongo"].history_days == 400
@@ -103,11 +111,16 @@ def test_local_parts_keep_step_outputs_on_disk_and_log_alerts(tmp_path: Path) ->
 
 
 def test_production_keeps_step_outputs_in_s3_and_publishes_alerts_to_sns() -> None:
-    production = build_definitions(Settings.from_env({
-        "STEP_OUTPUTS_S3_BUCKET": "reports", "STEP_OUTPUTS_S3_PREFIX": "dagster/outputs",
-        "ALERTS_SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts",
-        "INTERVALPROCESSING_WEBSERVER_URL": "https://dagster.example.com",
-    }))
+    production = build_definitions(
+        Settings.from_env(
+            {
+                "STEP_OUTPUTS_S3_BUCKET": "reports",
+                "STEP_OUTPUTS_S3_PREFIX": "dagster/outputs",
+                "ALERTS_SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts",
+                "INTERVALPROCESSING_WEBSERVER_URL": "https://dagster.example.com",
+            }
+        )
+    )
     io_manager = production.resources["io_manager"]
     assert isinstance(io_manager, S3PickleIOManager)
     assert (io_manager.s3_bucket, io_manager.s3_prefix) == ("reports", "dagster/outputs/")
@@ -126,7 +139,9 @@ def test_automation_history_and_the_platform_limit_come_from_the_environment() -
     resources = build_definitions(configured).resources
     assert resources["mongo"].history_days == 30
     assert resources["guard"].limit_for(parse_automation(_automation())) == (
-        Limit(50000, 5.0), "the platform default AUTOMATION_MAX_DOCUMENTS=50000, 5%")
+        Limit(50000, 5.0),
+        "the platform default AUTOMATION_MAX_DOCUMENTS=50000, 5%",
+    )
 
 
 @pytest.mark.parametrize(("name", "value"), [("AUTOMATION_HISTORY_DAYS", "0"), ("AUTOMATION_MAX_DOCUMENTS", "all")])
@@ -136,9 +151,15 @@ def test_a_bad_automation_setting_is_named(name: str, value: str) -> None:
 
 
 def _automation() -> dict:
-    return {"name": "A", "query": "{}", "collectionName": "audits", "isActive": True, "runCadence": "Hourly",
-            "singleFieldUpdateElements": [{"elementName": "x", "updateType": "Add", "elementValue": 1}],
-            "arrayObjectFieldUpdateElements": []}
+    return {
+        "name": "A",
+        "query": "{}",
+        "collectionName": "audits",
+        "isActive": True,
+        "runCadence": "Hourly",
+        "singleFieldUpdateElements": [{"elementName": "x", "updateType": "Add", "elementValue": 1}],
+        "arrayObjectFieldUpdateElements": [],
+    }
 
 
 def test_step_outputs_prefix_defaults_to_the_agreed_one() -> None:
@@ -173,7 +194,6 @@ def test_dg_checks_and_lists_the_code_location() -> None:
     checked = subprocess.run([dg, "check", "defs"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
-    listed = subprocess.run([dg, "list", "defs", "--json"], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=300)
+    listed = subprocess.run([dg, "list", "defs", "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert set(JOBS_AND_CRONS) <= {job["name"] for job in json.loads(listed.stdout)["jobs"]}

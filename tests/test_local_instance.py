@@ -31,13 +31,20 @@ def test_a_cli_run_persists_in_the_project_instance(mongo_uri: str, mongo_db: Da
     assert (project / ".intervalprocessing" / "dagster_home" / "history" / "runs.db").is_file()
     assert not list(project.glob(".tmp_dagster_home_*"))  # the temporary folder Dagster made is gone, empty
 
-    listed = subprocess.run([*DAGSTER, "run", "list"], cwd=project, env={**env, "DAGSTER_HOME": str(project)},
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [*DAGSTER, "run", "list"],
+        cwd=project,
+        env={**env, "DAGSTER_HOME": str(project)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert f"Run: {first}" in listed.stdout, listed.stdout + listed.stderr
 
 
-@pytest.mark.parametrize(("sig", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)],
-                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    ("sig", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl-c", "sigterm"]
+)
 def test_dagster_dev_shows_the_cli_run_and_stops_cleanly(
     mongo_uri: str, mongo_db: Database, project: Path, sig: signal.Signals, to_group: bool
 ) -> None:

@@ -14,9 +14,9 @@ Dagster UI is a React app, so every check waits for rendered text rather than re
 from __future__ import annotations
 
 import re
-import uuid
 import shutil
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -33,20 +33,40 @@ from tests.local_project import DagsterDev, dagster_dev, execute_job, new_projec
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 RENDER_TIMEOUT_MS = 60_000
 THURSDAY = "2024-03-14T03:00:00+00:00"
 # Every asset of the code location's one group: the configuration, the collections, the reports.
-CHAIN = ("dataupdateconfigs", "fileprocessingconfigs", "storedqueries", "audits", "medicalrecordrequests", "providers",
-         "daily_audit_inventory", "daily_active_mrr_inventory", "weekly_audit_inventory", "weekly_mrr_inventory",
-         "configured_reports")
+CHAIN = (
+    "dataupdateconfigs",
+    "fileprocessingconfigs",
+    "storedqueries",
+    "audits",
+    "medicalrecordrequests",
+    "providers",
+    "daily_audit_inventory",
+    "daily_active_mrr_inventory",
+    "weekly_audit_inventory",
+    "weekly_mrr_inventory",
+    "configured_reports",
+)
 # Clicks on the lineage's − button after which the whole chain is in a 1600×1000 window (the README says so).
 ZOOM_OUT_CLICKS = 6
 
 if not Path(CHROMIUM).exists():
-    pytest.skip("Chromium is not installed (no chromium on PATH, no /usr/bin/chromium): apt-get install chromium; "
-                ".ci/run installs it", allow_module_level=True)
+    pytest.skip(
+        "Chromium is not installed (no chromium on PATH, no /usr/bin/chromium): apt-get install chromium; "
+        ".ci/run installs it",
+        allow_module_level=True,
+    )
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402 - only once Chromium is known to exist
 
@@ -76,8 +96,11 @@ def ui(
     project = new_project(tmp_path_factory.mktemp("browser") / "project")
     env = user_env(mongo_uri, demo_database.name)
     runs: Runs = {}
-    for job, tags in (("hourly_data_change_job", None), ("hourly_data_change_job", None),
-                      ("file_generation_job", {RUN_STAMP_TAG: THURSDAY})):
+    for job, tags in (
+        ("hourly_data_change_job", None),
+        ("hourly_data_change_job", None),
+        ("file_generation_job", {RUN_STAMP_TAG: THURSDAY}),
+    ):
         runs.setdefault(job, []).append(run_id(execute_job(project, env, job, tags=tags), job))
     with dagster_dev(project, env) as dev:
         yield dev, runs
@@ -89,7 +112,10 @@ def page(ui: tuple[DagsterDev, Runs], tmp_path: Path) -> Iterator[Page]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a new, empty profile
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, viewport={"width": 1600, "height": 1000},
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1600, "height": 1000},
         )
         page = browser.new_page()
         page.set_default_timeout(RENDER_TIMEOUT_MS)
@@ -117,10 +143,13 @@ def test_the_cli_runs_are_in_the_run_list(page: Page, ui: tuple[DagsterDev, Runs
     expect(page.locator("body")).to_contain_text("file_generation_job")
 
 
-@pytest.mark.parametrize(("step", "matched", "modified"), [
-    ("apply_automation[escalate_pending_review_audits]", 2, 2),
-    ("apply_automation[note_overdue_record_requests]", 1, 1),
-])
+@pytest.mark.parametrize(
+    ("step", "matched", "modified"),
+    [
+        ("apply_automation[escalate_pending_review_audits]", 2, 2),
+        ("apply_automation[note_overdue_record_requests]", 1, 1),
+    ],
+)
 def test_each_automation_step_shows_matched_and_modified(
     page: Page, ui: tuple[DagsterDev, Runs], step: str, matched: int, modified: int
 ) -> None:
@@ -135,14 +164,10 @@ def test_each_automation_step_shows_matched_and_modified(
 def test_the_run_ends_with_its_summary_line(page: Page, ui: tuple[DagsterDev, Runs]) -> None:
     dev, runs = ui
     open_page(page, dev, f"/runs/{runs['hourly_data_change_job'][0]}?logs={quote('Run summary')}")
-    expect(page.locator("body")).to_contain_text(
-        "Run summary: automations 2 applied, 3 matched, 3 modified, 0 failed"
-    )
+    expect(page.locator("body")).to_contain_text("Run summary: automations 2 applied, 3 matched, 3 modified, 0 failed")
 
 
-def test_the_lineage_goes_from_the_collections_to_the_report(
-    page: Page, ui: tuple[DagsterDev, Runs]
-) -> None:
+def test_the_lineage_goes_from_the_collections_to_the_report(page: Page, ui: tuple[DagsterDev, Runs]) -> None:
     dev, _ = ui
     open_page(page, dev, "/assets/daily_active_mrr_inventory?view=lineage&lineageDepth=1")
     graph = page.locator("body")
@@ -214,10 +239,13 @@ def test_one_automations_history_is_two_clicks_from_the_catalog(
     expect(events).to_contain_text(re.compile(r"matched\s*2\s*modified\s*2"))
 
 
-@pytest.mark.parametrize(("collection", "automation"), [
-    ("audits", "Escalate Pending Review Audits"),
-    ("medicalrecordrequests", "Note Overdue Record Requests"),
-])
+@pytest.mark.parametrize(
+    ("collection", "automation"),
+    [
+        ("audits", "Escalate Pending Review Audits"),
+        ("medicalrecordrequests", "Note Overdue Record Requests"),
+    ],
+)
 def test_a_collection_page_says_when_an_automation_last_changed_it(
     page: Page, ui: tuple[DagsterDev, Runs], collection: str, automation: str
 ) -> None:

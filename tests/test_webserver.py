@@ -66,7 +66,9 @@ def test_ui_lists_every_job_and_schedule(webserver: str) -> None:
     for job_name, cron in JOBS_AND_CRONS.items():
         schedule = schedules[job_name.removesuffix("_job") + "_schedule"]
         assert (schedule["pipelineName"], schedule["cronSchedule"], schedule["executionTimezone"]) == (
-            job_name, cron, "UTC"
+            job_name,
+            cron,
+            "UTC",
         )
 
 
@@ -85,6 +87,11 @@ def test_ui_shows_the_on_call_checks_on_the_config_collections_and_reports(webse
     assert checks["dataupdateconfigs"] == {"automations_are_valid", "automations_within_limits"}
     assert checks["fileprocessingconfigs"] == {"report_processes_are_valid"}
     assert checks["storedqueries"] == {"report_queries_are_valid"}
-    for report in ("daily_audit_inventory", "daily_active_mrr_inventory", "weekly_audit_inventory",
-                   "weekly_mrr_inventory", "configured_reports"):
+    for report in (
+        "daily_audit_inventory",
+        "daily_active_mrr_inventory",
+        "weekly_audit_inventory",
+        "weekly_mrr_inventory",
+        "configured_reports",
+    ):
         assert checks[report] == {"freshness_check", "row_count"}, report

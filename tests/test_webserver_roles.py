@@ -63,7 +63,7 @@ def _literal_around(index: int) -> str:
     end = index
     while bundle[end] != '"' or bundle[end - 1] == "\\":
         end += 1
-    return json.loads(bundle[start:end + 1])
+    return json.loads(bundle[start : end + 1])
 
 
 def _definitions(kind: str, name: str) -> dict[str, Any]:
@@ -136,19 +136,26 @@ class Deployment:
         return {run["runId"]: run["status"] for run in data["runsOrError"]["results"]}
 
     def schedule_state(self) -> tuple[str, str]:
-        data = self.graphql(self.operator, """
+        data = self.graphql(
+            self.operator,
+            """
             query ($selector: ScheduleSelector!) {
               scheduleOrError(scheduleSelector: $selector) { ... on Schedule { scheduleState { id status } } }
-            }""", {"selector": {**REPOSITORY, "scheduleName": SCHEDULE}})
+            }""",
+            {"selector": {**REPOSITORY, "scheduleName": SCHEDULE}},
+        )
         state = data["scheduleOrError"]["scheduleState"]
         return state["id"], state["status"]
 
     def audits_events(self) -> int:
         """The events the automations recorded on ``audits``: a materialization per applied automation on its
         partition, an observation per failure."""
-        data = self.graphql(self.operator, """
+        data = self.graphql(
+            self.operator,
+            """
             { assetOrError(assetKey: {path: ["audits"]}) { ... on Asset {
-                assetMaterializations { timestamp } assetObservations { timestamp } } } }""")
+                assetMaterializations { timestamp } assetObservations { timestamp } } } }""",
+        )
         asset = data["assetOrError"]
         return len(asset["assetMaterializations"]) + len(asset["assetObservations"])
 
@@ -201,10 +208,14 @@ def test_the_viewer_is_refused_every_change_and_the_operator_makes_each(deployme
 
     runs_before = deployment.runs()
 
-    launch = {"executionParams": {
-        "selector": {**REPOSITORY, "pipelineName": JOB}, "mode": "default", "runConfigData": {},
-        "executionMetadata": {"tags": []},
-    }}
+    launch = {
+        "executionParams": {
+            "selector": {**REPOSITORY, "pipelineName": JOB},
+            "mode": "default",
+            "runConfigData": {},
+            "executionMetadata": {"tags": []},
+        }
+    }
     refused("LaunchPipelineExecution", launch)
     assert deployment.runs() == runs_before
     launched = accepted("LaunchPipelineExecution", launch, "LaunchRunSuccess")["run"]["id"]

@@ -4,7 +4,7 @@ Not in the old system (it kept no run history). Lives in the isolated subnets (n
 with its master password generated into Secrets Manager: nobody types it, and tasks get it as an ECS secret.
 
 It warns before it fills (`alarm_before_it_runs_out`): the history retention job keeps Dagster's history bounded
-(`intervalprocessing_dagster/instance/retention.py`), so a database that keeps growing means that job is off or
+(`intervalprocessing_dagster/history/retention.py`), so a database that keeps growing means that job is off or
 failing, or the deployment has outgrown the instance (the README's sizing table); and a burstable instance that
 spends its CPU credits makes every UI page and every run's event writes slow.
 """

@@ -245,7 +245,7 @@ class PushChange:
         if isinstance(now, list):
             index = next((i for i, item in enumerate(now) if same_value(item, self.element)), None)
             if index is not None:
-                kept = now[:index] + now[index + 1:]
+                kept = now[:index] + now[index + 1 :]
                 if self.created and not kept:
                     return _Undo(RESTORE, SetChange(self.path, now, MISSING), ("$unset", self.path, ""), now)
                 return _Undo(RESTORE, PullChange.of(self.path, now, [index]), ("$set", self.path, kept), now)
@@ -273,9 +273,11 @@ class PullChange:
 
     def to_document(self) -> dict[str, Any]:
         return {
-            "kind": "pull", "path": self.path,
+            "kind": "pull",
+            "path": self.path,
             "removed": [{"index": index, "element": element} for index, element in self.removed],
-            "keptLength": self.kept_length, "keptFingerprint": self.kept_fingerprint,
+            "keptLength": self.kept_length,
+            "keptFingerprint": self.kept_fingerprint,
         }
 
     # Both tests allow elements appended since (the application pushing notes as the pull is written): what decides
@@ -283,7 +285,8 @@ class PullChange:
     def holds_after(self, document: Mapping[str, Any]) -> bool:
         now = value_at(document, self.path)
         return (
-            isinstance(now, list) and len(now) >= self.kept_length
+            isinstance(now, list)
+            and len(now) >= self.kept_length
             and fingerprint(now[: self.kept_length]) == self.kept_fingerprint
         )
 
@@ -315,8 +318,9 @@ class PullChange:
             return _Undo(RESTORE, SetChange(self.path, now, restored), ("$set", self.path, restored), now)
         if self.holds_before(document):
             return _Undo(ALREADY)
-        return _Undo(CONFLICT, reason=f"{self.path} changed since the automation removed {len(self.removed)} "
-                                      "element(s)")
+        return _Undo(
+            CONFLICT, reason=f"{self.path} changed since the automation removed {len(self.removed)} element(s)"
+        )
 
 
 Change = SetChange | PushChange | PullChange
@@ -465,17 +469,25 @@ class UpdateShape:
             self.operations.sort(key=lambda operation: path_key(operation[2]))
             for element_sets in self.element_sets.values():
                 element_sets.sort(key=lambda element_set: path_key(element_set.property))
-        conflicts = [(left, right) for index, left in enumerate(paths) for right in paths[:index]
-                     if paths_conflict(left, right)]
-        self._conflict = Refusal(
-            f"{conflicts[0][1]} and {conflicts[0][0]} conflict: MongoDB refuses an update touching both (error 40, "
-            "ConflictingUpdateOperators)"
-        ) if conflicts else None
+        conflicts = [
+            (left, right) for index, left in enumerate(paths) for right in paths[:index] if paths_conflict(left, right)
+        ]
+        self._conflict = (
+            Refusal(
+                f"{conflicts[0][1]} and {conflicts[0][0]} conflict: MongoDB refuses an update touching both (error 40, "
+                "ConflictingUpdateOperators)"
+            )
+            if conflicts
+            else None
+        )
         # The top-level fields copied to work the update out on: those a field set, a removal or a push into a
         # sub-document writes (whose result is recorded as it is then). A pull, an element update or a top-level push
         # is recorded by itself, and reads the document unless another operation writes the same top-level field.
-        self._tops = {path.split(".")[0] for _, operator, path, _ in self.operations
-                      if operator in ("$set", "$unset") or (operator == "$push" and "." in path)}
+        self._tops = {
+            path.split(".")[0]
+            for _, operator, path, _ in self.operations
+            if operator in ("$set", "$unset") or (operator == "$push" and "." in path)
+        }
         self._unsets = [path for _, operator, path, _ in self.operations if operator == "$unset" and "." in path]
         # A top-level field removed from the middle of a document is recorded with the fields before it.
         self._names = any(operator == "$unset" and "." not in path for _, operator, path, _ in self.operations)
@@ -569,8 +581,11 @@ def _compare_parts(left: str, right: str) -> int:
 
 
 def _effect(
-    document: Mapping[str, Any], after: Mapping[str, Any], roots: list[tuple[int, str]],
-    made: list[tuple[int, str, list[Change], dict[str, Any]]], places: dict[str, tuple[str, ...]],
+    document: Mapping[str, Any],
+    after: Mapping[str, Any],
+    roots: list[tuple[int, str]],
+    made: list[tuple[int, str, list[Change], dict[str, Any]]],
+    places: dict[str, tuple[str, ...]],
 ) -> Effect | None:
     """The changes, in the update's order, and their pins: a root is listed where its first write is (which a
     server applying the update's order creates it at), and absorbs whatever was made inside it."""
@@ -630,15 +645,18 @@ def _pull(
             node = node[int(part)] if int(part) < len(node) else MISSING
         else:
             blocked = ".".join(parts[:depth])
-            return Refusal(f"{path} cannot be pulled from: {blocked} is {_show(node)}, not a document (MongoDB "
-                           "refuses it: PathNotViable)")
+            return Refusal(
+                f"{path} cannot be pulled from: {blocked} is {_show(node)}, not a document (MongoDB "
+                "refuses it: PathNotViable)"
+            )
         if node is MISSING:
             return [], pin(MISSING)
     if not isinstance(node, list):
         return Refusal(f"{path} is {_show(node)}, not an array: MongoDB refuses to pull from it")
     # An object condition never matches an element that is not a document.
-    removed = [i for i, item in enumerate(node)
-               if isinstance(item, Mapping) and query_matches(item.get(prop, MISSING), pulled)]
+    removed = [
+        i for i, item in enumerate(node) if isinstance(item, Mapping) and query_matches(item.get(prop, MISSING), pulled)
+    ]
     return ([PullChange.of(path, node, removed)] if removed else []), pin(node)
 
 
@@ -656,12 +674,16 @@ def _element_changes(
         if not selected:
             continue
         if not isinstance(element, Mapping):
-            return Refusal(f"{array}.{index} is {_show(element)}, not a document, so MongoDB refuses to set "
-                           f"{array}.$[].{selected[0].property}")
+            return Refusal(
+                f"{array}.{index} is {_show(element)}, not a document, so MongoDB refuses to set "
+                f"{array}.$[].{selected[0].property}"
+            )
         properties = [s.property for s in selected]
         if len(set(properties)) < len(properties):
-            return Refusal(f"two array updates set {array}.{index}.{properties[0]}: MongoDB refuses the update as a "
-                           "conflict (error 40, ConflictingUpdateOperators)")
+            return Refusal(
+                f"two array updates set {array}.{index}.{properties[0]}: MongoDB refuses the update as a "
+                "conflict (error 40, ConflictingUpdateOperators)"
+            )
         new = dict(element)
         for element_set in selected:
             new[element_set.property] = copy.deepcopy(element_set.value)
@@ -677,8 +699,10 @@ def _filter_selects(element: Any, prop: str, matching: tuple[Any]) -> bool:
     if isinstance(element, Mapping):
         return query_matches(element.get(prop, MISSING), matching[0])
     if isinstance(element, list):
-        return any(query_matches(item.get(prop, MISSING) if isinstance(item, Mapping) else MISSING, matching[0])
-                   for item in element)
+        return any(
+            query_matches(item.get(prop, MISSING) if isinstance(item, Mapping) else MISSING, matching[0])
+            for item in element
+        )
     return query_matches(MISSING, matching[0])
 
 

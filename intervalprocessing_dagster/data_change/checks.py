@@ -28,12 +28,12 @@ from dagster import (
     AssetCheckSeverity,
     AssetObservation,
     AssetRecordsFilter,
-    AssetSpec,
     MetadataValue,
     asset_check,
 )
 from pymongo.database import Database
 
+from intervalprocessing_dagster.data_change.assets import DATA_UPDATE_CONFIGS
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.plan import build_plan
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
@@ -45,16 +45,6 @@ from intervalprocessing_dagster.data_change.rules import (
     parse_automation,
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
-
-#: The one asset group of the code location: the collections, the configuration and the reports. The UI's global
-#: lineage opens with every group collapsed when there are several (dagster-webserver 1.13), which hid the
-#: ``dataupdateconfigs -> collections -> reports`` chain behind clicks; with one group it is the first thing shown.
-ASSET_GROUP = "intervalprocessing"
-
-DATA_UPDATE_CONFIGS = AssetSpec(
-    CONFIG_COLLECTION, group_name=ASSET_GROUP, kinds={"mongodb"},
-    description=f"MongoDB collection `{CONFIG_COLLECTION}`: the data-change automations (one document each).",
-)
 
 # Observations read per call when looking for a config change already recorded (the loader observes the collection on
 # every run, so there are many).
@@ -81,11 +71,16 @@ def automations_are_valid(context: AssetCheckExecutionContext, mongo: MongoResou
             active_invalid += not inactive
             problems[automation_label(document) + (" (inactive)" if inactive else "")] = exc.problems
     changed = _observe_changes_since_last_run(context, database, documents)
-    metadata = {"documents": len(documents), "invalid": len(problems), "invalid_active": active_invalid,
-                "changed_since_last_run": changed}
+    metadata = {
+        "documents": len(documents),
+        "invalid": len(problems),
+        "invalid_active": active_invalid,
+        "changed_since_last_run": changed,
+    }
     if not problems:
-        return AssetCheckResult(passed=True, metadata=metadata,
-                                description=f"all {len(documents)} automation(s) are valid")
+        return AssetCheckResult(
+            passed=True, metadata=metadata, description=f"all {len(documents)} automation(s) are valid"
+        )
     listing = "\n".join(f"- {label}: " + "; ".join(found) for label, found in problems.items())
     return AssetCheckResult(
         passed=False,
@@ -121,11 +116,14 @@ def automations_within_limits(mongo: MongoResource, guard: AutomationGuard) -> A
             over.append(f"{automation_label(document)}: {verdict.message('its next run will fail, writing nothing')}")
     metadata = {"checked": checked, "over_limit": len(over)}
     if not over:
-        return AssetCheckResult(passed=True, metadata=metadata,
-                                description=f"all {checked} automation(s) with a limit are within it")
+        return AssetCheckResult(
+            passed=True, metadata=metadata, description=f"all {checked} automation(s) with a limit are within it"
+        )
     listing = "\n".join(f"- {line}" for line in over)
     return AssetCheckResult(
-        passed=False, severity=AssetCheckSeverity.ERROR, metadata={**metadata, "over": MetadataValue.md(listing)},
+        passed=False,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={**metadata, "over": MetadataValue.md(listing)},
         description=f"{len(over)} automation(s) match more documents than they may:\n{listing}",
     )
 
@@ -140,8 +138,9 @@ def _observe_changes_since_last_run(
     runs = database[RUNS_COLLECTION]
     changed = []  # one lookup per automation, on the index the loader ensures (record.ensure_run_record_indexes)
     for document in documents:
-        last = runs.find_one({"configId": document.get("_id"), "dryRun": False, "config": {"$exists": True}},
-                             sort=[("stamp", -1)])
+        last = runs.find_one(
+            {"configId": document.get("_id"), "dryRun": False, "config": {"$exists": True}}, sort=[("stamp", -1)]
+        )
         if last is not None and config_hash(last["config"]) != config_hash(document):
             changed.append((document, last))
     if not changed:
@@ -155,17 +154,22 @@ def _observe_changes_since_last_run(
             continue
         fields = _field_changes(last["config"], document)
         label = automation_label(document)
-        context.op_execution_context.log_event(AssetObservation(
-            asset_key=DATA_UPDATE_CONFIGS.key,
-            description=f"automation {label} changed since its last run ({last.get('runId')}, stamp "
-            f"{last.get('stamp')}): {', '.join(fields)}",
-            metadata={
-                "automation": label, "config_id": key[0], "config_hash": key[1],
-                "last_run_id": str(last.get("runId")), "last_run_config_hash": config_hash(last["config"]),
-                "changed_fields": MetadataValue.json(sorted(fields)),
-                "changes": MetadataValue.json(fields),
-            },
-        ))
+        context.op_execution_context.log_event(
+            AssetObservation(
+                asset_key=DATA_UPDATE_CONFIGS.key,
+                description=f"automation {label} changed since its last run ({last.get('runId')}, stamp "
+                f"{last.get('stamp')}): {', '.join(fields)}",
+                metadata={
+                    "automation": label,
+                    "config_id": key[0],
+                    "config_hash": key[1],
+                    "last_run_id": str(last.get("runId")),
+                    "last_run_config_hash": config_hash(last["config"]),
+                    "changed_fields": MetadataValue.json(sorted(fields)),
+                    "changes": MetadataValue.json(fields),
+                },
+            )
+        )
     return len(changed)
 
 

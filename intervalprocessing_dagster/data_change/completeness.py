@@ -45,8 +45,8 @@ from dagster._core.execution.context.system import PlanOrchestrationContext
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.record import StampKey, unfinished_records
-from intervalprocessing_dagster.runs.run_summary import AutomationRef, ClosingCheck, RunSummary
 from intervalprocessing_dagster.runs.clock import run_stamp
+from intervalprocessing_dagster.runs.run_summary import AutomationRef, ClosingCheck, RunSummary
 
 # The op whose run config says whether a run is a dry run (``jobs.DataChangeConfig``: false unless set).
 APPLY_OP = "apply_automation"
@@ -65,8 +65,9 @@ def completeness_check(cadence: Cadence) -> ClosingCheck:
         run = plan_context.dagster_run
         key = StampKey(cadence.value, run_stamp(run, plan_context.instance), dry_run_of(run.run_config))
         mongo = plan_context.job.get_definition().resource_defs["mongo"]
-        with build_resources({"mongo": mongo}, instance=plan_context.instance,
-                             resource_config=run.run_config.get("resources")) as resources:
+        with build_resources(
+            {"mongo": mongo}, instance=plan_context.instance, resource_config=run.run_config.get("resources")
+        ) as resources:
             records = unfinished_records(resources.mongo.database(), key)
         return [
             AutomationRef(str(record.get("automation")), str(record.get("configId")))

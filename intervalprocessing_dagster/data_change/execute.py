@@ -78,8 +78,10 @@ class DocumentWriteErrors(RuntimeError):
         self.failed = failed
         parts = []
         if failed:
-            parts.append(f"the server refused {failed} document(s) ({result.modified} modified); first errors: "
-                         + "; ".join(quoted))
+            parts.append(
+                f"the server refused {failed} document(s) ({result.modified} modified); first errors: "
+                + "; ".join(quoted)
+            )
         if result.contended:
             parts.append(
                 f"{result.contended} document(s) that still match were not written because another writer changed "
@@ -114,12 +116,25 @@ def execute(
         described = "the pipeline's $match filter"
     else:
         return _execute_pipeline(
-            collection, query.pipeline, plan, deadline=deadline, dry_run=dry_run, batch_size=batch_size,
-            sample_size=sample_size, log=log,
+            collection,
+            query.pipeline,
+            plan,
+            deadline=deadline,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            sample_size=sample_size,
+            log=log,
         )
     return _execute_filter(
-        collection, query_filter, plan, described=described, deadline=deadline, dry_run=dry_run,
-        batch_size=batch_size, sample_size=sample_size, log=log,
+        collection,
+        query_filter,
+        plan,
+        described=described,
+        deadline=deadline,
+        dry_run=dry_run,
+        batch_size=batch_size,
+        sample_size=sample_size,
+        log=log,
     )
 
 
@@ -173,16 +188,25 @@ def _execute_filter(
         except WriteError as exc:
             refused = exc
         else:
-            log(f"{result.matched_count} matched, {result.modified_count} modified by one server-side update_many "
-                f"of {collection.name} ({described} re-checked as each document is written)")
+            log(
+                f"{result.matched_count} matched, {result.modified_count} modified by one server-side update_many "
+                f"of {collection.name} ({described} re-checked as each document is written)"
+            )
             return ExecutionResult(result.matched_count, result.modified_count, 1, time.monotonic() - started, False)
     # update_many stops at the first document the server refuses (e.g. a push onto a field that is not an array),
     # leaving the rest unwritten. Finish the others one by one: documents already updated match again harmlessly
     # (every plan is idempotent for its run), and the refused ones are reported, as on the pipeline path.
     log(f"the server refused a document ({_server_message(refused)}); writing the remaining documents by _id")
     return _execute_pipeline(
-        collection, [{"$match": write_filter}], plan, recheck=query_filter, deadline=deadline, dry_run=False,
-        batch_size=batch_size, sample_size=sample_size, log=log,
+        collection,
+        [{"$match": write_filter}],
+        plan,
+        recheck=query_filter,
+        deadline=deadline,
+        dry_run=False,
+        batch_size=batch_size,
+        sample_size=sample_size,
+        log=log,
     )
 
 

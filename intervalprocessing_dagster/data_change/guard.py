@@ -90,8 +90,9 @@ class AutomationGuard(ConfigurableResource):
             return None
         limit, source = found
         size = collection.estimated_document_count() if limit.percent is not None else 0
-        return Verdict(count_matching(collection, automation, plan), limit.documents(size), limit, source,
-                       collection.name)
+        return Verdict(
+            count_matching(collection, automation, plan), limit.documents(size), limit, source, collection.name
+        )
 
     def enforce(self, collection: Collection, automation: Automation, plan: UpdatePlan) -> Verdict | None:
         """:meth:`verdict`, raising :class:`BlastRadiusExceeded` when the count exceeds the limit."""

@@ -61,12 +61,20 @@ def add_automation_partitions(instance: DagsterInstance, automations: Sequence[t
         instance.add_dynamic_partitions(automations_of(collection).name, list(keys))
 
 
-def applied(name: str, collection: str, document: Mapping[str, Any], stamp: datetime, matched: int,
-            modified: int) -> AssetMaterialization:
+def applied(
+    name: str, collection: str, document: Mapping[str, Any], stamp: datetime, matched: int, modified: int
+) -> AssetMaterialization:
     """What an applied automation records: its collection changed, on the automation's own partition."""
-    return AssetMaterialization(asset_key=collection, partition=name, metadata={
-        "matched": matched, "modified": modified, **_version(document), "stamp": stamp.isoformat(),
-    })
+    return AssetMaterialization(
+        asset_key=collection,
+        partition=name,
+        metadata={
+            "matched": matched,
+            "modified": modified,
+            **_version(document),
+            "stamp": stamp.isoformat(),
+        },
+    )
 
 
 def failed(name: str, document: Mapping[str, Any], stamp: datetime, error: str) -> AssetObservation | None:
@@ -75,9 +83,15 @@ def failed(name: str, document: Mapping[str, Any], stamp: datetime, error: str) 
     if collection is None:
         return None
     text = error if len(error) <= ERROR_CHARS else error[:ERROR_CHARS] + " …"
-    return AssetObservation(asset_key=collection, partition=name, metadata={
-        "failed": text, **_version(document), "stamp": stamp.isoformat(),
-    })
+    return AssetObservation(
+        asset_key=collection,
+        partition=name,
+        metadata={
+            "failed": text,
+            **_version(document),
+            "stamp": stamp.isoformat(),
+        },
+    )
 
 
 def history_path(collection: str, name: str) -> str:

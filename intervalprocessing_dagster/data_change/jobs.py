@@ -40,7 +40,6 @@ One factory builds the four jobs; they differ only in which ``runCadence`` they 
 (``Cadence.run_tags``: the runtime limit and the one-at-a-time concurrency key).
 """
 
-
 import re
 import time
 from collections.abc import Iterator
@@ -101,13 +100,13 @@ from intervalprocessing_dagster.data_change.rules import (
     parse_automation,
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.runs.run_summary import (
     AUTOMATION_ID,
     AUTOMATION_NAME,
     WITHDRAWN_METADATA_KEY,
     with_run_summary,
 )
-from intervalprocessing_dagster.runs.clock import RunClock
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
 # are retried this many times, waiting RETRY_BASE_SECONDS, then twice that, then four times.
@@ -177,8 +176,7 @@ def _load_op(cadence: Cadence) -> OpDefinition:
         if stray:
             context.log.warning(
                 f"these automations never run, their runCadence is not one of {', '.join(valid_cadences)} "
-                "(exact spelling): "
-                + "; ".join(f"{automation_label(d)} has {d.get('runCadence')!r}" for d in stray)
+                "(exact spelling): " + "; ".join(f"{automation_label(d)} has {d.get('runCadence')!r}" for d in stray)
             )
         inactive = [d for d in documents if d.get("isActive") is False]
         if inactive:
@@ -187,10 +185,17 @@ def _load_op(cadence: Cadence) -> OpDefinition:
         context.log.info(f"{len(active)} automation(s) to apply for cadence {cadence.value}")
         # The collection's card in the UI then shows when a run last read it and what it found, and its page links
         # every automation to its history (history.py).
-        context.log_event(AssetObservation(asset_key=CONFIG_COLLECTION, metadata={
-            "cadence": cadence.value, "automations": len(documents), "active": len(active),
-            **history.history_links(every),
-        }))
+        context.log_event(
+            AssetObservation(
+                asset_key=CONFIG_COLLECTION,
+                metadata={
+                    "cadence": cadence.value,
+                    "automations": len(documents),
+                    "active": len(active),
+                    **history.history_links(every),
+                },
+            )
+        )
         keys = mapping_keys([str(d.get("name") or d["_id"]) for d in active])
         tasks = [AutomationTask(cadence, automation_label(document), document) for document in active]
         # Each automation is a partition of the collection it changes: its history in the UI (history.py).
@@ -220,8 +225,12 @@ def _load_op(cadence: Cadence) -> OpDefinition:
     out=Out(Nothing),
 )
 def apply_automation(
-    context: OpExecutionContext, config: DataChangeConfig, mongo: MongoResource, clock: RunClock,
-    guard: AutomationGuard, task: AutomationTask,
+    context: OpExecutionContext,
+    config: DataChangeConfig,
+    mongo: MongoResource,
+    clock: RunClock,
+    guard: AutomationGuard,
+    task: AutomationTask,
 ) -> Iterator[AssetObservation | Output[None]]:
     # A failure is also recorded on the automation's partition (its history in the UI: history.py). It is yielded
     # here, before the Failure is raised again, because Dagster drops what an op logged when the op then raises.
@@ -235,8 +244,13 @@ def apply_automation(
 
 
 def _apply_automation(
-    context: OpExecutionContext, config: DataChangeConfig, mongo: MongoResource, clock: RunClock,
-    guard: AutomationGuard, task: AutomationTask, failures: list[AssetObservation],
+    context: OpExecutionContext,
+    config: DataChangeConfig,
+    mongo: MongoResource,
+    clock: RunClock,
+    guard: AutomationGuard,
+    task: AutomationTask,
+    failures: list[AssetObservation],
 ) -> Output[None]:
     started_at = datetime.now(UTC)
     key = StampKey(task.cadence.value, clock.stamp(context), config.dry_run)
@@ -248,9 +262,17 @@ def _apply_automation(
         status: str, result: ExecutionResult | None = None, error: str | None = None, reason: str | None = None
     ) -> RunRecord:
         return RunRecord(
-            key=key, run_id=context.run_id, mapping_key=context.get_mapping_key() or "", automation=task.name,
-            config=task.document, started_at=started_at, status=status, attempt=context.retry_number + 1,
-            result=result, error=error, reason=reason,
+            key=key,
+            run_id=context.run_id,
+            mapping_key=context.get_mapping_key() or "",
+            automation=task.name,
+            config=task.document,
+            started_at=started_at,
+            status=status,
+            attempt=context.retry_number + 1,
+            result=result,
+            error=error,
+            reason=reason,
         )
 
     def fail(exc: Exception, result: ExecutionResult | None = None) -> Failure:
@@ -264,8 +286,9 @@ def _apply_automation(
         if isinstance(exc, InvalidAutomationError):  # its message already names the automation and every problem
             return Failure(description=str(exc), metadata={"problems": exc.problems, **identity}, allow_retries=False)
         counts = _counts(result) if result is not None else {}
-        return Failure(description=f"automation {task.label} failed: {exc}", metadata={**counts, **identity},
-                       allow_retries=False)
+        return Failure(
+            description=f"automation {task.label} failed: {exc}", metadata={**counts, **identity}, allow_retries=False
+        )
 
     def retry_later(exc: ConnectionFailure) -> Exception:
         if context.retry_number >= MAX_RETRIES:
@@ -283,8 +306,10 @@ def _apply_automation(
     except ConnectionFailure as exc:
         raise retry_later(exc) from exc
     except PyMongoError as exc:  # applying again is safe (every plan is idempotent for its stamp); say so
-        context.log.warning(f"{RUNS_COLLECTION} could not be read, so automation {task.label} is applied without "
-                            f"checking whether it already was for this stamp: {exc}")
+        context.log.warning(
+            f"{RUNS_COLLECTION} could not be read, so automation {task.label} is applied without "
+            f"checking whether it already was for this stamp: {exc}"
+        )
         earlier = None
     if earlier is not None:
         return _already_applied(context, task, key, earlier, identity)
@@ -316,15 +341,34 @@ def _apply_automation(
         collection = database[automation.collection]
         deadline = _run_start(context) + task.cadence.work_budget_seconds
         if config.dry_run:  # counts and samples; nothing written, so nothing journaled
-            result = execute(collection, automation.query, plan, deadline=deadline, dry_run=True,
-                             batch_size=config.batch_size, sample_size=config.sample_size, log=context.log.info)
+            result = execute(
+                collection,
+                automation.query,
+                plan,
+                deadline=deadline,
+                dry_run=True,
+                batch_size=config.batch_size,
+                sample_size=config.sample_size,
+                log=context.log.info,
+            )
         else:
             journal = ChangeJournal.for_step(
-                context, database, automation=automation.name, config_id=task.document.get("_id"),
-                config_hash=config_hash(task.document), stamp=key.stamp, history_days=mongo.history_days,
+                context,
+                database,
+                automation=automation.name,
+                config_id=task.document.get("_id"),
+                config_hash=config_hash(task.document),
+                stamp=key.stamp,
+                history_days=mongo.history_days,
             )
-            result = journal.apply(collection, automation.query, plan, deadline=deadline,
-                                   batch_size=config.batch_size, log=context.log.info)
+            result = journal.apply(
+                collection,
+                automation.query,
+                plan,
+                deadline=deadline,
+                batch_size=config.batch_size,
+                log=context.log.info,
+            )
     # Expected failures: the Failure's description is the whole message, its stack says nothing (and without a cause
     # the console prints the message alone: runs/console_log.py).
     except (InvalidAutomationError, BlastRadiusExceeded) as exc:
@@ -344,8 +388,9 @@ def _apply_automation(
         context.log.warning(f"automation {task.label} succeeded, but its {SUCCEEDED} run record was not written: {exc}")
 
     if not result.dry_run:  # the collection changed, on the automation's own partition: its history in the UI
-        context.log_event(history.applied(task.name, automation.collection, task.document, key.stamp,
-                                          result.matched, result.modified))
+        context.log_event(
+            history.applied(task.name, automation.collection, task.document, key.stamp, result.matched, result.modified)
+        )
     metadata: dict[str, Any] = {
         **_counts(result),
         "duration_seconds": round(result.duration_seconds, 3),
@@ -364,12 +409,19 @@ def _apply_automation(
 
 def _counts(result: ExecutionResult) -> dict[str, int]:
     """The document counts a step's output or failure carries (the UI's metadata table, the run summary)."""
-    return {"matched": result.matched, "modified": result.modified, "retried": result.retried,
-            "contended": result.contended}
+    return {
+        "matched": result.matched,
+        "modified": result.modified,
+        "retried": result.retried,
+        "contended": result.contended,
+    }
 
 
 def _already_applied(
-    context: OpExecutionContext, task: AutomationTask, key: StampKey, earlier: dict[str, Any],
+    context: OpExecutionContext,
+    task: AutomationTask,
+    key: StampKey,
+    earlier: dict[str, Any],
     identity: dict[str, str],
 ) -> Output[None]:
     """The step's result when the ledger says the automation already succeeded for this stamp: nothing applied."""
@@ -377,9 +429,15 @@ def _already_applied(
         f"automation {task.label} was already applied for stamp {key.stamp.isoformat()} by run {earlier.get('runId')} "
         f"({earlier.get('matched')} matched, {earlier.get('modified')} modified); not applied again"
     )
-    return Output(None, metadata={
-        "already_applied": True, "applied_by_run": str(earlier.get("runId")), "modified": 0, **identity,
-    })
+    return Output(
+        None,
+        metadata={
+            "already_applied": True,
+            "applied_by_run": str(earlier.get("runId")),
+            "modified": 0,
+            **identity,
+        },
+    )
 
 
 def _withdrawn_because(current: dict[str, Any] | None, cadence: Cadence) -> str | None:
@@ -392,14 +450,21 @@ def _withdrawn_because(current: dict[str, Any] | None, cadence: Cadence) -> str 
     if current.get("isActive") is False:
         return "its document was deactivated (isActive: false) after it was loaded for this stamp"
     if current.get("runCadence") != cadence.value:
-        return (f"its document's runCadence is now {current.get('runCadence')!r}, no longer {cadence.value!r}, "
-                "since it was loaded for this stamp")
+        return (
+            f"its document's runCadence is now {current.get('runCadence')!r}, no longer {cadence.value!r}, "
+            "since it was loaded for this stamp"
+        )
     return None
 
 
 def _withdraw(
-    context: OpExecutionContext, task: AutomationTask, key: StampKey, why: str, database: Database,
-    withdrawn: RunRecord, identity: dict[str, str],
+    context: OpExecutionContext,
+    task: AutomationTask,
+    key: StampKey,
+    why: str,
+    database: Database,
+    withdrawn: RunRecord,
+    identity: dict[str, str],
 ) -> Output[None]:
     """The step's result when the automation's document no longer selects it for this cadence: nothing applied, the
     ledger's record ``withdrawn`` (terminal: the stamp is complete without it), and a line and metadata saying why."""
@@ -410,8 +475,9 @@ def _withdraw(
     try:
         write_run_record(database, withdrawn)
     except PyMongoError as exc:  # this run still counts it as ended (completeness.py); a later one would say it again
-        context.log.warning(f"automation {task.label} is withdrawn, but its {WITHDRAWN} run record was not written: "
-                            f"{exc}")
+        context.log.warning(
+            f"automation {task.label} is withdrawn, but its {WITHDRAWN} run record was not written: {exc}"
+        )
     return Output(None, metadata={WITHDRAWN_METADATA_KEY: why, "matched": 0, "modified": 0, **identity})
 
 

@@ -144,8 +144,12 @@ class WriteOutcome:
     unconfirmed: list[Any]
 
     def __add__(self, other: WriteOutcome) -> WriteOutcome:
-        return WriteOutcome(self.written + other.written, self.refused + other.refused,
-                            self.skipped + other.skipped, self.unconfirmed + other.unconfirmed)
+        return WriteOutcome(
+            self.written + other.written,
+            self.refused + other.refused,
+            self.skipped + other.skipped,
+            self.unconfirmed + other.unconfirmed,
+        )
 
 
 NOTHING_WRITTEN = WriteOutcome(0, [], [], [])
@@ -170,16 +174,31 @@ class ChangeJournal:
 
     @classmethod
     def for_step(
-        cls, context: OpExecutionContext, database: Database, *, automation: str, config_id: Any, config_hash: str,
-        stamp: datetime, history_days: int, revert_of: str | None = None,
+        cls,
+        context: OpExecutionContext,
+        database: Database,
+        *,
+        automation: str,
+        config_id: Any,
+        config_hash: str,
+        stamp: datetime,
+        history_days: int,
+        revert_of: str | None = None,
     ) -> ChangeJournal:
         """The journal of ``automation`` (its config document's ``_id`` and ``rules.config_hash``) for the step
         running in ``context``."""
         run = context.run
         return cls(
-            database, run_id=run.run_id, root_run_id=run.root_run_id or run.run_id, stamp=stamp,
-            automation=automation, config_id=config_id, config_hash=config_hash, history_days=history_days,
-            resume=context.retry_number > 0 or run.parent_run_id is not None, revert_of=revert_of,
+            database,
+            run_id=run.run_id,
+            root_run_id=run.root_run_id or run.run_id,
+            stamp=stamp,
+            automation=automation,
+            config_id=config_id,
+            config_hash=config_hash,
+            history_days=history_days,
+            resume=context.retry_number > 0 or run.parent_run_id is not None,
+            revert_of=revert_of,
             warn=context.log.warning,
         )
 
@@ -188,7 +207,13 @@ class ChangeJournal:
         return self.database[JOURNAL_COLLECTION]
 
     def apply(
-        self, collection: Collection, query: MongoQuery, plan: UpdatePlan, *, deadline: float, batch_size: int,
+        self,
+        collection: Collection,
+        query: MongoQuery,
+        plan: UpdatePlan,
+        *,
+        deadline: float,
+        batch_size: int,
         log: Callable[[str], None],
     ) -> ExecutionResult:
         """Apply ``plan`` to the documents ``query`` selects, journaled, in batches of ``batch_size`` (every write of
@@ -210,8 +235,9 @@ class ChangeJournal:
                 documents = _batches(cursor, batch_size)
             else:  # a pipeline cannot be re-checked in a write filter; the plan's own conditions are
                 conditions = list(plan.conditions)
-                cursor = collection.aggregate([*query.pipeline, {"$project": {"_id": 1}}], allowDiskUse=True,
-                                              batchSize=batch_size)
+                cursor = collection.aggregate(
+                    [*query.pipeline, {"$project": {"_id": 1}}], allowDiskUse=True, batchSize=batch_size
+                )
                 documents = (
                     read_documents(collection, [doc["_id"] for doc in ids], shape.projection, conditions)
                     for ids in _batches(cursor, batch_size)
@@ -232,17 +258,24 @@ class ChangeJournal:
                     contended += len(outcome.skipped)
                     refused = (refused + outcome.refused)[:QUOTED_ERRORS]
                     busy = (busy + outcome.skipped)[:QUOTED_ERRORS]
-                    log(f"batch {batches}: {len(batch)} document(s) read, {outcome.written} modified and journaled"
+                    log(
+                        f"batch {batches}: {len(batch)} document(s) read, {outcome.written} modified and journaled"
                         f"{_retried(again, outcome)}{f', {len(outcome.refused)} refused' if outcome.refused else ''}"
-                        f"{_unconfirmed(outcome)} ({time.monotonic() - started:.1f}s)")
-        result = ExecutionResult(matched, modified, batches, time.monotonic() - started, False, retried=retried,
-                                 contended=contended)
+                        f"{_unconfirmed(outcome)} ({time.monotonic() - started:.1f}s)"
+                    )
+        result = ExecutionResult(
+            matched, modified, batches, time.monotonic() - started, False, retried=retried, contended=contended
+        )
         if failed or contended:
             raise DocumentWriteErrors(result, failed, quote_refusals(refused), contended=busy)
         return result
 
     def apply_batch_until_written(
-        self, collection: Collection, shape: UpdateShape, plan: UpdatePlan, documents: list[Mapping[str, Any]],
+        self,
+        collection: Collection,
+        shape: UpdateShape,
+        plan: UpdatePlan,
+        documents: list[Mapping[str, Any]],
         conditions: list[dict[str, Any]],
     ) -> tuple[WriteOutcome, int]:
         """:meth:`apply_batch`, then the documents another writer changed between the read and the write read again
@@ -256,14 +289,19 @@ class ChangeJournal:
         for _ in range(WRITE_TRIES - 1):
             if not pending:
                 break
-            again = self.apply_batch(collection, shape, plan,
-                                     read_documents(collection, pending, shape.projection, conditions), conditions)
+            again = self.apply_batch(
+                collection, shape, plan, read_documents(collection, pending, shape.projection, conditions), conditions
+            )
             pending = again.skipped + again.unconfirmed
             total += replace(again, skipped=[])
         return replace(total, skipped=pending), retried
 
     def apply_batch(
-        self, collection: Collection, shape: UpdateShape, plan: UpdatePlan, documents: list[Mapping[str, Any]],
+        self,
+        collection: Collection,
+        shape: UpdateShape,
+        plan: UpdatePlan,
+        documents: list[Mapping[str, Any]],
         conditions: list[dict[str, Any]],
     ) -> WriteOutcome:
         """Journal and write ``plan`` on ``documents`` (read with ``shape.projection``)."""
@@ -274,8 +312,9 @@ class ChangeJournal:
             if isinstance(effect, Refusal):
                 refused.append((document["_id"], effect.message))
             elif effect is not None:
-                writes.append(PlannedWrite(document["_id"], effect.changes, plan.update, plan.array_filters,
-                                           effect.pins))
+                writes.append(
+                    PlannedWrite(document["_id"], effect.changes, plan.update, plan.array_filters, effect.pins)
+                )
         return self.write(collection, writes, conditions) + WriteOutcome(0, refused, [], [])
 
     def write(
@@ -290,8 +329,17 @@ class ChangeJournal:
             self.pages.insert_one(self._page(page_id, collection.name, [write.entry() for write in writes]))
         except DocumentTooLarge:  # a page holds at most 16 MB: halve it (a single document's entry cannot be split)
             if len(writes) == 1:
-                return WriteOutcome(0, [(writes[0].document_id, "its journal entry would exceed MongoDB's 16 MB "
-                                                              "document limit, so it was not written")], [], [])
+                return WriteOutcome(
+                    0,
+                    [
+                        (
+                            writes[0].document_id,
+                            "its journal entry would exceed MongoDB's 16 MB document limit, so it was not written",
+                        )
+                    ],
+                    [],
+                    [],
+                )
             half = len(writes) // 2
             return self.write(collection, writes[:half], conditions) + self.write(collection, writes[half:], conditions)
         written, refused, doubtful, modified = _write(collection, writes, conditions)
@@ -305,21 +353,34 @@ class ChangeJournal:
         kept += [w.entry(unconfirmed=True) for w in writes if w.document_id in unconfirmed]
         self._finish(page_id, kept)
         skipped = [w.document_id for w in writes if w.document_id in doubtful - confirmed - unconfirmed]
-        return WriteOutcome(len(written) + len(confirmed), list(refused.items()), skipped,
-                            [w.document_id for w in writes if w.document_id in unconfirmed])
+        return WriteOutcome(
+            len(written) + len(confirmed),
+            list(refused.items()),
+            skipped,
+            [w.document_id for w in writes if w.document_id in unconfirmed],
+        )
 
     def resolve_unfinished(self, log: Callable[[str], None]) -> None:
         """Settle this run's pages for this automation still ``writing`` (an earlier attempt died mid-batch)."""
         for page in self.pages.find({"rootRunId": self.root_run_id, "automation": self.automation, "state": WRITING}):
             count = resolve_page(self.database, page)
-            log(f"journal page {page['_id']} of an earlier attempt was left in doubt; {count} of its "
-                f"{len(page['documents'])} document(s) hold the journaled change and keep their entries")
+            log(
+                f"journal page {page['_id']} of an earlier attempt was left in doubt; {count} of its "
+                f"{len(page['documents'])} document(s) hold the journaled change and keep their entries"
+            )
 
     def _page(self, page_id: ObjectId, collection: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
         page = {
-            "_id": page_id, "runId": self.run_id, "rootRunId": self.root_run_id, "stamp": self.stamp,
-            "automation": self.automation, "configId": self.config_id, "configHash": self.config_hash,
-            "collection": collection, "createdAt": datetime.now(UTC), "state": WRITING,
+            "_id": page_id,
+            "runId": self.run_id,
+            "rootRunId": self.root_run_id,
+            "stamp": self.stamp,
+            "automation": self.automation,
+            "configId": self.config_id,
+            "configHash": self.config_hash,
+            "collection": collection,
+            "createdAt": datetime.now(UTC),
+            "state": WRITING,
         }
         if self.revert_of is not None:
             page["revertOf"] = self.revert_of
@@ -367,10 +428,12 @@ def field_order(database: Database) -> FieldOrder:
 def ensure_journal_indexes(database: Database, history_days: int) -> list[str]:
     """The journal's indexes; a warning for each the server refused (a refused index costs retention or undo speed,
     never a journal entry)."""
-    undo = Lookup([("rootRunId", 1), ("automation", 1)], "has no index for the undo, which will scan it",
-                  name=UNDO_INDEX)
-    return ensure_history_indexes(database[JOURNAL_COLLECTION], ttl_field="createdAt", days=history_days,
-                                  ttl_name=TTL_INDEX, lookups=(undo,))
+    undo = Lookup(
+        [("rootRunId", 1), ("automation", 1)], "has no index for the undo, which will scan it", name=UNDO_INDEX
+    )
+    return ensure_history_indexes(
+        database[JOURNAL_COLLECTION], ttl_field="createdAt", days=history_days, ttl_name=TTL_INDEX, lookups=(undo,)
+    )
 
 
 def resolve_page(database: Database, page: Mapping[str, Any]) -> int:
@@ -457,9 +520,13 @@ def _write(
         key = bson.encode({"u": write.update, "f": write.array_filters, "p": write.pins})
         groups.setdefault(key, []).append(write)
     statements = [
-        UpdateMany(conjoin([_ids_clause([w.document_id for w in chunk]), *_pin_filters(members[0]), *conditions]),
-                   members[0].update, array_filters=members[0].array_filters or None)
-        for members in groups.values() for chunk in _chunks(members, IDS_PER_STATEMENT)
+        UpdateMany(
+            conjoin([_ids_clause([w.document_id for w in chunk]), *_pin_filters(members[0]), *conditions]),
+            members[0].update,
+            array_filters=members[0].array_filters or None,
+        )
+        for members in groups.values()
+        for chunk in _chunks(members, IDS_PER_STATEMENT)
     ]
     modified, errors = _bulk(collection, statements)
     ids = {write.document_id for write in writes}
@@ -468,8 +535,11 @@ def _write(
     # Some document was not modified. Send each on its own: one already written no longer matches its pins, and the
     # server's refusal of one now names it.
     singles = [
-        UpdateOne(conjoin([{"_id": w.document_id}, *_pin_filters(w), *conditions]), w.update,
-                  array_filters=w.array_filters or None)
+        UpdateOne(
+            conjoin([{"_id": w.document_id}, *_pin_filters(w), *conditions]),
+            w.update,
+            array_filters=w.array_filters or None,
+        )
         for w in writes
     ]
     resent, errors = _bulk(collection, singles)
@@ -485,8 +555,9 @@ def _settle(collection: Collection, writes: list[PlannedWrite]) -> tuple[set[Any
     if not writes:
         return set(), set()
     paths = [change.path for write in writes for change in write.changes]
-    current = {doc["_id"]: doc for doc in read_documents(collection, [w.document_id for w in writes],
-                                                           projection_of(paths), [])}
+    current = {
+        doc["_id"]: doc for doc in read_documents(collection, [w.document_id for w in writes], projection_of(paths), [])
+    }
     confirmed, unconfirmed = set(), set()
     for write in writes:
         document = current.get(write.document_id)
@@ -509,7 +580,9 @@ def _retried(again: int, outcome: WriteOutcome) -> str:
 def _unconfirmed(outcome: WriteOutcome) -> str:
     if not outcome.unconfirmed:
         return ""
-    return f", {len(outcome.unconfirmed)} changed by another writer as they were written (journaled, flagged unconfirmed)"
+    return (
+        f", {len(outcome.unconfirmed)} changed by another writer as they were written (journaled, flagged unconfirmed)"
+    )
 
 
 def _bulk(collection: Collection, statements: list[UpdateOne | UpdateMany]) -> tuple[int, list[dict[str, Any]]]:
@@ -534,7 +607,7 @@ def _server_message(error: Mapping[str, Any]) -> str:
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _batches(cursor: Iterable[Any], size: int) -> Iterator[list[Any]]:

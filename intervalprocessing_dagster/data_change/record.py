@@ -137,11 +137,15 @@ def ensure_run_record_indexes(database: Database, history_days: int) -> list[str
     """
     lookups = (
         Lookup([("runId", 1), ("mappingKey", 1)], "has no unique run index", unique=True),
-        Lookup([("configId", 1), ("stamp", -1)],
-               "has no index on configId; an automation's last run is found by a scan", name=LATEST_RUN_INDEX),
+        Lookup(
+            [("configId", 1), ("stamp", -1)],
+            "has no index on configId; an automation's last run is found by a scan",
+            name=LATEST_RUN_INDEX,
+        ),
     )
-    return ensure_history_indexes(database[RUNS_COLLECTION], ttl_field="recordedAt", days=history_days,
-                                  ttl_name=TTL_INDEX, lookups=lookups)
+    return ensure_history_indexes(
+        database[RUNS_COLLECTION], ttl_field="recordedAt", days=history_days, ttl_name=TTL_INDEX, lookups=lookups
+    )
 
 
 def record_loaded(database: Database, key: StampKey, run_id: str, loaded: Sequence[LoadedAutomation]) -> int:
@@ -157,7 +161,11 @@ def record_loaded(database: Database, key: StampKey, run_id: str, loaded: Sequen
         {
             "_id": key.record_id(automation.config.get("_id")),
             **_identity(key, run_id, automation.mapping_key, automation.name, automation.config),
-            "runIds": [run_id], "status": PENDING, "attempts": 0, "startedAt": None, "finishedAt": None,
+            "runIds": [run_id],
+            "status": PENDING,
+            "attempts": 0,
+            "startedAt": None,
+            "finishedAt": None,
             **_outcome(None, None),
         }
         for automation in loaded
@@ -184,9 +192,15 @@ def claim(database: Database, record: RunRecord) -> dict[str, Any] | None:
     if not record.key.dry_run:
         record_filter["status"] = {"$ne": SUCCEEDED}
     running = {
-        "runId": record.run_id, "mappingKey": record.mapping_key, "automation": record.automation,
-        "status": RUNNING, "attempts": record.attempt, "startedAt": record.started_at, "finishedAt": None,
-        "recordedAt": datetime.now(UTC), **_outcome(None, None),
+        "runId": record.run_id,
+        "mappingKey": record.mapping_key,
+        "automation": record.automation,
+        "status": RUNNING,
+        "attempts": record.attempt,
+        "startedAt": record.started_at,
+        "finishedAt": None,
+        "recordedAt": datetime.now(UTC),
+        **_outcome(None, None),
     }
     if collection.update_one(record_filter, {"$set": running, "$addToSet": {"runIds": record.run_id}}).matched_count:
         return None
@@ -195,9 +209,13 @@ def claim(database: Database, record: RunRecord) -> dict[str, Any] | None:
         return existing
     collection.update_one(
         {"_id": record.record_id},
-        {"$set": {**_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
-                  **running},
-         "$addToSet": {"runIds": record.run_id}},
+        {
+            "$set": {
+                **_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
+                **running,
+            },
+            "$addToSet": {"runIds": record.run_id},
+        },
         upsert=True,
     )
     return None
@@ -208,9 +226,14 @@ def write_run_record(database: Database, record: RunRecord) -> None:
     database[RUNS_COLLECTION].update_one(
         {"_id": record.record_id},
         {
-            "$set": {**_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
-                     "status": record.status, "attempts": record.attempt, "startedAt": record.started_at,
-                     "finishedAt": datetime.now(UTC), **_outcome(record.result, record.error, record.reason)},
+            "$set": {
+                **_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
+                "status": record.status,
+                "attempts": record.attempt,
+                "startedAt": record.started_at,
+                "finishedAt": datetime.now(UTC),
+                **_outcome(record.result, record.error, record.reason),
+            },
             "$addToSet": {"runIds": record.run_id},
         },
         upsert=True,
@@ -220,17 +243,28 @@ def write_run_record(database: Database, record: RunRecord) -> None:
 def unfinished_records(database: Database, key: StampKey) -> list[dict[str, Any]]:
     """The records of ``key``'s stamp that are not terminal: automations loaded for it that have not run (``pending``),
     were cut off (``running``) or are still waiting for a retry (``retrying``); by ``_id`` (the ``_id`` index)."""
-    return list(database[RUNS_COLLECTION].find(
-        {"_id": {"$gte": key.prefix, "$lt": key.prefix + "\uffff"}, "status": {"$nin": list(TERMINAL)}},
-        {"automation": 1, "configId": 1, "mappingKey": 1, "status": 1},
-    ).sort("_id", 1))
+    return list(
+        database[RUNS_COLLECTION]
+        .find(
+            {"_id": {"$gte": key.prefix, "$lt": key.prefix + "\uffff"}, "status": {"$nin": list(TERMINAL)}},
+            {"automation": 1, "configId": 1, "mappingKey": 1, "status": 1},
+        )
+        .sort("_id", 1)
+    )
 
 
 def _identity(key: StampKey, run_id: str, mapping_key: str, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "runId": run_id, "mappingKey": mapping_key, "automation": name, "configId": config.get("_id"),
-        "cadence": key.cadence, "stamp": key.stamp, "dryRun": key.dry_run, "recordedAt": datetime.now(UTC),
-        "configHash": config_hash(config), "config": dict(config),
+        "runId": run_id,
+        "mappingKey": mapping_key,
+        "automation": name,
+        "configId": config.get("_id"),
+        "cadence": key.cadence,
+        "stamp": key.stamp,
+        "dryRun": key.dry_run,
+        "recordedAt": datetime.now(UTC),
+        "configHash": config_hash(config),
+        "config": dict(config),
     }
 
 

@@ -28,8 +28,8 @@ prefix query; with the history retention's windows that is some thousands of ids
 
 Launch it from the UI (**Jobs → revert_automation_run_job → Launchpad**) with ``ops: {revert_automation_run: {config:
 {run_id: <id>}}}``, first as a dry run, or from the link a data-change run that modified documents logs at its
-end (``undo_launchpad_url``: the launchpad with that config filled in); docs/runbook.md "Undo an automation run" walks through
-it.
+end (``undo_launchpad_url``: the launchpad with that config filled in); docs/runbook.md "Undo an automation run"
+walks through it.
 """
 
 import json
@@ -75,8 +75,8 @@ from intervalprocessing_dagster.data_change.journal import (
 )
 from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY, with_run_summary
 from intervalprocessing_dagster.runs.clock import RunClock
+from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY, with_run_summary
 
 JOB_NAME = "revert_automation_run_job"
 OP_NAME = "revert_automation_run"
@@ -89,11 +89,14 @@ _CONFLICTS_PER_LINE = 20
 class RevertConfig(Config):
     """Run config of ``revert_automation_run``."""
 
-    run_id: str = Field(description="Id of the run whose changes to undo (any run of its group: the run, a retry or "
-                                    "a re-execution; all of them are undone together). The whole id or its first "
-                                    f"{MIN_RUN_ID_PREFIX} characters or more, as the UI shows them.")
-    automations: list[str] = Field(default_factory=list,
-                                   description="Names of the automations to undo; empty: every one the run changed.")
+    run_id: str = Field(
+        description="Id of the run whose changes to undo (any run of its group: the run, a retry or "
+        "a re-execution; all of them are undone together). The whole id or its first "
+        f"{MIN_RUN_ID_PREFIX} characters or more, as the UI shows them."
+    )
+    automations: list[str] = Field(
+        default_factory=list, description="Names of the automations to undo; empty: every one the run changed."
+    )
     dry_run: bool = Field(default=True, description="Only count and show what would be restored; write nothing.")
     sample_size: int = Field(default=3, ge=0, description="Documents shown per automation, values now and after.")
 
@@ -110,8 +113,10 @@ class AutomationRevert:
 
     def metadata(self, dry_run: bool) -> dict[str, Any]:
         return {
-            "journaled": self.journaled, "would restore" if dry_run else "restored": self.restored,
-            "already as before": self.already, "conflicts": self.conflicts,
+            "journaled": self.journaled,
+            "would restore" if dry_run else "restored": self.restored,
+            "already as before": self.already,
+            "conflicts": self.conflicts,
         }
 
 
@@ -137,8 +142,9 @@ def revert_run(
     reports: dict[str, AutomationRevert] = {}
     for page in pages.find(selection, sort=[("_id", -1)], batch_size=1):
         report = reports.setdefault(page["automation"], AutomationRevert())
-        conflicts = _revert_page(database, page, report, dry_run=dry_run, journal_for=journal_for,
-                                 sample_size=sample_size)
+        conflicts = _revert_page(
+            database, page, report, dry_run=dry_run, journal_for=journal_for, sample_size=sample_size
+        )
         report.conflicts += len(conflicts)
         for line in _lines(conflicts):
             log(f"conflicts, left as they are ({page['automation']}, {page['collection']}): {line}")
@@ -146,8 +152,13 @@ def revert_run(
 
 
 def _revert_page(
-    database: Database, page: Mapping[str, Any], report: AutomationRevert, *, dry_run: bool,
-    journal_for: Callable[[Mapping[str, Any]], ChangeJournal], sample_size: int,
+    database: Database,
+    page: Mapping[str, Any],
+    report: AutomationRevert,
+    *,
+    dry_run: bool,
+    journal_for: Callable[[Mapping[str, Any]], ChangeJournal],
+    sample_size: int,
 ) -> list[str]:
     """Undo one page; the conflicts found, each naming its document and why."""
     collection = database[page["collection"]]
@@ -156,8 +167,10 @@ def _revert_page(
     for entry in page["documents"]:
         report.journaled += 1
         if entry.get("unconfirmed"):
-            conflicts.append(f"_id {entry['_id']}: it changed while the automation wrote it, so the journal cannot "
-                             "say whether the automation's value is the one it holds")
+            conflicts.append(
+                f"_id {entry['_id']}: it changed while the automation wrote it, so the journal cannot "
+                "say whether the automation's value is the one it holds"
+            )
         else:
             changes[entry["_id"]] = [change_from_document(change) for change in entry["changes"]]
     paths = [change.path for listed in changes.values() for change in listed]
@@ -172,8 +185,9 @@ def _revert_page(
         if restoration.state == RESTORE:
             writes.append(PlannedWrite(document_id, restoration.changes, restoration.update, [], restoration.pins))
             if len(report.samples) < sample_size:
-                report.samples.append({"_id": document_id, "now and after": [c.to_document()
-                                                                             for c in restoration.changes]})
+                report.samples.append(
+                    {"_id": document_id, "now and after": [c.to_document() for c in restoration.changes]}
+                )
         elif restoration.state == ALREADY:
             report.already += 1
         else:
@@ -186,14 +200,16 @@ def _revert_page(
     conflicts += [f"_id {document_id}: {reason}" for document_id, reason in outcome.refused]
     conflicts += [f"_id {document_id}: it changed while being restored" for document_id in outcome.skipped]
     if outcome.unconfirmed:
-        conflicts.append(f"{len(outcome.unconfirmed)} document(s) changed as they were restored; their restoration is "
-                         "journaled, flagged unconfirmed")
+        conflicts.append(
+            f"{len(outcome.unconfirmed)} document(s) changed as they were restored; their restoration is "
+            "journaled, flagged unconfirmed"
+        )
     return conflicts
 
 
 def _lines(items: list[str]) -> Iterator[str]:
     for start in range(0, len(items), _CONFLICTS_PER_LINE):
-        yield "; ".join(items[start:start + _CONFLICTS_PER_LINE])
+        yield "; ".join(items[start : start + _CONFLICTS_PER_LINE])
 
 
 @op(
@@ -211,8 +227,9 @@ def revert_automation_run(
     stamp = clock.stamp(context)
     if not config.dry_run and (context.retry_number > 0 or context.run.parent_run_id is not None):
         # This revert's own earlier attempt may have left a page in doubt: settle it before reading the state.
-        for page in database[JOURNAL_COLLECTION].find({"rootRunId": context.run.root_run_id or context.run_id,
-                                                       "state": WRITING}):
+        for page in database[JOURNAL_COLLECTION].find(
+            {"rootRunId": context.run.root_run_id or context.run_id, "state": WRITING}
+        ):
             resolve_page(database, page)
     known = database[JOURNAL_COLLECTION].distinct("automation", {"rootRunId": root_run_id})
     unknown = sorted(set(config.automations) - set(known))
@@ -224,17 +241,30 @@ def revert_automation_run(
 
     def journal_for(page: Mapping[str, Any]) -> ChangeJournal:
         return ChangeJournal.for_step(
-            context, database, automation=page["automation"], config_id=page["configId"],
-            config_hash=page["configHash"], stamp=stamp, history_days=mongo.history_days, revert_of=root_run_id,
+            context,
+            database,
+            automation=page["automation"],
+            config_id=page["configId"],
+            config_hash=page["configHash"],
+            stamp=stamp,
+            history_days=mongo.history_days,
+            revert_of=root_run_id,
         )
 
     reports = revert_run(
-        database, root_run_id, config.automations, dry_run=config.dry_run, journal_for=journal_for,
-        sample_size=config.sample_size, log=context.log.warning,
+        database,
+        root_run_id,
+        config.automations,
+        dry_run=config.dry_run,
+        journal_for=journal_for,
+        sample_size=config.sample_size,
+        log=context.log.warning,
     )
     totals = AutomationRevert(
-        journaled=sum(r.journaled for r in reports.values()), restored=sum(r.restored for r in reports.values()),
-        already=sum(r.already for r in reports.values()), conflicts=sum(r.conflicts for r in reports.values()),
+        journaled=sum(r.journaled for r in reports.values()),
+        restored=sum(r.restored for r in reports.values()),
+        already=sum(r.already for r in reports.values()),
+        conflicts=sum(r.conflicts for r in reports.values()),
     )
     verb = "would restore" if config.dry_run else "restored"
     summary = (
@@ -244,7 +274,9 @@ def revert_automation_run(
     )
     context.log.info(summary)
     metadata: dict[str, Any] = {
-        "reverted_run_group": root_run_id, "dry_run": config.dry_run, **totals.metadata(config.dry_run),
+        "reverted_run_group": root_run_id,
+        "dry_run": config.dry_run,
+        **totals.metadata(config.dry_run),
         SUMMARY_METADATA_KEY: summary,  # also the run's closing "Run summary" line
         "by_automation": MetadataValue.md(_table(reports, config.dry_run)),
     }
@@ -259,8 +291,9 @@ def revert_automation_run(
 def _not_reverted(reason: str) -> Failure:
     """The step's failure when the revert cannot start: ``reason`` alone (an expected refusal, no stack trace), and
     as the run's summary (``run_summary.py``), so the run says what it did not do."""
-    return Failure(description=reason, metadata={SUMMARY_METADATA_KEY: f"revert not done: {reason}"},
-                   allow_retries=False)
+    return Failure(
+        description=reason, metadata={SUMMARY_METADATA_KEY: f"revert not done: {reason}"}, allow_retries=False
+    )
 
 
 def _full_run_id(context: OpExecutionContext, database: Database, given: str) -> str:
@@ -271,8 +304,10 @@ def _full_run_id(context: OpExecutionContext, database: Database, given: str) ->
     if context.instance.has_run(run_id) or journal.find_one({"rootRunId": run_id}, {"_id": 1}) is not None:
         return run_id
     if len(run_id) < MIN_RUN_ID_PREFIX:
-        raise _not_reverted(f"run id {given!r} is too short: give at least its first {MIN_RUN_ID_PREFIX} characters "
-                            "(as the UI's run pages and lists show them) or the whole id")
+        raise _not_reverted(
+            f"run id {given!r} is too short: give at least its first {MIN_RUN_ID_PREFIX} characters "
+            "(as the UI's run pages and lists show them) or the whole id"
+        )
     in_instance = [candidate for candidate in context.instance.get_run_ids() if candidate.startswith(run_id)]
     journaled = journal.distinct("rootRunId", {"rootRunId": {"$regex": f"^{re.escape(run_id)}"}})
     candidates = sorted({*in_instance, *journaled})
@@ -280,9 +315,11 @@ def _full_run_id(context: OpExecutionContext, database: Database, given: str) ->
         context.log.info(f"run id {given!r} is run {candidates[0]}")
         return candidates[0]
     if len(candidates) > 1:
-        raise _not_reverted(f"run id {given!r} is ambiguous: it starts {len(candidates)} runs' ids: "
-                            + "; ".join(_describe(context, candidate) for candidate in candidates)
-                            + ". Give more of the id (the run page's address ends with the whole id)")
+        raise _not_reverted(
+            f"run id {given!r} is ambiguous: it starts {len(candidates)} runs' ids: "
+            + "; ".join(_describe(context, candidate) for candidate in candidates)
+            + ". Give more of the id (the run page's address ends with the whole id)"
+        )
     return run_id  # no run starts with it: _run_group_root says so
 
 
@@ -314,14 +351,17 @@ def _run_group_root(context: OpExecutionContext, database: Database, run_id: str
         # Not in this instance (its history was deleted, or it ran elsewhere): its id may still be a root the
         # journal knows.
         if database[JOURNAL_COLLECTION].find_one({"rootRunId": run_id}, {"_id": 1}) is None:
-            raise _not_reverted(f"no run {run_id} in this Dagster instance and no journaled change under that id: "
-                                "check the run id (the UI's run page shows it)")
+            raise _not_reverted(
+                f"no run {run_id} in this Dagster instance and no journaled change under that id: "
+                "check the run id (the UI's run page shows it)"
+            )
         return run_id
     root_run_id, runs = group
     unfinished = [run for run in runs if not run.is_finished]
     if unfinished:
         raise _not_reverted(
-            "not reverted: " + ", ".join(f"run {run.run_id} is {run.status.value}" for run in unfinished)
+            "not reverted: "
+            + ", ".join(f"run {run.run_id} is {run.status.value}" for run in unfinished)
             + "; revert once every run of the group has finished"
         )
     return root_run_id

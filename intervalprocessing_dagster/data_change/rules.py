@@ -78,8 +78,6 @@ class ArrayUpdate:
     matching: Matching | None
 
 
-
-
 @dataclass(frozen=True)
 class Automation:
     """A validated automation, ready to plan."""
@@ -267,9 +265,7 @@ def _parse_array_updates(document: Mapping[str, Any], problem: _Problem) -> list
                     + ("pushes a new element" if update_type is UpdateType.ADD else "pulls elements equal to newValue"),
                 )
         if update_type is not None and valid:
-            updates.append(
-                (where, ArrayUpdate(array_path, property_name, update_type, value, matching))
-            )
+            updates.append((where, ArrayUpdate(array_path, property_name, update_type, value, matching)))
     return updates
 
 
@@ -382,12 +378,16 @@ def _check_overlaps(
     for index, (where, path) in enumerate(touched):
         for other_where, other in touched[:index]:
             if path == other:
-                problem(where, f"touches {path!r}, which overlaps {other!r} of {other_where}: one would overwrite "
-                               "the other")
+                problem(
+                    where, f"touches {path!r}, which overlaps {other!r} of {other_where}: one would overwrite the other"
+                )
             elif paths_conflict(path, other):
-                problem(where, f"touches {path!r}, which overlaps {other!r} of {other_where}: MongoDB refuses an "
-                               "update touching both (error 40, ConflictingUpdateOperators), so no document could "
-                               "be updated")
+                problem(
+                    where,
+                    f"touches {path!r}, which overlaps {other!r} of {other_where}: MongoDB refuses an "
+                    "update touching both (error 40, ConflictingUpdateOperators), so no document could "
+                    "be updated",
+                )
 
 
 def _describe(document: Mapping[str, Any], field: str) -> str:

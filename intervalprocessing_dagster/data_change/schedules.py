@@ -14,7 +14,6 @@ poll interval), and from then on it is no longer "queued or going" here nor hold
 cadence; its retry, if run retries start one, is that cadence's run until it ends.
 """
 
-
 from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,

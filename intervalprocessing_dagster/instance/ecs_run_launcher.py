@@ -29,7 +29,6 @@ from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_PROCESS_TO_RUN, LAU
 ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
 
 
-
 class EnvNetworkEcsRunLauncher(EcsRunLauncher):
     """``EcsRunLauncher`` plus ``subnets``, ``security_groups`` and ``assign_public_ip`` for ``awsvpc`` run tasks."""
 

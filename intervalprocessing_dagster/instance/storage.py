@@ -11,7 +11,7 @@ pooled engine for itself (``optimize_for_webserver``), run workers and the daemo
 These classes are the stock storages with that difference (and, on the local SQLite instance, commits that do not
 wait for a disk flush: ``PooledSqliteEventLogStorage`` says what that risks), and one more: deleting a run's events
 also deletes what the stock ``delete_events`` leaves behind (its asset-check executions, and on SQLite its own
-database file), so a deleted run, whether by the history retention job (``instance/retention.py``) or by the UI's
+database file), so a deleted run, whether by the history retention job (``history/retention.py``) or by the UI's
 "Delete", leaves nothing. They are selected in ``dagster.yaml`` with
 ``storage: custom:`` (the repo-root file for the local instance, ``deploy/dagster.yaml`` in production). Tables, files,
 migrations and queries are Dagster's, unchanged, so an existing instance's history stays readable and switching
@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory, _runs_directory
@@ -39,7 +40,6 @@ from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
 from dagster_postgres.auth import PgTokenProvider
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
-import sqlalchemy
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 

@@ -82,10 +82,15 @@ def _start_server(data_dir: Path) -> str:
     with open(log_path, "ab") as server_log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "secantus",
-                "--host", "127.0.0.1",
-                "--port", str(port),
-                "--storage-path", str(data_dir / "db"),
+                sys.executable,
+                "-m",
+                "secantus",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(data_dir / "db"),
                 "--sync-on-commit",
             ],
             stdin=subprocess.DEVNULL,

@@ -36,7 +36,8 @@ class MongoResource(ConfigurableResource):
     server_selection_timeout_ms: int = Field(default=20_000, description="How long to wait for a reachable server.")
     socket_timeout_ms: int = Field(default=600_000, description="Longest single server round trip (bulk updates).")
     history_days: int = Field(
-        default=DEFAULT_AUTOMATION_HISTORY_DAYS, ge=1,
+        default=DEFAULT_AUTOMATION_HISTORY_DAYS,
+        ge=1,
         description="Days the platform keeps its own records in this database (the automationruns ledger and the "
         "automationchanges journal: TTL indexes), counted from when each was last written. Set from "
         "AUTOMATION_HISTORY_DAYS.",

@@ -179,9 +179,7 @@ def parse_query(query: str | Mapping[str, Any] | Sequence[Any], *, source: str) 
                 raise QuerySyntaxError(source, problem)
         _refuse_forbidden(pipeline, "pipeline", source)
         return MongoQuery(pipeline=pipeline)
-    raise QuerySyntaxError(
-        source, f"a query must be a string, a document or an array, got {type(query).__name__}"
-    )
+    raise QuerySyntaxError(source, f"a query must be a string, a document or an array, got {type(query).__name__}")
 
 
 def parse_document(text: str | Mapping[str, Any], *, source: str) -> dict[str, Any]:
@@ -218,7 +216,7 @@ class _Arg:
     raw: str
 
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _HEX_OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
@@ -374,8 +372,7 @@ class _Parser:
             number = len(stages) + 1
             start = self.pos
             if self.peek() != "{":
-                self.fail(f"expected pipeline stage {number} as a document {{ $stage: ... }}, "
-                          f"found {self.found()}")
+                self.fail(f"expected pipeline stage {number} as a document {{ $stage: ... }}, found {self.found()}")
             self.path.append(len(stages))
             stage = self.parse_document()
             self.path.pop()
@@ -447,8 +444,10 @@ class _Parser:
             self.pos += 1
             return False
         line, column = _line_column(self.text, open_pos)
-        self.fail(f"expected ',' or '{close}' to close the {what} opened at line {line}, column {column}, "
-                  f"found {self.found()}")
+        self.fail(
+            f"expected ',' or '{close}' to close the {what} opened at line {line}, column {column}, "
+            f"found {self.found()}"
+        )
 
     def parse_key(self) -> str:
         if self.peek() in _QUOTES:
@@ -512,7 +511,7 @@ class _Parser:
             self.fail(f"{name}() needs an argument, e.g. {usage}")
         else:
             self.fail(f"expected a quoted string or a number as the argument of {name}, found {self.found()}")
-        arg = _Arg(value, self.text[arg_pos:self.pos])
+        arg = _Arg(value, self.text[arg_pos : self.pos])
         self.expect(")", f"')' after the argument of {name} (it takes one argument)")
         try:
             return convert(arg)
@@ -564,13 +563,15 @@ class _Parser:
             elif char == "/" and not in_class:
                 break
             index += 1
-        pattern = text[start + 1:index]
+        pattern = text[start + 1 : index]
         flags = _REGEX_FLAGS.match(text, index + 1)
         assert flags is not None  # the pattern also matches the empty string
         for offset, flag in enumerate(flags.group()):
             if flag not in _MONGO_REGEX_FLAGS:
-                self.fail(f"unsupported regular expression flag '{flag}': MongoDB supports i, m, s and x",
-                          flags.start() + offset)
+                self.fail(
+                    f"unsupported regular expression flag '{flag}': MongoDB supports i, m, s and x",
+                    flags.start() + offset,
+                )
         self.pos = flags.end()
         return Regex(pattern, flags.group())
 
@@ -740,7 +741,7 @@ def _excerpt(text: str, pos: int, width: int = 40) -> str:
     """The offending line (cut to ``width`` characters either side, for long one-line pipelines) and a caret."""
     line_start = text.rfind("\n", 0, pos) + 1
     line_end = text.find("\n", pos)
-    line = text[line_start:len(text) if line_end < 0 else line_end].rstrip("\r").replace("\t", " ")
+    line = text[line_start : len(text) if line_end < 0 else line_end].rstrip("\r").replace("\t", " ")
     column = pos - line_start
     left = max(0, column - width)
     right = min(len(line), column + width)

@@ -109,7 +109,8 @@ class AlertChannel(ConfigurableResource):
         default=None, description="Base URL of the Dagster UI (INTERVALPROCESSING_WEBSERVER_URL), for run links."
     )
     hand_launched_runs: bool = Field(
-        default=False, description="Alert the failed runs a person launched from the UI or CLI too "
+        default=False,
+        description="Alert the failed runs a person launched from the UI or CLI too "
         "(ALERT_ON_HAND_LAUNCHED_RUNS); off: only unattended runs alert.",
     )
 
@@ -228,16 +229,20 @@ def unattended_by(run: DagsterRun) -> str | None:
 def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertChannel) -> None:
     run = context.dagster_run
     if not alerts.hand_launched_runs and unattended_by(run) is None:
-        context.log.info(f"run {run.run_id} of {run.job_name} failed; a person launched it (UI or CLI) and sees it: "
-                         "no alert (ALERT_ON_HAND_LAUNCHED_RUNS=on alerts these too)")
+        context.log.info(
+            f"run {run.run_id} of {run.job_name} failed; a person launched it (UI or CLI) and sees it: "
+            "no alert (ALERT_ON_HAND_LAUNCHED_RUNS=on alerts these too)"
+        )
         return
     if will_be_retried(context):
         context.log.info(f"run {run.run_id} of {run.job_name} failed and will be retried; its retry reports")
         return
     step_failures = context.get_step_failure_events()
     if _failed_only_through_checks(context.failure_event, step_failures):
-        context.log.info(f"run {run.run_id} of {run.job_name} failed only through its blocking checks; "
-                         "check_failure_alert_sensor tells about them, once per new failure")
+        context.log.info(
+            f"run {run.run_id} of {run.job_name} failed only through its blocking checks; "
+            "check_failure_alert_sensor tells about them, once per new failure"
+        )
         return
     alerts.send(build_failure_alert(context, step_failures, alerts), context.log)
 
@@ -245,20 +250,25 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertChan
 def _what_to_do(automations_failed: bool) -> str:
     """The next step, as docs/runbook.md's alert table gives it: what works for the failure at hand."""
     if automations_failed:
-        return ("Do: fix each automation's document in dataupdateconfigs (or the data), then open the run and choose "
-                "Re-execute → From failure: the failed automations run again as their documents are then (one "
-                "deactivated or deleted meanwhile is withdrawn, saying so); those already applied are not applied "
-                "again.")
-    return ("Do: fix the cause (for a dead task, its log and size), then open the run and choose Re-execute → From "
-            "failure: what did not finish runs again, under the run's stamp.")
+        return (
+            "Do: fix each automation's document in dataupdateconfigs (or the data), then open the run and choose "
+            "Re-execute → From failure: the failed automations run again as their documents are then (one "
+            "deactivated or deleted meanwhile is withdrawn, saying so); those already applied are not applied "
+            "again."
+        )
+    return (
+        "Do: fix the cause (for a dead task, its log and size), then open the run and choose Re-execute → From "
+        "failure: what did not finish runs again, under the run's stamp."
+    )
 
 
 def _origin_lines(run: DagsterRun) -> list[str]:
     lines = []
     if run.tags.get(RETRY_NUMBER_TAG):
         lines.append(f"Attempt: retry {run.tags[RETRY_NUMBER_TAG]} of run {run.tags.get(PARENT_RUN_ID_TAG)}")
-    started_by = next((run.tags[tag] for tag in (SCHEDULE_NAME_TAG, SENSOR_NAME_TAG, LAUNCHED_BY_TAG)
-                       if run.tags.get(tag)), None)
+    started_by = next(
+        (run.tags[tag] for tag in (SCHEDULE_NAME_TAG, SENSOR_NAME_TAG, LAUNCHED_BY_TAG) if run.tags.get(tag)), None
+    )
     if started_by is None and run.tags.get(BACKFILL_ID_TAG):
         started_by = f"backfill {run.tags[BACKFILL_ID_TAG]}"
     lines.append(f"Started by: {started_by or 'hand (UI or CLI)'}")
@@ -269,8 +279,12 @@ def _failed_only_through_checks(failure_event: DagsterEvent, step_failures: list
     """A run whose every failed step is a blocking check that failed at ERROR (a config check run finding a broken
     document): the check is red every hour until the document is fixed, the run with it."""
     data = failure_event.event_specific_data  # None for a failure reported from outside the run (run monitoring)
-    return (data is not None and data.failure_reason == RunFailureReason.STEP_FAILURE and bool(step_failures)
-            and all(failed_by_blocking_check(event) for event in step_failures))
+    return (
+        data is not None
+        and data.failure_reason == RunFailureReason.STEP_FAILURE
+        and bool(step_failures)
+        and all(failed_by_blocking_check(event) for event in step_failures)
+    )
 
 
 def _run_failure_lines(failure_event: DagsterEvent, has_step_failures: bool) -> list[str]:

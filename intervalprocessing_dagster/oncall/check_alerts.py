@@ -139,8 +139,11 @@ def _result(record: AssetCheckExecutionRecord) -> CheckResult | None:
 
 
 def _header(result: CheckResult, alerts: AlertChannel) -> list[str]:
-    return [f"Check: {result.key.name} on {result.key.asset_key.to_user_string()}", f"Run: {result.run_id}",
-            alerts.link_line(result.run_id)]
+    return [
+        f"Check: {result.key.name} on {result.key.asset_key.to_user_string()}",
+        f"Run: {result.run_id}",
+        alerts.link_line(result.run_id),
+    ]
 
 
 def _attributes(result: CheckResult) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The reports as Dagster assets, with the MongoDB collections they read as external assets for lineage.
 
 Assets, one per old processor, each reading its ``processes[]`` entry by the old processor name (every asset of the
-code location is in one group, ``ASSET_GROUP``: ``data_change/checks.py`` says why):
+code location is in one group, ``ASSET_GROUP``: ``data_change/assets.py`` says why):
 
 * ``daily_audit_inventory`` (DailyAuditInventoryProcessor), ``daily_active_mrr_inventory``
   (DailyActiveMRRInventoryProcessor): every run.
@@ -27,7 +27,6 @@ Each report is its own step, so one failing report does not stop the others (the
 exception, spec §5.6). Metadata keeps numbers as numbers so the UI plots them run over run.
 """
 
-
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,9 +45,13 @@ from dagster import (
 )
 from pydantic import Field
 
-from intervalprocessing_dagster.data_change.checks import ASSET_GROUP
-from intervalprocessing_dagster.data_change.history import automations_of
-from intervalprocessing_dagster.data_change.rules import CONFIG_COLLECTION
+from intervalprocessing_dagster.data_change.assets import (
+    ASSET_GROUP,
+    AUDITS,
+    COLLECTIONS,
+    MEDICAL_RECORD_REQUESTS,
+    PROVIDERS,
+)
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.reports.config import (
     PROCESSES_COLLECTION,
@@ -70,32 +73,19 @@ FRIDAY = 4
 MISSED_TICKS_TAG = "intervalprocessing/missed_ticks"
 WEEKLY_CATCH_UP_TAG = "intervalprocessing/weekly_catch_up"
 
-# Any data-change automation may change these collections; each is partitioned by the automations that change it,
-# and an applied automation materializes its partition (data_change/history.py).
-AUTOMATIONS = [CONFIG_COLLECTION]
-
-
-def _collection(name: str, what: str) -> AssetSpec:
-    return AssetSpec(
-        name, group_name=ASSET_GROUP, kinds={"mongodb"}, deps=AUTOMATIONS, partitions_def=automations_of(name),
-        description=f"MongoDB collection `{name}`: {what}. Its partitions are the data-change automations (documents "
-        f"of `{CONFIG_COLLECTION}`) that change it, by name (**Partitions**). One automation's history (matched and "
-        "modified per run, the version of its document as `config_hash`, its failures) is **Events** filtered to "
-        f"its partition, linked from `{CONFIG_COLLECTION}`'s page. Dagster's own *Automation* panel is about "
-        "schedules or conditions that would materialize this asset; there are none, as nothing in Dagster makes "
-        "a collection.",
-    )
-
-
-AUDITS = _collection("audits", "claim audits")
-MEDICAL_RECORD_REQUESTS = _collection("medicalrecordrequests", "medical record requests")
-PROVIDERS = _collection("providers", "providers, joined into medical record requests")
-SOURCE_ASSETS = (AUDITS, MEDICAL_RECORD_REQUESTS, PROVIDERS)
 # The report configuration every report reads (reports/checks.py validates it).
-FILE_PROCESSING_CONFIGS = AssetSpec(PROCESSES_COLLECTION, group_name=ASSET_GROUP, kinds={"mongodb"},
-                                    description="MongoDB collection `fileprocessingconfigs`: the reports' processes[].")
-STORED_QUERIES = AssetSpec(QUERIES_COLLECTION, group_name=ASSET_GROUP, kinds={"mongodb"},
-                           description="MongoDB collection `storedqueries`: the reports' queries, by name.")
+FILE_PROCESSING_CONFIGS = AssetSpec(
+    PROCESSES_COLLECTION,
+    group_name=ASSET_GROUP,
+    kinds={"mongodb"},
+    description="MongoDB collection `fileprocessingconfigs`: the reports' processes[].",
+)
+STORED_QUERIES = AssetSpec(
+    QUERIES_COLLECTION,
+    group_name=ASSET_GROUP,
+    kinds={"mongodb"},
+    description="MongoDB collection `storedqueries`: the reports' queries, by name.",
+)
 CONFIG_ASSETS = (FILE_PROCESSING_CONFIGS, STORED_QUERIES)
 
 
@@ -122,8 +112,9 @@ class BuiltInReport:
 
 BUILT_IN_REPORTS = (
     BuiltInReport("DailyAuditInventoryProcessor", "daily_audit_inventory", False, (AUDITS,)),
-    BuiltInReport("DailyActiveMRRInventoryProcessor", "daily_active_mrr_inventory", False,
-                  (MEDICAL_RECORD_REQUESTS, PROVIDERS)),
+    BuiltInReport(
+        "DailyActiveMRRInventoryProcessor", "daily_active_mrr_inventory", False, (MEDICAL_RECORD_REQUESTS, PROVIDERS)
+    ),
     BuiltInReport("WeeklyAuditInventoryProcessor", "weekly_audit_inventory", True, (AUDITS,)),
     BuiltInReport("WeeklyMRRInventoryProcessor", "weekly_mrr_inventory", True, (MEDICAL_RECORD_REQUESTS, PROVIDERS)),
 )
@@ -136,8 +127,11 @@ def weekly_due(stamp: datetime, config: FileGenerationConfig) -> bool:
 
 
 def report_metadata(report: GeneratedReport, stamp: datetime) -> dict[str, object]:
-    location = (MetadataValue.path(report.stored.location) if report.stored.bucket is None
-                else MetadataValue.url(report.stored.url))
+    location = (
+        MetadataValue.path(report.stored.location)
+        if report.stored.bucket is None
+        else MetadataValue.url(report.stored.url)
+    )
     metadata: dict[str, object] = {
         "rows": report.rows,
         "bytes": report.size,
@@ -198,7 +192,7 @@ BUILT_IN_REPORT_ASSETS = tuple(_built_in_asset(report) for report in BUILT_IN_RE
 
 @asset(
     group_name=ASSET_GROUP,
-    deps=[*SOURCE_ASSETS, *CONFIG_ASSETS],
+    deps=[*COLLECTIONS, *CONFIG_ASSETS],
     description="Every report configured in fileprocessingconfigs beyond the four built-ins (config-only reports).",
 )
 def configured_reports(
@@ -238,21 +232,24 @@ def configured_reports(
             description=f"{len(failures)} configured report(s) failed:\n" + "\n".join(failures),
             metadata={"failed": len(failures), "generated": len(generated)},
         )
-    return MaterializeResult(metadata={
-        "reports": len(generated),
-        "rows": sum(report.rows for report in generated),
-        "bytes": sum(report.size for report in generated),
-        "skipped_weekly": ", ".join(skipped),
-        "files": MetadataValue.md(_files_table(generated)),
-    })
+    return MaterializeResult(
+        metadata={
+            "reports": len(generated),
+            "rows": sum(report.rows for report in generated),
+            "bytes": sum(report.size for report in generated),
+            "skipped_weekly": ", ".join(skipped),
+            "files": MetadataValue.md(_files_table(generated)),
+        }
+    )
 
 
 def _observe_configuration(context: AssetExecutionContext, process: ReportProcess) -> None:
     """What a report read of the configuration collections, as their observations: their cards in the UI then show
     when a report last read them, and which entry."""
     context.log_event(AssetObservation(asset_key=FILE_PROCESSING_CONFIGS.key, metadata={"process": process.name}))
-    context.log_event(AssetObservation(asset_key=STORED_QUERIES.key,
-                                       metadata={"query": process.query_name, "process": process.name}))
+    context.log_event(
+        AssetObservation(asset_key=STORED_QUERIES.key, metadata={"query": process.query_name, "process": process.name})
+    )
 
 
 def _weekly_catch_up(context: AssetExecutionContext, process: str, weekly: bool) -> dict[str, str]:
@@ -264,8 +261,10 @@ def _weekly_catch_up(context: AssetExecutionContext, process: str, weekly: bool)
         missed_friday = None
     if not missed_friday:
         return {}
-    context.log.warning(f"{process}: the weekly report of the missed Friday tick {missed_friday}, made with this "
-                        "run's data and named for this run's stamp")
+    context.log.warning(
+        f"{process}: the weekly report of the missed Friday tick {missed_friday}, made with this "
+        "run's data and named for this run's stamp"
+    )
     return {"catches_up_on": missed_friday}
 
 

@@ -11,7 +11,6 @@
   (a query that stopped matching, a collection emptied by mistake). It runs right after its report in the same run.
 """
 
-
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +19,8 @@ from datetime import timedelta
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetsDefinition,
     DefaultSensorStatus,
     MetadataValue,
@@ -118,8 +117,9 @@ def report_queries_are_valid(mongo: MongoResource) -> AssetCheckResult:
             load_query(db, process)
         except _CONFIG_ERRORS as exc:
             problems.append(str(exc))
-    return _verdict(QUERIES_COLLECTION, len(processes), problems,
-                    valid=f"the queries of all {len(processes)} process(es) are valid")
+    return _verdict(
+        QUERIES_COLLECTION, len(processes), problems, valid=f"the queries of all {len(processes)} process(es) are valid"
+    )
 
 
 def _row_count_check(report: AssetsDefinition) -> AssetChecksDefinition:
@@ -139,11 +139,16 @@ def _row_count_check(report: AssetsDefinition) -> AssetChecksDefinition:
         latest, previous = rows[0], (rows[1] if len(rows) > 1 else None)
         metadata = {"rows": latest, "previous_rows": previous if previous is not None else MetadataValue.null()}
         if latest == 0:
-            return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN, metadata=metadata,
-                                    description="the report has 0 rows")
+            return AssetCheckResult(
+                passed=False, severity=AssetCheckSeverity.WARN, metadata=metadata, description="the report has 0 rows"
+            )
         if previous is not None and latest * 2 < previous:
-            return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN, metadata=metadata,
-                                    description=f"{latest} rows, fewer than half of the previous {previous}")
+            return AssetCheckResult(
+                passed=False,
+                severity=AssetCheckSeverity.WARN,
+                metadata=metadata,
+                description=f"{latest} rows, fewer than half of the previous {previous}",
+            )
         return AssetCheckResult(passed=True, metadata=metadata)
 
     return row_count
@@ -156,10 +161,12 @@ def build_freshness_checks(report_assets: tuple[AssetsDefinition, ...], timezone
     daily_assets = [a for a in report_assets if a.key.to_user_string() not in weekly]
     with _freshness_checks_on_purpose():
         return [
-            *build_last_update_freshness_checks(assets=daily_assets, lower_bound_delta=DAILY_FRESHNESS,
-                                                timezone=timezone),
-            *build_last_update_freshness_checks(assets=weekly_assets, lower_bound_delta=WEEKLY_FRESHNESS,
-                                                timezone=timezone),
+            *build_last_update_freshness_checks(
+                assets=daily_assets, lower_bound_delta=DAILY_FRESHNESS, timezone=timezone
+            ),
+            *build_last_update_freshness_checks(
+                assets=weekly_assets, lower_bound_delta=WEEKLY_FRESHNESS, timezone=timezone
+            ),
         ]
 
 
@@ -171,7 +178,8 @@ def build_report_freshness_sensor(freshness_checks: list[AssetChecksDefinition])
     """Evaluates the freshness checks on a timer (they need no run; the sensor records their results)."""
     with _freshness_checks_on_purpose():
         return build_sensor_for_freshness_checks(
-            freshness_checks=freshness_checks, name="report_freshness_sensor",
+            freshness_checks=freshness_checks,
+            name="report_freshness_sensor",
             default_status=DefaultSensorStatus.RUNNING,
         )
 

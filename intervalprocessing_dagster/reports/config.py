@@ -69,9 +69,13 @@ def load_process(db: Database, name: str) -> ReportProcess:
             f"{PROCESSES_COLLECTION}: no process named {name!r} in processes[] (configured: {configured})"
         )
     process = _parse_process(name, entries[name])
-    sharing = [other for other, configurations in entries.items()
-               if other != name and isinstance(configurations, Mapping)
-               and configurations.get("fileNameBase") == process.file_name_base]
+    sharing = [
+        other
+        for other, configurations in entries.items()
+        if other != name
+        and isinstance(configurations, Mapping)
+        and configurations.get("fileNameBase") == process.file_name_base
+    ]
     if sharing:
         others = ", ".join(repr(other) for other in sharing)
         raise ReportConfigError(

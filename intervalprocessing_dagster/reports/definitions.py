@@ -45,13 +45,11 @@ from dagster import Field as ConfigField
 from dagster._core.storage.tags import SCHEDULE_NAME_TAG
 from dagster._utils.schedules import cron_string_iterator
 
-from intervalprocessing_dagster.runs.run_summary import with_run_summary
 from intervalprocessing_dagster.reports.assets import (
     BUILT_IN_REPORT_ASSETS,
     CONFIG_ASSETS,
     FRIDAY,
     MISSED_TICKS_TAG,
-    SOURCE_ASSETS,
     WEEKLY_CATCH_UP_TAG,
     configured_reports,
 )
@@ -62,6 +60,7 @@ from intervalprocessing_dagster.reports.checks import (
     build_row_count_checks,
 )
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG, run_stamp_tags
+from intervalprocessing_dagster.runs.run_summary import with_run_summary
 from intervalprocessing_dagster.settings import Settings
 
 PROCESS_TO_RUN = "FileGenerationProcesses"
@@ -84,9 +83,11 @@ file_generation_job = define_asset_job(
     executor_def=with_run_summary(in_process_executor),
     config=ConfigMapping(
         config_fn=_report_op_config,
-        config_schema={"include_weekly": ConfigField(
-            bool, default_value=False, description="Produce the weekly reports even when the stamp is not a Friday."
-        )},
+        config_schema={
+            "include_weekly": ConfigField(
+                bool, default_value=False, description="Produce the weekly reports even when the stamp is not a Friday."
+            )
+        },
     ),
 )
 
@@ -105,8 +106,10 @@ def build_file_generation_schedule(settings: Settings) -> ScheduleDefinition:
         tags = run_stamp_tags(tick)
         missed = missed_ticks(context, settings)
         if missed:
-            context.log.warning(f"{len(missed)} tick(s) were missed before {tick.isoformat()}: "
-                                f"{_listing(missed)}; this one run stands for them (files named for {tick:%Y-%m-%d})")
+            context.log.warning(
+                f"{len(missed)} tick(s) were missed before {tick.isoformat()}: "
+                f"{_listing(missed)}; this one run stands for them (files named for {tick:%Y-%m-%d})"
+            )
             tags[MISSED_TICKS_TAG] = _listing(missed)
         fridays = [missed_tick for missed_tick in missed if missed_tick.weekday() == FRIDAY]
         if fridays and tick.weekday() != FRIDAY:
@@ -126,8 +129,9 @@ def missed_ticks(context: ScheduleEvaluationContext, settings: Settings) -> list
     if stamp is None:
         return []
     tick = context.scheduled_execution_time
-    ticks = cron_string_iterator(datetime.fromisoformat(stamp).timestamp() + 1, settings.file_generation_cron,
-                                 settings.timezone)
+    ticks = cron_string_iterator(
+        datetime.fromisoformat(stamp).timestamp() + 1, settings.file_generation_cron, settings.timezone
+    )
     return list(takewhile(lambda missed: missed < tick, ticks))
 
 
@@ -141,7 +145,7 @@ def _listing(ticks: list[datetime]) -> str:
 def report_definitions(settings: Settings) -> Definitions:
     freshness_checks = build_freshness_checks(REPORT_ASSETS, settings.timezone)
     return Definitions(
-        assets=[*SOURCE_ASSETS, *CONFIG_ASSETS, *REPORT_ASSETS],
+        assets=[*CONFIG_ASSETS, *REPORT_ASSETS],
         asset_checks=[*CONFIG_CHECKS, *freshness_checks, *build_row_count_checks(REPORT_ASSETS)],
         jobs=[file_generation_job],
         schedules=[build_file_generation_schedule(settings)],

@@ -47,7 +47,6 @@ from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import Field, field_validator
 from pymongo.database import Database
 
-
 GENERATED_FILES_COLLECTION = "generatedfiles"
 CONTENT_TYPE = "text/plain; charset=utf-8"
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -193,8 +192,10 @@ class S3ReportStore(ReportStore):
             try:
                 client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             except Exception as abort_failure:  # keep the original error; say what is left behind
-                failure.add_note(f"aborting multipart upload {upload_id} of s3://{self.bucket}/{key} also failed: "
-                                 f"{abort_failure!r}; a bucket lifecycle rule should expire incomplete uploads")
+                failure.add_note(
+                    f"aborting multipart upload {upload_id} of s3://{self.bucket}/{key} also failed: "
+                    f"{abort_failure!r}; a bucket lifecycle rule should expire incomplete uploads"
+                )
             raise
         return StoredFile(
             bucket=self.bucket,
@@ -210,7 +211,14 @@ class S3ReportStore(ReportStore):
 
 
 def record_generated_file(
-    db: Database, stored: StoredFile, *, file_name: str, size: int, source: str, created: datetime, sha256: str,
+    db: Database,
+    stored: StoredFile,
+    *,
+    file_name: str,
+    size: int,
+    source: str,
+    created: datetime,
+    sha256: str,
     rows: int,
 ) -> None:
     """Upsert the file's ``generatedfiles`` record, keyed on where it is, so a rewrite updates the one record.
@@ -220,7 +228,15 @@ def record_generated_file(
     """
     db[GENERATED_FILES_COLLECTION].update_one(
         {"bucket": stored.bucket, "location": stored.location},
-        {"$set": {"fileName": file_name, "dateCreated": created, "fileSize": str(size), "source": source,
-                  "sha256": sha256, "rows": rows}},
+        {
+            "$set": {
+                "fileName": file_name,
+                "dateCreated": created,
+                "fileSize": str(size),
+                "source": source,
+                "sha256": sha256,
+                "rows": rows,
+            }
+        },
         upsert=True,
     )

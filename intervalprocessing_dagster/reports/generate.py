@@ -60,8 +60,16 @@ def generate_report(db: Database, store: ReportStore, process: ReportProcess, st
     with plan.open(db) as cursor:
         stored = store.write(file_name, tally.lines(renderer, cursor))
     digest = tally.sha256.hexdigest()
-    record_generated_file(db, stored, file_name=file_name, size=tally.size, source=process.name,
-                          created=datetime.now(UTC), sha256=digest, rows=tally.rows)
+    record_generated_file(
+        db,
+        stored,
+        file_name=file_name,
+        size=tally.size,
+        source=process.name,
+        created=datetime.now(UTC),
+        sha256=digest,
+        rows=tally.rows,
+    )
     return GeneratedReport(
         process=process.name,
         file_name=file_name,

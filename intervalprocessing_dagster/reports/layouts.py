@@ -108,26 +108,56 @@ def _col(header: str, path: str, fmt: str = "text") -> dict[str, str]:
 
 # The four old writers (spec §2.6) and their processors' custom logic (§2.7), as layout documents.
 BUILT_IN_LAYOUT_DOCUMENTS: tuple[dict[str, Any], ...] = (
-    _document("DailyAuditInventoryFileWriter", [
-        _col("Audit Id", "auditId"), _col("Claim Number", "claimNumber"), _col("Status", "status"),
-        _col("Assigned Organization", "organization"), _col("Audit Date", "date", "date"),
-        _col("Audit Amount", "amount", "amount"),
-    ]),
-    _document("WeeklyAuditInventoryFileWriter", [
-        _col("Audit Id", "auditId"), _col("Claim Number", "claimNumber"), _col("Audit Amount", "amount", "amount"),
-        _col("Audit Date", "date", "date"), _col("Status", "status"), _col("Assigned Organization", "organization"),
-        {"header": "Resource Code", "value": "RCP-1039bc0"}, {"header": "External System Org Id", "value": "8b10YTG"},
-    ]),
-    _document("DailyActiveMRRInventoryFileWriter", [
-        _col("Request Id", "mrrId"), _col("Claim Number", "claimNumber"), _col("Provider Number", "provider.number"),
-        _col("Provider Name", "provider.name"), _col("Status", "status"),
-        _col("Assigned Organization", "organization"), _col("Request Date", "date", "date"),
-    ], valueRenames=[{"path": "organization", "from": "Transparency Health", "to": "Clear View Health Services"}]),
-    _document("WeeklyMRRInventoryFileWriter", [
-        _col("Request Id", "mrrId"), _col("Claim Number", "claimNumber"), _col("Provider Number", "provider.number"),
-        _col("Provider Name", "provider.name"), _col("Provider Full Address", "provider.address", "address"),
-        _col("Status", "status"), _col("Assigned Organization", "organization"), _col("Request Date", "date", "date"),
-    ]),
+    _document(
+        "DailyAuditInventoryFileWriter",
+        [
+            _col("Audit Id", "auditId"),
+            _col("Claim Number", "claimNumber"),
+            _col("Status", "status"),
+            _col("Assigned Organization", "organization"),
+            _col("Audit Date", "date", "date"),
+            _col("Audit Amount", "amount", "amount"),
+        ],
+    ),
+    _document(
+        "WeeklyAuditInventoryFileWriter",
+        [
+            _col("Audit Id", "auditId"),
+            _col("Claim Number", "claimNumber"),
+            _col("Audit Amount", "amount", "amount"),
+            _col("Audit Date", "date", "date"),
+            _col("Status", "status"),
+            _col("Assigned Organization", "organization"),
+            {"header": "Resource Code", "value": "RCP-1039bc0"},
+            {"header": "External System Org Id", "value": "8b10YTG"},
+        ],
+    ),
+    _document(
+        "DailyActiveMRRInventoryFileWriter",
+        [
+            _col("Request Id", "mrrId"),
+            _col("Claim Number", "claimNumber"),
+            _col("Provider Number", "provider.number"),
+            _col("Provider Name", "provider.name"),
+            _col("Status", "status"),
+            _col("Assigned Organization", "organization"),
+            _col("Request Date", "date", "date"),
+        ],
+        valueRenames=[{"path": "organization", "from": "Transparency Health", "to": "Clear View Health Services"}],
+    ),
+    _document(
+        "WeeklyMRRInventoryFileWriter",
+        [
+            _col("Request Id", "mrrId"),
+            _col("Claim Number", "claimNumber"),
+            _col("Provider Number", "provider.number"),
+            _col("Provider Name", "provider.name"),
+            _col("Provider Full Address", "provider.address", "address"),
+            _col("Status", "status"),
+            _col("Assigned Organization", "organization"),
+            _col("Request Date", "date", "date"),
+        ],
+    ),
 )
 
 

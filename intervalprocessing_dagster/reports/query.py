@@ -58,12 +58,24 @@ def plan_query(
     query: MongoQuery, *, collection: str, projection: dict[str, Any] | None, layout: ReportLayout
 ) -> ReportQuery:
     if query.pipeline is None:
-        return ReportQuery(collection=collection, filter=query.filter, projection=projection, pipeline=None,
-                           sort=layout.sort, joined_fields=())
+        return ReportQuery(
+            collection=collection,
+            filter=query.filter,
+            projection=projection,
+            pipeline=None,
+            sort=layout.sort,
+            joined_fields=(),
+        )
     pipeline, joined = _with_join_policy(query.pipeline, keep=layout.keep_rows_without_join)
     pipeline.append({"$sort": dict(layout.sort)})
-    return ReportQuery(collection=collection, filter=None, projection=None, pipeline=pipeline, sort=layout.sort,
-                       joined_fields=tuple(joined) if layout.keep_rows_without_join else ())
+    return ReportQuery(
+        collection=collection,
+        filter=None,
+        projection=None,
+        pipeline=pipeline,
+        sort=layout.sort,
+        joined_fields=tuple(joined) if layout.keep_rows_without_join else (),
+    )
 
 
 def _with_join_policy(pipeline: list[dict[str, Any]], *, keep: bool) -> tuple[list[dict[str, Any]], list[str]]:

@@ -173,8 +173,11 @@ def execute_steps_in_process(
         yield from inprocess_execution_iterator(job_context, execution_plan)
 
     step_keys = execution_plan.step_keys_to_execute
-    yield DagsterEvent.engine_event(plan_context, f"Executing steps in process (pid: {os.getpid()})",
-                                    event_specific_data=EngineEventData.in_process(os.getpid(), step_keys))
+    yield DagsterEvent.engine_event(
+        plan_context,
+        f"Executing steps in process (pid: {os.getpid()})",
+        event_specific_data=EngineEventData.in_process(os.getpid(), step_keys),
+    )
     with time_execution_scope() as timer_result:
         yield from ExecuteRunWithPlanIterable(
             execution_plan=plan_context.execution_plan,
@@ -192,6 +195,7 @@ def execute_steps_in_process(
             ),
         )
     yield DagsterEvent.engine_event(
-        plan_context, f"Finished steps in process (pid: {os.getpid()}) in {format_duration(timer_result.millis)}",
+        plan_context,
+        f"Finished steps in process (pid: {os.getpid()}) in {format_duration(timer_result.millis)}",
         event_specific_data=EngineEventData.in_process(os.getpid(), step_keys),
     )

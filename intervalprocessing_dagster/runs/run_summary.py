@@ -198,11 +198,14 @@ class RunSummary:
                 + f"{self.matched} matched, {self.modified} modified, "
                 + (f"{self.retried} retried (changed by another writer meanwhile), " if self.retried else "")
                 + (f"{self.contended} contended (not written), " if self.contended else "")
-                + f"{failed} failed" + (f" ({self.named(self.failed_automations)})" if failed else "")
+                + f"{failed} failed"
+                + (f" ({self.named(self.failed_automations)})" if failed else "")
                 + (f", {len(self.not_run)} not run ({self.named(self.not_run)})" if self.not_run else "")
             )
-        elif self.reports or self.skipped_reports or not (
-            self.checks_passed or self.failed_checks or self.step_summaries or self.failed_steps
+        elif (
+            self.reports
+            or self.skipped_reports
+            or not (self.checks_passed or self.failed_checks or self.step_summaries or self.failed_steps)
         ):
             written = "; ".join(f"{asset} -> {location}" for asset, location in self.reports)
             parts.append(f"reports written: {written or 'none'}")
@@ -282,7 +285,8 @@ class RunSummaryExecutor(Executor):
         if self._undo is not None and summary.modified:
             # One click from the run to its undo: the UI renders a URL metadata value as a link.
             yield DagsterEvent.engine_event(
-                plan_context, f"Undo this run: revert_automation_run_job, run id {plan_context.run_id} filled in",
+                plan_context,
+                f"Undo this run: revert_automation_run_job, run id {plan_context.run_id} filled in",
                 EngineEventData(metadata={UNDO_METADATA_KEY: MetadataValue.url(self._undo(plan_context.run_id))}),
             )
         plan_context.log.info(summary.line())

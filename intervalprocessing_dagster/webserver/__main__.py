@@ -111,7 +111,9 @@ def serve(
         )
         log.info(
             "Serving the operators' webserver on http://%s:%s%s; sign-on %s; audit lines to %s",
-            host, port or 3000, path_prefix,
+            host,
+            port or 3000,
+            path_prefix,
             f"required (load balancer {settings.webserver_sign_on_load_balancer_arn})" if verifier else "off (OS user)",
             audit_log.destination,
         )

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -124,30 +124,46 @@ class AuditedWebserver:
         if scope["method"] != "POST" or "application/json" not in content_type:
             await self._answer(send, 405, "GraphQL mutations are accepted only as POST with a JSON body")
             for mutation in request.mutations:
-                self._write({**line, "action": mutation.action, "targets": targets_of(mutation.arguments),
-                             "outcome": "refused", "errors": ["mutation not sent as POST application/json"]})
+                self._write(
+                    {
+                        **line,
+                        "action": mutation.action,
+                        "targets": targets_of(mutation.arguments),
+                        "outcome": "refused",
+                        "errors": ["mutation not sent as POST application/json"],
+                    }
+                )
             return
         try:
             new_variables = with_launched_by(request.mutations, variables, identity["who"])
         except LaunchParamsNotVariables as exc:
             await self._answer(send, 400, str(exc))
             for mutation in request.mutations:
-                self._write({**line, "action": mutation.action, "targets": targets_of(mutation.arguments),
-                             "outcome": "refused", "errors": [str(exc)]})
+                self._write(
+                    {
+                        **line,
+                        "action": mutation.action,
+                        "targets": targets_of(mutation.arguments),
+                        "outcome": "refused",
+                        "errors": [str(exc)],
+                    }
+                )
             return
         new_body = json.dumps({**data, "query": request.query_with_typenames(), "variables": new_variables}).encode()
 
         def record(response: _CapturedResponse) -> None:
             parsed = response.json()
             for mutation in request.mutations:
-                self._write({
-                    **line,
-                    "action": mutation.action,
-                    "targets": targets_of(mutation.arguments),
-                    **outcome_of(mutation, parsed),
-                    "status": response.status,
-                    "duration_ms": round((time.time() - started) * 1000),
-                })
+                self._write(
+                    {
+                        **line,
+                        "action": mutation.action,
+                        "targets": targets_of(mutation.arguments),
+                        **outcome_of(mutation, parsed),
+                        "status": response.status,
+                        "duration_ms": round((time.time() - started) * 1000),
+                    }
+                )
 
         await _run_recorded(self._app, _with_body_length(scope, new_body), _replay(new_body, receive), send, record)
 
@@ -163,17 +179,19 @@ class AuditedWebserver:
             ok = response.status == 200
             parsed = response.json()
             error = parsed.get("error") if isinstance(parsed, dict) else None
-            self._write({
-                "time": _iso(started),
-                **identity,
-                "client": self._client(scope),
-                "action": REST_ACTIONS[endpoint],
-                "targets": {"assets": [asset]} if asset else {},
-                "outcome": "success" if ok else "error",
-                **({} if ok else {"errors": [str(error or f"HTTP {response.status}")[:300]]}),
-                "status": response.status,
-                "duration_ms": round((time.time() - started) * 1000),
-            })
+            self._write(
+                {
+                    "time": _iso(started),
+                    **identity,
+                    "client": self._client(scope),
+                    "action": REST_ACTIONS[endpoint],
+                    "targets": {"assets": [asset]} if asset else {},
+                    "outcome": "success" if ok else "error",
+                    **({} if ok else {"errors": [str(error or f"HTTP {response.status}")[:300]]}),
+                    "status": response.status,
+                    "duration_ms": round((time.time() - started) * 1000),
+                }
+            )
 
         await _run_recorded(self._app, scope, receive, send, record)
 
@@ -191,9 +209,19 @@ class AuditedWebserver:
 
     async def _refuse(self, scope: Scope, send: Send, path: str, reason: str) -> None:
         log.warning("refused %s %s from %s: %s", scope.get("method", "WEBSOCKET"), path, self._client(scope), reason)
-        self._write({"time": _iso(time.time()), "who": None, "identity": "refused", "client": self._client(scope),
-                     "action": "signOnRefused", "targets": {"paths": [path]}, "outcome": "refused",
-                     "errors": [reason], "status": 401})
+        self._write(
+            {
+                "time": _iso(time.time()),
+                "who": None,
+                "identity": "refused",
+                "client": self._client(scope),
+                "action": "signOnRefused",
+                "targets": {"paths": [path]},
+                "outcome": "refused",
+                "errors": [reason],
+                "status": 401,
+            }
+        )
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4401})
         else:
@@ -202,9 +230,17 @@ class AuditedWebserver:
     @staticmethod
     async def _answer(send: Send, status: int, text: str) -> None:
         body = text.encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _write(self, line: dict[str, Any]) -> None:
@@ -323,4 +359,4 @@ def _without_mutations(receive: Receive, send: Send) -> Receive:
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -48,7 +48,7 @@ from graphql import (
     value_from_ast_untyped,
 )
 
-from intervalprocessing_dagster.instance.launch_origin import LAUNCHED_BY_TAG
+from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_TAG
 
 #: The launch mutations, and where in each argument the new run's tags are (``[]`` marks a list of params).
 LAUNCH_TAGS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
@@ -176,10 +176,7 @@ def mutations_in(query: str, variables: Mapping[str, Any] | None, operation_name
                     action=node.name.value,
                     response_key=node.alias.value if node.alias else node.name.value,
                     node=node,
-                    arguments={
-                        arg.name.value: value_from_ast_untyped(arg.value, values)
-                        for arg in node.arguments
-                    },
+                    arguments={arg.name.value: value_from_ast_untyped(arg.value, values) for arg in node.arguments},
                     variable_arguments={
                         arg.name.value: arg.value.name.value
                         for arg in node.arguments

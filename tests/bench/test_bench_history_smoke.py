@@ -21,10 +21,35 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def test_history_benchmark_builds_both_histories_and_measures_them(tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.history", "--days", "2", "--steady-days", "3", "--success-days", "1",
-         "--failure-days", "1", "--keep-all-days", "1", "--deployment", "1,1,1,1", "--big-run", "3", "--repeats", "1",
-         "--daemon-iterations", "1", "--out", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "bench.history",
+            "--days",
+            "2",
+            "--steady-days",
+            "3",
+            "--success-days",
+            "1",
+            "--failure-days",
+            "1",
+            "--keep-all-days",
+            "1",
+            "--deployment",
+            "1,1,1,1",
+            "--big-run",
+            "3",
+            "--repeats",
+            "1",
+            "--daemon-iterations",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
 
@@ -41,8 +66,13 @@ def test_history_benchmark_builds_both_histories_and_measures_them(tmp_path: Pat
         assert scenario["build"]["rows"]["runs"] == runs_per_day * scenario["days"] + 1, name
         timed = [row for row in scenario["ui"] if "p95_seconds" in row]
         assert {row["operation"] for row in timed} >= {
-            "RunsFeedRootQuery", "RunFeedTabsCountQuery", "RecentAssetEventsQuery", "AssetChecksQuery",
-            "AssetCheckDetailsQuery", "RunRootQuery", "RunLogsQuery (page 1)",
+            "RunsFeedRootQuery",
+            "RunFeedTabsCountQuery",
+            "RecentAssetEventsQuery",
+            "AssetChecksQuery",
+            "AssetCheckDetailsQuery",
+            "RunRootQuery",
+            "RunLogsQuery (page 1)",
         }
         (loaded,) = [row for row in scenario["ui"] if row["operation"] == "events loaded"]
         assert loaded["events"] == templates["hourly_big"]["events"]
@@ -59,6 +89,14 @@ def test_history_benchmark_builds_both_histories_and_measures_them(tmp_path: Pat
     assert {"start", "during", "end"} <= set(document["machine"]["load_average"])
 
     markdown = (tmp_path / "latest.md").read_text()
-    for heading in ("## Targets", "## Template runs", "## Database", "## UI queries", "## Daemon iterations",
-                    "## Deleting one day of history", "## Sizing", "## Machine"):
+    for heading in (
+        "## Targets",
+        "## Template runs",
+        "## Database",
+        "## UI queries",
+        "## Daemon iterations",
+        "## Deleting one day of history",
+        "## Sizing",
+        "## Machine",
+    ):
         assert heading in markdown

@@ -32,9 +32,22 @@ def test_floor_queries_are_the_stored_queries() -> None:
 
 def test_benchmark_command_writes_json_and_markdown(tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--sizes", "200", "--automations", "2,3", "--no-overhead", "--out",
-         str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--sizes",
+            "200",
+            "--automations",
+            "2,3",
+            "--no-overhead",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
 
@@ -45,14 +58,28 @@ def test_benchmark_command_writes_json_and_markdown(tmp_path: Path) -> None:
     assert {result["scenario"] for result in document["results"]} == set(SCENARIOS)
     for result in document["results"]:
         assert "error" not in result, result
-        assert {"wall_seconds", "items", "bytes", "commands", "commands_total", "peak_rss_mb", "rss_baseline_mb",
-                "client_cpu_seconds", "server_cpu_seconds", "check"} <= set(result)
+        assert {
+            "wall_seconds",
+            "items",
+            "bytes",
+            "commands",
+            "commands_total",
+            "peak_rss_mb",
+            "rss_baseline_mb",
+            "client_cpu_seconds",
+            "server_cpu_seconds",
+            "check",
+        } <= set(result)
         assert result["commands_total"] == sum(result["commands"].values()) > 0
         if result["family"] == "automations":  # N automations of 100 documents, each run as the real job
             assert result["items"] == result["check"]["marked_documents"] == 100 * result["n"], result
             if result["variant"] != "floor":
-                assert result["detail"] == {**result["detail"], "run_success": True, "automation_steps": result["n"],
-                                            "stored_outputs": result["n"]}  # the loader's task for each automation
+                assert result["detail"] == {
+                    **result["detail"],
+                    "run_success": True,
+                    "automation_steps": result["n"],
+                    "stored_outputs": result["n"],
+                }  # the loader's task for each automation
                 assert result["check"]["succeeded_run_records"] == result["n"]
                 in_s3 = result["detail"]["first_stored_output"].startswith("step-outputs/automations.platform-s3")
                 assert in_s3 == (result["variant"] == "platform-s3-outputs"), result["detail"]
@@ -67,10 +94,17 @@ def test_benchmark_command_writes_json_and_markdown(tmp_path: Path) -> None:
     assert {target["status"] for target in document["targets"]} <= {"pass", "fail", "not measured"}
 
     markdown = (tmp_path / "latest.md").read_text()
-    for heading in ("## Data change, find-based", "## Data change, aggregate-based", "## File generation",
-                    "## Data change, find-based automation with the change journal on",
-                    "## How the figures grow with N", "## A cadence of N automations", "## Dagster overhead per run",
-                    "## Targets", "## Machine"):
+    for heading in (
+        "## Data change, find-based",
+        "## Data change, aggregate-based",
+        "## File generation",
+        "## Data change, find-based automation with the change journal on",
+        "## How the figures grow with N",
+        "## A cadence of N automations",
+        "## Dagster overhead per run",
+        "## Targets",
+        "## Machine",
+    ):
         assert heading in markdown
     assert "same bytes as floor" in markdown
     assert "WRONG" not in markdown and "DIFFERS" not in markdown

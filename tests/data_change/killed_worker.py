@@ -125,7 +125,11 @@ class _KillOnCommand(pymongo.monitoring.CommandListener):
 
 
 def start_worker(
-    env: dict[str, str], log_path: Path, kill: KillPoint | None, *, stamp: datetime | None = None,
+    env: dict[str, str],
+    log_path: Path,
+    kill: KillPoint | None,
+    *,
+    stamp: datetime | None = None,
     reexecute_from: str | None = None,
 ) -> BaseProcess:
     """The run worker in its own process, with ``env`` as its environment and its output in ``log_path``: a new run
@@ -137,8 +141,9 @@ def start_worker(
     return worker
 
 
-def _work(env: dict[str, str], log_path: str, kill: KillPoint | None, stamp: datetime | None,
-          reexecute_from: str | None) -> None:
+def _work(
+    env: dict[str, str], log_path: str, kill: KillPoint | None, stamp: datetime | None, reexecute_from: str | None
+) -> None:
     global _KILL_POINT
     os.environ.clear()
     os.environ.update(env)

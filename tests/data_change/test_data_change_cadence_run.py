@@ -8,11 +8,8 @@ through the IO manager so a re-execution from failure still finds its inputs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pymongo
 import pytest
 from dagster import (
     DagsterEventType,
@@ -21,7 +18,6 @@ from dagster import (
     JobExecutionResult,
     ReexecutionOptions,
     execute_job,
-    instance_for_test,
     reconstructable,
 )
 from pymongo.database import Database
@@ -35,10 +31,6 @@ from intervalprocessing_dagster.settings import Settings
 from tests.oncall.test_alerting import Daemon
 
 AUTOMATIONS = 100
-# One database name for every test here: ``execute_job`` loads a reconstructable job once per process and keeps it
-# (Dagster caches the last definition), and the database name is fixed when the definitions are built. The server's
-# address is not: the resource reads ``MONGODB_URI`` when each run starts.
-DATABASE = "test_cadence_run"
 
 
 def hourly_data_change_job() -> JobDefinition:
@@ -46,35 +38,16 @@ def hourly_data_change_job() -> JobDefinition:
     return build_definitions(Settings.from_env()).get_job_def(Cadence.HOURLY.job_name)
 
 
-@pytest.fixture()
-def cadence_db(mongo_uri: str) -> Iterator[Database]:
-    """``DATABASE``, empty at the start of each test and dropped after it."""
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
-    client.drop_database(DATABASE)
-    yield client[DATABASE]
-    client.drop_database(DATABASE)
-    client.close()
-
-
-@pytest.fixture()
-def instance(
-    mongo_uri: str, cadence_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[DagsterInstance]:
-    """A persistent SQLite instance in a temporary folder, and the code location pointed at the test's database."""
-    monkeypatch.setenv("MONGODB_URI", mongo_uri)
-    monkeypatch.setenv("MONGODB_DATABASE", DATABASE)
-    monkeypatch.setenv("INTERVALPROCESSING_LOCAL_DIR", str(tmp_path / "local"))
-    (tmp_path / "dagster").mkdir()
-    with instance_for_test(temp_dir=str(tmp_path / "dagster")) as test_instance:
-        yield test_instance
-
-
 def note_automation(number: int) -> dict:
     """Automation ``number``: push one note naming it onto its own group's audits (so a second push would show)."""
     name = f"Cadence Automation {number:03d}"
     return {
-        "name": name, "query": f"{{ group: {number} }}", "collectionName": "audits", "isActive": True,
-        "runCadence": "Hourly", "singleFieldUpdateElements": [],
+        "name": name,
+        "query": f"{{ group: {number} }}",
+        "collectionName": "audits",
+        "isActive": True,
+        "runCadence": "Hourly",
+        "singleFieldUpdateElements": [],
         "arrayObjectFieldUpdateElements": [
             {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": name}
         ],
@@ -134,8 +107,9 @@ def test_a_re_execution_from_failure_reruns_only_the_failed_automation_from_its_
     ]
 
     cadence_db.audits.update_one({"group": 1}, {"$set": {"notes": []}})  # an operator fixes the data
-    retry = execute_job(job, instance=instance,
-                        reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance))
+    retry = execute_job(
+        job, instance=instance, reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance)
+    )
 
     assert retry.success
     assert {e.step_key for e in retry.all_events if e.event_type == DagsterEventType.STEP_SUCCESS} == {
@@ -196,8 +170,11 @@ def test_a_run_that_loaded_automations_it_did_not_run_fails_naming_them_and_so_d
     daemon = Daemon(instance, LogAlertChannel(hand_launched_runs=True))  # a person's re-execution alerts only so
     daemon.tick()
 
-    loader_only = execute_job(job, instance=instance, reexecution_options=ReexecutionOptions(
-        parent_run_id=first.run_id, step_selection=["load_hourly_automations"]))
+    loader_only = execute_job(
+        job,
+        instance=instance,
+        reexecution_options=ReexecutionOptions(parent_run_id=first.run_id, step_selection=["load_hourly_automations"]),
+    )
     daemon.tick()
 
     assert not loader_only.success

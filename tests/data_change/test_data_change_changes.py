@@ -44,51 +44,112 @@ from intervalprocessing_dagster.mongo.shell_syntax import parse_query
 STAMP = datetime(2026, 3, 6, 2, 0, tzinfo=UTC)
 
 DOCUMENTS = [
-    {"_id": 1, "status": "Open", "meta": {"by": "seed", "old": 1},
-     "notes": [{"text": "a", "reviewed": "no"}, {"text": "b", "reviewed": "yes"}, {"text": "c"}]},
+    {
+        "_id": 1,
+        "status": "Open",
+        "meta": {"by": "seed", "old": 1},
+        "notes": [{"text": "a", "reviewed": "no"}, {"text": "b", "reviewed": "yes"}, {"text": "c"}],
+    },
     {"_id": 2, "status": "Open", "notes": []},
     {"_id": 3},
-    {"_id": 4, "status": 1, "meta": "a string", "notes": [{"reviewed": ["no", "x"]}, {"reviewed": 1.0},
-                                                          {"reviewed": None}]},
-    {"_id": 5, "status": "Closed", "meta": {},
-     "notes": [{"text": "a", "reviewed": "no"}, {"text": "a", "reviewed": "no"}]},
+    {
+        "_id": 4,
+        "status": 1,
+        "meta": "a string",
+        "notes": [{"reviewed": ["no", "x"]}, {"reviewed": 1.0}, {"reviewed": None}],
+    },
+    {
+        "_id": 5,
+        "status": "Closed",
+        "meta": {},
+        "notes": [{"text": "a", "reviewed": "no"}, {"text": "a", "reviewed": "no"}],
+    },
     {"_id": 6, "meta": {"by": ["x"]}, "codes": [1, 2], "notes": "not an array"},
 ]
 
 CASES: dict[str, dict[str, list[dict[str, Any]]]] = {
     "single Change": {"single": [{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}]},
     "single Change, dotted": {"single": [{"elementName": "meta.by", "updateType": "Change", "elementValue": "auto"}]},
-    "single Add into a missing parent, and Delete": {"single": [
-        {"elementName": "meta.x.y", "updateType": "Add", "elementValue": 1},
-        {"elementName": "meta.old", "updateType": "Delete", "elementValue": ""}]},
+    "single Add into a missing parent, and Delete": {
+        "single": [
+            {"elementName": "meta.x.y", "updateType": "Add", "elementValue": 1},
+            {"elementName": "meta.old", "updateType": "Delete", "elementValue": ""},
+        ]
+    },
     "single Remove": {"single": [{"elementName": "status", "updateType": "Remove", "elementValue": ""}]},
     "single Change of an array index past its end": {
-        "single": [{"elementName": "codes.3", "updateType": "Change", "elementValue": 9}]},
-    "array Add": {"array": [{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add",
-                             "newValue": "hi"}]},
-    "array Add into a missing parent": {"array": [{"arrayProperty": "meta.notes", "matchingPropertyName": "text",
-                                                   "updateType": "Add", "newValue": "hi"}]},
-    "array Change, every element": {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
-                                               "updateType": "Change", "newValue": "done"}]},
-    "array Change, matching 'no'": {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
-                                               "updateType": "Change", "newValue": "done", "matchingValue": "no"}]},
-    "array Change, matching 1 (1.0 too)": {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
-                                                      "updateType": "Change", "newValue": "done", "matchingValue": 1}]},
-    "array Remove, matching null (missing too)": {"array": [{"arrayProperty": "notes",
-                                                             "matchingPropertyName": "reviewed",
-                                                             "updateType": "Remove", "matchingValue": None}]},
-    "array Delete 'no'": {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
-                                     "updateType": "Delete", "newValue": "no"}]},
-    "array Delete null": {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
-                                     "updateType": "Delete", "newValue": None}]},
+        "single": [{"elementName": "codes.3", "updateType": "Change", "elementValue": 9}]
+    },
+    "array Add": {
+        "array": [{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "hi"}]
+    },
+    "array Add into a missing parent": {
+        "array": [
+            {"arrayProperty": "meta.notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "hi"}
+        ]
+    },
+    "array Change, every element": {
+        "array": [
+            {"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Change", "newValue": "done"}
+        ]
+    },
+    "array Change, matching 'no'": {
+        "array": [
+            {
+                "arrayProperty": "notes",
+                "matchingPropertyName": "reviewed",
+                "updateType": "Change",
+                "newValue": "done",
+                "matchingValue": "no",
+            }
+        ]
+    },
+    "array Change, matching 1 (1.0 too)": {
+        "array": [
+            {
+                "arrayProperty": "notes",
+                "matchingPropertyName": "reviewed",
+                "updateType": "Change",
+                "newValue": "done",
+                "matchingValue": 1,
+            }
+        ]
+    },
+    "array Remove, matching null (missing too)": {
+        "array": [
+            {
+                "arrayProperty": "notes",
+                "matchingPropertyName": "reviewed",
+                "updateType": "Remove",
+                "matchingValue": None,
+            }
+        ]
+    },
+    "array Delete 'no'": {
+        "array": [
+            {"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Delete", "newValue": "no"}
+        ]
+    },
+    "array Delete null": {
+        "array": [
+            {"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Delete", "newValue": None}
+        ]
+    },
 }
 
 
 def shape_and_plan(case: dict[str, list[dict[str, Any]]]) -> tuple[UpdateShape, Any]:
-    automation = parse_automation({
-        "name": "Predicted", "query": "{}", "collectionName": "docs", "isActive": True, "runCadence": "Hourly",
-        "singleFieldUpdateElements": case.get("single", []), "arrayObjectFieldUpdateElements": case.get("array", []),
-    })
+    automation = parse_automation(
+        {
+            "name": "Predicted",
+            "query": "{}",
+            "collectionName": "docs",
+            "isActive": True,
+            "runCadence": "Hourly",
+            "singleFieldUpdateElements": case.get("single", []),
+            "arrayObjectFieldUpdateElements": case.get("array", []),
+        }
+    )
     plan = build_plan(automation, STAMP)
     return UpdateShape(plan), plan
 
@@ -127,11 +188,25 @@ def test_every_element_set_over_an_array_holding_a_non_document_is_refused_on_bo
     shape, plan = shape_and_plan(CASES["array Change, every element"])
     mongo_db.docs.insert_one({"_id": 1, "notes": [{"reviewed": "no"}, "a string"]})
     assert isinstance(shape.predict(mongo_db.docs.find_one({}, shape.projection)), Refusal)
-    journal = ChangeJournal(mongo_db, run_id="r", root_run_id="r", stamp=STAMP, automation="Predicted",
-                            config_id=1, config_hash="h", history_days=90)
+    journal = ChangeJournal(
+        mongo_db,
+        run_id="r",
+        root_run_id="r",
+        stamp=STAMP,
+        automation="Predicted",
+        config_id=1,
+        config_hash="h",
+        history_days=90,
+    )
     with pytest.raises(DocumentWriteErrors, match="notes.1 is 'a string', not a document"):
-        journal.apply(mongo_db.docs, parse_query("{}", source="test"), plan, deadline=time.time() + 60, batch_size=1000,
-                      log=lambda _message: None)
+        journal.apply(
+            mongo_db.docs,
+            parse_query("{}", source="test"),
+            plan,
+            deadline=time.time() + 60,
+            batch_size=1000,
+            log=lambda _message: None,
+        )
     assert mongo_db.docs.find_one() == {"_id": 1, "notes": [{"reviewed": "no"}, "a string"]}
     scratch = mongo_db.scratch
     scratch.insert_one({"_id": 1, "notes": [{"reviewed": "no"}, "a string"]})
@@ -157,13 +232,15 @@ def test_changes_are_recorded_at_the_level_undoing_them_needs() -> None:
     shape, _ = shape_and_plan(CASES["single Change of an array index past its end"])
     effect = shape.predict({"_id": 6, "codes": [1, 2]})
     assert [c.to_document() for c in effect.changes] == [  # padded with nulls: the array is recorded whole
-        {"kind": "set", "path": "codes", "before": [1, 2], "after": [1, 2, None, 9]}]
+        {"kind": "set", "path": "codes", "before": [1, 2], "after": [1, 2, None, 9]}
+    ]
 
     shape, _ = shape_and_plan(CASES["array Change, matching 'no'"])
     notes = [{"text": "a", "reviewed": "no"}, {"text": "b", "reviewed": "yes"}, {"text": "c"}]
     effect = shape.predict({"_id": 1, "notes": notes})
     assert [c.to_document() for c in effect.changes] == [
-        {"kind": "set", "path": "notes.0", "before": notes[0], "after": {"text": "a", "reviewed": "done"}}]
+        {"kind": "set", "path": "notes.0", "before": notes[0], "after": {"text": "a", "reviewed": "done"}}
+    ]
     assert effect.pins == {"notes": {"$eq": notes}}
 
     shape, _ = shape_and_plan(CASES["array Delete 'no'"])
@@ -197,12 +274,25 @@ def test_a_top_level_array_only_pushed_onto_is_read_as_its_last_element() -> Non
 @pytest.mark.parametrize(
     ("value", "expected", "matches"),
     [
-        (1, 1.0, True), (Int64(1), Decimal128("1"), True), (True, 1, False), ("1", 1, False),
-        (MISSING, None, True), (None, None, True), ([None], None, True), ("x", None, False),
-        (["no", "x"], "no", True), ([1, 2], [1, 2], True), ([[1, 2]], [1, 2], True), ([2, 1], [1, 2], False),
-        ({"a": 1, "b": 2}, {"a": 1, "b": 2}, True), ({"b": 2, "a": 1}, {"a": 1, "b": 2}, False),
-        ("Pending", Regex("^Pend"), True), (["x", "Pending"], Regex("^Pend"), True), (MISSING, "x", False),
-        (float("nan"), float("nan"), True), (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), True),
+        (1, 1.0, True),
+        (Int64(1), Decimal128("1"), True),
+        (True, 1, False),
+        ("1", 1, False),
+        (MISSING, None, True),
+        (None, None, True),
+        ([None], None, True),
+        ("x", None, False),
+        (["no", "x"], "no", True),
+        ([1, 2], [1, 2], True),
+        ([[1, 2]], [1, 2], True),
+        ([2, 1], [1, 2], False),
+        ({"a": 1, "b": 2}, {"a": 1, "b": 2}, True),
+        ({"b": 2, "a": 1}, {"a": 1, "b": 2}, False),
+        ("Pending", Regex("^Pend"), True),
+        (["x", "Pending"], Regex("^Pend"), True),
+        (MISSING, "x", False),
+        (float("nan"), float("nan"), True),
+        (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), True),
     ],
 )
 def test_query_equality_is_mongodbs(value: Any, expected: Any, matches: bool) -> None:
@@ -217,7 +307,9 @@ def test_same_value_is_bson_exact() -> None:
 
 def test_changes_survive_the_journal_round_trip() -> None:
     changes = [
-        SetChange("status", "Open", "Closed"), SetChange("meta", MISSING, {"by": "x"}), SetChange("old", 1, MISSING),
+        SetChange("status", "Open", "Closed"),
+        SetChange("meta", MISSING, {"by": "x"}),
+        SetChange("old", 1, MISSING),
         PushChange("notes", {"text": "t", "date": STAMP}, created=True),
         PullChange.of("notes", [{"r": "no"}, {"r": "yes"}], [0]),
     ]
@@ -249,13 +341,20 @@ def test_a_created_array_is_removed_again_when_only_the_pushed_element_is_left()
     push = PushChange("notes", {"text": "t"}, created=True)
     assert restore_document([push], {"notes": [{"text": "t"}]}).update == {"$unset": {"notes": ""}}
     assert restore_document([push], {"notes": [{"text": "t"}, {"text": "u"}]}).update == {
-        "$set": {"notes": [{"text": "u"}]}}
+        "$set": {"notes": [{"text": "u"}]}
+    }
     assert restore_document([push], {}).state == ALREADY
 
 
 def test_a_field_removed_from_the_middle_is_recorded_so_that_its_undo_puts_it_back_there() -> None:
-    shape, _ = shape_and_plan({"single": [{"elementName": "meta.b", "updateType": "Delete"},
-                                          {"elementName": "owner", "updateType": "Delete"}]})
+    shape, _ = shape_and_plan(
+        {
+            "single": [
+                {"elementName": "meta.b", "updateType": "Delete"},
+                {"elementName": "owner", "updateType": "Delete"},
+            ]
+        }
+    )
     assert FIELD_NAMES in shape.projection  # the document's field names are read with the touched fields
     document = {"_id": 1, "meta": {"a": 1, "b": 2, "c": 3}, "owner": "x", "due": 4}
     effect = shape.predict(document)
@@ -268,26 +367,49 @@ def test_a_field_removed_from_the_middle_is_recorded_so_that_its_undo_puts_it_ba
     assert list(now) == ["_id", "meta", "due"] and list(now["meta"]) == ["a", "c"]
     restoring = restore_document(list(effect.changes), now)
     restored = {"meta": {"$literal": {"a": 1, "b": 2, "c": 3}}, "owner": {"$literal": "x"}}
-    assert restoring.update == [{"$replaceWith": {"$mergeObjects": [
-        {"_id": "$_id", "meta": restored["meta"], "owner": restored["owner"]}, "$$ROOT", restored]}}]
+    assert restoring.update == [
+        {
+            "$replaceWith": {
+                "$mergeObjects": [
+                    {"_id": "$_id", "meta": restored["meta"], "owner": restored["owner"]},
+                    "$$ROOT",
+                    restored,
+                ]
+            }
+        }
+    ]
     assert restoring.pins == {"meta": {"$eq": {"a": 1, "c": 3}}, "owner": {"$exists": False}}
 
     # The last field of a sub-document, or of the document, goes back to its place by being set again.
     effect = shape.predict({"_id": 1, "meta": {"a": 1, "b": 2}, "owner": "x"})
-    assert [c.to_document() for c in effect.changes] == [{"kind": "set", "path": "meta.b", "before": 2},
-                                                         {"kind": "set", "path": "owner", "before": "x"}]
+    assert [c.to_document() for c in effect.changes] == [
+        {"kind": "set", "path": "meta.b", "before": 2},
+        {"kind": "set", "path": "owner", "before": "x"},
+    ]
     assert restore_document(list(effect.changes), {"_id": 1, "meta": {"a": 1}}).update == {
-        "$set": {"meta.b": 2, "owner": "x"}}
+        "$set": {"meta.b": 2, "owner": "x"}
+    }
 
 
 def test_new_fields_are_recorded_in_the_order_the_server_stores_them() -> None:
     """MongoDB sorts an update's paths; SecantusDB applies them in the update's order (``FieldOrder``)."""
-    plan = build_plan(parse_automation({
-        "name": "Order", "query": "{}", "collectionName": "docs", "isActive": True, "runCadence": "Hourly",
-        "singleFieldUpdateElements": [{"elementName": "meta.status", "updateType": "Add", "elementValue": "x"},
-                                      {"elementName": "meta.date", "updateType": "Add", "elementValue": STAMP}],
-        "arrayObjectFieldUpdateElements": [],
-    }), STAMP)
+    plan = build_plan(
+        parse_automation(
+            {
+                "name": "Order",
+                "query": "{}",
+                "collectionName": "docs",
+                "isActive": True,
+                "runCadence": "Hourly",
+                "singleFieldUpdateElements": [
+                    {"elementName": "meta.status", "updateType": "Add", "elementValue": "x"},
+                    {"elementName": "meta.date", "updateType": "Add", "elementValue": STAMP},
+                ],
+                "arrayObjectFieldUpdateElements": [],
+            }
+        ),
+        STAMP,
+    )
     for order, fields in [(FieldOrder.SORTED, ["date", "status"]), (FieldOrder.UPDATE, ["status", "date"])]:
         (change,) = UpdateShape(plan, order).predict({"_id": 1}).changes
         assert (change.path, list(change.after)) == ("meta", fields)

@@ -26,10 +26,8 @@ from pymongo.database import Database
 from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION, WRITTEN, ChangeJournal
 from intervalprocessing_dagster.data_change.revert import revert_run
 from intervalprocessing_dagster.runs.clock import run_stamp_tags
-from tests.data_change.test_data_change_cadence_run import (  # noqa: F401 - cadence_db and instance are fixtures
-    cadence_db,
+from tests.data_change.test_data_change_cadence_run import (
     hourly_data_change_job,
-    instance,
     summary_line,
 )
 
@@ -43,20 +41,38 @@ WRITERS_FOR_AT_MOST = 120.0  # seconds: the writers stop by themselves even if t
 
 
 def config(name: str, query: str, *, single: list[dict[str, Any]] = (), array: list[dict[str, Any]] = ()) -> dict:
-    return {"name": name, "query": query, "collectionName": "cases", "isActive": True, "runCadence": "Hourly",
-            "singleFieldUpdateElements": list(single), "arrayObjectFieldUpdateElements": list(array)}
+    return {
+        "name": name,
+        "query": query,
+        "collectionName": "cases",
+        "isActive": True,
+        "runCadence": "Hourly",
+        "singleFieldUpdateElements": list(single),
+        "arrayObjectFieldUpdateElements": list(array),
+    }
 
 
 CLOSE = [{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}]
 AUTOMATIONS = [
     config("Close A", "{ kind: 'a' }", single=CLOSE),
     config("Close C by pipeline", "aggregate([{ $match: { kind: 'c' } }, { $limit: 100000 }])", single=CLOSE),
-    config("Drop old tags", "{ kind: 'b' }", array=[
-        {"arrayProperty": "tags", "matchingPropertyName": "name", "updateType": "Delete", "newValue": "old"}]),
-    config("Note B", "{ kind: 'b' }", array=[
-        {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "auto"}]),
-    config("Review B", "{ kind: 'b' }", array=[
-        {"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Change", "newValue": "done"}]),
+    config(
+        "Drop old tags",
+        "{ kind: 'b' }",
+        array=[{"arrayProperty": "tags", "matchingPropertyName": "name", "updateType": "Delete", "newValue": "old"}],
+    ),
+    config(
+        "Note B",
+        "{ kind: 'b' }",
+        array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "auto"}],
+    ),
+    config(
+        "Review B",
+        "{ kind: 'b' }",
+        array=[
+            {"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Change", "newValue": "done"}
+        ],
+    ),
 ]
 
 
@@ -75,9 +91,10 @@ class Writers:
         rng = random.Random(1)
         ids = list(range(CLOSING)) + list(range(2 * CLOSING, 2 * CLOSING + PIPELINE))
         while not self.stop.is_set():
-            self.collection.update_one({"_id": rng.choice(ids), "status": {"$ne": "Closed"}},
-                                       [{"$set": {"status": {"$cond": [{"$eq": ["$status", "Open"]}, "Reopened",
-                                                                       "Open"]}}}])
+            self.collection.update_one(
+                {"_id": rng.choice(ids), "status": {"$ne": "Closed"}},
+                [{"$set": {"status": {"$cond": [{"$eq": ["$status", "Open"]}, "Reopened", "Open"]}}}],
+            )
             self.writes += 1
 
     def push_notes(self) -> None:
@@ -86,15 +103,16 @@ class Writers:
         while not self.stop.is_set():
             document_id, array = CLOSING + rng.randrange(ARRAYS), rng.choice(["notes", "tags"])
             count += 1
-            element = ({"text": f"app {count}", "reviewed": "no"} if array == "notes" else {"name": f"app {count}"})
+            element = {"text": f"app {count}", "reviewed": "no"} if array == "notes" else {"name": f"app {count}"}
             self.collection.update_one({"_id": document_id}, {"$push": {array: element}})
             self.pushed[(document_id, array)].append(element)
             self.writes += 1
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        threads = [threading.Thread(target=self._bounded(work), daemon=True)
-                   for work in (self.toggle_status, self.push_notes)]
+        threads = [
+            threading.Thread(target=self._bounded(work), daemon=True) for work in (self.toggle_status, self.push_notes)
+        ]
         for thread in threads:
             thread.start()
         try:
@@ -116,14 +134,22 @@ class Writers:
                 self.errors.append(exc)
             finally:
                 timer.cancel()
+
         return run
 
 
 def seed(db: Database) -> None:
     db.cases.insert_many(
         [{"_id": n, "kind": "a", "status": "Open"} for n in range(CLOSING)]
-        + [{"_id": CLOSING + n, "kind": "b", "notes": [dict(note) for note in SEEDED_NOTES],
-            "tags": [dict(tag) for tag in SEEDED_TAGS]} for n in range(ARRAYS)]
+        + [
+            {
+                "_id": CLOSING + n,
+                "kind": "b",
+                "notes": [dict(note) for note in SEEDED_NOTES],
+                "tags": [dict(tag) for tag in SEEDED_TAGS],
+            }
+            for n in range(ARRAYS)
+        ]
         + [{"_id": 2 * CLOSING + n, "kind": "c", "status": "Open"} for n in range(PIPELINE)]
     )
     db.dataupdateconfigs.insert_many([dict(automation) for automation in AUTOMATIONS])
@@ -135,8 +161,9 @@ def step_counts(result: Any) -> dict[str, dict[str, int]]:
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_OUTPUT and event.step_key.startswith("apply_automation["):
             metadata = event.event_specific_data.metadata
-            counts[metadata["automation"].value] = {key: metadata[key].value
-                                                    for key in ("matched", "modified", "retried", "contended")}
+            counts[metadata["automation"].value] = {
+                key: metadata[key].value for key in ("matched", "modified", "retried", "contended")
+            }
     return counts
 
 
@@ -167,8 +194,12 @@ def test_a_cadence_changes_every_selected_document_while_the_application_writes_
     # As update_many: every selected document changed, none skipped, nothing left contended.
     counts = step_counts(result)
     assert {name: (c["matched"], c["modified"], c["contended"]) for name, c in counts.items()} == {
-        "Close A": (CLOSING, CLOSING, 0), "Close C by pipeline": (PIPELINE, PIPELINE, 0),
-        "Drop old tags": (ARRAYS, ARRAYS, 0), "Note B": (ARRAYS, ARRAYS, 0), "Review B": (ARRAYS, ARRAYS, 0)}
+        "Close A": (CLOSING, CLOSING, 0),
+        "Close C by pipeline": (PIPELINE, PIPELINE, 0),
+        "Drop old tags": (ARRAYS, ARRAYS, 0),
+        "Note B": (ARRAYS, ARRAYS, 0),
+        "Review B": (ARRAYS, ARRAYS, 0),
+    }
     statuses = {doc["_id"]: doc["status"] for doc in mongo_db.cases.find({"kind": {"$in": ["a", "c"]}})}
     assert set(statuses.values()) == {"Closed"}
     for doc in mongo_db.cases.find({"kind": "b"}):
@@ -178,12 +209,14 @@ def test_a_cadence_changes_every_selected_document_while_the_application_writes_
     retried = sum(c["retried"] for c in counts.values())
     assert summary_line(instance, result.run_id) == (
         f"automations 5 applied, {CLOSING + PIPELINE + 3 * ARRAYS} matched, {CLOSING + PIPELINE + 3 * ARRAYS} "
-        "modified, " + (f"{retried} retried (changed by another writer meanwhile), " if retried else "") + "0 failed")
+        "modified, " + (f"{retried} retried (changed by another writer meanwhile), " if retried else "") + "0 failed"
+    )
 
     # The journal recorded exactly what each write replaced: the status each document held when it was closed.
     recorded = journal_entries(mongo_db, result.run_id)
     assert {name: len(documents) for name, documents in recorded.items()} == {
-        name: counts[name]["modified"] for name in counts}
+        name: counts[name]["modified"] for name in counts
+    }
     for name in ("Close A", "Close C by pipeline"):
         for changes in recorded[name].values():
             assert [(c["path"], c["after"]) for c in changes] == [("status", "Closed")]
@@ -195,10 +228,23 @@ def test_a_cadence_changes_every_selected_document_while_the_application_writes_
     mongo_db.cases.update_one({"_id": CLOSING}, {"$push": {"notes": {"text": "after the run"}}})
     conflicts: list[str] = []
     reports = revert_run(
-        mongo_db, result.run_id, [], dry_run=False, sample_size=0, log=conflicts.append,
+        mongo_db,
+        result.run_id,
+        [],
+        dry_run=False,
+        sample_size=0,
+        log=conflicts.append,
         journal_for=lambda page: ChangeJournal(
-            mongo_db, run_id="revert", root_run_id="revert", stamp=TICK, automation=page["automation"],
-            config_id=page["configId"], config_hash=page["configHash"], history_days=90, revert_of=result.run_id),
+            mongo_db,
+            run_id="revert",
+            root_run_id="revert",
+            stamp=TICK,
+            automation=page["automation"],
+            config_id=page["configId"],
+            config_hash=page["configHash"],
+            history_days=90,
+            revert_of=result.run_id,
+        ),
     )
     assert reports["Close A"].conflicts == len(touched_after)
     assert reports["Close A"].restored == CLOSING - len(touched_after)

@@ -83,8 +83,11 @@ def run(
         }
     )
     return execute(
-        db.docs, automation.query, build_plan(automation, stamp),
-        deadline=time.time() + 60 if deadline is None else deadline, **options,
+        db.docs,
+        automation.query,
+        build_plan(automation, stamp),
+        deadline=time.time() + 60 if deadline is None else deadline,
+        **options,
     )
 
 
@@ -93,10 +96,12 @@ def docs(db: Database) -> dict[Any, dict[str, Any]]:
 
 
 def test_single_field_add_change_remove_delete_on_dotted_paths(mongo_db: Database) -> None:
-    mongo_db.docs.insert_many([
-        {"_id": 1, "status": "Open", "meta": {"by": "seed", "old": 1}, "organization": "Org"},
-        {"_id": 2, "status": "Closed", "meta": {"by": "seed", "old": 1}, "organization": "Org"},
-    ])
+    mongo_db.docs.insert_many(
+        [
+            {"_id": 1, "status": "Open", "meta": {"by": "seed", "old": 1}, "organization": "Org"},
+            {"_id": 2, "status": "Closed", "meta": {"by": "seed", "old": 1}, "organization": "Org"},
+        ]
+    )
     result = run(
         mongo_db,
         query="{ status: 'Open' }",
@@ -117,25 +122,40 @@ def test_values_keep_their_bson_type(mongo_db: Database) -> None:
     """Spec §5.14: the old system could only write strings."""
     mongo_db.docs.insert_one({"_id": 1})
     values = {
-        "flag": True, "count": 7, "big": Int64(2**40), "ratio": 0.5, "when": datetime(2026, 1, 2, tzinfo=UTC),
-        "ref": ObjectId("65d9f0a1b2c3d4e5f6a7b800"), "money": Decimal128("12.50"), "nothing": None,
+        "flag": True,
+        "count": 7,
+        "big": Int64(2**40),
+        "ratio": 0.5,
+        "when": datetime(2026, 1, 2, tzinfo=UTC),
+        "ref": ObjectId("65d9f0a1b2c3d4e5f6a7b800"),
+        "money": Decimal128("12.50"),
+        "nothing": None,
         "sub": {"a": [1, "two"]},
     }
     run(mongo_db, single=[{"elementName": k, "updateType": "Change", "elementValue": v} for k, v in values.items()])
     stored = mongo_db.docs.find_one({"_id": 1})
     for key, value in values.items():
         assert stored[key] == value and type(stored[key]) is type(value), key
-    typed = {key: mongo_db.docs.count_documents({key: {"$type": bson_type}}) for key, bson_type in [
-        ("flag", "bool"), ("count", "int"), ("big", "long"), ("when", "date"), ("ref", "objectId"),
-        ("money", "decimal"),
-    ]}
+    typed = {
+        key: mongo_db.docs.count_documents({key: {"$type": bson_type}})
+        for key, bson_type in [
+            ("flag", "bool"),
+            ("count", "int"),
+            ("big", "long"),
+            ("when", "date"),
+            ("ref", "objectId"),
+            ("money", "decimal"),
+        ]
+    }
     assert typed == dict.fromkeys(typed, 1)
 
 
 def test_array_add_pushes_onto_any_array_and_creates_a_missing_one(mongo_db: Database) -> None:
     mongo_db.docs.insert_many([{"_id": 1, "followUps": [{"text": "old"}]}, {"_id": 2}])
-    result = run(mongo_db, array=[{"arrayProperty": "followUps", "matchingPropertyName": "text",
-                                   "updateType": "Add", "newValue": "Call"}])
+    result = run(
+        mongo_db,
+        array=[{"arrayProperty": "followUps", "matchingPropertyName": "text", "updateType": "Add", "newValue": "Call"}],
+    )
     assert (result.matched, result.modified) == (2, 2)
     pushed = {"text": "Call", "source": "Exec Test Query Automation", "date": STAMP}
     after = docs(mongo_db)
@@ -155,19 +175,37 @@ def test_array_add_is_idempotent_per_stamp(mongo_db: Database) -> None:
 
 
 def seed_notes(db: Database) -> None:
-    db.docs.insert_many([
-        {"_id": 1, "notes": [{"text": "a", "reviewed": "no"}, {"text": "b", "reviewed": "yes"},
-                             {"text": "c", "reviewed": "no"}]},
-        {"_id": 2, "notes": []},
-        {"_id": 3},  # no array: MongoDB refuses positional updates here, so it must not be selected
-    ])
+    db.docs.insert_many(
+        [
+            {
+                "_id": 1,
+                "notes": [
+                    {"text": "a", "reviewed": "no"},
+                    {"text": "b", "reviewed": "yes"},
+                    {"text": "c", "reviewed": "no"},
+                ],
+            },
+            {"_id": 2, "notes": []},
+            {"_id": 3},  # no array: MongoDB refuses positional updates here, so it must not be selected
+        ]
+    )
 
 
 def test_array_change_with_matching_value_changes_only_matching_elements(mongo_db: Database) -> None:
     """Spec §5.2: the old Change had no arrayFilters and always failed."""
     seed_notes(mongo_db)
-    result = run(mongo_db, array=[{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
-                                   "updateType": "Change", "newValue": "done", "matchingValue": "no"}])
+    result = run(
+        mongo_db,
+        array=[
+            {
+                "arrayProperty": "notes",
+                "matchingPropertyName": "reviewed",
+                "updateType": "Change",
+                "newValue": "done",
+                "matchingValue": "no",
+            }
+        ],
+    )
     assert (result.matched, result.modified) == (2, 1)
     assert [n["reviewed"] for n in docs(mongo_db)[1]["notes"]] == ["done", "yes", "done"]
     assert docs(mongo_db)[3] == {"_id": 3}
@@ -175,16 +213,28 @@ def test_array_change_with_matching_value_changes_only_matching_elements(mongo_d
 
 def test_array_change_without_matching_value_changes_every_element(mongo_db: Database) -> None:
     seed_notes(mongo_db)
-    run(mongo_db, array=[{"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Change",
-                          "newValue": 1}])
+    run(
+        mongo_db,
+        array=[{"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Change", "newValue": 1}],
+    )
     assert [n["reviewed"] for n in docs(mongo_db)[1]["notes"]] == [1, 1, 1]
 
 
 def test_array_remove_blanks_matching_or_all_elements(mongo_db: Database) -> None:
     """Spec §5.2: the old Remove used positional $ with an _id-only filter and always failed."""
     seed_notes(mongo_db)
-    run(mongo_db, array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Remove",
-                          "newValue": "", "matchingValue": "b"}])
+    run(
+        mongo_db,
+        array=[
+            {
+                "arrayProperty": "notes",
+                "matchingPropertyName": "text",
+                "updateType": "Remove",
+                "newValue": "",
+                "matchingValue": "b",
+            }
+        ],
+    )
     assert [n["text"] for n in docs(mongo_db)[1]["notes"]] == ["a", "", "c"]
     run(mongo_db, array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Remove"}])
     assert [n["text"] for n in docs(mongo_db)[1]["notes"]] == ["", "", ""]
@@ -192,8 +242,12 @@ def test_array_remove_blanks_matching_or_all_elements(mongo_db: Database) -> Non
 
 def test_array_delete_pulls_elements_equal_to_new_value(mongo_db: Database) -> None:
     seed_notes(mongo_db)
-    result = run(mongo_db, array=[{"arrayProperty": "notes", "matchingPropertyName": "reviewed",
-                                   "updateType": "Delete", "newValue": "no"}])
+    result = run(
+        mongo_db,
+        array=[
+            {"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Delete", "newValue": "no"}
+        ],
+    )
     assert result.modified == 1
     assert docs(mongo_db)[1]["notes"] == [{"text": "b", "reviewed": "yes"}]
     assert docs(mongo_db)[3] == {"_id": 3}
@@ -206,8 +260,9 @@ def test_find_query_is_one_server_side_update_filtered_by_the_query(
     db, log = listened
     db.docs.insert_many([{"_id": n, "status": "Open" if n % 2 else "Closed"} for n in range(10)])
     log.commands.clear()
-    result = run(db, query="{ status: 'Open' }", single=[{"elementName": "seen", "updateType": "Add",
-                                                          "elementValue": True}])
+    result = run(
+        db, query="{ status: 'Open' }", single=[{"elementName": "seen", "updateType": "Add", "elementValue": True}]
+    )
     assert [name for name, _ in log.commands if name != "ping"] == ["update"]  # no read, no per-document trips
     (statement,) = log.named("update")[0]["updates"]
     assert statement["q"] == {"status": "Open"} and statement["multi"] is True
@@ -222,7 +277,9 @@ def test_aggregate_query_streams_ids_and_writes_bounded_unordered_batches(
     db.docs.insert_many([{"_id": n, "status": "Overdue" if n < 25 else "Open"} for n in range(30)])
     log.commands.clear()
     result = run(  # the $limit makes it more than a filter, so it takes the _id path
-        db, query="aggregate([{$match:{status:'Overdue'}},{$limit:1000}])", batch_size=10,
+        db,
+        query="aggregate([{$match:{status:'Overdue'}},{$limit:1000}])",
+        batch_size=10,
         single=[{"elementName": "flagged", "updateType": "Add", "elementValue": True}],
     )
     assert (result.matched, result.modified, result.batches) == (25, 25, 3)
@@ -243,8 +300,11 @@ def test_a_pipeline_that_only_filters_is_one_server_side_update_filtered_by_its_
     db, log = listened
     db.docs.insert_many([{"_id": n, "status": "Open" if n % 2 else "Closed"} for n in range(10)])
     log.commands.clear()
-    result = run(db, query="aggregate([{$match:{status:'Open'}},{$match:{_id:{$lt:7}}},{$project:{_id:1}}])",
-                 single=[{"elementName": "seen", "updateType": "Add", "elementValue": True}])
+    result = run(
+        db,
+        query="aggregate([{$match:{status:'Open'}},{$match:{_id:{$lt:7}}},{$project:{_id:1}}])",
+        single=[{"elementName": "seen", "updateType": "Add", "elementValue": True}],
+    )
     assert [name for name, _ in log.commands if name != "ping"] == ["update"]
     (statement,) = log.named("update")[0]["updates"]
     assert statement["q"] == {"$and": [{"status": "Open"}, {"_id": {"$lt": 7}}]} and statement["multi"] is True
@@ -261,8 +321,7 @@ def test_a_pipeline_that_only_filters_is_one_server_side_update_filtered_by_its_
         ([{"$set": {"x": 1}}], {}),
         ([], {}),
         ([{"$match": {"a": 1}}, {"$limit": 5}], None),
-        ([{"$match": {"a": 1}}, {"$lookup": {"from": "p", "localField": "p", "foreignField": "_id", "as": "p"}}],
-         None),
+        ([{"$match": {"a": 1}}, {"$lookup": {"from": "p", "localField": "p", "foreignField": "_id", "as": "p"}}], None),
         ([{"$match": {"a": 1}}, {"$project": {"b": "$c"}}, {"$match": {"b": 2}}], None),  # matches a reshaped doc
         ([{"$sort": {"a": 1}}, {"$match": {"a": 1}}], None),
         ([{"$unwind": "$items"}], None),
@@ -277,8 +336,11 @@ def test_filter_of_a_pipeline_only_where_it_selects_the_same_documents(
 def test_aggregate_refused_documents_do_not_stop_the_others(mongo_db: Database) -> None:
     mongo_db.docs.insert_many([{"_id": 1, "notes": []}, {"_id": 2, "notes": "not an array"}, {"_id": 3}])
     with pytest.raises(DocumentWriteErrors) as caught:
-        run(mongo_db, query="aggregate([{$match:{}},{$limit:1000}])", array=[
-            {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "x"}])
+        run(
+            mongo_db,
+            query="aggregate([{$match:{}},{$limit:1000}])",
+            array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "x"}],
+        )
     assert caught.value.failed == 1 and "_id 2" in str(caught.value)
     assert caught.value.result.modified == 2
     assert [len(d.get("notes")) for d in mongo_db.docs.find({"_id": {"$in": [1, 3]}})] == [1, 1]
@@ -291,8 +353,14 @@ def test_dry_run_counts_and_samples_but_writes_nothing(listened: tuple[Database,
     log.commands.clear()
     change = [{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}]
     found = run(db, query="{ status: 'Open' }", single=change, dry_run=True, sample_size=3)
-    piped = run(db, query="aggregate([{$match:{status:'Open'}},{$limit:1000}])", single=change, dry_run=True,
-                batch_size=5, sample_size=3)
+    piped = run(
+        db,
+        query="aggregate([{$match:{status:'Open'}},{$limit:1000}])",
+        single=change,
+        dry_run=True,
+        batch_size=5,
+        sample_size=3,
+    )
     for result in (found, piped):
         assert (result.matched, result.modified, result.dry_run, len(result.sample_ids)) == (12, 0, True, 3)
     assert piped.batches == 3
@@ -315,24 +383,35 @@ def test_batches_stop_once_the_deadline_passes(mongo_db: Database) -> None:
         time.sleep(0.3)
 
     with pytest.raises(DeadlineExceeded):  # between batches, or as the server-side time limit of the next getMore
-        run(mongo_db, query="aggregate([{$sort:{_id:1}},{$limit:100}])", batch_size=2, deadline=time.time() + 0.2,
-            single=[{"elementName": "x", "updateType": "Add", "elementValue": 1}], log=slow_progress)
+        run(
+            mongo_db,
+            query="aggregate([{$sort:{_id:1}},{$limit:100}])",
+            batch_size=2,
+            deadline=time.time() + 0.2,
+            single=[{"elementName": "x", "updateType": "Add", "elementValue": 1}],
+            log=slow_progress,
+        )
     assert mongo_db.docs.count_documents({"x": 1}) == 2
 
 
 def test_find_refused_documents_do_not_stop_the_others(mongo_db: Database) -> None:
     """Spec §3.4: one bad document lost the rest of the automation's writes. update_many stops at the first document
     the server refuses; the documents after it must still be written, the query still re-checked."""
-    mongo_db.docs.insert_many([
-        {"_id": 1, "status": "Open", "notes": []},
-        {"_id": 2, "status": "Open", "notes": "not an array"},
-        {"_id": 3, "status": "Open", "notes": []},
-        {"_id": 4, "status": "Closed", "notes": []},
-    ])
+    mongo_db.docs.insert_many(
+        [
+            {"_id": 1, "status": "Open", "notes": []},
+            {"_id": 2, "status": "Open", "notes": "not an array"},
+            {"_id": 3, "status": "Open", "notes": []},
+            {"_id": 4, "status": "Closed", "notes": []},
+        ]
+    )
     with pytest.raises(DocumentWriteErrors) as caught:
-        run(mongo_db, query="{ status: 'Open' }",
+        run(
+            mongo_db,
+            query="{ status: 'Open' }",
             single=[{"elementName": "seen", "updateType": "Add", "elementValue": True}],
-            array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "x"}])
+            array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "x"}],
+        )
     assert caught.value.failed == 1 and "_id 2" in str(caught.value)
     after = docs(mongo_db)
     assert [len(after[n]["notes"]) for n in (1, 3)] == [1, 1]  # pushed once each, the first pass's push not repeated

@@ -29,7 +29,7 @@ from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.oncall.alerting import SnsAlertChannel
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from tests.local_project import REPO, new_project, user_env
-from tests.oncall.test_alerting import Daemon, received, topic  # noqa: F401 - topic is a fixture used here
+from tests.oncall.test_alerting import Daemon, received
 from tests.reports.test_report_recovery import LocalProject
 
 pytestmark = pytest.mark.recovery
@@ -56,9 +56,10 @@ def project(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         for name in ("MONGODB_URI", "MONGODB_DATABASE"):
             patch.setenv(name, env[name])
         patch.delenv("DAGSTER_HOME", raising=False)
-        with DagsterInstance.from_config(str(folder)) as instance, WorkspaceProcessContext(
-            instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
-        ) as context:
+        with (
+            DagsterInstance.from_config(str(folder)) as instance,
+            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])) as context,
+        ):
             yield LocalProject(folder, db, context)
     client.drop_database(DATABASE)
     client.close()
@@ -74,12 +75,18 @@ def demo(project: LocalProject) -> LocalProject:
 
 def launch_hourly(project: LocalProject, stamp: datetime) -> DagsterRun:
     """The Launchpad's Launch run of the hourly cadence, stamped ``stamp`` as its schedule tick would: to its end."""
-    data = project.graphql(LAUNCH_PIPELINE_EXECUTION_MUTATION, executionParams={
-        "selector": {"repositoryLocationName": "intervalprocessing", "repositoryName": "__repository__",
-                     "jobName": JOB},
-        "runConfigData": {},
-        "executionMetadata": {"tags": [{"key": RUN_STAMP_TAG, "value": stamp.isoformat()}]},
-    })
+    data = project.graphql(
+        LAUNCH_PIPELINE_EXECUTION_MUTATION,
+        executionParams={
+            "selector": {
+                "repositoryLocationName": "intervalprocessing",
+                "repositoryName": "__repository__",
+                "jobName": JOB,
+            },
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": RUN_STAMP_TAG, "value": stamp.isoformat()}]},
+        },
+    )
     launched = data["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(project.context))  # the run queue launches it
@@ -123,7 +130,8 @@ def fails_on_a_missing_brace(project: LocalProject, stamp: datetime) -> tuple[Da
 
 
 def test_from_failure_after_a_fix_applies_the_document_as_it_is_now_once(
-    demo: LocalProject, topic: tuple[str, str]  # noqa: F811 - the fixture imported above
+    demo: LocalProject,
+    topic: tuple[str, str],  # noqa: F811 - the fixture imported above
 ) -> None:
     project = demo
     topic_arn, queue_url = topic
@@ -159,8 +167,10 @@ def test_from_failure_after_a_fix_applies_the_document_as_it_is_now_once(
     again = project.reexecute(failed, "ALL_STEPS")
     assert again.status == DagsterRunStatus.SUCCESS
     assert summary(project, again.run_id) == "automations 0 applied, 2 already applied, 0 matched, 0 modified, 0 failed"
-    assert any(f"automation {ESCALATE!r} was already applied for stamp {STAMP.isoformat()} by run {recovery.run_id}"
-               in message for message in messages(project, again.run_id))
+    assert any(
+        f"automation {ESCALATE!r} was already applied for stamp {STAMP.isoformat()} by run {recovery.run_id}" in message
+        for message in messages(project, again.run_id)
+    )
     assert [len([n for n in audit["notes"] if n["text"] == ESCALATION_NOTE]) for audit in escalated(project)] == [1, 1]
 
 
@@ -184,14 +194,21 @@ def test_from_failure_after_the_document_was_withdrawn_says_so_and_completes_the
     assert recovery.status == DagsterRunStatus.SUCCESS  # not red for ever: the stamp is complete without it
     assert project.steps(recovery.run_id, DagsterEventType.STEP_START) == {ESCALATE_STEP}
     assert summary(project, recovery.run_id) == "automations 0 applied, 1 withdrawn, 0 matched, 0 modified, 0 failed"
-    why = {"deactivated": "its document was deactivated (isActive: false) after it was loaded for this stamp",
-           "deleted": "its document was deleted from dataupdateconfigs after it was loaded for this stamp",
-           "moved": "its document's runCadence is now 'Nightly', no longer 'Hourly', since it was loaded for this "
-                    "stamp"}[withdraw]
-    assert any(message.startswith(f"automation {ESCALATE!r} is withdrawn from stamp {stamp.isoformat()}: {why}; "
-                                  "nothing applied") for message in messages(project, recovery.run_id))
-    (output,) = [e.dagster_event.event_specific_data.metadata
-                 for e in project.instance.all_logs(recovery.run_id, of_type=DagsterEventType.STEP_OUTPUT)]
+    why = {
+        "deactivated": "its document was deactivated (isActive: false) after it was loaded for this stamp",
+        "deleted": "its document was deleted from dataupdateconfigs after it was loaded for this stamp",
+        "moved": "its document's runCadence is now 'Nightly', no longer 'Hourly', since it was loaded for this stamp",
+    }[withdraw]
+    assert any(
+        message.startswith(
+            f"automation {ESCALATE!r} is withdrawn from stamp {stamp.isoformat()}: {why}; nothing applied"
+        )
+        for message in messages(project, recovery.run_id)
+    )
+    (output,) = [
+        e.dagster_event.event_specific_data.metadata
+        for e in project.instance.all_logs(recovery.run_id, of_type=DagsterEventType.STEP_OUTPUT)
+    ]
     assert output["withdrawn"].value == why
     assert output["modified"].value == 0
     ledger = record(project, stamp, good["_id"])

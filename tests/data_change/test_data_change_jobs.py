@@ -72,7 +72,7 @@ def outputs(result: ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
     found = {}
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_OUTPUT and event.step_key.startswith("apply_automation["):
-            found[event.step_key[len("apply_automation["):-1]] = event.event_specific_data.metadata
+            found[event.step_key[len("apply_automation[") : -1]] = event.event_specific_data.metadata
     return found
 
 
@@ -110,7 +110,8 @@ def test_a_misspelt_cadence_is_warned_about_not_silently_ignored(mongo: MongoRes
     mongo_db.dataupdateconfigs.insert_many([automation("Typo", "hourly"), automation("Fine")])
     with DagsterInstance.ephemeral() as instance:
         result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources=job_resources(mongo), instance=instance,
+            resources=job_resources(mongo),
+            instance=instance,
             tags=run_stamp_tags(TICK),
         )
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
@@ -120,17 +121,26 @@ def test_a_misspelt_cadence_is_warned_about_not_silently_ignored(mongo: MongoRes
 
 def test_the_loader_observes_what_it_read_of_the_configuration(mongo: MongoResource, mongo_db: Database) -> None:
     """The UI's card of dataupdateconfigs shows when a run last read it and what it found there."""
-    mongo_db.dataupdateconfigs.insert_many([
-        automation("First Note"), automation("Off", isActive=False), automation("Nightly Note", cadence="Nightly"),
-    ])
+    mongo_db.dataupdateconfigs.insert_many(
+        [
+            automation("First Note"),
+            automation("Off", isActive=False),
+            automation("Nightly Note", cadence="Nightly"),
+        ]
+    )
     result = run_job(Cadence.HOURLY, mongo)
-    [observation] = [event.asset_observation_data.asset_observation for event in result.all_events
-                     if event.event_type == DagsterEventType.ASSET_OBSERVATION
-                     and event.asset_key.to_user_string() == "dataupdateconfigs"]
+    [observation] = [
+        event.asset_observation_data.asset_observation
+        for event in result.all_events
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION
+        and event.asset_key.to_user_string() == "dataupdateconfigs"
+    ]
     metadata = {name: value.value for name, value in observation.metadata.items()}
     # Every automation of every cadence, each linked to its own history (its partition of the collection it changes).
     assert metadata == {
-        "cadence": "Hourly", "automations": 2, "active": 1,
+        "cadence": "Hourly",
+        "automations": 2,
+        "active": 1,
         "history of First Note": f"[First Note]({history_path('audits', 'First Note')}) (Hourly, audits)",
         "history of Nightly Note": f"[Nightly Note]({history_path('audits', 'Nightly Note')}) (Nightly, audits)",
         "history of Off": f"[Off]({history_path('audits', 'Off')}) (Hourly, audits, inactive)",
@@ -144,10 +154,14 @@ def asset_events(result: ExecuteInProcessResult) -> dict[str, list[tuple[str, st
         if event.event_type in ASSET_EVENTS and event.step_key.startswith("apply_automation["):
             data = event.event_specific_data
             asset_event = data.materialization if event.is_step_materialization else data.asset_observation
-            found.setdefault(event.step_key[len("apply_automation["):-1], []).append((
-                event.event_type.value, asset_event.asset_key.to_user_string(), asset_event.partition,
-                {name: value.value for name, value in asset_event.metadata.items()},
-            ))
+            found.setdefault(event.step_key[len("apply_automation[") : -1], []).append(
+                (
+                    event.event_type.value,
+                    asset_event.asset_key.to_user_string(),
+                    asset_event.partition,
+                    {name: value.value for name, value in asset_event.metadata.items()},
+                )
+            )
     return found
 
 
@@ -169,7 +183,10 @@ def test_each_automation_step_records_one_event_on_its_own_partition_of_its_coll
 
     with DagsterInstance.ephemeral() as instance:
         result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources=job_resources(mongo), instance=instance, tags=run_stamp_tags(TICK), raise_on_error=False,
+            resources=job_resources(mongo),
+            instance=instance,
+            tags=run_stamp_tags(TICK),
+            raise_on_error=False,
         )
         assert instance.get_dynamic_partitions(automations_of("audits").name) == ["Broken", "First Note"]
         assert instance.get_dynamic_partitions(automations_of("medicalrecordrequests").name) == ["Requests Note"]
@@ -178,22 +195,32 @@ def test_each_automation_step_records_one_event_on_its_own_partition_of_its_coll
         ).records
         assert record.run_id == result.run_id
         dry = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources=job_resources(mongo), instance=instance, tags=run_stamp_tags(TICK), raise_on_error=False,
+            resources=job_resources(mongo),
+            instance=instance,
+            tags=run_stamp_tags(TICK),
+            raise_on_error=False,
             run_config={"ops": {"apply_automation": {"config": {"dry_run": True}}}},
         )
 
     def version(name: str) -> dict[str, str]:
-        return {"config_id": str(by_name[name]["_id"]), "config_hash": config_hash(by_name[name]),
-                "stamp": TICK.isoformat()}
+        return {
+            "config_id": str(by_name[name]["_id"]),
+            "config_hash": config_hash(by_name[name]),
+            "stamp": TICK.isoformat(),
+        }
 
     events = asset_events(result)
     assert events["first_note"] == [
         ("ASSET_MATERIALIZATION", "audits", "First Note", {"matched": 2, "modified": 2, **version("First Note")}),
     ]
-    assert events["requests_note"] == [(
-        "ASSET_MATERIALIZATION", "medicalrecordrequests", "Requests Note",
-        {"matched": 1, "modified": 1, **version("Requests Note")},
-    )]
+    assert events["requests_note"] == [
+        (
+            "ASSET_MATERIALIZATION",
+            "medicalrecordrequests",
+            "Requests Note",
+            {"matched": 1, "modified": 1, **version("Requests Note")},
+        )
+    ]
     [(kind, asset, partition, metadata)] = events["broken"]
     assert (kind, asset, partition) == ("ASSET_OBSERVATION", "audits", "Broken")
     assert metadata.pop("failed").startswith("automation 'Broken' in dataupdateconfigs is invalid (1 problem)")
@@ -232,7 +259,11 @@ def test_a_failure_is_recorded_with_the_version_of_the_document_the_step_applied
     assert edited["comment"] == "edited after loading" and config_hash(edited) != config_hash(loaded)
     [(kind, asset, partition, metadata)] = asset_events(result)["broken"]
     assert (kind, asset, partition, metadata["config_hash"]) == (
-        "ASSET_OBSERVATION", "audits", "Broken", config_hash(edited))
+        "ASSET_OBSERVATION",
+        "audits",
+        "Broken",
+        config_hash(edited),
+    )
 
 
 def test_inactive_automations_do_not_run(mongo: MongoResource, mongo_db: Database) -> None:
@@ -248,14 +279,24 @@ def test_inactive_automations_do_not_run(mongo: MongoResource, mongo_db: Databas
 def test_one_broken_automation_does_not_stop_the_others(mongo: MongoResource, mongo_db: Database) -> None:
     """Spec §5.6: the first exception ended the whole cadence."""
     mongo_db.audits.insert_many([{"_id": 1, "status": "Open", "notes": []}, {"_id": 2, "status": "Open", "tags": "x"}])
-    mongo_db.dataupdateconfigs.insert_many([
-        automation("A Good One"),
-        automation("B Invalid", singleFieldUpdateElements=[{"elementName": "x", "updateType": "Modify"}],
-                   arrayObjectFieldUpdateElements=None),
-        automation("C Refused By The Server", query="{ _id: 2 }", arrayObjectFieldUpdateElements=[
-            {"arrayProperty": "tags", "matchingPropertyName": "t", "updateType": "Add", "newValue": "y"}]),
-        automation("D Good Too"),
-    ])
+    mongo_db.dataupdateconfigs.insert_many(
+        [
+            automation("A Good One"),
+            automation(
+                "B Invalid",
+                singleFieldUpdateElements=[{"elementName": "x", "updateType": "Modify"}],
+                arrayObjectFieldUpdateElements=None,
+            ),
+            automation(
+                "C Refused By The Server",
+                query="{ _id: 2 }",
+                arrayObjectFieldUpdateElements=[
+                    {"arrayProperty": "tags", "matchingPropertyName": "t", "updateType": "Add", "newValue": "y"}
+                ],
+            ),
+            automation("D Good Too"),
+        ]
+    )
     result = run_job(Cadence.HOURLY, mongo)
     assert not result.success
     assert set(outputs(result)) == {"a_good_one", "d_good_too"}
@@ -271,7 +312,9 @@ def test_one_broken_automation_does_not_stop_the_others(mongo: MongoResource, mo
     assert "apply_automation[c_refused_by_the_server]" in run_failure.message
     records = {r["automation"]: r for r in mongo_db[RUNS_COLLECTION].find()}
     assert {name: r["status"] for name, r in records.items()} == {
-        "A Good One": "succeeded", "B Invalid": "failed", "C Refused By The Server": "failed",
+        "A Good One": "succeeded",
+        "B Invalid": "failed",
+        "C Refused By The Server": "failed",
         "D Good Too": "succeeded",
     }
     assert "updateType" in records["B Invalid"]["error"]
@@ -338,8 +381,12 @@ def test_transient_connection_errors_fail_the_automation_after_three_retries(
 
 def test_dry_run_writes_nothing_but_reports_and_records(mongo: MongoResource, mongo_db: Database) -> None:
     mongo_db.audits.insert_many([{"status": "Open"} for _ in range(3)])
-    mongo_db.dataupdateconfigs.insert_one(automation("Dry", singleFieldUpdateElements=[
-        {"elementName": "status", "updateType": "Change", "elementValue": "Closed"}]))
+    mongo_db.dataupdateconfigs.insert_one(
+        automation(
+            "Dry",
+            singleFieldUpdateElements=[{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}],
+        )
+    )
     before = list(mongo_db.audits.find())
     result = run_job(Cadence.HOURLY, mongo, run_config={"ops": {"apply_automation": {"config": {"dry_run": True}}}})
     assert result.success
@@ -361,11 +408,24 @@ def test_every_automation_run_is_recorded(mongo: MongoResource, mongo_db: Databa
     assert record.pop("startedAt") <= record.pop("finishedAt") <= record.pop("recordedAt")
     assert isinstance(record.pop("durationSeconds"), float)
     assert record == {
-        "runId": result.run_id, "mappingKey": "recorded", "automation": "Recorded", "configId": config_id,
-        "cadence": "Hourly", "stamp": TICK, "status": "succeeded", "dryRun": False, "attempts": 1, "matched": 2,
-        "modified": 2, "batches": 1, "error": None, "reason": None,
+        "runId": result.run_id,
+        "mappingKey": "recorded",
+        "automation": "Recorded",
+        "configId": config_id,
+        "cadence": "Hourly",
+        "stamp": TICK,
+        "status": "succeeded",
+        "dryRun": False,
+        "attempts": 1,
+        "matched": 2,
+        "modified": 2,
+        "batches": 1,
+        "error": None,
+        "reason": None,
         # The ledger's own fields: every run that wrote it, and the document as its step read it and applied it.
-        "runIds": [result.run_id], "configHash": config_hash(config), "config": config,
+        "runIds": [result.run_id],
+        "configHash": config_hash(config),
+        "config": config,
     }
 
 
@@ -386,7 +446,8 @@ def test_a_run_index_the_server_refuses_is_warned_about_and_the_automations_stil
     mongo_db.dataupdateconfigs.insert_one(automation("Still Applied"))
     with DagsterInstance.ephemeral() as instance:
         result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-            resources=job_resources(mongo), instance=instance,
+            resources=job_resources(mongo),
+            instance=instance,
             tags=run_stamp_tags(TICK),
         )
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
@@ -403,7 +464,10 @@ def test_no_automations_is_a_successful_empty_run(mongo: MongoResource, mongo_db
 
 def test_mapping_keys_are_sanitized_and_unique() -> None:
     assert mapping_keys(["Escalate: High $", "escalate high", "!!!", "Ünïcode"]) == [
-        "escalate_high", "escalate_high_2", "automation", "n_code"
+        "escalate_high",
+        "escalate_high_2",
+        "automation",
+        "n_code",
     ]
 
 
@@ -416,7 +480,8 @@ def test_hourly_job_on_the_demo_data_changes_it_and_a_second_run_sees_the_first(
     first = run_job(Cadence.HOURLY, mongo, tick=None)  # a manual run: stamped with its creation time
     assert first.success, failures(first)
     assert {key: (m["matched"].value, m["modified"].value) for key, m in outputs(first).items()} == {
-        "escalate_pending_review_audits": (2, 2), "note_overdue_record_requests": (1, 1)
+        "escalate_pending_review_audits": (2, 2),
+        "note_overdue_record_requests": (1, 1),
     }
     escalated = list(mongo_db.audits.find({"priority": "High"}, {"auditId": 1, "notes": 1}))
     assert sorted(a["auditId"] for a in escalated) == [10000, 10006]
@@ -427,7 +492,8 @@ def test_hourly_job_on_the_demo_data_changes_it_and_a_second_run_sees_the_first(
     second = run_job(Cadence.HOURLY, mongo, tick=None)
     assert second.success
     assert {key: (m["matched"].value, m["modified"].value) for key, m in outputs(second).items()} == {
-        "escalate_pending_review_audits": (0, 0), "note_overdue_record_requests": (0, 0)
+        "escalate_pending_review_audits": (0, 0),
+        "note_overdue_record_requests": (0, 0),
     }
     overdue = mongo_db.medicalrecordrequests.find_one({"status": "Overdue"})
     assert [n["source"] for n in overdue["internalNotes"]] == ["seed", "Note Overdue Record Requests Query Automation"]
@@ -486,8 +552,12 @@ def test_an_automation_already_applied_for_its_stamp_is_not_applied_again_and_sa
     """The ledger, not only the push guard: a second run of the same stamp (a retry, a re-execution, the next
     EventBridge attempt of processToRun) applies nothing, not even a Change whose value was edited back by hand."""
     mongo_db.audits.insert_one({"status": "Open", "notes": []})
-    mongo_db.dataupdateconfigs.insert_one(automation("Once", singleFieldUpdateElements=[
-        {"elementName": "priority", "updateType": "Change", "elementValue": "High"}]))
+    mongo_db.dataupdateconfigs.insert_one(
+        automation(
+            "Once",
+            singleFieldUpdateElements=[{"elementName": "priority", "updateType": "Change", "elementValue": "High"}],
+        )
+    )
     first = run_job(Cadence.HOURLY, mongo)
     mongo_db.audits.update_one({}, {"$set": {"priority": "Low"}})  # someone edits the document in between
 
@@ -501,14 +571,20 @@ def test_an_automation_already_applied_for_its_stamp_is_not_applied_again_and_sa
     metadata = outputs(again)["once"]
     assert (metadata["already_applied"].value, metadata["applied_by_run"].value) == (True, first.run_id)
     assert metadata["modified"].value == 0 and metadata["automation"].value == "Once"
-    assert any(m.startswith(f"automation 'Once' was already applied for stamp {TICK.isoformat()} by run "
-                            f"{first.run_id} (1 matched, 1 modified); not applied again") for m in messages)
+    assert any(
+        m.startswith(
+            f"automation 'Once' was already applied for stamp {TICK.isoformat()} by run "
+            f"{first.run_id} (1 matched, 1 modified); not applied again"
+        )
+        for m in messages
+    )
     audit = mongo_db.audits.find_one()
     assert audit["priority"] == "Low" and len(audit["notes"]) == 1
     (record,) = mongo_db[RUNS_COLLECTION].find()
     assert (record["runId"], record["runIds"], record["status"]) == (first.run_id, [first.run_id], "succeeded")
-    assert not [e for e in again.all_events if e.event_type in ASSET_EVENTS
-                and e.step_key.startswith("apply_automation[")]  # audits' history: nothing changed
+    assert not [
+        e for e in again.all_events if e.event_type in ASSET_EVENTS and e.step_key.startswith("apply_automation[")
+    ]  # audits' history: nothing changed
 
 
 def test_the_loader_records_each_loaded_automation_pending_and_leaves_existing_records_alone(
@@ -518,26 +594,44 @@ def test_the_loader_records_each_loaded_automation_pending_and_leaves_existing_r
     its hash. A record the stamp already has, terminal or not, is not reset by a later loader."""
     mongo_db.audits.insert_one({"status": "Open", "notes": []})
     done_id, waiting_id = mongo_db.dataupdateconfigs.insert_many(
-        [automation("Done"), automation("Waiting")]).inserted_ids
+        [automation("Done"), automation("Waiting")]
+    ).inserted_ids
     stamp = StampKey("Hourly", TICK, False)
-    mongo_db[RUNS_COLLECTION].insert_many([
-        {"_id": stamp.record_id(done_id), "status": "succeeded", "runId": "earlier", "automation": "Done",
-         "matched": 7, "modified": 7},
-        {"_id": stamp.record_id(waiting_id), "status": "running", "runId": "killed", "automation": "Waiting"},
-    ])
+    mongo_db[RUNS_COLLECTION].insert_many(
+        [
+            {
+                "_id": stamp.record_id(done_id),
+                "status": "succeeded",
+                "runId": "earlier",
+                "automation": "Done",
+                "matched": 7,
+                "modified": 7,
+            },
+            {"_id": stamp.record_id(waiting_id), "status": "running", "runId": "killed", "automation": "Waiting"},
+        ]
+    )
     new_id = mongo_db.dataupdateconfigs.insert_one(automation("New")).inserted_id
 
     loaded = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-        resources=job_resources(mongo), tags=run_stamp_tags(TICK),
+        resources=job_resources(mongo),
+        tags=run_stamp_tags(TICK),
         op_selection=["load_hourly_automations"],
     )
 
     assert loaded.success
     records = {r["_id"]: r for r in mongo_db[RUNS_COLLECTION].find()}
-    assert records[stamp.record_id(done_id)] == {"_id": stamp.record_id(done_id), "status": "succeeded",
-                                                 "runId": "earlier", "automation": "Done", "matched": 7, "modified": 7}
+    assert records[stamp.record_id(done_id)] == {
+        "_id": stamp.record_id(done_id),
+        "status": "succeeded",
+        "runId": "earlier",
+        "automation": "Done",
+        "matched": 7,
+        "modified": 7,
+    }
     assert (records[stamp.record_id(waiting_id)]["status"], records[stamp.record_id(waiting_id)]["runId"]) == (
-        "running", "killed")
+        "running",
+        "killed",
+    )
     pending = records[stamp.record_id(new_id)]
     config = mongo_db.dataupdateconfigs.find_one({"_id": new_id})
     assert pending["status"] == "pending" and pending["attempts"] == 0 and pending["mappingKey"] == "new"
@@ -548,8 +642,11 @@ def test_the_loader_records_each_loaded_automation_pending_and_leaves_existing_r
     assert set(outputs(applied)) == {"done", "waiting", "new"}
     assert outputs(applied)["done"]["already_applied"].value is True
     statuses = {r["automation"]: (r["status"], r.get("runIds")) for r in mongo_db[RUNS_COLLECTION].find()}
-    assert statuses == {"Done": ("succeeded", None), "Waiting": ("succeeded", [applied.run_id]),
-                        "New": ("succeeded", [loaded.run_id, applied.run_id])}
+    assert statuses == {
+        "Done": ("succeeded", None),
+        "Waiting": ("succeeded", [applied.run_id]),
+        "New": ("succeeded", [loaded.run_id, applied.run_id]),
+    }
 
 
 def test_a_dry_run_keeps_its_own_records_and_is_never_skipped(mongo: MongoResource, mongo_db: Database) -> None:
@@ -561,7 +658,9 @@ def test_a_dry_run_keeps_its_own_records_and_is_never_skipped(mongo: MongoResour
     assert outputs(previewed)["previewed"]["matched"].value == 0  # the note is there: nothing left to match
     assert "already_applied" not in outputs(previewed)["previewed"]
     assert sorted((r["dryRun"], r["status"], r["_id"].split("|")[2]) for r in mongo_db[RUNS_COLLECTION].find()) == [
-        (False, "succeeded", "live"), (True, "succeeded", "dry")]
+        (False, "succeeded", "live"),
+        (True, "succeeded", "dry"),
+    ]
 
 
 def test_records_expire_after_the_configured_days_and_a_new_window_is_applied(
@@ -576,9 +675,22 @@ def test_records_expire_after_the_configured_days_and_a_new_window_is_applied(
 
 def test_records_of_the_old_layout_stay_readable_beside_the_ledger(mongo: MongoResource, mongo_db: Database) -> None:
     """One record per Dagster run, keyed by an ObjectId: what the collection held before the ledger."""
-    old = {"runId": "an-old-run", "mappingKey": "kept", "automation": "Kept", "configId": "x", "cadence": "Hourly",
-           "stamp": TICK, "status": "succeeded", "dryRun": False, "attempts": 1, "matched": 1, "modified": 1,
-           "batches": 1, "durationSeconds": 0.01, "error": None}
+    old = {
+        "runId": "an-old-run",
+        "mappingKey": "kept",
+        "automation": "Kept",
+        "configId": "x",
+        "cadence": "Hourly",
+        "stamp": TICK,
+        "status": "succeeded",
+        "dryRun": False,
+        "attempts": 1,
+        "matched": 1,
+        "modified": 1,
+        "batches": 1,
+        "durationSeconds": 0.01,
+        "error": None,
+    }
     old_id = mongo_db[RUNS_COLLECTION].insert_one(dict(old)).inserted_id
     mongo_db.dataupdateconfigs.insert_one(automation("Kept"))
     assert run_job(Cadence.HOURLY, mongo).success
@@ -590,6 +702,7 @@ def test_a_loaded_set_that_cannot_be_recorded_is_warned_about_and_the_automation
     mongo: MongoResource, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pending records are for the closing check; without them each step still creates its own record."""
+
     def refuse(*_args: Any) -> None:
         raise OperationFailure("not authorized on automationruns")
 
@@ -605,5 +718,8 @@ def test_a_loaded_set_that_cannot_be_recorded_is_warned_about_and_the_automation
     assert any("the loaded set is not in automationruns" in message for message in messages)
     (record,) = mongo_db[RUNS_COLLECTION].find()
     assert (record["_id"], record["status"], record["runIds"]) == (
-        StampKey("Hourly", TICK, False).record_id(config_id), "succeeded", [result.run_id])
+        StampKey("Hourly", TICK, False).record_id(config_id),
+        "succeeded",
+        [result.run_id],
+    )
     assert record["config"] == mongo_db.dataupdateconfigs.find_one()

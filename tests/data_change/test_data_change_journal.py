@@ -39,8 +39,12 @@ from intervalprocessing_dagster.data_change.rules import parse_automation
 STAMP = datetime(2026, 3, 6, 2, 0, tzinfo=UTC)
 NOTE = {"text": "Call", "source": "Journaled Query Automation", "date": STAMP}
 SEED = [
-    {"_id": 1, "status": "Open", "meta": {"by": "seed", "old": 1},
-     "notes": [{"text": "a", "reviewed": "no"}, {"text": "b", "reviewed": "yes"}]},
+    {
+        "_id": 1,
+        "status": "Open",
+        "meta": {"by": "seed", "old": 1},
+        "notes": [{"text": "a", "reviewed": "no"}, {"text": "b", "reviewed": "yes"}],
+    },
     {"_id": 2, "status": "Open", "notes": []},
     {"_id": 3, "status": "Open"},
     {"_id": 4, "status": "Closed", "notes": [{"text": "a", "reviewed": "no"}]},
@@ -55,50 +59,117 @@ QUERIES = {
 CASES: dict[str, tuple[dict[str, Any], list[dict[str, Any]], list[int]]] = {
     "single Add": (
         {"single": [{"elementName": "stage", "updateType": "Add", "elementValue": "Ready"}]},
-        [{"kind": "set", "path": "stage", "after": "Ready"}], [1, 2, 3]),
+        [{"kind": "set", "path": "stage", "after": "Ready"}],
+        [1, 2, 3],
+    ),
     "single Change": (
         {"single": [{"elementName": "meta.by", "updateType": "Change", "elementValue": "auto"}]},
-        [{"kind": "set", "path": "meta.by", "before": "seed", "after": "auto"}], [1, 2, 3]),
+        [{"kind": "set", "path": "meta.by", "before": "seed", "after": "auto"}],
+        [1, 2, 3],
+    ),
     "single Remove": (
         {"single": [{"elementName": "status", "updateType": "Remove"}]},
-        [{"kind": "set", "path": "status", "before": "Open", "after": ""}], [1, 2, 3]),
+        [{"kind": "set", "path": "status", "before": "Open", "after": ""}],
+        [1, 2, 3],
+    ),
     "single Delete": (
         {"single": [{"elementName": "meta.old", "updateType": "Delete", "elementValue": ""}]},
-        [{"kind": "set", "path": "meta.old", "before": 1}], [1]),
+        [{"kind": "set", "path": "meta.old", "before": 1}],
+        [1],
+    ),
     "array Add": (
-        {"array": [{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add",
-                    "newValue": "Call"}]},
-        [{"kind": "push", "path": "notes", "element": NOTE, "created": False}], [1, 2, 3]),
+        {
+            "array": [
+                {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "Call"}
+            ]
+        },
+        [{"kind": "push", "path": "notes", "element": NOTE, "created": False}],
+        [1, 2, 3],
+    ),
     "array Change": (
-        {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Change",
-                    "newValue": "done", "matchingValue": "no"}]},
-        [{"kind": "set", "path": "notes.0", "before": {"text": "a", "reviewed": "no"},
-          "after": {"text": "a", "reviewed": "done"}}], [1]),
+        {
+            "array": [
+                {
+                    "arrayProperty": "notes",
+                    "matchingPropertyName": "reviewed",
+                    "updateType": "Change",
+                    "newValue": "done",
+                    "matchingValue": "no",
+                }
+            ]
+        },
+        [
+            {
+                "kind": "set",
+                "path": "notes.0",
+                "before": {"text": "a", "reviewed": "no"},
+                "after": {"text": "a", "reviewed": "done"},
+            }
+        ],
+        [1],
+    ),
     "array Remove": (
         {"array": [{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Remove"}]},
-        [{"kind": "set", "path": "notes.0", "before": {"text": "a", "reviewed": "no"},
-          "after": {"text": "", "reviewed": "no"}},
-         {"kind": "set", "path": "notes.1", "before": {"text": "b", "reviewed": "yes"},
-          "after": {"text": "", "reviewed": "yes"}}], [1]),
+        [
+            {
+                "kind": "set",
+                "path": "notes.0",
+                "before": {"text": "a", "reviewed": "no"},
+                "after": {"text": "", "reviewed": "no"},
+            },
+            {
+                "kind": "set",
+                "path": "notes.1",
+                "before": {"text": "b", "reviewed": "yes"},
+                "after": {"text": "", "reviewed": "yes"},
+            },
+        ],
+        [1],
+    ),
     "array Delete": (
-        {"array": [{"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Delete",
-                    "newValue": "no"}]},
-        [{"kind": "pull", "path": "notes", "removed": [{"index": 0, "element": {"text": "a", "reviewed": "no"}}],
-          "keptLength": 1}], [1]),
+        {
+            "array": [
+                {"arrayProperty": "notes", "matchingPropertyName": "reviewed", "updateType": "Delete", "newValue": "no"}
+            ]
+        },
+        [
+            {
+                "kind": "pull",
+                "path": "notes",
+                "removed": [{"index": 0, "element": {"text": "a", "reviewed": "no"}}],
+                "keptLength": 1,
+            }
+        ],
+        [1],
+    ),
 }
 
 
 def automation(query: str = QUERIES["find"], **elements: list[dict[str, Any]]) -> Any:
-    return parse_automation({
-        "name": "Journaled", "query": query, "collectionName": "docs", "isActive": True, "runCadence": "Hourly",
-        "singleFieldUpdateElements": elements.get("single", []),
-        "arrayObjectFieldUpdateElements": elements.get("array", []),
-    })
+    return parse_automation(
+        {
+            "name": "Journaled",
+            "query": query,
+            "collectionName": "docs",
+            "isActive": True,
+            "runCadence": "Hourly",
+            "singleFieldUpdateElements": elements.get("single", []),
+            "arrayObjectFieldUpdateElements": elements.get("array", []),
+        }
+    )
 
 
 def journal_of(db: Database, run_id: str = "run-1", **overrides: Any) -> ChangeJournal:
-    settings: dict[str, Any] = {"run_id": run_id, "root_run_id": run_id, "stamp": STAMP, "automation": "Journaled",
-                                "config_id": "config-1", "config_hash": "hash-1", "history_days": 90, **overrides}
+    settings: dict[str, Any] = {
+        "run_id": run_id,
+        "root_run_id": run_id,
+        "stamp": STAMP,
+        "automation": "Journaled",
+        "config_id": "config-1",
+        "config_hash": "hash-1",
+        "history_days": 90,
+        **overrides,
+    }
     return ChangeJournal(db, **settings)
 
 
@@ -107,14 +178,20 @@ def run(db: Database, rule: Any, journal: ChangeJournal | None, **options: Any) 
     if journal is None or options.get("dry_run"):
         return execute(db.docs, rule.query, build_plan(rule, STAMP), **options)
     options.setdefault("batch_size", 1000)
-    return journal.apply(db.docs, rule.query, build_plan(rule, STAMP), log=options.pop("log", lambda _: None),
-                         **options)
+    return journal.apply(
+        db.docs, rule.query, build_plan(rule, STAMP), log=options.pop("log", lambda _: None), **options
+    )
 
 
 def revert(db: Database, root_run_id: str = "run-1", *, dry_run: bool = False) -> Any:
     conflicts: list[str] = []
     reports = revert_run(
-        db, root_run_id, [], dry_run=dry_run, sample_size=2, log=conflicts.append,
+        db,
+        root_run_id,
+        [],
+        dry_run=dry_run,
+        sample_size=2,
+        log=conflicts.append,
         journal_for=lambda page: journal_of(db, "revert-1", automation=page["automation"], revert_of=root_run_id),
     )
     return reports, conflicts
@@ -162,10 +239,17 @@ def test_every_update_type_is_journaled_exactly_and_reverted_to_equal_documents(
         for change in map(change_from_document, changes):
             assert change.holds_before(before[document_id]) and change.holds_after(after[document_id])
     page = seeded[JOURNAL_COLLECTION].find_one()
-    assert {key: page[key] for key in ("runId", "rootRunId", "stamp", "automation", "configId", "configHash",
-                                       "collection")} == {
-        "runId": "run-1", "rootRunId": "run-1", "stamp": STAMP, "automation": "Journaled", "configId": "config-1",
-        "configHash": "hash-1", "collection": "docs"}
+    assert {
+        key: page[key] for key in ("runId", "rootRunId", "stamp", "automation", "configId", "configHash", "collection")
+    } == {
+        "runId": "run-1",
+        "rootRunId": "run-1",
+        "stamp": STAMP,
+        "automation": "Journaled",
+        "configId": "config-1",
+        "configHash": "hash-1",
+        "collection": "docs",
+    }
 
     reports, conflicts = revert(seeded)
     assert docs(seeded) == before and not conflicts
@@ -214,10 +298,14 @@ def test_documents_the_server_refuses_are_reported_and_not_journaled(mongo_db: D
     """The prediction refuses what MongoDB refuses; a refusal it cannot foresee (here a unique index) is found by
     sending each document of the batch on its own."""
     mongo_db.docs.create_index("code", unique=True, sparse=True)
-    mongo_db.docs.insert_many([
-        {"_id": 1, "status": "Open", "notes": []}, {"_id": 2, "status": "Open", "notes": "not an array"},
-        {"_id": 3, "status": "Open", "notes": []}, {"_id": 4, "status": "Closed", "code": "X"},
-    ])
+    mongo_db.docs.insert_many(
+        [
+            {"_id": 1, "status": "Open", "notes": []},
+            {"_id": 2, "status": "Open", "notes": "not an array"},
+            {"_id": 3, "status": "Open", "notes": []},
+            {"_id": 4, "status": "Closed", "code": "X"},
+        ]
+    )
     note = automation(**CASES["array Add"][0])
     with pytest.raises(DocumentWriteErrors) as caught:
         run(mongo_db, note, journal_of(mongo_db))
@@ -273,8 +361,14 @@ def test_the_deadline_stops_between_batches_and_every_written_batch_is_journaled
         time.sleep(1.2)
 
     with pytest.raises(DeadlineExceeded):  # between batches, or as the server-side time limit of the next getMore
-        run(mongo_db, automation(single=CASES["single Add"][0]["single"]), journal_of(mongo_db), batch_size=2,
-            deadline=time.time() + 1.0, log=slow_progress)
+        run(
+            mongo_db,
+            automation(single=CASES["single Add"][0]["single"]),
+            journal_of(mongo_db),
+            batch_size=2,
+            deadline=time.time() + 1.0,
+            log=slow_progress,
+        )
     assert mongo_db.docs.count_documents({"stage": "Ready"}) == 2 == len(entries(mongo_db))  # all pages written
 
 
@@ -285,8 +379,11 @@ def test_a_page_over_16_mb_is_split_and_a_single_entry_over_it_is_refused(mongo_
     assert run(mongo_db, rule, journal_of(mongo_db)).modified == 4
     assert sorted(len(page["documents"]) for page in mongo_db[JOURNAL_COLLECTION].find()) == [2, 2]
 
-    outcome = journal_of(mongo_db, "run-2").write(mongo_db.docs, [PlannedWrite(
-        0, (SetChange("blob", big * 4, ""),), {"$set": {"blob": "y"}}, [], {"blob": {"$eq": ""}})], [])
+    outcome = journal_of(mongo_db, "run-2").write(
+        mongo_db.docs,
+        [PlannedWrite(0, (SetChange("blob", big * 4, ""),), {"$set": {"blob": "y"}}, [], {"blob": {"$eq": ""}})],
+        [],
+    )
     assert outcome.written == 0 and "16 MB" in outcome.refused[0][1]
     assert mongo_db.docs.find_one({"_id": 0})["blob"] == ""
 
@@ -299,8 +396,11 @@ def test_the_journal_expires_after_the_history_window_and_is_indexed_for_the_und
     assert any(index["key"] == [("rootRunId", 1), ("automation", 1)] for index in indexes.values())
     assert isinstance(mongo_db[JOURNAL_COLLECTION].find_one()["createdAt"], datetime)
 
-    run(mongo_db, automation(single=[{"elementName": "x", "updateType": "Add", "elementValue": 1}]),
-        journal_of(mongo_db, "run-2", history_days=7))  # a changed window moves the existing index
+    run(
+        mongo_db,
+        automation(single=[{"elementName": "x", "updateType": "Add", "elementValue": 1}]),
+        journal_of(mongo_db, "run-2", history_days=7),
+    )  # a changed window moves the existing index
     assert mongo_db[JOURNAL_COLLECTION].index_information()[TTL_INDEX]["expireAfterSeconds"] == 7 * 86400
 
 
@@ -313,8 +413,9 @@ def test_a_concurrent_change_after_the_run_is_a_reported_conflict_not_overwritte
     assert (reports["Journaled"].restored, reports["Journaled"].conflicts) == (2, 1)
     reports, conflicts = revert(seeded)
     assert (reports["Journaled"].restored, reports["Journaled"].conflicts) == (2, 1)
-    assert conflicts == ["conflicts, left as they are (Journaled, docs): "
-                         "_id 1: meta.by is now 'a person', the automation wrote 'auto'"]
+    assert conflicts == [
+        "conflicts, left as they are (Journaled, docs): _id 1: meta.by is now 'a person', the automation wrote 'auto'"
+    ]
     now = docs(seeded)
     assert now[1]["meta"] == {"by": "a person", "old": 1}
     assert {i: now[i] for i in (2, 3, 4)} == {i: before[i] for i in (2, 3, 4)}
@@ -335,10 +436,14 @@ def test_a_revert_is_journaled_and_can_itself_be_reverted(seeded: Database) -> N
 @pytest.mark.parametrize(
     ("filters", "merged"),
     [
-        ([{"_id": {"$in": [1, 2]}}, {"status": {"$eq": "Open"}}, {"status": "Open"}],
-         {"_id": {"$in": [1, 2]}, "status": {"$eq": "Open"}}),
-        ([{"notes": {"$type": "array"}}, {"notes": {"$not": {"$elemMatch": {"a": 1}}}}],
-         {"notes": {"$type": "array", "$not": {"$elemMatch": {"a": 1}}}}),
+        (
+            [{"_id": {"$in": [1, 2]}}, {"status": {"$eq": "Open"}}, {"status": "Open"}],
+            {"_id": {"$in": [1, 2]}, "status": {"$eq": "Open"}},
+        ),
+        (
+            [{"notes": {"$type": "array"}}, {"notes": {"$not": {"$elemMatch": {"a": 1}}}}],
+            {"notes": {"$type": "array", "$not": {"$elemMatch": {"a": 1}}}},
+        ),
         ([{"status": "Open"}, {"status": "Closed"}], {"status": "Open", "$and": [{"status": "Closed"}]}),
         ([{"_id": 1}, {"$or": [{"a": 1}, {"b": 1}]}], {"_id": 1, "$and": [{"$or": [{"a": 1}, {"b": 1}]}]}),
         ([{"$and": [{"a": 1}, {"b": 2}]}, {"a": {"$gt": 0}}], {"a": {"$eq": 1, "$gt": 0}, "b": 2}),
@@ -355,8 +460,10 @@ def test_a_document_changed_between_read_and_write_is_read_and_written_again_whi
 ) -> None:
     """What ``update_many`` does to a document another writer changes under it: the write applies to the document as
     it is when written, and the journal records the value it replaced then."""
-    rule = automation("{ status: { $in: ['Open', 'Reopened'] } }",
-                      single=[{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}])
+    rule = automation(
+        "{ status: { $in: ['Open', 'Reopened'] } }",
+        single=[{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}],
+    )
     plan = build_plan(rule, STAMP)
     shape = UpdateShape(plan)
     query = {"status": {"$in": ["Open", "Reopened"]}}
@@ -404,8 +511,14 @@ def test_a_document_another_writer_keeps_changing_is_named_and_fails_the_automat
     client = pymongo.MongoClient(mongo_uri, event_listeners=[interferer])
     try:
         with pytest.raises(DocumentWriteErrors) as caught:
-            run(client[seeded.name], automation("{ status: { $ne: 'Closed' } }", single=[
-                {"elementName": "status", "updateType": "Change", "elementValue": "Closed"}]), journal_of(seeded))
+            run(
+                client[seeded.name],
+                automation(
+                    "{ status: { $ne: 'Closed' } }",
+                    single=[{"elementName": "status", "updateType": "Change", "elementValue": "Closed"}],
+                ),
+                journal_of(seeded),
+            )
     finally:
         client.close()
         interferer.other.close()
@@ -414,5 +527,9 @@ def test_a_document_another_writer_keeps_changing_is_named_and_fails_the_automat
     assert "1 document(s) that still match were not written because another writer changed them" in str(caught.value)
     assert "_id 2" in str(caught.value) and caught.value.failed == 0
     assert [doc["status"] for doc in seeded.docs.find().sort("_id", 1)] == [
-        "Closed", f"Open {interferer.count}", "Closed", "Closed"]
+        "Closed",
+        f"Open {interferer.count}",
+        "Closed",
+        "Closed",
+    ]
     assert sorted(entries(seeded)) == [1, 3]

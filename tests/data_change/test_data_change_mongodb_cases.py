@@ -45,9 +45,18 @@ CASES: list[dict[str, Any]] = json_util.loads((Path(__file__).parent / "mongodb_
 # Cases where MongoDB refuses the update and SecantusDB 0.7 does not: what SecantusDB does instead. The model refuses
 # them on both servers (a refused document is reported, never written), so the journal is not concerned.
 SECANTUS_DEPARTURES = {
-    "E03": "no-op", "E05": "no-op", "E06": "no-op", "E07": "no-op", "E08": "no-op", "F10": "no-op", "F11": "no-op",
-    "L06": "no-op", "L12": "no-op", "L13": "no-op",  # $[] / $pull through or onto a value MongoDB cannot traverse
-    "E04": "modified", "F05": "modified",  # $[] over a scalar element: the document elements are set, others skipped
+    "E03": "no-op",
+    "E05": "no-op",
+    "E06": "no-op",
+    "E07": "no-op",
+    "E08": "no-op",
+    "F10": "no-op",
+    "F11": "no-op",
+    "L06": "no-op",
+    "L12": "no-op",
+    "L13": "no-op",  # $[] / $pull through or onto a value MongoDB cannot traverse
+    "E04": "modified",
+    "F05": "modified",  # $[] over a scalar element: the document elements are set, others skipped
     "C01": "modified",  # conflicting paths (MongoDB's error 40): rules.py refuses such an automation
 }
 
@@ -167,8 +176,11 @@ def random_update(rng: random.Random) -> tuple[dict[str, dict[str, Any]], list[d
                 array_filter = {f"e{number}.{prop}": rng.choice([None, 1, "x"])}
         if any(paths_conflict(path, other) for other in paths):
             continue
-        value = {"$unset": "", "$push": {"t": rng.choice(["x", "y"]), "source": "s"},
-                 "$pull": {rng.choice(["a", "b"]): rng.choice([None, 1, "x"])}}.get(kind, random_value(rng, 1))
+        value = {
+            "$unset": "",
+            "$push": {"t": rng.choice(["x", "y"]), "source": "s"},
+            "$pull": {rng.choice(["a", "b"]): rng.choice([None, 1, "x"])},
+        }.get(kind, random_value(rng, 1))
         paths.append(path)
         update.setdefault(kind, {})[path] = value
         array_filters += [array_filter] if array_filter else []

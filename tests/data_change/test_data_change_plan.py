@@ -47,8 +47,16 @@ def test_single_fields_set_blank_and_unset_with_typed_values() -> None:
 
 def test_array_add_pushes_on_any_array_guarded_by_source_and_stamp() -> None:
     plan = build_plan(
-        automation(array=[{"arrayProperty": "followUps", "matchingPropertyName": "text", "updateType": "Add",
-                           "newValue": "Call the provider"}]),
+        automation(
+            array=[
+                {
+                    "arrayProperty": "followUps",
+                    "matchingPropertyName": "text",
+                    "updateType": "Add",
+                    "newValue": "Call the provider",
+                }
+            ]
+        ),
         STAMP,
     )
     pushed = {"text": "Call the provider", "source": "Plan Test Query Automation", "date": STAMP}
@@ -61,12 +69,26 @@ def test_array_change_and_remove_use_array_filters_or_all_elements() -> None:
     plan = build_plan(
         automation(
             array=[
-                {"arrayProperty": "internalNotes", "matchingPropertyName": "reviewed", "updateType": "Change",
-                 "newValue": "yes", "matchingValue": "no"},
-                {"arrayProperty": "internalNotes", "matchingPropertyName": "note", "updateType": "Remove",
-                 "newValue": "ignored"},
-                {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Remove", "newValue": "",
-                 "matchingValue": "Audit opened"},
+                {
+                    "arrayProperty": "internalNotes",
+                    "matchingPropertyName": "reviewed",
+                    "updateType": "Change",
+                    "newValue": "yes",
+                    "matchingValue": "no",
+                },
+                {
+                    "arrayProperty": "internalNotes",
+                    "matchingPropertyName": "note",
+                    "updateType": "Remove",
+                    "newValue": "ignored",
+                },
+                {
+                    "arrayProperty": "notes",
+                    "matchingPropertyName": "text",
+                    "updateType": "Remove",
+                    "newValue": "",
+                    "matchingValue": "Audit opened",
+                },
             ]
         ),
         STAMP,
@@ -81,8 +103,16 @@ def test_array_change_and_remove_use_array_filters_or_all_elements() -> None:
 
 def test_array_delete_pulls_matching_elements() -> None:
     plan = build_plan(
-        automation(array=[{"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Delete",
-                           "newValue": "Audit opened"}]),
+        automation(
+            array=[
+                {
+                    "arrayProperty": "notes",
+                    "matchingPropertyName": "text",
+                    "updateType": "Delete",
+                    "newValue": "Audit opened",
+                }
+            ]
+        ),
         STAMP,
     )
     assert plan.update == {"$pull": {"notes": {"text": "Audit opened"}}}

@@ -73,7 +73,10 @@ def step(number: int) -> str:
 def automation(number: int) -> dict:
     """Automation ``number``: a ``Change`` of its group's ``flag`` and an array ``Add`` of a note naming it."""
     return {
-        "name": name(number), "query": f"{{ group: {number} }}", "collectionName": "audits", "isActive": True,
+        "name": name(number),
+        "query": f"{{ group: {number} }}",
+        "collectionName": "audits",
+        "isActive": True,
         "runCadence": "Hourly",
         "singleFieldUpdateElements": [{"elementName": "flag", "updateType": "Change", "elementValue": name(number)}],
         "arrayObjectFieldUpdateElements": [
@@ -115,8 +118,7 @@ class Cadence:
     def runs(self, stamp: datetime) -> list[DagsterRun]:
         """The stamp's runs, oldest first: the run its tick started and the re-executions after it (by root run id:
         a re-execution through the Python API carries neither the stamp tag nor Dagster's run-group tag)."""
-        (first,) = self.instance.get_runs(RunsFilter(tags={RUN_STAMP_TAG: stamp.isoformat()}), limit=1,
-                                         ascending=True)
+        (first,) = self.instance.get_runs(RunsFilter(tags={RUN_STAMP_TAG: stamp.isoformat()}), limit=1, ascending=True)
         return [run for run in self.instance.get_runs(ascending=True) if first.run_id in (run.run_id, run.root_run_id)]
 
     def mark_dead(self, run: DagsterRun) -> None:
@@ -155,11 +157,16 @@ def cadence(mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
     client.drop_database(DATABASE)
     db = client[DATABASE]
-    db.audits.insert_many([{"group": g, "seq": s, "flag": "unset", "notes": []}
-                           for g in range(AUTOMATIONS) for s in range(2)])
+    db.audits.insert_many(
+        [{"group": g, "seq": s, "flag": "unset", "notes": []} for g in range(AUTOMATIONS) for s in range(2)]
+    )
     db.dataupdateconfigs.insert_many([automation(g) for g in range(AUTOMATIONS)])
-    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": DATABASE,
-           "INTERVALPROCESSING_LOCAL_DIR": str(tmp_path / "local")}
+    env = {
+        **os.environ,
+        "MONGODB_URI": mongo_uri,
+        "MONGODB_DATABASE": DATABASE,
+        "INTERVALPROCESSING_LOCAL_DIR": str(tmp_path / "local"),
+    }
     for variable in ("MONGODB_URI", "MONGODB_DATABASE", "INTERVALPROCESSING_LOCAL_DIR"):
         monkeypatch.setenv(variable, env[variable])
     storage = tmp_path / "dagster_storage"
@@ -169,8 +176,9 @@ def cadence(mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     worker_home.mkdir()
     (home / "dagster.yaml").write_text(project_config + "telemetry:\n  enabled: false\n")
     # The worker's instance: the same configuration and files; only its storage class also watches for the kill.
-    worker_config = project_config.replace("module: intervalprocessing_dagster.instance.storage",
-                                           "module: tests.data_change.killed_worker")
+    worker_config = project_config.replace(
+        "module: intervalprocessing_dagster.instance.storage", "module: tests.data_change.killed_worker"
+    )
     worker_config = worker_config.replace("class: PooledSqliteStorage", "class: KillingSqliteStorage")
     (worker_home / "dagster.yaml").write_text(worker_config + "telemetry:\n  enabled: false\n")
     with DagsterInstance.from_config(str(home)) as instance:
@@ -204,34 +212,71 @@ def kill_points(rng: random.Random) -> list[KillPoint]:
     required = [
         KillPoint(f"inside the loader, after its output {k + 1}", "after_event", k + 1, "STEP_OUTPUT", LOADER),
         KillPoint(f"between {name(k)} and {name(k + 1)}", "after_event", 1, "STEP_SUCCESS", step(k)),
-        KillPoint(f"inside the update of {name(k)}, applied but unanswered", "mongo_succeeded", k + 1,
-                  command="update", collection="audits"),
+        KillPoint(
+            f"inside the update of {name(k)}, applied but unanswered",
+            "mongo_succeeded",
+            k + 1,
+            command="update",
+            collection="audits",
+        ),
         KillPoint("during the run's last event writes (before RUN_SUCCESS)", "before_event", 1, "RUN_SUCCESS"),
     ]
 
     def random_point() -> KillPoint:
         k = rng.randrange(AUTOMATIONS)
-        return rng.choice([
-            KillPoint(f"inside the loader, after its output {k + 1}", "after_event", k + 1, "STEP_OUTPUT", LOADER),
-            KillPoint("before the loader wrote the pending records", "mongo_started", 1, command="insert",
-                      collection=RUNS_COLLECTION),
-            KillPoint("between the loader and the first automation", "after_event", 1, "STEP_SUCCESS", LOADER),
-            KillPoint(f"between {name(k)} and the next", "after_event", 1, "STEP_SUCCESS", step(k)),
-            KillPoint(f"as {name(k)} starts", "after_event", 1, "STEP_START", step(k)),
-            # The steps' record writes alternate: the claim (running), then the outcome; 2k + 1 is Auto k's claim.
-            KillPoint(f"{name(k)} claimed running, nothing applied", "mongo_succeeded", 2 * k + 1,
-                      command="update", collection=RUNS_COLLECTION),
-            KillPoint(f"inside the update of {name(k)}, before it is sent", "mongo_started", k + 1,
-                      command="update", collection="audits"),
-            KillPoint(f"inside the update of {name(k)}, applied but unanswered", "mongo_succeeded", k + 1,
-                      command="update", collection="audits"),
-            KillPoint(f"{name(k)} applied and recorded, before its step's success", "before_event", 1,
-                      "STEP_SUCCESS", step(k)),
-            KillPoint("after the last automation, before the run's end", "after_event", 1, "STEP_SUCCESS",
-                      step(AUTOMATIONS - 1)),
-            KillPoint("during the closing check", "mongo_started", 1, command="find", collection=RUNS_COLLECTION),
-            KillPoint("during the run's last event writes (before RUN_SUCCESS)", "before_event", 1, "RUN_SUCCESS"),
-        ])
+        return rng.choice(
+            [
+                KillPoint(f"inside the loader, after its output {k + 1}", "after_event", k + 1, "STEP_OUTPUT", LOADER),
+                KillPoint(
+                    "before the loader wrote the pending records",
+                    "mongo_started",
+                    1,
+                    command="insert",
+                    collection=RUNS_COLLECTION,
+                ),
+                KillPoint("between the loader and the first automation", "after_event", 1, "STEP_SUCCESS", LOADER),
+                KillPoint(f"between {name(k)} and the next", "after_event", 1, "STEP_SUCCESS", step(k)),
+                KillPoint(f"as {name(k)} starts", "after_event", 1, "STEP_START", step(k)),
+                # The steps' record writes alternate: the claim (running), then the outcome; 2k + 1 is Auto k's claim.
+                KillPoint(
+                    f"{name(k)} claimed running, nothing applied",
+                    "mongo_succeeded",
+                    2 * k + 1,
+                    command="update",
+                    collection=RUNS_COLLECTION,
+                ),
+                KillPoint(
+                    f"inside the update of {name(k)}, before it is sent",
+                    "mongo_started",
+                    k + 1,
+                    command="update",
+                    collection="audits",
+                ),
+                KillPoint(
+                    f"inside the update of {name(k)}, applied but unanswered",
+                    "mongo_succeeded",
+                    k + 1,
+                    command="update",
+                    collection="audits",
+                ),
+                KillPoint(
+                    f"{name(k)} applied and recorded, before its step's success",
+                    "before_event",
+                    1,
+                    "STEP_SUCCESS",
+                    step(k),
+                ),
+                KillPoint(
+                    "after the last automation, before the run's end",
+                    "after_event",
+                    1,
+                    "STEP_SUCCESS",
+                    step(AUTOMATIONS - 1),
+                ),
+                KillPoint("during the closing check", "mongo_started", 1, command="find", collection=RUNS_COLLECTION),
+                KillPoint("during the run's last event writes (before RUN_SUCCESS)", "before_event", 1, "RUN_SUCCESS"),
+            ]
+        )
 
     points = required + [random_point() for _ in range(KILL_POINTS - len(required))]
     rng.shuffle(points)
@@ -252,8 +297,9 @@ def test_a_worker_killed_at_twenty_points_is_recovered_completely_each_time(cade
         last = killed
         # A quarter of the time the re-execution dies too (a retry whose task is lost): recovery is then from it.
         if rng.random() < 0.25:
-            again = KillPoint("the re-execution, after its first update", "mongo_succeeded", 1, command="update",
-                              collection="audits")
+            again = KillPoint(
+                "the re-execution, after its first update", "mongo_succeeded", 1, command="update", collection="audits"
+            )
             finish(cadence.worker(stamp, again, reexecute_from=killed.run_id))
             last = cadence.runs(stamp)[-1]
             cadence.mark_dead(last)
@@ -283,15 +329,17 @@ def test_a_re_execution_that_leaves_automations_out_ends_red_naming_them(
     """Never green while incomplete, whatever plans the re-execution: here Dagster's own plan (the correction taken
     away), which re-runs only the automation that was in progress."""
     stamp = FIRST_TICK
-    code, output = finish(cadence.worker(stamp, KillPoint("as Auto 05 starts", "after_event", 1, "STEP_START",
-                                                          step(5))))
+    code, output = finish(
+        cadence.worker(stamp, KillPoint("as Auto 05 starts", "after_event", 1, "STEP_START", step(5)))
+    )
     assert code == -signal.SIGKILL, output[-3000:]
     (killed,) = cadence.runs(stamp)
     cadence.mark_dead(killed)
 
     with monkeypatch.context() as dagster_as_shipped:
-        dagster_as_shipped.setattr(KnownExecutionState, "build_resume_retry_reexecution",
-                                   staticmethod(dagster_resume_retry_reexecution))
+        dagster_as_shipped.setattr(
+            KnownExecutionState, "build_resume_retry_reexecution", staticmethod(dagster_resume_retry_reexecution)
+        )
         partial = cadence.reexecute_from_failure(killed)
 
     assert not partial.success
@@ -319,22 +367,28 @@ def test_a_re_execution_that_leaves_automations_out_ends_red_naming_them(
 def test_re_execute_all_after_a_kill_applies_each_automation_once(cadence: Cadence) -> None:
     """The UI's "Re-execute all": a new loader, every automation's step; the ledger skips those already applied."""
     stamp = FIRST_TICK
-    code, _ = finish(cadence.worker(stamp, KillPoint("between Auto 07 and Auto 08", "after_event", 1,
-                                                     "STEP_SUCCESS", step(7))))
+    code, _ = finish(
+        cadence.worker(stamp, KillPoint("between Auto 07 and Auto 08", "after_event", 1, "STEP_SUCCESS", step(7)))
+    )
     assert code == -signal.SIGKILL
     (killed,) = cadence.runs(stamp)
     cadence.mark_dead(killed)
 
-    with execute_job(reconstructable(hourly_data_change_job), cadence.instance,
-                     reexecution_options=ReexecutionOptions(parent_run_id=killed.run_id)) as again:
+    with execute_job(
+        reconstructable(hourly_data_change_job),
+        cadence.instance,
+        reexecution_options=ReexecutionOptions(parent_run_id=killed.run_id),
+    ) as again:
         assert again.success
         started = {e.step_key for e in again.all_events if e.event_type == DagsterEventType.STEP_START}
     assert started == {LOADER, *(step(g) for g in range(AUTOMATIONS))}
     assert summary_line(cadence.instance, again.run_id) == (
         "automations 12 applied, 8 already applied, 24 matched, 24 modified, 0 failed"
     )
-    assert any(f"automation 'Auto 03' was already applied for stamp {stamp.isoformat()} by run {killed.run_id}"
-               in message for message in log_messages(cadence.instance, again.run_id))
+    assert any(
+        f"automation 'Auto 03' was already applied for stamp {stamp.isoformat()} by run {killed.run_id}" in message
+        for message in log_messages(cadence.instance, again.run_id)
+    )
     assert cadence.problems(stamp) == []
     records = {r["automation"]: r for r in cadence.records(stamp)}
     assert records[name(3)]["runIds"] == [killed.run_id]  # written by the first run only
@@ -397,9 +451,21 @@ def test_a_mongodb_restart_in_the_middle_of_a_cadence_is_ridden_out(cadence: Cad
 def start_secantus(storage: Path, port: int) -> subprocess.Popen:
     """SecantusDB's server as its own process (as ``mongo/embedded.py`` starts it), answering on ``port``."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port), "--storage-path",
-         str(storage), "--sync-on-commit"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(storage),
+            "--sync-on-commit",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while True:

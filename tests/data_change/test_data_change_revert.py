@@ -38,10 +38,8 @@ from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.settings import Settings
-from tests.data_change.test_data_change_cadence_run import (  # noqa: F401 - cadence_db and instance are fixtures
-    cadence_db,
+from tests.data_change.test_data_change_cadence_run import (
     hourly_data_change_job,
-    instance,
     note_automation,
 )
 from tests.data_change.test_data_change_jobs import automation
@@ -55,7 +53,8 @@ def snapshot(db: Database, *collections: str) -> dict[str, dict[Any, dict[str, A
 
 def apply(cadence: Cadence, mongo: MongoResource, instance: DagsterInstance) -> str:
     result = DATA_CHANGE_JOBS[cadence].execute_in_process(
-        resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()}, instance=instance,
+        resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
+        instance=instance,
         raise_on_error=False,
     )
     return result.run_id
@@ -63,7 +62,9 @@ def apply(cadence: Cadence, mongo: MongoResource, instance: DagsterInstance) -> 
 
 def revert(mongo: MongoResource, instance: DagsterInstance, run_id: str, **config: Any) -> ExecuteInProcessResult:
     return revert_automation_run_job.execute_in_process(
-        resources={"mongo": mongo, "clock": RunClock()}, instance=instance, raise_on_error=False,
+        resources={"mongo": mongo, "clock": RunClock()},
+        instance=instance,
+        raise_on_error=False,
         run_config={"ops": {"revert_automation_run": {"config": {"run_id": run_id, **config}}}},
     )
 
@@ -85,10 +86,12 @@ def logs(instance: DagsterInstance, run_id: str) -> list[str]:
 @pytest.fixture()
 def two_automations(mongo_db: Database) -> Database:
     mongo_db.audits.insert_many([{"_id": n, "status": "Open", "notes": [{"text": "seed"}]} for n in range(4)])
-    mongo_db.dataupdateconfigs.insert_many([
-        automation("Close Open Audits", singleFieldUpdateElements=CLOSE, arrayObjectFieldUpdateElements=[]),
-        automation("Note Closed Audits", query="{ status: 'Closed' }"),  # runs after it, on what it changed
-    ])
+    mongo_db.dataupdateconfigs.insert_many(
+        [
+            automation("Close Open Audits", singleFieldUpdateElements=CLOSE, arrayObjectFieldUpdateElements=[]),
+            automation("Note Closed Audits", query="{ status: 'Closed' }"),  # runs after it, on what it changed
+        ]
+    )
     return mongo_db
 
 
@@ -101,9 +104,9 @@ def test_a_revert_is_a_dry_run_by_default_with_counts_and_a_sample(
         result = revert(mongo, instance, run_id)
     assert result.success
     metadata = output(result)
-    assert {key: metadata[key] for key in ("dry_run", "journaled", "would restore", "already as before",
-                                           "conflicts")} == {
-        "dry_run": True, "journaled": 8, "would restore": 8, "already as before": 0, "conflicts": 0}
+    assert {
+        key: metadata[key] for key in ("dry_run", "journaled", "would restore", "already as before", "conflicts")
+    } == {"dry_run": True, "journaled": 8, "would restore": 8, "already as before": 0, "conflicts": 0}
     assert "| Close Open Audits | 4 | 4 | 0 | 0 |" in metadata["by_automation"]
     (first, *_) = metadata["sample: Close Open Audits"]
     assert first["now and after"] == [{"kind": "set", "path": "status", "before": "Closed", "after": "Open"}]
@@ -121,10 +124,14 @@ def test_a_revert_restores_equal_documents_and_names_each_conflict_in_its_logs(
         messages = logs(instance, result.run_id)
     metadata = output(result)
     assert (metadata["restored"], metadata["conflicts"]) == (7, 1)
-    assert any("conflicts, left as they are (Close Open Audits, audits): _id 2: status is now 'Escalated', the "
-               "automation wrote 'Closed'" in message for message in messages)
-    assert any(message.startswith(f"Revert of run group {run_id}: 8 journaled document(s), restored 7") for message
-               in messages)
+    assert any(
+        "conflicts, left as they are (Close Open Audits, audits): _id 2: status is now 'Escalated', the "
+        "automation wrote 'Closed'" in message
+        for message in messages
+    )
+    assert any(
+        message.startswith(f"Revert of run group {run_id}: 8 journaled document(s), restored 7") for message in messages
+    )
     after = snapshot(two_automations, "audits")["audits"]
     assert after[2] == {"_id": 2, "status": "Escalated", "notes": [{"text": "seed"}]}  # its note was undone, too
     assert {i: after[i] for i in (0, 1, 3)} == {i: before["audits"][i] for i in (0, 1, 3)}
@@ -137,8 +144,10 @@ def test_a_revert_can_be_narrowed_to_automations_and_names_the_ones_it_does_not_
         run_id = apply(Cadence.HOURLY, mongo, instance)
         unknown = revert(mongo, instance, run_id, automations=["Note Closed Audits", "Typo"], dry_run=False)
         notes_only = revert(mongo, instance, run_id, automations=["Note Closed Audits"], dry_run=False)
-    assert failure(unknown) == (f"run {run_id} journaled no change for 'Typo'; it journaled changes for: "
-                                "'Close Open Audits', 'Note Closed Audits'")
+    assert failure(unknown) == (
+        f"run {run_id} journaled no change for 'Typo'; it journaled changes for: "
+        "'Close Open Audits', 'Note Closed Audits'"
+    )
     assert output(notes_only)["restored"] == 4
     audits = list(two_automations.audits.find())
     assert {a["status"] for a in audits} == {"Closed"} and all(a["notes"] == [{"text": "seed"}] for a in audits)
@@ -155,7 +164,8 @@ def test_the_readmes_launchpad_config_reverts_a_run(mongo: MongoResource, mongo_
         run_id = apply(Cadence.HOURLY, mongo, instance)
         example["ops"]["revert_automation_run"]["config"]["run_id"] = run_id
         result = revert_automation_run_job.execute_in_process(
-            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, run_config=example)
+            resources={"mongo": mongo, "clock": RunClock()}, instance=instance, run_config=example
+        )
     metadata = output(result)
     assert metadata["dry_run"] is True and metadata["would restore"] == 2  # the two escalated audits
 
@@ -166,8 +176,9 @@ def test_an_unknown_run_or_one_still_running_is_not_reverted(mongo: MongoResourc
         running = instance.create_run_for_job(DATA_CHANGE_JOBS[Cadence.HOURLY], status=DagsterRunStatus.STARTED)
         still_going = revert(mongo, instance, running.run_id)
     assert failure(unknown).startswith("no run no-such-run in this Dagster instance and no journaled change")
-    assert failure(still_going) == (f"not reverted: run {running.run_id} is STARTED; revert once every run of the "
-                                    "group has finished")
+    assert failure(still_going) == (
+        f"not reverted: run {running.run_id} is STARTED; revert once every run of the group has finished"
+    )
 
 
 def test_every_demo_cadence_reverted_gives_back_the_demo_data(mongo: MongoResource, mongo_db: Database) -> None:
@@ -220,8 +231,10 @@ def test_an_ambiguous_or_too_short_run_id_is_refused_saying_which_runs_or_how_lo
     assert message.startswith("run id '5b0d3c2e' is ambiguous: it starts 2 runs' ids: "), message
     assert all(f"{run_id} (hourly_data_change_job, " in message for run_id in twins), message
     assert message.endswith("Give more of the id (the run page's address ends with the whole id)")
-    assert failure(too_short) == ("run id '5b0d3c2' is too short: give at least its first 8 characters (as the UI's "
-                                  "run pages and lists show them) or the whole id")
+    assert failure(too_short) == (
+        "run id '5b0d3c2' is too short: give at least its first 8 characters (as the UI's "
+        "run pages and lists show them) or the whole id"
+    )
     assert output(longer)["reverted_run_group"] == twins[1]
 
 
@@ -244,10 +257,14 @@ def test_a_run_that_modified_documents_links_to_its_undo_in_the_launchpad(
     address = urlsplit(undo.engine_event_data.metadata["undo_this_run"].value)
     assert address.path == "/locations/intervalprocessing/jobs/revert_automation_run_job/playground/setup"
     (config_yaml,) = parse_qs(address.query)["config"]
-    dry = revert_job_of_the_code_location().execute_in_process(instance=instance,
-                                                               run_config=yaml.safe_load(config_yaml))
+    dry = revert_job_of_the_code_location().execute_in_process(
+        instance=instance, run_config=yaml.safe_load(config_yaml)
+    )
     assert (output(dry)["dry_run"], output(dry)["reverted_run_group"], output(dry)["would restore"]) == (
-        True, run_id, 2)
+        True,
+        run_id,
+        2,
+    )
     assert undo.message == f"Undo this run: revert_automation_run_job, run id {run_id} filled in"
     messages = logs(instance, run_id)
     assert messages.index(undo.message) + 1 == messages.index(next(m for m in messages if m.startswith("Run summary")))
@@ -272,7 +289,11 @@ def test_a_run_killed_mid_write_and_re_executed_journals_each_change_once_and_re
     before = snapshot(cadence_db, "audits")
     ref = tmp_path / "instance-ref"
     ref.write_text(serialize_value(instance.get_ref()))
-    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import os
         from dagster import DagsterInstance, execute_job, reconstructable
         from dagster._serdes import deserialize_value
@@ -287,15 +308,25 @@ def test_a_run_killed_mid_write_and_re_executed_journals_each_change_once_and_re
         instance = DagsterInstance.from_ref(deserialize_value(open({str(ref)!r}).read()))
         execute_job(reconstructable(hourly_data_change_job), instance=instance,
                     run_config={{"ops": {{"apply_automation": {{"config": {{"batch_size": 2}}}}}}}})
-    """)], cwd=Path(__file__).parents[2], env=os.environ, capture_output=True, text=True, timeout=240)
+    """),
+        ],
+        cwd=Path(__file__).parents[2],
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert killed.returncode == 137, killed.stderr[-2000:]
     (run,) = instance.get_runs()
     assert cadence_db[JOURNAL_COLLECTION].find_one()["state"] == WRITING
     assert cadence_db.audits.count_documents({"notes.0": {"$exists": True}}) == 2
     instance.report_run_failed(run)  # what run monitoring does with a run whose worker died
 
-    retry = execute_job(reconstructable(hourly_data_change_job), instance=instance,
-                        reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance))
+    retry = execute_job(
+        reconstructable(hourly_data_change_job),
+        instance=instance,
+        reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance),
+    )
 
     assert retry.success
     assert cadence_db.audits.count_documents({"notes": {"$size": 1}}) == 5
@@ -305,8 +336,9 @@ def test_a_run_killed_mid_write_and_re_executed_journals_each_change_once_and_re
     assert sorted(journaled) == sorted(before["audits"]) and len(journaled) == 5  # each change once
 
     reverted = revert_job_of_the_code_location().execute_in_process(
-        instance=instance, run_config={"ops": {"revert_automation_run": {"config": {
-            "run_id": run.run_id, "dry_run": False}}}})
+        instance=instance,
+        run_config={"ops": {"revert_automation_run": {"config": {"run_id": run.run_id, "dry_run": False}}}},
+    )
     assert output(reverted)["restored"] == 5
     assert snapshot(cadence_db, "audits") == before
 
@@ -322,16 +354,21 @@ def test_the_revert_of_any_run_of_a_group_undoes_the_whole_group(
     first = execute_job(job, instance=instance)
     cadence_db.audits.update_one({"group": 1}, {"$set": {"notes": []}})  # the operator's fix stays
     fixed = {"audits": {doc["_id"]: {**doc, "notes": []} for doc in cadence_db.audits.find()}}
-    retry = execute_job(job, instance=instance, reexecution_options=ReexecutionOptions.from_failure(first.run_id,
-                                                                                                     instance))
+    retry = execute_job(
+        job, instance=instance, reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance)
+    )
     assert not first.success and retry.success
 
     dry = revert_job_of_the_code_location().execute_in_process(
-        instance=instance, run_config={"ops": {"revert_automation_run": {"config": {"run_id": retry.run_id}}}})
+        instance=instance, run_config={"ops": {"revert_automation_run": {"config": {"run_id": retry.run_id}}}}
+    )
     assert (output(dry)["reverted_run_group"], output(dry)["would restore"]) == (first.run_id, 2)
     # As the launcher runs it (execute_job, the job's own executor): the run closes with the revert's summary line.
-    reverted = execute_job(reconstructable(revert_job_of_the_code_location), instance=instance, run_config={
-        "ops": {"revert_automation_run": {"config": {"run_id": first.run_id, "dry_run": False}}}})
+    reverted = execute_job(
+        reconstructable(revert_job_of_the_code_location),
+        instance=instance,
+        run_config={"ops": {"revert_automation_run": {"config": {"run_id": first.run_id, "dry_run": False}}}},
+    )
     assert snapshot(cadence_db, "audits") == fixed
     assert [line for line in logs(instance, reverted.run_id) if line.startswith("Run summary: ")] == [
         f"Run summary: Revert of run group {first.run_id}: 2 journaled document(s), restored 2, 0 already as before, "
@@ -342,8 +379,11 @@ def test_the_revert_of_any_run_of_a_group_undoes_the_whole_group(
 
 def test_a_revert_that_cannot_start_says_so_in_its_run_summary(instance: DagsterInstance, cadence_db: Database) -> None:
     """Its own work, not the report runs' words ("reports written: none")."""
-    refused = execute_job(reconstructable(revert_job_of_the_code_location), instance=instance, run_config={
-        "ops": {"revert_automation_run": {"config": {"run_id": "5b0d3c2"}}}})
+    refused = execute_job(
+        reconstructable(revert_job_of_the_code_location),
+        instance=instance,
+        run_config={"ops": {"revert_automation_run": {"config": {"run_id": "5b0d3c2"}}}},
+    )
     assert not refused.success
     assert [line for line in logs(instance, refused.run_id) if line.startswith("Run summary: ")] == [
         "Run summary: revert not done: run id '5b0d3c2' is too short: give at least its first 8 characters (as the "
@@ -362,19 +402,37 @@ def test_a_chain_of_automations_on_one_sub_document_is_undone_field_order_includ
     """Issue 24: in one cadence, automation 1 Adds ``meta.flag`` and ``meta.by`` to documents without ``meta``,
     automation 2 Deletes ``meta.flag``, automation 3 Adds it again. Undoing the run gives back every document exactly
     as it was (it used to leave each created ``meta`` as a conflict: its fields were in another order than recorded)."""
-    mongo_db.audits.insert_many([
-        {"_id": n, "status": "Open", **({"meta": {"flag": False, "by": "seed", "n": n}} if n % 3 == 0 else {})}
-        for n in range(30)
-    ])
-    mongo_db.dataupdateconfigs.insert_many([
-        automation("1 Flag", query="{ meta: { $exists: false } }", arrayObjectFieldUpdateElements=[],
-                   singleFieldUpdateElements=[{"elementName": "meta.flag", "updateType": "Add", "elementValue": True},
-                                              {"elementName": "meta.by", "updateType": "Add", "elementValue": "auto"}]),
-        automation("2 Unflag", query="{ 'meta.by': { $in: ['auto', 'seed'] } }", arrayObjectFieldUpdateElements=[],
-                   singleFieldUpdateElements=[{"elementName": "meta.flag", "updateType": "Delete"}]),
-        automation("3 Reflag", query="{ 'meta.by': 'auto' }", arrayObjectFieldUpdateElements=[],
-                   singleFieldUpdateElements=[{"elementName": "meta.flag", "updateType": "Add", "elementValue": True}]),
-    ])
+    mongo_db.audits.insert_many(
+        [
+            {"_id": n, "status": "Open", **({"meta": {"flag": False, "by": "seed", "n": n}} if n % 3 == 0 else {})}
+            for n in range(30)
+        ]
+    )
+    mongo_db.dataupdateconfigs.insert_many(
+        [
+            automation(
+                "1 Flag",
+                query="{ meta: { $exists: false } }",
+                arrayObjectFieldUpdateElements=[],
+                singleFieldUpdateElements=[
+                    {"elementName": "meta.flag", "updateType": "Add", "elementValue": True},
+                    {"elementName": "meta.by", "updateType": "Add", "elementValue": "auto"},
+                ],
+            ),
+            automation(
+                "2 Unflag",
+                query="{ 'meta.by': { $in: ['auto', 'seed'] } }",
+                arrayObjectFieldUpdateElements=[],
+                singleFieldUpdateElements=[{"elementName": "meta.flag", "updateType": "Delete"}],
+            ),
+            automation(
+                "3 Reflag",
+                query="{ 'meta.by': 'auto' }",
+                arrayObjectFieldUpdateElements=[],
+                singleFieldUpdateElements=[{"elementName": "meta.flag", "updateType": "Add", "elementValue": True}],
+            ),
+        ]
+    )
     before = stored(mongo_db, "audits")
     with DagsterInstance.ephemeral() as instance:
         run_id = apply(Cadence.HOURLY, mongo, instance)
@@ -389,18 +447,28 @@ def test_a_chain_of_automations_on_one_sub_document_is_undone_field_order_includ
 def test_undoing_a_delete_puts_the_field_back_where_it_was(mongo: MongoResource, mongo_db: Database) -> None:
     """A field deleted from the middle of a sub-document, or of the document, goes back to its place, not to the
     end (setting it again would append it)."""
-    mongo_db.audits.insert_many([
-        {"_id": n, "status": "Open", "meta": {"a": 1, "b": n, "c": [3]}, "owner": "x", "due": n} for n in range(5)
-    ])
-    mongo_db.dataupdateconfigs.insert_one(automation(
-        "Forget", arrayObjectFieldUpdateElements=[],
-        singleFieldUpdateElements=[{"elementName": "meta.b", "updateType": "Delete"},
-                                   {"elementName": "owner", "updateType": "Delete"}]))
+    mongo_db.audits.insert_many(
+        [{"_id": n, "status": "Open", "meta": {"a": 1, "b": n, "c": [3]}, "owner": "x", "due": n} for n in range(5)]
+    )
+    mongo_db.dataupdateconfigs.insert_one(
+        automation(
+            "Forget",
+            arrayObjectFieldUpdateElements=[],
+            singleFieldUpdateElements=[
+                {"elementName": "meta.b", "updateType": "Delete"},
+                {"elementName": "owner", "updateType": "Delete"},
+            ],
+        )
+    )
     before = stored(mongo_db, "audits")
     with DagsterInstance.ephemeral() as instance:
         run_id = apply(Cadence.HOURLY, mongo, instance)
-        assert mongo_db.audits.find_one({"_id": 0}) == {"_id": 0, "status": "Open", "meta": {"a": 1, "c": [3]},
-                                                         "due": 0}
+        assert mongo_db.audits.find_one({"_id": 0}) == {
+            "_id": 0,
+            "status": "Open",
+            "meta": {"a": 1, "c": [3]},
+            "due": 0,
+        }
         result = revert(mongo, instance, run_id, dry_run=False)
     assert (output(result)["restored"], output(result)["conflicts"]) == (5, 0)
     assert stored(mongo_db, "audits") == before

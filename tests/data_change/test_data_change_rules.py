@@ -56,8 +56,13 @@ def test_old_schema_parses_into_a_typed_automation() -> None:
             query="aggregate([{$match:{status:'Overdue'}}])",
             singleFieldUpdateElements=[{"elementName": "meta.count", "updateType": 1, "elementValue": Int64(7)}],
             arrayObjectFieldUpdateElements=[
-                {"arrayProperty": "internalNotes", "matchingPropertyName": "reviewed", "updateType": "Change",
-                 "newValue": "yes", "matchingValue": "no"},
+                {
+                    "arrayProperty": "internalNotes",
+                    "matchingPropertyName": "reviewed",
+                    "updateType": "Change",
+                    "newValue": "yes",
+                    "matchingValue": "no",
+                },
                 {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": 3, "newValue": "x"},
             ],
             someFutureField="ignored, as the old deserializer ignored unknown fields",
@@ -124,8 +129,12 @@ def test_both_element_arrays_empty_is_an_error() -> None:
 
 
 def test_update_type_is_a_name_or_0_to_3_and_nothing_else() -> None:
-    for stored, expected in [("Add", UpdateType.ADD), (1, UpdateType.CHANGE), (Int64(2), UpdateType.REMOVE),
-                             (3, UpdateType.DELETE)]:
+    for stored, expected in [
+        ("Add", UpdateType.ADD),
+        (1, UpdateType.CHANGE),
+        (Int64(2), UpdateType.REMOVE),
+        (3, UpdateType.DELETE),
+    ]:
         element = {"elementName": "status", "updateType": stored, "elementValue": "x"}
         assert parse_automation(config(singleFieldUpdateElements=[element])).field_updates[0].update_type is expected
     for stored in ["add", "Modify", 4, -1, True, None, 1.0]:
@@ -146,13 +155,19 @@ def test_run_cadence_must_be_the_exact_old_string(cadence: Any) -> None:
     ("single", "array", "expected"),
     [
         # the same field twice: the old Combine silently kept the last one
-        ([("status", "Add"), ("status", "Change")], [],
-         "singleFieldUpdateElements[1]: touches 'status', which overlaps"),
+        (
+            [("status", "Add"), ("status", "Change")],
+            [],
+            "singleFieldUpdateElements[1]: touches 'status', which overlaps",
+        ),
         # a field and one of its sub-fields: MongoDB would refuse the update as a conflict
         ([("meta", "Delete"), ("meta.by", "Add")], [], "singleFieldUpdateElements[1]: touches 'meta.by'"),
         # a push and a change on the same array
-        ([], [("notes", "text", "Add"), ("notes", "text", "Change")],
-         "arrayObjectFieldUpdateElements[1]: touches 'notes.$[].text', which overlaps 'notes'"),
+        (
+            [],
+            [("notes", "text", "Add"), ("notes", "text", "Change")],
+            "arrayObjectFieldUpdateElements[1]: touches 'notes.$[].text', which overlaps 'notes'",
+        ),
         # a single field that is the array an array element works on
         ([("notes", "Delete")], [("notes", "text", "Delete")], "arrayObjectFieldUpdateElements[0]: touches 'notes'"),
         # two changes of the same property of one array, whatever they match
@@ -176,16 +191,25 @@ def test_two_elements_touching_the_same_path_are_an_error(
     ("single", "array", "expected"),
     [
         # an element by its index and every element of the same array (MongoDB: "would create a conflict at 'notes'")
-        ([("notes.0.date", "Change")], [("notes", "text", "Change", None)],
-         "arrayObjectFieldUpdateElements[0]: touches 'notes.$[].text', which overlaps 'notes.0.date' of "
-         "singleFieldUpdateElements[0]: MongoDB refuses an update touching both (error 40, "
-         "ConflictingUpdateOperators), so no document could be updated"),
+        (
+            [("notes.0.date", "Change")],
+            [("notes", "text", "Change", None)],
+            "arrayObjectFieldUpdateElements[0]: touches 'notes.$[].text', which overlaps 'notes.0.date' of "
+            "singleFieldUpdateElements[0]: MongoDB refuses an update touching both (error 40, "
+            "ConflictingUpdateOperators), so no document could be updated",
+        ),
         # the same with an array filter, and a field of the array itself
-        ([("notes.count", "Add")], [("notes", "text", "Remove", "no")],
-         "arrayObjectFieldUpdateElements[0]: touches 'notes.$[].text', which overlaps 'notes.count'"),
+        (
+            [("notes.count", "Add")],
+            [("notes", "text", "Remove", "no")],
+            "arrayObjectFieldUpdateElements[0]: touches 'notes.$[].text', which overlaps 'notes.count'",
+        ),
         # a field path through an array element, and a push onto the array
-        ([("notes.1.text", "Change")], [("notes", "text", "Add", None)],
-         "arrayObjectFieldUpdateElements[0]: touches 'notes', which overlaps 'notes.1.text'"),
+        (
+            [("notes.1.text", "Change")],
+            [("notes", "text", "Add", None)],
+            "arrayObjectFieldUpdateElements[0]: touches 'notes', which overlaps 'notes.1.text'",
+        ),
     ],
 )
 def test_paths_mongodb_would_refuse_as_conflicting_are_refused_with_the_reason(
@@ -207,23 +231,36 @@ def test_paths_mongodb_would_refuse_as_conflicting_are_refused_with_the_reason(
 
 
 def test_every_conflict_is_reported_at_once() -> None:
-    problems = problems_of(config(
-        singleFieldUpdateElements=[{"elementName": "notes.0.date", "updateType": "Delete", "elementValue": ""},
-                                   {"elementName": "meta", "updateType": "Change", "elementValue": "x"},
-                                   {"elementName": "meta.by", "updateType": "Change", "elementValue": "x"}],
-        arrayObjectFieldUpdateElements=[{"arrayProperty": "notes", "matchingPropertyName": "text",
-                                         "updateType": "Change", "newValue": "x"}],
-    ))
-    assert [problem.split(":")[0] for problem in problems] == ["singleFieldUpdateElements[2]",
-                                                              "arrayObjectFieldUpdateElements[0]"]
+    problems = problems_of(
+        config(
+            singleFieldUpdateElements=[
+                {"elementName": "notes.0.date", "updateType": "Delete", "elementValue": ""},
+                {"elementName": "meta", "updateType": "Change", "elementValue": "x"},
+                {"elementName": "meta.by", "updateType": "Change", "elementValue": "x"},
+            ],
+            arrayObjectFieldUpdateElements=[
+                {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Change", "newValue": "x"}
+            ],
+        )
+    )
+    assert [problem.split(":")[0] for problem in problems] == [
+        "singleFieldUpdateElements[2]",
+        "arrayObjectFieldUpdateElements[0]",
+    ]
 
 
 @pytest.mark.parametrize(
     ("left", "right", "conflict"),
     [
-        ("a", "a", True), ("a.b", "a", True), ("a.b", "a.c", False), ("a.$[].b", "a.0.c", True),
-        ("a.$[e0].b", "a.x", True), ("a.$[].b", "a.$[e1].c", False), ("a.$[e0].b", "a.$[e0].b", True),
-        ("a.0.b", "a.1.b", False), ("ab", "a", False),
+        ("a", "a", True),
+        ("a.b", "a", True),
+        ("a.b", "a.c", False),
+        ("a.$[].b", "a.0.c", True),
+        ("a.$[e0].b", "a.x", True),
+        ("a.$[].b", "a.$[e1].c", False),
+        ("a.$[e0].b", "a.$[e0].b", True),
+        ("a.0.b", "a.1.b", False),
+        ("ab", "a", False),
     ],
 )
 def test_paths_conflict_as_mongodb_decides(left: str, right: str, conflict: bool) -> None:
@@ -246,15 +283,23 @@ def test_different_properties_of_one_array_may_change_together() -> None:
 @pytest.mark.parametrize(
     ("element", "expected"),
     [
-        ({"matchingPropertyName": "source", "updateType": "Add", "newValue": "x"},
-         "matchingPropertyName: 'source' is written by the automation itself on Add"),
-        ({"matchingPropertyName": "text", "updateType": "Add", "newValue": "x", "matchingValue": "y"},
-         "matchingValue: only applies to Change and Remove; Add pushes a new element"),
-        ({"matchingPropertyName": "text", "updateType": "Delete", "newValue": "x", "matchingValue": "y"},
-         "matchingValue: only applies to Change and Remove; Delete pulls elements equal to newValue"),
+        (
+            {"matchingPropertyName": "source", "updateType": "Add", "newValue": "x"},
+            "matchingPropertyName: 'source' is written by the automation itself on Add",
+        ),
+        (
+            {"matchingPropertyName": "text", "updateType": "Add", "newValue": "x", "matchingValue": "y"},
+            "matchingValue: only applies to Change and Remove; Add pushes a new element",
+        ),
+        (
+            {"matchingPropertyName": "text", "updateType": "Delete", "newValue": "x", "matchingValue": "y"},
+            "matchingValue: only applies to Change and Remove; Delete pulls elements equal to newValue",
+        ),
         ({"matchingPropertyName": "text", "updateType": "Change"}, "newValue: is missing (Change uses it)"),
-        ({"matchingPropertyName": "text", "updateType": "Change", "newValue": {"$inc": 1}},
-         "newValue: contains the key '$inc'"),
+        (
+            {"matchingPropertyName": "text", "updateType": "Change", "newValue": {"$inc": 1}},
+            "newValue: contains the key '$inc'",
+        ),
     ],
 )
 def test_array_element_rules(element: dict[str, Any], expected: str) -> None:
@@ -271,8 +316,9 @@ def test_remove_needs_no_value_and_cannot_touch_id() -> None:
     )
     assert automation.field_updates[0].update_type is UpdateType.REMOVE
     problems = problems_of(config(singleFieldUpdateElements=[{"elementName": "_id", "updateType": "Delete"}]))
-    assert problems == ["singleFieldUpdateElements[0].elementName: '_id' would change the document's _id, which "
-                        "MongoDB never allows"]
+    assert problems == [
+        "singleFieldUpdateElements[0].elementName: '_id' would change the document's _id, which MongoDB never allows"
+    ]
 
 
 def test_a_document_without_a_name_is_named_by_its_id() -> None:
@@ -293,8 +339,9 @@ def test_the_config_hash_ignores_key_order_and_sees_every_value_and_type() -> No
     reordered = dict(reversed(list(document.items())))
     assert config_hash(reordered) == config_hash(document)
     assert len(config_hash(document)) == 16
-    changed_value = config(singleFieldUpdateElements=[
-        {"elementName": "status", "updateType": "Change", "elementValue": "Open"}])
+    changed_value = config(
+        singleFieldUpdateElements=[{"elementName": "status", "updateType": "Change", "elementValue": "Open"}]
+    )
     changed_type = deepcopy(document)
     changed_type["singleFieldUpdateElements"][0]["elementValue"] = Int64(1)
     other_int = deepcopy(document)
@@ -307,8 +354,12 @@ def test_the_config_hash_ignores_key_order_and_sees_every_value_and_type() -> No
 @pytest.mark.parametrize(
     ("stored", "limit", "documents_of_1000"),
     [
-        (5000, Limit(5000, None), 5000), (Int64(20), Limit(20, None), 20), (250.0, Limit(250, None), 250),
-        ("5%", Limit(None, 5.0), 50), ("0.5 %", Limit(None, 0.5), 5), ("120, 10%", Limit(120, 10.0), 100),
+        (5000, Limit(5000, None), 5000),
+        (Int64(20), Limit(20, None), 20),
+        (250.0, Limit(250, None), 250),
+        ("5%", Limit(None, 5.0), 50),
+        ("0.5 %", Limit(None, 0.5), 5),
+        ("120, 10%", Limit(120, 10.0), 100),
         ("10%,50", Limit(50, 10.0), 50),
     ],
 )

@@ -16,8 +16,8 @@ from dagster import (
     build_schedule_context,
     instance_for_test,
 )
-from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._daemon.auto_run_reexecution.auto_run_reexecution import (
     DEFAULT_REEXECUTION_POLICY,
@@ -48,7 +48,9 @@ def test_four_jobs_and_schedules_with_the_old_crons_in_the_configured_timezone()
     for job_name, (schedule_name, cron) in EXPECTED.items():
         schedule = schedules[job_name]
         assert (schedule.name, schedule.cron_schedule, schedule.execution_timezone) == (
-            schedule_name, cron, "America/Chicago"
+            schedule_name,
+            cron,
+            "America/Chicago",
         )
 
 
@@ -112,17 +114,16 @@ def _origin(job_name: str) -> RemoteJobOrigin:
         (DagsterRunStatus.FAILURE, False),
     ],
 )
-def test_a_tick_is_skipped_while_the_previous_run_is_queued_or_running(
-    status: DagsterRunStatus, skipped: bool
-) -> None:
+def test_a_tick_is_skipped_while_the_previous_run_is_queued_or_running(status: DagsterRunStatus, skipped: bool) -> None:
     job = DATA_CHANGE_JOBS[Cadence.QUARTER_HOURLY]
     schedule = build_data_change_schedule(Cadence.QUARTER_HOURLY, job, "UTC")
     with instance_for_test() as instance:
         previous = instance.add_run(
             DagsterRun(job_name=job.name, run_id=str(uuid.uuid4()), status=status, remote_job_origin=_origin(job.name))
         )
-        other = DagsterRun(job_name=DATA_CHANGE_JOBS[Cadence.HOURLY].name, run_id=str(uuid.uuid4()),
-                           status=DagsterRunStatus.STARTED)
+        other = DagsterRun(
+            job_name=DATA_CHANGE_JOBS[Cadence.HOURLY].name, run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED
+        )
         instance.add_run(other)
         with build_schedule_context(instance, scheduled_execution_time=datetime.now(ZoneInfo("UTC"))) as context:
             result = schedule(context)

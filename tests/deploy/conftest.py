@@ -75,7 +75,11 @@ mutation ($params: ReexecutionParams) {
 """
 #: The AWS actions infra_cdk's daemon task role allows the launcher (stacks/dagster_services.py, _grant_launcher).
 DAEMON_ROLE_ACTIONS = {
-    "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:DescribeTaskDefinition", "logs:GetLogEvents",
+    "ecs:RunTask",
+    "ecs:DescribeTasks",
+    "ecs:StopTask",
+    "ecs:DescribeTaskDefinition",
+    "logs:GetLogEvents",
 }
 
 # --- Fargate stand-in -------------------------------------------------------------------------------------------
@@ -124,9 +128,7 @@ class FakeFargate:
     def _override(task: dict[str, Any]) -> dict[str, Any]:
         return next(o for o in task["overrides"]["containerOverrides"] if o["name"] == RUN_CONTAINER)
 
-    def run(
-        self, task_arn: str, *, kill_when: Callable[[str], bool] | None = None, timeout: float = 180
-    ) -> int:
+    def run(self, task_arn: str, *, kill_when: Callable[[str], bool] | None = None, timeout: float = 180) -> int:
         """Run the task to its end and return the container's exit code; 137 (SIGKILL) once ``kill_when``, asked
         with the output so far, says so."""
         self.set_status(task_arn, "RUNNING")
@@ -136,7 +138,11 @@ class FakeFargate:
         }
         with tempfile.TemporaryFile() as console:  # a file, not a pipe: a chatty worker must never block on it
             process = subprocess.Popen(
-                self.command(task_arn), env=env, cwd=REPO, stdout=console, stderr=subprocess.STDOUT,
+                self.command(task_arn),
+                env=env,
+                cwd=REPO,
+                stdout=console,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             killed = False
@@ -349,9 +355,10 @@ class ProductionStack:
         launcher.ecs.meta.events.register("provide-client-params.ecs.RunTask", self._record_run_task)
         for client in (launcher.ecs, launcher.secrets_manager, launcher.logs):
             client.meta.events.register("before-call", self._record_api_call)
-        with instance, WorkspaceProcessContext(
-            instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
-        ) as context:
+        with (
+            instance,
+            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])) as context,
+        ):
             yield context
 
     def _record_run_task(self, params: dict[str, Any], **_: Any) -> None:
@@ -421,7 +428,8 @@ class ProductionStack:
         """The UI's **Re-execute → From failure**: GraphQL ``launchPipelineReexecution`` with strategy
         ``FROM_FAILURE``, as the button sends it, to this instance; then one run-queue iteration launches it."""
         response = execute_dagster_graphql(
-            context.create_request_context(), REEXECUTE,
+            context.create_request_context(),
+            REEXECUTE,
             variables={"params": {"parentRunId": run_id, "strategy": "FROM_FAILURE"}},
         )
         launched = response.data["launchPipelineReexecution"]

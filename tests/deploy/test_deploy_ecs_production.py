@@ -33,8 +33,8 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import deserialize_value
 from dagster._time import get_current_timestamp
 
-from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster import process_to_run
+from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from tests.local_project import free_port
 
 pytestmark = pytest.mark.system
@@ -238,9 +238,20 @@ def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
         # (It also asks for a bigger task, the way a job can through Dagster's ecs/* tags.)
         bigger = {"ecs/cpu": "2048", "ecs/memory": "8192", "ecs/ephemeral_storage": "50"}
         subprocess.run(
-            [str(BIN / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "quarter_hourly_data_change_job",
-             "--tags", json.dumps(bigger)],
-            check=True, capture_output=True, timeout=120,
+            [
+                str(BIN / "dagster"),
+                "job",
+                "launch",
+                "-w",
+                "workspace.yaml",
+                "-j",
+                "quarter_hourly_data_change_job",
+                "--tags",
+                json.dumps(bigger),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         manual = stack.runs(context)[-1]
         assert manual.tags["intervalprocessing/cadence"] == "quarter_hourly"
@@ -250,7 +261,8 @@ def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
         stack.dequeue(context)
         assert instance.get_run_by_id(manual.run_id).status == DagsterRunStatus.QUEUED
         assert [_tags(call)["dagster/job_name"] for call in stack.run_task_calls] == [
-            "quarter_hourly_data_change_job", "hourly_data_change_job"
+            "quarter_hourly_data_change_job",
+            "hourly_data_change_job",
         ]
 
         # Once the first run is over, the waiting one goes.
@@ -260,7 +272,9 @@ def test_a_cadence_never_has_two_runs_in_flight(production_stack) -> None:
         assert len(stack.run_task_calls) == 3
         overrides = stack.run_task_calls[-1]["overrides"]
         assert (overrides["cpu"], overrides["memory"], overrides["ephemeralStorage"]) == (
-            "2048", "8192", {"sizeInGiB": 50}
+            "2048",
+            "8192",
+            {"sizeInGiB": 50},
         )
 
 
@@ -357,7 +371,9 @@ def test_the_daemon_service_command_runs_every_daemon_the_instance_needs(product
     needed = {"SCHEDULER", "QUEUED_RUN_COORDINATOR", "MONITORING", "EVENT_LOG_CONSUMER"}
     with open(tmp_path / "daemon.log", "wb") as log_file:
         daemon = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], stdout=log_file, stderr=subprocess.STDOUT,
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
@@ -388,8 +404,13 @@ def test_the_webserver_service_command_serves_this_instance(production_stack, tm
     monkeypatch.setenv("WEBSERVER_AUDIT_LOG", str(tmp_path / "audit.jsonl"))  # the task's volume, in production
     if "--read-only" in command:
         viewer_password = secrets.token_hex(16)
-        made = subprocess.run([str(BIN / "intervalprocessing-viewer-role")], capture_output=True, text=True,
-                              env={**os.environ, "DAGSTER_VIEWER_PG_PASSWORD": viewer_password}, timeout=120)
+        made = subprocess.run(
+            [str(BIN / "intervalprocessing-viewer-role")],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DAGSTER_VIEWER_PG_PASSWORD": viewer_password},
+            timeout=120,
+        )
         assert made.returncode == 0, made.stderr[-3000:]
         monkeypatch.setenv("DAGSTER_PG_USERNAME", "dagster_viewer")
         monkeypatch.setenv("DAGSTER_PG_PASSWORD", viewer_password)
@@ -397,7 +418,9 @@ def test_the_webserver_service_command_serves_this_instance(production_stack, tm
     with open(tmp_path / "webserver.log", "wb") as log_file:
         webserver = subprocess.Popen(
             [str(BIN / command[0]), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml", *command[1:]],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     query = "{ instance { runLauncher { name } daemonHealth { id } } }"
     try:
@@ -430,17 +453,25 @@ def test_a_failed_automation_is_re_executed_from_failure_in_a_new_task_reading_i
     stack = production_stack
     db = pymongo.MongoClient(stack.mongo_uri, tz_aware=True)[stack.mongo_database]
     # Bad data, not a bad config: one audit's notes is a string, so MongoDB refuses the push there (and only there).
-    db.audits.insert_many([
-        {"auditId": 99998, "status": "Needs Flag", "notes": []},
-        {"auditId": 99999, "status": "Needs Flag", "notes": "typed by hand"},
-    ])
-    db.dataupdateconfigs.insert_one({
-        "name": "Flag Audits", "runCadence": "Hourly", "collectionName": "audits", "isActive": True,
-        "query": "{ status: 'Needs Flag' }", "singleFieldUpdateElements": [],
-        "arrayObjectFieldUpdateElements": [
-            {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "Flagged"},
-        ],
-    })
+    db.audits.insert_many(
+        [
+            {"auditId": 99998, "status": "Needs Flag", "notes": []},
+            {"auditId": 99999, "status": "Needs Flag", "notes": "typed by hand"},
+        ]
+    )
+    db.dataupdateconfigs.insert_one(
+        {
+            "name": "Flag Audits",
+            "runCadence": "Hourly",
+            "collectionName": "audits",
+            "isActive": True,
+            "query": "{ status: 'Needs Flag' }",
+            "singleFieldUpdateElements": [],
+            "arrayObjectFieldUpdateElements": [
+                {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "Flagged"},
+            ],
+        }
+    )
     with stack.daemon() as context:
         instance = context.instance
         run, task_arn = stack.launch_first_run(context, "hourly_data_change_schedule")

@@ -69,10 +69,21 @@ def _dockerignore() -> list[str]:
 @pytest.mark.parametrize(
     "path",
     [
-        ".git/config", ".venv/bin/python", "tests/conftest.py", "infra_cdk/app.py", "infra_cdk/cdk.out/x.json",
-        ".intervalprocessing/embedded-mongo/server.json", "intervalprocessing_dagster/__pycache__/x.cpython-311.pyc",
-        "intervalprocessing_dagster.egg-info/PKG-INFO", ".env", "deploy/.env", "config.json",
-        "intervalprocessing_dagster/config.json", "bench/run.py", "deploy/README.md", "build/lib/x.py",
+        ".git/config",
+        ".venv/bin/python",
+        "tests/conftest.py",
+        "infra_cdk/app.py",
+        "infra_cdk/cdk.out/x.json",
+        ".intervalprocessing/embedded-mongo/server.json",
+        "intervalprocessing_dagster/__pycache__/x.cpython-311.pyc",
+        "intervalprocessing_dagster.egg-info/PKG-INFO",
+        ".env",
+        "deploy/.env",
+        "config.json",
+        "intervalprocessing_dagster/config.json",
+        "bench/run.py",
+        "deploy/README.md",
+        "build/lib/x.py",
     ],
 )
 def test_the_build_context_leaves_out(path: str) -> None:
@@ -83,14 +94,17 @@ def test_the_build_context_has_everything_the_dockerfile_copies() -> None:
     patterns = _dockerignore()
     sources = [
         source
-        for instruction, args in _instructions() if instruction == "COPY"
+        for instruction, args in _instructions()
+        if instruction == "COPY"
         for source in [word for word in args.split() if not word.startswith("--")][:-1]
     ]
     assert sources
     for source in sources:
-        files = [source] if (REPO / source).is_file() else [
-            str(path.relative_to(REPO)) for path in (REPO / source).rglob("*.py")
-        ]
+        files = (
+            [source]
+            if (REPO / source).is_file()
+            else [str(path.relative_to(REPO)) for path in (REPO / source).rglob("*.py")]
+        )
         assert files, f"{source} is missing from the repository"
         for file in files:
             assert _in_build_context(file, patterns), f"{file} (COPY {source}) is excluded by .dockerignore"
@@ -101,8 +115,11 @@ def test_the_image_is_slim_python_311_and_runs_as_a_service_user() -> None:
     instructions = _instructions()
     (base,) = [args for instruction, args in instructions if instruction == "FROM"]
     assert base == "${BASE_IMAGE}"
-    (default,) = [args.split("=", 1)[1] for instruction, args in instructions
-                  if instruction == "ARG" and args.startswith("BASE_IMAGE=")]
+    (default,) = [
+        args.split("=", 1)[1]
+        for instruction, args in instructions
+        if instruction == "ARG" and args.startswith("BASE_IMAGE=")
+    ]
     assert re.fullmatch(r"python:3\.11-slim-bookworm", default)
     assert [instruction for instruction, _ in instructions][0] == "ARG"  # declared before FROM, so FROM can use it
     users = [args for instruction, args in instructions if instruction == "USER"]
@@ -111,8 +128,9 @@ def test_the_image_is_slim_python_311_and_runs_as_a_service_user() -> None:
 
 def test_the_dependency_layer_comes_before_the_source_so_it_stays_cached() -> None:
     steps = [f"{instruction} {args}" for instruction, args in _instructions()]
-    deps = next(i for i, step in enumerate(steps)
-                if step.startswith("RUN ") and step.endswith("deploy/install.sh deps"))
+    deps = next(
+        i for i, step in enumerate(steps) if step.startswith("RUN ") and step.endswith("deploy/install.sh deps")
+    )
     source = next(i for i, step in enumerate(steps) if step.startswith("COPY intervalprocessing_dagster"))
     assert all("intervalprocessing_dagster" not in step for step in steps[:deps])
     assert deps < source
@@ -180,7 +198,8 @@ def test_the_image_installs_pinned_versions_that_satisfy_pyproject() -> None:
     pins = {
         canonicalize_name(name): version
         for name, version in (
-            line.split("==", 1) for line in (REPO / "deploy" / "constraints.txt").read_text().splitlines()
+            line.split("==", 1)
+            for line in (REPO / "deploy" / "constraints.txt").read_text().splitlines()
             if line and not line.startswith("#")
         )
     }

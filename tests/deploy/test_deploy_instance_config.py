@@ -26,9 +26,18 @@ DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
 
 #: The variables infra_cdk gives the webserver, daemon and run tasks for the instance (README / issue contract).
 CONTRACT = {
-    "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD",
-    "DAGSTER_RUN_TASK_DEFINITION_ARN", "DAGSTER_RUN_CONTAINER_NAME", "DAGSTER_ECS_CLUSTER", "DAGSTER_RUN_SUBNETS",
-    "DAGSTER_RUN_SECURITY_GROUPS", "DAGSTER_COMPUTE_LOGS_BUCKET", "DAGSTER_COMPUTE_LOGS_PREFIX",
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_DB",
+    "DAGSTER_PG_USERNAME",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_RUN_TASK_DEFINITION_ARN",
+    "DAGSTER_RUN_CONTAINER_NAME",
+    "DAGSTER_ECS_CLUSTER",
+    "DAGSTER_RUN_SUBNETS",
+    "DAGSTER_RUN_SECURITY_GROUPS",
+    "DAGSTER_COMPUTE_LOGS_BUCKET",
+    "DAGSTER_COMPUTE_LOGS_PREFIX",
 }
 
 
@@ -159,7 +168,8 @@ def test_a_bad_network_setting_stops_the_launcher_at_start_up(
 
 
 def test_the_launcher_knows_the_entry_points_tag() -> None:
-    """The launcher cannot import the package's processToRun entry point (process_to_run.py) (it would load every definition in the daemon)."""
+    """The launcher and the entry point read one definition of the tag (runs/tags.py): the launcher cannot import the
+    entry point (process_to_run.py), which would load every definition in the daemon."""
     assert ecs_run_launcher.LAUNCHED_BY_TAG == process_to_run.LAUNCHED_BY_TAG
     assert ecs_run_launcher.LAUNCHED_BY_PROCESS_TO_RUN == process_to_run.PROCESS_TO_RUN_VARIABLE
 

@@ -71,13 +71,19 @@ def test_a_cadence_after_missed_ticks_runs_once_for_the_latest_tick(production_s
     stack = production_stack
     db = _database(stack)
     db.audits.insert_many([{"auditId": 90_000 + n, "status": "Open", "notes": []} for n in range(3)])
-    db.dataupdateconfigs.insert_one({
-        "name": "Hourly Sweep", "runCadence": "Hourly", "collectionName": "audits", "isActive": True,
-        "query": "{ status: 'Open' }", "singleFieldUpdateElements": [],
-        "arrayObjectFieldUpdateElements": [
-            {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": CHECKED},
-        ],
-    })
+    db.dataupdateconfigs.insert_one(
+        {
+            "name": "Hourly Sweep",
+            "runCadence": "Hourly",
+            "collectionName": "audits",
+            "isActive": True,
+            "query": "{ status: 'Open' }",
+            "singleFieldUpdateElements": [],
+            "arrayObjectFieldUpdateElements": [
+                {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": CHECKED},
+            ],
+        }
+    )
     with stack.daemon() as context:
         stack.enable_only(context, "hourly_data_change_schedule")
         missed = _ticks_after(stack.last_tick_time["hourly_data_change_schedule"], "0 * * * *", 5)
@@ -159,8 +165,11 @@ def test_a_dead_cadence_run_holds_the_next_tick_back_only_until_run_monitoring_f
         assert stack.fargate.run(tick_task) == 0, stack.task_outputs[tick_task][-3000:]
         assert instance.get_run_by_id(tick_run.run_id).status == DagsterRunStatus.SUCCESS
         active = _database(stack).dataupdateconfigs.count_documents({"runCadence": "Hourly", "isActive": True})
-        applied = {key for key in _steps(context, tick_run.run_id, DagsterEventType.STEP_SUCCESS)
-                   if key.startswith("apply_automation[")}
+        applied = {
+            key
+            for key in _steps(context, tick_run.run_id, DagsterEventType.STEP_SUCCESS)
+            if key.startswith("apply_automation[")
+        }
         assert len(applied) == active > 0  # every automation of the cadence, in the tick's run
         stack.dequeue(context)
         assert instance.get_run_by_id(retry.run_id).status == DagsterRunStatus.STARTING

@@ -52,7 +52,10 @@ def test_the_mapping_is_the_old_switch_in_order() -> None:
 
 @pytest.mark.parametrize(("process", "job_name"), VALID)
 def test_each_process_runs_its_job_against_the_configured_instance(
-    process: str, job_name: str, old_task_environment: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,
+    process: str,
+    job_name: str,
+    old_task_environment: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     home, _ = old_task_environment
@@ -61,8 +64,12 @@ def test_each_process_runs_its_job_against_the_configured_instance(
     assert process_to_run.main() == 0
 
     out = capsys.readouterr().out
-    for line in (f"processToRun: {process}", "Initiating IntervalProcessing Processes...",
-                 f"{process} process complete", "IntervalProcessing Complete..."):
+    for line in (
+        f"processToRun: {process}",
+        "Initiating IntervalProcessing Processes...",
+        f"{process} process complete",
+        "IntervalProcessing Complete...",
+    ):
         assert line in out
     with DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()
@@ -94,8 +101,10 @@ def test_an_unknown_or_missing_value_is_one_line_and_exit_code_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert ("not set" if not value else repr(value)) in err
-    assert "valid values: FileGenerationProcesses, NightlyDataChangeProcesses, HourlyDataChangeProcesses, " \
-           "HalfHourlyDataChangeProcesses, QuarterHourlyDataChangeProcesses" in err
+    assert (
+        "valid values: FileGenerationProcesses, NightlyDataChangeProcesses, HourlyDataChangeProcesses, "
+        "HalfHourlyDataChangeProcesses, QuarterHourlyDataChangeProcesses" in err
+    )
 
 
 def test_an_instance_missing_its_variables_is_named_not_traced(
@@ -146,20 +155,29 @@ def test_a_bad_setting_is_one_line_from_the_console_script(tmp_path: Path) -> No
     """The console script imports no code location before the settings are checked, so a bad value is the one line
     ``main`` promises, not a traceback from building the definitions at import."""
     script = Path(sys.executable).parent / "intervalprocessing"
-    env = {"PATH": os.environ["PATH"], "processToRun": "HourlyDataChangeProcesses", "DAGSTER_HOME": str(tmp_path),
-           "INTERVALPROCESSING_TIMEZONE": "Mars/Base"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "processToRun": "HourlyDataChangeProcesses",
+        "DAGSTER_HOME": str(tmp_path),
+        "INTERVALPROCESSING_TIMEZONE": "Mars/Base",
+    }
     completed = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
-    assert completed.stderr == ("error: INTERVALPROCESSING_TIMEZONE='Mars/Base' is not an IANA time zone name "
-                                "(e.g. 'America/New_York')\n")
+    assert completed.stderr == (
+        "error: INTERVALPROCESSING_TIMEZONE='Mars/Base' is not an IANA time zone name (e.g. 'America/New_York')\n"
+    )
 
 
 def test_a_process_whose_job_is_still_running_is_skipped(
-    old_task_environment: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    old_task_environment: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     home, database = old_task_environment
     with DagsterInstance.from_config(str(home)) as instance:
-        slow = instance.create_run_for_job(process_to_run.load_job("hourly_data_change_job"), status=DagsterRunStatus.STARTED)
+        slow = instance.create_run_for_job(
+            process_to_run.load_job("hourly_data_change_job"), status=DagsterRunStatus.STARTED
+        )
     monkeypatch.setenv("processToRun", "HourlyDataChangeProcesses")
 
     assert process_to_run.main() == 0
@@ -176,14 +194,17 @@ def test_a_process_whose_job_is_still_running_is_skipped(
 
 
 def test_a_retried_data_change_task_stands_for_the_same_tick_and_pushes_nothing_twice(
-    old_task_environment: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,
+    old_task_environment: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """EventBridge retries a failed task within the interval: the retry is the same tick, so its notes are the same."""
     home, database = old_task_environment
     monkeypatch.setenv("processToRun", "HourlyDataChangeProcesses")
     monkeypatch.setenv("INTERVALPROCESSING_TIMEZONE", "America/New_York")
     for minute in (0, 7):  # the first delivery at 14:00:05, its retry at 14:07:05
-        monkeypatch.setattr(process_to_run, "now", lambda minute=minute: datetime(2026, 3, 6, 14, minute, 5, tzinfo=UTC))
+        monkeypatch.setattr(
+            process_to_run, "now", lambda minute=minute: datetime(2026, 3, 6, 14, minute, 5, tzinfo=UTC)
+        )
         assert process_to_run.main() == 0
 
     with DagsterInstance.from_config(str(home)) as instance:

@@ -32,17 +32,24 @@ SEED = int(os.environ.get("RECOVERY_SEED", random.randrange(10**6)))
 def add_automations(db: Database) -> None:
     """``AUTOMATIONS`` hourly automations beside the demo ones, each a Change and a note on its own group."""
     db.audits.insert_many([{"recoveryGroup": g, "flag": "unset", "notes": []} for g in range(AUTOMATIONS)])
-    db.dataupdateconfigs.insert_many([
-        {
-            "name": f"Recovery {g:02d}", "runCadence": "Hourly", "collectionName": "audits", "isActive": True,
-            "query": f"{{ recoveryGroup: {g} }}",
-            "singleFieldUpdateElements": [{"elementName": "flag", "updateType": "Change", "elementValue": f"{g:02d}"}],
-            "arrayObjectFieldUpdateElements": [
-                {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "seen"}
-            ],
-        }
-        for g in range(AUTOMATIONS)
-    ])
+    db.dataupdateconfigs.insert_many(
+        [
+            {
+                "name": f"Recovery {g:02d}",
+                "runCadence": "Hourly",
+                "collectionName": "audits",
+                "isActive": True,
+                "query": f"{{ recoveryGroup: {g} }}",
+                "singleFieldUpdateElements": [
+                    {"elementName": "flag", "updateType": "Change", "elementValue": f"{g:02d}"}
+                ],
+                "arrayObjectFieldUpdateElements": [
+                    {"arrayProperty": "notes", "matchingPropertyName": "text", "updateType": "Add", "newValue": "seen"}
+                ],
+            }
+            for g in range(AUTOMATIONS)
+        ]
+    )
 
 
 def killed_mid_cadence(stack: ProductionStack, context: WorkspaceProcessContext, db: Database) -> tuple:
@@ -54,8 +61,12 @@ def killed_mid_cadence(stack: ProductionStack, context: WorkspaceProcessContext,
     k = random.Random(SEED).randrange(1, AUTOMATIONS - 2)  # so at least two automations never started
 
     def applied_k(_output: str) -> bool:
-        return db.automationruns.count_documents({"stamp": tick, "status": "succeeded",
-                                                  "automation": {"$regex": "^Recovery"}}) >= k
+        return (
+            db.automationruns.count_documents(
+                {"stamp": tick, "status": "succeeded", "automation": {"$regex": "^Recovery"}}
+            )
+            >= k
+        )
 
     assert stack.fargate.run(task_arn, kill_when=applied_k) == 137, stack.task_outputs[task_arn][-3000:]
     _monitor(context)

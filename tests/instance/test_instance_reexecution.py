@@ -79,8 +79,9 @@ def _run_and_die(home: str, kill_at: str) -> None:
 @pytest.fixture()
 def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
     """A persistent instance with Dagster's own re-execution planning (whatever an earlier test installed)."""
-    monkeypatch.setattr(KnownExecutionState, "build_resume_retry_reexecution",
-                        staticmethod(dagster_resume_retry_reexecution))
+    monkeypatch.setattr(
+        KnownExecutionState, "build_resume_retry_reexecution", staticmethod(dagster_resume_retry_reexecution)
+    )
     with instance_for_test(temp_dir=str(tmp_path)) as test_instance:
         yield test_instance
 
@@ -106,8 +107,9 @@ def test_upstream_dagster_still_drops_the_mapped_steps_a_dead_worker_never_start
         f"Dagster now re-plans {steps}: the workaround in intervalprocessing_dagster/instance/reexecution.py (and "
         "the instance_class: entries of dagster.yaml and deploy/dagster.yaml) can go"
     )
-    with execute_job(reconstructable(fan), instance,
-                     reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance)) as result:
+    with execute_job(
+        reconstructable(fan), instance, reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance)
+    ) as result:
         assert result.success  # green, although work[k3]..work[k5] never ran
         ran = {event.step_key for event in result.all_events if event.event_type == DagsterEventType.STEP_SUCCESS}
     assert ran == {"work[k2]"}
@@ -122,8 +124,12 @@ def test_upstream_dagster_refuses_an_empty_plan_with_a_misleading_message(instan
     run = instance.get_run_by_id(first.run_id)
     assert KnownExecutionState.build_resume_retry_reexecution(instance, run)[0] == []
     with pytest.raises(DagsterInvariantViolationError, match="Cannot perform reexecution with in-memory io managers"):
-        execute_job(reconstructable(fan), instance, reexecution_options=ReexecutionOptions.from_failure(
-            run.run_id, instance), raise_on_error=True)
+        execute_job(
+            reconstructable(fan),
+            instance,
+            reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance),
+            raise_on_error=True,
+        )
 
 
 def test_the_correction_re_plans_every_mapped_step_that_did_not_end(instance: DagsterInstance, tmp_path: Path) -> None:
@@ -131,8 +137,9 @@ def test_the_correction_re_plans_every_mapped_step_that_did_not_end(instance: Da
     steps, _ = reexecution.resume_retry_reexecution(instance, run)
     assert steps == ["work[k2]", "work[k3]", "work[k4]", "work[k5]"]
     reexecution.install()
-    with execute_job(reconstructable(fan), instance,
-                     reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance)) as result:
+    with execute_job(
+        reconstructable(fan), instance, reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance)
+    ) as result:
         assert result.success
         ran = {event.step_key for event in result.all_events if event.event_type == DagsterEventType.STEP_SUCCESS}
     assert ran == {"work[k2]", "work[k3]", "work[k4]", "work[k5]"}  # work[k0], work[k1] had succeeded: not again
@@ -145,16 +152,20 @@ def test_what_earlier_re_executions_did_counts_and_what_none_did_is_planned(
     failed afterwards (its worker died after its last step). From it, the correction plans what no run of the chain
     did; from that one, failed the same way, nothing is left, so its own steps run again."""
     run = killed_at(instance, tmp_path, "k2")
-    with execute_job(reconstructable(fan), instance,
-                     reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance)) as dagster_plan:
+    with execute_job(
+        reconstructable(fan), instance, reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance)
+    ) as dagster_plan:
         assert dagster_plan.dagster_run.step_keys_to_execute == ["work[k2]"]
     instance.report_run_failed(dagster_plan.dagster_run, "the run worker died after its last step")
 
     steps, _ = reexecution.resume_retry_reexecution(instance, instance.get_run_by_id(dagster_plan.run_id))
     assert steps == ["work[k3]", "work[k4]", "work[k5]"]
     reexecution.install()
-    with execute_job(reconstructable(fan), instance, reexecution_options=ReexecutionOptions.from_failure(
-            dagster_plan.run_id, instance)) as corrected:
+    with execute_job(
+        reconstructable(fan),
+        instance,
+        reexecution_options=ReexecutionOptions.from_failure(dagster_plan.run_id, instance),
+    ) as corrected:
         assert corrected.success
     instance.report_run_failed(corrected.dagster_run, "the run worker died after its last step")
 
@@ -170,8 +181,9 @@ def test_a_run_that_failed_after_its_last_step_is_planned_again_whole(instance: 
     assert steps == ["fan_out", "work[?]"]
     assert "fan_out" not in known_state.dynamic_mappings  # the loader runs again, and its outputs resolve the rest
     reexecution.install()
-    with execute_job(reconstructable(fan), instance,
-                     reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance)) as result:
+    with execute_job(
+        reconstructable(fan), instance, reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance)
+    ) as result:
         assert result.success
         ran = {event.step_key for event in result.all_events if event.event_type == DagsterEventType.STEP_SUCCESS}
     assert ran == {"fan_out", *ALL}
@@ -190,13 +202,15 @@ def test_both_instances_are_the_recovering_one(config: str) -> None:
     """The local instance and production's name the class, so every process that plans a re-execution (daemon,
     webserver, dagster commands) has the correction."""
     assert yaml.safe_load((REPO / config).read_text())["instance_class"] == {
-        "module": "intervalprocessing_dagster.instance.reexecution", "class": "RecoveringDagsterInstance",
+        "module": "intervalprocessing_dagster.instance.reexecution",
+        "class": "RecoveringDagsterInstance",
     }
 
 
 def test_creating_the_instance_installs_the_correction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(KnownExecutionState, "build_resume_retry_reexecution",
-                        staticmethod(dagster_resume_retry_reexecution))
+    monkeypatch.setattr(
+        KnownExecutionState, "build_resume_retry_reexecution", staticmethod(dagster_resume_retry_reexecution)
+    )
     (tmp_path / "dagster.yaml").write_text(
         "instance_class:\n  module: intervalprocessing_dagster.instance.reexecution\n"
         "  class: RecoveringDagsterInstance\ntelemetry:\n  enabled: false\n"

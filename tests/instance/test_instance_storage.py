@@ -56,8 +56,14 @@ def connections() -> Iterator[Counter[str]]:
 
 def _log_entry(run_id: str, message: str) -> EventLogEntry:
     return EventLogEntry(
-        error_info=None, level="INFO", user_message=message, run_id=run_id, timestamp=time.time(),
-        step_key="some_step", job_name="some_job", dagster_event=None,
+        error_info=None,
+        level="INFO",
+        user_message=message,
+        run_id=run_id,
+        timestamp=time.time(),
+        step_key="some_step",
+        job_name="some_job",
+        dagster_event=None,
     )
 
 
@@ -108,7 +114,8 @@ def test_the_stock_storages_files_stay_readable_and_writable(tmp_path: Path) -> 
     storage = PooledSqliteEventLogStorage(str(tmp_path))
     storage.store_event(_log_entry("old_run", "written after"))
     assert [r.event_log_entry.user_message for r in storage.get_records_for_run("old_run").records] == [
-        "written before the switch", "written after"
+        "written before the switch",
+        "written after",
     ]
 
 
@@ -152,7 +159,9 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     storage.store_event(_log_entry("run_a", "from the parent again"))
     assert storage._engines["run_a"] is parent_engine  # the parent's connection was not closed by the child
     assert [r.event_log_entry.user_message for r in storage.get_records_for_run("run_a").records] == [
-        "from the parent", "from the forked child", "from the parent again"
+        "from the parent",
+        "from the forked child",
+        "from the parent again",
     ]
 
 
@@ -195,8 +204,16 @@ def test_a_disposed_postgres_instance_leaves_no_session(
     (tmp_path / "dagster.yaml").write_text(postgres_server.dagster_storage(database, "TEST_PG_PASSWORD"))
 
     def sessions() -> int:
-        with psycopg2.connect(host=postgres_server.host, port=postgres_server.port, user=postgres_server.username,
-                              password=postgres_server.password, dbname="postgres") as conn, conn.cursor() as cur:
+        with (
+            psycopg2.connect(
+                host=postgres_server.host,
+                port=postgres_server.port,
+                user=postgres_server.username,
+                password=postgres_server.password,
+                dbname="postgres",
+            ) as conn,
+            conn.cursor() as cur,
+        ):
             cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,))
             return cur.fetchone()[0]
 

@@ -39,8 +39,10 @@ def tagged_job() -> None:
         ({SENSOR_NAME_TAG: "some_sensor"}, "sensor:some_sensor"),
         ({BACKFILL_ID_TAG: "abcdefgh"}, "backfill:abcdefgh"),
         # a retry copies its parent's tags, the person who launched the parent among them
-        ({RETRY_NUMBER_TAG: "2", PARENT_RUN_ID_TAG: "parent-run", LAUNCHED_BY_TAG: "alice@example.com"},
-         "retry 2 of parent-run"),
+        (
+            {RETRY_NUMBER_TAG: "2", PARENT_RUN_ID_TAG: "parent-run", LAUNCHED_BY_TAG: "alice@example.com"},
+            "retry 2 of parent-run",
+        ),
         # a person re-executing a scheduled run: the webserver's tag wins over the inherited schedule
         ({SCHEDULE_NAME_TAG: "hourly_data_change_schedule", LAUNCHED_BY_TAG: "bob@example.com"}, "bob@example.com"),
         ({LAUNCHED_BY_TAG: "processToRun"}, "processToRun"),

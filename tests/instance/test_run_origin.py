@@ -78,14 +78,19 @@ def test_a_run_of_this_package_gets_the_origin(module: str) -> None:
     located = with_code_location(run)
     loadable = located.remote_job_origin.repository_origin.code_location_origin.loadable_target_origin
     assert (loadable.module_name, loadable.working_directory, loadable.executable_path) == (
-        CODE_LOCATION_MODULE, "/opt/dagster/app", "/usr/bin/python3",
+        CODE_LOCATION_MODULE,
+        "/opt/dagster/app",
+        "/usr/bin/python3",
     )
     assert located.tags_for_storage()[REPOSITORY_LABEL_TAG] == LABEL
 
 
 def test_a_run_of_other_code_and_a_run_with_an_origin_are_stored_unchanged() -> None:
-    other = DagsterRun(job_name="in_process_job", run_id=str(uuid.uuid4()),
-                       job_code_origin=_python_origin(FileCodePointer("/elsewhere/jobs.py", "defs")))
+    other = DagsterRun(
+        job_name="in_process_job",
+        run_id=str(uuid.uuid4()),
+        job_code_origin=_python_origin(FileCodePointer("/elsewhere/jobs.py", "defs")),
+    )
     assert with_code_location(other) is other
     launched = with_code_location(DagsterRun(job_name="in_process_job", run_id=str(uuid.uuid4())))
     assert with_code_location(launched) is launched

@@ -51,14 +51,18 @@ class Setup:
 
     def connect(self, *, as_viewer: bool) -> Any:
         user, password = (ROLE, self.viewer_password) if as_viewer else (self.postgres.username, self.postgres.password)
-        return psycopg2.connect(host=self.postgres.host, port=self.postgres.port, user=user, password=password,
-                                dbname=self.database)
+        return psycopg2.connect(
+            host=self.postgres.host, port=self.postgres.port, user=user, password=password, dbname=self.database
+        )
 
     def viewer_role_command(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "intervalprocessing_dagster.instance.viewer_role"],
-            env={**self.env, "DAGSTER_HOME": str(self.admin_project)}, cwd=self.admin_project,
-            capture_output=True, text=True, timeout=120,
+            env={**self.env, "DAGSTER_HOME": str(self.admin_project)},
+            cwd=self.admin_project,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
 
@@ -78,8 +82,12 @@ def setup(postgres_server: PostgresServer, mongo_uri: str, tmp_path_factory: pyt
         INSTANCE_CLASS + viewer_storage.replace("ADMIN_PG_PASSWORD", "VIEWER_PG_PASSWORD")
     )
     viewer_password = f"viewer-{secrets.token_hex(12)}"
-    env = {**user_env(mongo_uri, mongo_database.name), "ADMIN_PG_PASSWORD": postgres_server.password,
-           "VIEWER_PG_PASSWORD": viewer_password, VIEWER_PG_PASSWORD_VARIABLE: viewer_password}
+    env = {
+        **user_env(mongo_uri, mongo_database.name),
+        "ADMIN_PG_PASSWORD": postgres_server.password,
+        "VIEWER_PG_PASSWORD": viewer_password,
+        VIEWER_PG_PASSWORD_VARIABLE: viewer_password,
+    }
     cli_run = run_id(execute_job(admin_project, env, JOB))
     yield Setup(postgres_server, database, admin_project, viewer_project, env, viewer_password, cli_run)
     client.drop_database(mongo_database.name)
@@ -103,20 +111,28 @@ def test_the_command_makes_the_role_and_the_read_only_webserver_serves_with_it(s
     with webserver(setup.viewer_project, setup.env, read_only=True) as url:
         runs = _graphql(url, "{ runsOrError { ... on Runs { results { runId status } } } }")["runsOrError"]["results"]
         assert {"runId": setup.cli_run, "status": "SUCCESS"} in runs
-        run_page = _graphql(url, """
+        run_page = _graphql(
+            url,
+            """
             query ($runId: ID!) {
               runOrError(runId: $runId) { ... on Run { jobName stepStats { stepKey status } } }
               logsForRun(runId: $runId) { ... on EventConnection { events { __typename } } }
-            }""", {"runId": setup.cli_run})
+            }""",
+            {"runId": setup.cli_run},
+        )
         assert run_page["runOrError"]["jobName"] == JOB
         assert any(step["status"] == "SUCCESS" for step in run_page["runOrError"]["stepStats"])
         assert len(run_page["logsForRun"]["events"]) > 10
         jobs = _graphql(url, "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }")
         assert JOB in {job["name"] for job in jobs["repositoriesOrError"]["nodes"][0]["jobs"]}
-        schedule = _graphql(url, """
+        schedule = _graphql(
+            url,
+            """
             query ($s: ScheduleSelector!) {
               scheduleOrError(scheduleSelector: $s) { ... on Schedule { scheduleState { status } } }
-            }""", {"s": {**REPOSITORY, "scheduleName": "hourly_data_change_schedule"}})
+            }""",
+            {"s": {**REPOSITORY, "scheduleName": "hourly_data_change_schedule"}},
+        )
         assert schedule["scheduleOrError"]["scheduleState"]["status"] == "STOPPED"
         assets = _graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         assert {"path": ["audits"]} in [node["assetKey"] for node in assets]
@@ -126,11 +142,18 @@ def test_a_write_through_the_viewers_role_is_refused_by_the_database(setup: Setu
     assert setup.viewer_role_command().returncode == 0
     # Even a full webserver (no --read-only) given the role cannot change anything: Postgres refuses.
     with webserver(setup.viewer_project, setup.env) as url:
-        launch = {"executionParams": {"selector": {**REPOSITORY, "pipelineName": JOB}, "mode": "default",
-                                      "runConfigData": {}, "executionMetadata": {"tags": []}}}
+        launch = {
+            "executionParams": {
+                "selector": {**REPOSITORY, "pipelineName": JOB},
+                "mode": "default",
+                "runConfigData": {},
+                "executionMetadata": {"tags": []},
+            }
+        }
         for operation, variables in (("Delete", {"runId": setup.cli_run}), ("LaunchPipelineExecution", launch)):
-            response = requests.post(f"{url}/graphql", json={"query": ui_document(operation), "variables": variables},
-                                     timeout=60)
+            response = requests.post(
+                f"{url}/graphql", json={"query": ui_document(operation), "variables": variables}, timeout=60
+            )
             (result,) = response.json()["data"].values()
             assert (response.status_code, result["__typename"]) == (500, "PythonError"), result
             # the role's sessions are read-only; below, with that switched off, its privileges refuse too
@@ -183,7 +206,10 @@ def test_the_command_names_a_missing_password_in_one_line(setup: Setup) -> None:
     env = {key: value for key, value in setup.env.items() if key != VIEWER_PG_PASSWORD_VARIABLE}
     completed = subprocess.run(
         [sys.executable, "-m", "intervalprocessing_dagster.instance.viewer_role"],
-        env={**env, "DAGSTER_HOME": str(setup.admin_project)}, capture_output=True, text=True, timeout=120,
+        env={**env, "DAGSTER_HOME": str(setup.admin_project)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 2
     assert completed.stderr.strip() == f"error: {VIEWER_PG_PASSWORD_VARIABLE} is not set: the viewer role's password"

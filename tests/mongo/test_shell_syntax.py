@@ -28,7 +28,7 @@ from intervalprocessing_dagster.mongo.shell_syntax import (
 )
 
 SOURCE = "dataupdateconfigs 'Close stale audits' field 'query'"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 OID = "65d9a7c1e4b0f1a2b3c4d5e6"
 
 # The four stored queries exactly as the old system seeded them (spec §2.2).
@@ -117,7 +117,7 @@ def test_object_id(text: str) -> None:
         ("ISODate('2024-02-24T00:00:00.123456Z')", dt.datetime(2024, 2, 24, 0, 0, 0, 123000, tzinfo=UTC)),
         ("new ISODate('2024-02-24T00:00:00Z')", dt.datetime(2024, 2, 24, tzinfo=UTC)),
         ("new Date('2024-02-24T00:00:00Z')", dt.datetime(2024, 2, 24, tzinfo=UTC)),
-        ("new Date(\"2024-02-24\")", dt.datetime(2024, 2, 24, tzinfo=UTC)),
+        ('new Date("2024-02-24")', dt.datetime(2024, 2, 24, tzinfo=UTC)),
         ("new Date(1708732800000)", dt.datetime(2024, 2, 24, tzinfo=UTC)),
         ("new   /* c */ Date(0)", dt.datetime(1970, 1, 1, tzinfo=UTC)),
     ],
@@ -160,10 +160,26 @@ def test_number_decimal_is_decimal128_from_the_digits_as_written(text: str, expe
 
 def test_literals_keep_their_types() -> None:
     doc = filter_of("{i: 5, n: -7, big: 3000000000, f: 1.5, e: 1e3, t: true, F: false, z: null, s: 'x'}")
-    assert doc == {"i": 5, "n": -7, "big": 3000000000, "f": 1.5, "e": 1000.0, "t": True, "F": False, "z": None,
-                   "s": "x"}
+    assert doc == {
+        "i": 5,
+        "n": -7,
+        "big": 3000000000,
+        "f": 1.5,
+        "e": 1000.0,
+        "t": True,
+        "F": False,
+        "z": None,
+        "s": "x",
+    }
     assert [type(doc[k]) for k in ("i", "n", "big", "f", "e", "t", "z")] == [
-        int, int, int, float, float, bool, type(None)]
+        int,
+        int,
+        int,
+        float,
+        float,
+        bool,
+        type(None),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -204,7 +220,13 @@ def test_parentheses_inside_a_pipeline_string_do_not_cut_the_pipeline() -> None:
 
 def test_quoted_and_unquoted_keys() -> None:
     assert filter_of("{'a.b': 1, \"$or\": [], _id: 2, $and: [], \u00e9t\u00e9: 3, a1: 4}") == {
-        "a.b": 1, "$or": [], "_id": 2, "$and": [], "\u00e9t\u00e9": 3, "a1": 4}
+        "a.b": 1,
+        "$or": [],
+        "_id": 2,
+        "$and": [],
+        "\u00e9t\u00e9": 3,
+        "a1": 4,
+    }
 
 
 def test_nested_documents_and_arrays() -> None:
@@ -275,8 +297,7 @@ def test_regex_literals(text: str, pattern: str, flags: int) -> None:
 
 
 def test_regex_inside_an_array_and_followed_by_more_keys() -> None:
-    assert filter_of("{name: {$in: [/^a/i, /b$/]}, x: 1}") == {
-        "name": {"$in": [Regex("^a", "i"), Regex("b$")]}, "x": 1}
+    assert filter_of("{name: {$in: [/^a/i, /b$/]}, x: 1}") == {"name": {"$in": [Regex("^a", "i"), Regex("b$")]}, "x": 1}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -291,9 +312,7 @@ def test_typed_document_is_a_filter_and_is_copied() -> None:
     assert query.filter == {"status": {"$in": ["Open"]}, "_id": ObjectId(OID)}
 
 
-@pytest.mark.parametrize(
-    "pipeline", [[{"$match": {}}, {"$limit": Int64(2)}], ({"$match": {}}, {"$limit": Int64(2)})]
-)
+@pytest.mark.parametrize("pipeline", [[{"$match": {}}, {"$limit": Int64(2)}], ({"$match": {}}, {"$limit": Int64(2)})])
 def test_typed_array_is_a_pipeline(pipeline: Any) -> None:
     query = parse_query(pipeline, source=SOURCE)
     assert query.is_aggregate and query.pipeline == [{"$match": {}}, {"$limit": 2}]
@@ -421,11 +440,13 @@ def test_unknown_bare_identifiers(text: str, column: int, fragment: str) -> None
 @pytest.mark.parametrize(
     ("text", "column", "fragment"),
     [
-        ("aggregate(['$match'])", 12,
-         "expected pipeline stage 1 as a document { $stage: ... }, found a quoted string"),
+        ("aggregate(['$match'])", 12, "expected pipeline stage 1 as a document { $stage: ... }, found a quoted string"),
         ("aggregate([{$match: {}}, [ ]])", 26, "expected pipeline stage 2 as a document"),
-        ("aggregate([{$match: {}}, {$limit: 1, $skip: 2}])", 26,
-         "pipeline stage 2 must have exactly one key (the $stage name), found 2: $limit, $skip"),
+        (
+            "aggregate([{$match: {}}, {$limit: 1, $skip: 2}])",
+            26,
+            "pipeline stage 2 must have exactly one key (the $stage name), found 2: $limit, $skip",
+        ),
         ("aggregate([{}])", 12, "pipeline stage 1 must have exactly one key"),
         ("aggregate([{match: {}}])", 12, "pipeline stage 1 must be named by a $ stage such as $match"),
         ("aggregate([,])", 12, "expected pipeline stage 1"),
@@ -489,7 +510,7 @@ def test_excerpt_of_a_long_line_is_cut_around_the_problem() -> None:
     error = syntax_error(text)
     excerpt_line, caret_line = str(error).splitlines()[1:]
     assert excerpt_line.startswith("    ...") and excerpt_line.endswith("...")
-    assert excerpt_line[caret_line.index("^"):].startswith("oops")
+    assert excerpt_line[caret_line.index("^") :].startswith("oops")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -507,7 +528,11 @@ def test_forbidden_operator_as_a_pipeline_stage(operator: str) -> None:
         parse_query(text, source=SOURCE)
     error = info.value
     assert (error.operator, error.location, error.line, error.column) == (
-        operator, f"pipeline stage 3, at {operator}", 1, 40)
+        operator,
+        f"pipeline stage 3, at {operator}",
+        1,
+        40,
+    )
     assert SOURCE in str(error) and operator in str(error) and "pipeline stage 3" in str(error)
 
 
@@ -516,7 +541,11 @@ def test_forbidden_operator_at_the_top_of_a_filter(operator: str) -> None:
     with pytest.raises(ForbiddenQueryError) as info:
         parse_query(f"{{status: 'Open', {operator}: 'x'}}", source=SOURCE)
     assert (info.value.operator, info.value.location, info.value.line, info.value.column) == (
-        operator, f"filter, at {operator}", 1, 18)
+        operator,
+        f"filter, at {operator}",
+        1,
+        18,
+    )
 
 
 @pytest.mark.parametrize("operator", sorted(FORBIDDEN_OPERATORS))
@@ -587,7 +616,10 @@ def test_forbidden_operator_in_typed_forms(query: Any, location: str) -> None:
 def test_parse_document() -> None:
     assert parse_document("{}", source="fileprocessingconfigs projection") == {}
     assert parse_document("{ name: 1, _id: 0, 'provider.name': true }", source="p") == {
-        "name": 1, "_id": 0, "provider.name": True}
+        "name": 1,
+        "_id": 0,
+        "provider.name": True,
+    }
     typed = {"name": 1}
     assert parse_document(typed, source="p") == typed and parse_document(typed, source="p") is not typed
 
@@ -627,19 +659,23 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(server.uri)
     try:
         db = client["shell_syntax_test"]
-        db.audits.insert_many([
-            {"_id": ObjectId(OID), "status": "Pending Review", "auditDate": dt.datetime(2024, 2, 23)},
-            {"_id": 2, "status": "Approved", "auditDate": dt.datetime(2024, 2, 24)},
-            {"_id": 3, "status": "Closed", "auditDate": dt.datetime(2024, 3, 1), "amount": Decimal128("1.5")},
-            {"_id": 4, "status": "Open", "auditDate": dt.datetime(2024, 2, 25), "claims": Int64(5)},
-        ])
+        db.audits.insert_many(
+            [
+                {"_id": ObjectId(OID), "status": "Pending Review", "auditDate": dt.datetime(2024, 2, 23)},
+                {"_id": 2, "status": "Approved", "auditDate": dt.datetime(2024, 2, 24)},
+                {"_id": 3, "status": "Closed", "auditDate": dt.datetime(2024, 3, 1), "amount": Decimal128("1.5")},
+                {"_id": 4, "status": "Open", "auditDate": dt.datetime(2024, 2, 25), "claims": Int64(5)},
+            ]
+        )
         db.providers.insert_many([{"_id": 10, "name": "Dr A"}, {"_id": 11, "name": "Dr B"}])
-        db.medicalrecordrequests.insert_many([
-            {"_id": 100, "status": "Open", "provider_id": 10},
-            {"_id": 101, "status": "Closed", "provider_id": 11},
-            {"_id": 102, "status": "Requested", "provider_id": 99},  # no provider: dropped by $unwind
-            {"_id": 103, "status": "Requested", "provider_id": 11},
-        ])
+        db.medicalrecordrequests.insert_many(
+            [
+                {"_id": 100, "status": "Open", "provider_id": 10},
+                {"_id": 101, "status": "Closed", "provider_id": 11},
+                {"_id": 102, "status": "Requested", "provider_id": 99},  # no provider: dropped by $unwind
+                {"_id": 103, "status": "Requested", "provider_id": 11},
+            ]
+        )
         yield db
     finally:
         client.close()
@@ -649,8 +685,10 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def run(db: Any, collection: str, text: str) -> list[Any]:
     query = parse_query(text, source=SOURCE)
     if query.is_aggregate:
-        return sorted(doc["_id"] if "provider" not in doc else (doc["_id"], doc["provider"]["name"])
-                      for doc in db[collection].aggregate(query.pipeline))
+        return sorted(
+            doc["_id"] if "provider" not in doc else (doc["_id"], doc["provider"]["name"])
+            for doc in db[collection].aggregate(query.pipeline)
+        )
     return sorted((doc["_id"] for doc in db[collection].find(query.filter)), key=str)
 
 
@@ -675,7 +713,7 @@ def test_integration_seeded_weekly_mrr_inventory(database: Any) -> None:
     [
         (f"{{_id: ObjectId('{OID}')}}", [ObjectId(OID)]),
         ("{auditDate: {$gte: ISODate('2024-02-24T00:00:00Z')}}", [2, 3, 4]),
-        ("{auditDate: {$lt: new Date(\"2024-02-24\")}}", [ObjectId(OID)]),
+        ('{auditDate: {$lt: new Date("2024-02-24")}}', [ObjectId(OID)]),
         ("{auditDate: {$gt: new Date(1708732800000)}}", [3, 4]),
         ("{status: /^(pending|approved)/i}", [2, ObjectId(OID)]),
         ("{amount: NumberDecimal('1.5')}", [3]),

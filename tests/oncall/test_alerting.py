@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -30,6 +29,7 @@ from dagster._core.storage.tags import (
 )
 from pymongo.database import Database
 
+from intervalprocessing_dagster import process_to_run
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
@@ -45,24 +45,12 @@ from intervalprocessing_dagster.oncall.alerting import (
     SnsAlertChannel,
     run_failure_alert_sensor,
 )
-from intervalprocessing_dagster import process_to_run
 from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.settings import Settings, SettingsError
 from tests.data_change.test_data_change_jobs import automation
 
 RETRIES = {"run_retries": {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}}
 SCHEDULED = {SCHEDULE_NAME_TAG: "hourly_data_change_schedule"}
-
-
-@pytest.fixture()
-def topic(aws: str) -> Iterator[tuple[str, str]]:
-    """An SNS topic with an SQS queue subscribed to it: (topic ARN, queue URL)."""
-    sns, sqs = boto3.client("sns"), boto3.client("sqs")
-    topic_arn = sns.create_topic(Name="intervalprocessing-alerts")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="alerts-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    yield topic_arn, queue_url
 
 
 def received(queue_url: str) -> list[dict[str, Any]]:
@@ -93,8 +81,10 @@ class Daemon:
 
 def run_hourly(instance: DagsterInstance, mongo: MongoResource, **tags: str) -> str:
     result = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
-        instance=instance, resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
-        tags=tags or None, raise_on_error=False,
+        instance=instance,
+        resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
+        tags=tags or None,
+        raise_on_error=False,
     )
     return result.run_id
 
@@ -104,14 +94,18 @@ def test_a_failed_run_is_one_message_naming_job_run_failed_automations_and_link(
 ) -> None:
     topic_arn, queue_url = topic
     mongo_db.audits.insert_many([{"status": "Open", "notes": []}])
-    mongo_db.dataupdateconfigs.insert_many([
-        automation("Good Note"),
-        automation("Broken Note", collectionName=None),
-        automation("Unknown Update", singleFieldUpdateElements=[{"elementName": "x", "updateType": "Rename"}]),
-    ])
+    mongo_db.dataupdateconfigs.insert_many(
+        [
+            automation("Good Note"),
+            automation("Broken Note", collectionName=None),
+            automation("Unknown Update", singleFieldUpdateElements=[{"elementName": "x", "updateType": "Rename"}]),
+        ]
+    )
     with instance_for_test(overrides=RETRIES) as instance:
-        daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn, webserver_url="https://dagster.example.com/",
-                                                  hand_launched_runs=True))  # ALERT_ON_HAND_LAUNCHED_RUNS=on
+        daemon = Daemon(
+            instance,
+            SnsAlertChannel(topic_arn=topic_arn, webserver_url="https://dagster.example.com/", hand_launched_runs=True),
+        )  # ALERT_ON_HAND_LAUNCHED_RUNS=on
         daemon.tick()  # the first tick only sets the cursor, as when the sensor is first turned on
         run_id = run_hourly(instance, mongo)
         assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
@@ -121,24 +115,39 @@ def test_a_failed_run_is_one_message_naming_job_run_failed_automations_and_link(
     (message,) = received(queue_url)
     assert message["Subject"] == "IntervalProcessing: hourly_data_change_job failed"
     text = message["Message"]
-    assert text.startswith("\n".join([
-        "Job: hourly_data_change_job",
-        f"Run: {run_id}",
-        f"Link: https://dagster.example.com/runs/{run_id}",
-        "Started by: hand (UI or CLI)",
-        "Failed steps (2):",
-    ]))
+    assert text.startswith(
+        "\n".join(
+            [
+                "Job: hourly_data_change_job",
+                f"Run: {run_id}",
+                f"Link: https://dagster.example.com/runs/{run_id}",
+                "Started by: hand (UI or CLI)",
+                "Failed steps (2):",
+            ]
+        )
+    )
     # Each failed automation by its document name, with its actual problems (not just the error's header line).
-    assert "\n".join([
-        "- automation 'Broken Note' (step apply_automation[broken_note]):",
-        "    automation 'Broken Note' in dataupdateconfigs is invalid (1 problem):",
-        "    - collectionName: must be a non-empty string, got None",
-    ]) in text
-    assert "\n".join([
-        "- automation 'Unknown Update' (step apply_automation[unknown_update]):",
-        "    automation 'Unknown Update' in dataupdateconfigs is invalid (1 problem):",
-        "    - singleFieldUpdateElements[0].updateType: must be Add, Change, Remove or Delete (or 0-3), got 'Rename'",
-    ]) in text
+    assert (
+        "\n".join(
+            [
+                "- automation 'Broken Note' (step apply_automation[broken_note]):",
+                "    automation 'Broken Note' in dataupdateconfigs is invalid (1 problem):",
+                "    - collectionName: must be a non-empty string, got None",
+            ]
+        )
+        in text
+    )
+    assert (
+        "\n".join(
+            [
+                "- automation 'Unknown Update' (step apply_automation[unknown_update]):",
+                "    automation 'Unknown Update' in dataupdateconfigs is invalid (1 problem):",
+                "    - singleFieldUpdateElements[0].updateType: must be Add, Change, Remove or Delete (or 0-3), "
+                "got 'Rename'",
+            ]
+        )
+        in text
+    )
     assert "good_note" not in text and "Good Note" not in text
     assert "Run failure" not in text  # Dagster's "Steps failed: [...]" says nothing the list does not
     # What to do, last: it works, a re-executed automation reads its document again (test_data_change_fixed_document)
@@ -155,13 +164,17 @@ def test_automations_sharing_a_name_are_told_apart_by_id_and_long_errors_are_bou
     topic: tuple[str, str], mongo: MongoResource, mongo_db: Database
 ) -> None:
     topic_arn, queue_url = topic
-    twins = mongo_db.dataupdateconfigs.insert_many([
-        automation("Twin", collectionName=None), automation("Twin", query="{ status: "),
-    ]).inserted_ids
+    twins = mongo_db.dataupdateconfigs.insert_many(
+        [
+            automation("Twin", collectionName=None),
+            automation("Twin", query="{ status: "),
+        ]
+    ).inserted_ids
     # More problems than an alert quotes (one per update element), one of them quoting a very long name.
     elements = [{"elementName": f"field{i}", "updateType": "Rename", "newValue": "x"} for i in range(30)]
-    mongo_db.dataupdateconfigs.insert_one(automation("Many Problems", singleFieldUpdateElements=elements,
-                                                     collectionName="$" + "c" * 500))
+    mongo_db.dataupdateconfigs.insert_one(
+        automation("Many Problems", singleFieldUpdateElements=elements, collectionName="$" + "c" * 500)
+    )
     with instance_for_test(overrides=RETRIES) as instance:
         daemon = Daemon(instance, SnsAlertChannel(topic_arn=topic_arn))
         daemon.tick()
@@ -192,29 +205,47 @@ def test_a_run_that_failed_outside_its_steps_says_why_without_the_workers_log_ta
         job = DATA_CHANGE_JOBS[Cadence.HOURLY]
         run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED, tags=SCHEDULED)
         # What the worker had logged before it died: one automation's failure, as apply_automation raises it.
-        failure = StepFailureData(error=None, user_failure_data=UserFailureData(
-            label="intentional-failure", description="automation 'Notes' failed: connection closed",
-            metadata={"automation": "Notes"},
-        ))
-        instance.report_dagster_event(DagsterEvent(
-            DagsterEventType.STEP_FAILURE.value, job_name=job.name, step_key="apply_automation[notes]",
-            event_specific_data=failure), run_id=run.run_id)
-        instance.report_run_failed(run, message=(
-            "Task arn:aws:ecs:task/3 failed.\nStop code: EssentialContainerExited.\n"
-            "Stop reason: Essential container in task exited.\nContainer 'run' failed - exit code 137.\n"
-            "Run worker logs:\n2026-03-06 02:00:01 - INFO - apply_automation[other] - matched 12 of audits"
-        ))
+        failure = StepFailureData(
+            error=None,
+            user_failure_data=UserFailureData(
+                label="intentional-failure",
+                description="automation 'Notes' failed: connection closed",
+                metadata={"automation": "Notes"},
+            ),
+        )
+        instance.report_dagster_event(
+            DagsterEvent(
+                DagsterEventType.STEP_FAILURE.value,
+                job_name=job.name,
+                step_key="apply_automation[notes]",
+                event_specific_data=failure,
+            ),
+            run_id=run.run_id,
+        )
+        instance.report_run_failed(
+            run,
+            message=(
+                "Task arn:aws:ecs:task/3 failed.\nStop code: EssentialContainerExited.\n"
+                "Stop reason: Essential container in task exited.\nContainer 'run' failed - exit code 137.\n"
+                "Run worker logs:\n2026-03-06 02:00:01 - INFO - apply_automation[other] - matched 12 of audits"
+            ),
+        )
         daemon.tick()
     (message,) = received(queue_url)
-    assert "\n".join([
-        "Run failure: Task arn:aws:ecs:task/3 failed.",
-        "    Stop code: EssentialContainerExited.",
-        "    Stop reason: Essential container in task exited.",
-        "    Container 'run' failed - exit code 137.",
-        "Failed steps (1):",
-        "- automation 'Notes' (step apply_automation[notes]):",
-        "    automation 'Notes' failed: connection closed",
-    ]) in message["Message"]
+    assert (
+        "\n".join(
+            [
+                "Run failure: Task arn:aws:ecs:task/3 failed.",
+                "    Stop code: EssentialContainerExited.",
+                "    Stop reason: Essential container in task exited.",
+                "    Container 'run' failed - exit code 137.",
+                "Failed steps (1):",
+                "- automation 'Notes' (step apply_automation[notes]):",
+                "    automation 'Notes' failed: connection closed",
+            ]
+        )
+        in message["Message"]
+    )
     assert "Run worker logs" not in message["Message"] and "matched 12" not in message["Message"]
 
 
@@ -245,9 +276,17 @@ def test_a_retried_run_is_reported_once_when_its_last_retry_fails(topic: tuple[s
         daemon.tick()
         assert received(queue_url) == []
 
-        retry = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED, tags={
-            PARENT_RUN_ID_TAG: first.run_id, ROOT_RUN_ID_TAG: first.run_id, RETRY_NUMBER_TAG: "1",
-        }, parent_run_id=first.run_id, root_run_id=first.run_id)
+        retry = instance.create_run_for_job(
+            job,
+            status=DagsterRunStatus.STARTED,
+            tags={
+                PARENT_RUN_ID_TAG: first.run_id,
+                ROOT_RUN_ID_TAG: first.run_id,
+                RETRY_NUMBER_TAG: "1",
+            },
+            parent_run_id=first.run_id,
+            root_run_id=first.run_id,
+        )
         instance.report_run_failed(retry, message="Task arn:aws:ecs:task/2 failed. Container 'run' exit code 137.")
         assert instance.get_run_by_id(retry.run_id).tags[WILL_RETRY_TAG] == "false"
         daemon.tick()
@@ -305,19 +344,23 @@ def test_a_run_a_person_launched_does_not_alert_unless_the_setting_says_so(
         daemon.tick()
         by_hand = run_hourly(instance, mongo)
         scheduled = run_hourly(instance, mongo, **SCHEDULED)
-        re_executed = run_hourly(instance, mongo, **SCHEDULED, **{PARENT_RUN_ID_TAG: scheduled,
-                                                                   ROOT_RUN_ID_TAG: scheduled})
+        re_executed = run_hourly(
+            instance, mongo, **SCHEDULED, **{PARENT_RUN_ID_TAG: scheduled, ROOT_RUN_ID_TAG: scheduled}
+        )
         daemon.tick()
         (message,) = received(queue_url)
         assert f"Run: {scheduled}" in message["Message"]
         assert "Started by: hourly_data_change_schedule" in message["Message"]
         logged = capfd.readouterr().err
         for run_id in (by_hand, re_executed):
-            assert (f"run {run_id} of hourly_data_change_job failed; a person launched it (UI or CLI) and sees it: "
-                    "no alert (ALERT_ON_HAND_LAUNCHED_RUNS=on alerts these too)") in logged
+            assert (
+                f"run {run_id} of hourly_data_change_job failed; a person launched it (UI or CLI) and sees it: "
+                "no alert (ALERT_ON_HAND_LAUNCHED_RUNS=on alerts these too)"
+            ) in logged
 
-        resources = build_resources(Settings.from_env({"ALERT_ON_HAND_LAUNCHED_RUNS": "on",
-                                                       "ALERTS_SNS_TOPIC_ARN": topic_arn}))
+        resources = build_resources(
+            Settings.from_env({"ALERT_ON_HAND_LAUNCHED_RUNS": "on", "ALERTS_SNS_TOPIC_ARN": topic_arn})
+        )
         watching_all = Daemon(instance, resources["alerts"])
         watching_all.tick()
         by_hand_again = run_hourly(instance, mongo)
@@ -329,11 +372,14 @@ def test_a_run_a_person_launched_does_not_alert_unless_the_setting_says_so(
         Settings.from_env({"ALERT_ON_HAND_LAUNCHED_RUNS": "sometimes"})
 
 
-@pytest.mark.parametrize(("tags", "started_by"), [
-    (SCHEDULED, "hourly_data_change_schedule"),
-    ({SENSOR_NAME_TAG: "some_sensor"}, "some_sensor"),
-    ({BACKFILL_ID_TAG: "qwertyui"}, "backfill qwertyui"),
-])
+@pytest.mark.parametrize(
+    ("tags", "started_by"),
+    [
+        (SCHEDULED, "hourly_data_change_schedule"),
+        ({SENSOR_NAME_TAG: "some_sensor"}, "some_sensor"),
+        ({BACKFILL_ID_TAG: "qwertyui"}, "backfill qwertyui"),
+    ],
+)
 def test_schedules_sensors_and_backfills_runs_alert(
     topic: tuple[str, str], tags: dict[str, str], started_by: str
 ) -> None:

@@ -26,7 +26,7 @@ from intervalprocessing_dagster.oncall.alerting import AlertChannel, SnsAlertCha
 from intervalprocessing_dagster.oncall.check_alerts import check_failure_alert_sensor
 from intervalprocessing_dagster.settings import Settings
 from tests.local_project import execute_job, new_project, user_env
-from tests.oncall.test_alerting import Daemon, received, topic  # noqa: F401 - topic is a fixture
+from tests.oncall.test_alerting import Daemon, received
 
 NOTHING_TO_UPDATE = "singleFieldUpdateElements/arrayObjectFieldUpdateElements: both are empty: nothing to update"
 BROKEN_ONE = f"- 'Broken one': {NOTHING_TO_UPDATE}"
@@ -34,8 +34,16 @@ BROKEN_ONE = f"- 'Broken one': {NOTHING_TO_UPDATE}"
 
 def broken(name: str, **fields: Any) -> dict[str, Any]:
     """An active hourly automation that cannot run: it updates nothing (or whatever ``fields`` break instead)."""
-    return {"name": name, "runCadence": "Hourly", "collectionName": "audits", "query": "{ status: 'Open' }",
-            "isActive": True, "singleFieldUpdateElements": [], "arrayObjectFieldUpdateElements": [], **fields}
+    return {
+        "name": name,
+        "runCadence": "Hourly",
+        "collectionName": "audits",
+        "query": "{ status: 'Open' }",
+        "isActive": True,
+        "singleFieldUpdateElements": [],
+        "arrayObjectFieldUpdateElements": [],
+        **fields,
+    }
 
 
 class ChecksDaemon:
@@ -46,8 +54,12 @@ class ChecksDaemon:
         self.instance, self.alerts, self.repository, self.cursor = instance, alerts, repository, None
 
     def tick(self) -> None:
-        context = build_sensor_context(instance=self.instance, cursor=self.cursor, repository_def=self.repository,
-                                       resources={"alerts": self.alerts})
+        context = build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            repository_def=self.repository,
+            resources={"alerts": self.alerts},
+        )
         self.cursor = check_failure_alert_sensor.evaluate_tick(context).cursor
 
 
@@ -61,7 +73,9 @@ def demo_db(mongo_uri: str, mongo_db: Database, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_a_failed_config_check_is_one_alert_per_new_failure_and_one_when_fixed(
-    topic: tuple[str, str], demo_db: Database, capfd: pytest.CaptureFixture[str]  # noqa: F811 - the fixture above
+    topic: tuple[str, str],
+    demo_db: Database,
+    capfd: pytest.CaptureFixture[str],  # noqa: F811 - the fixture above
 ) -> None:
     """The check runs here are a person's (execute_in_process, no schedule tag): a failed check alerts all the
     same."""
@@ -92,14 +106,16 @@ def test_a_failed_config_check_is_one_alert_per_new_failure_and_one_when_fixed(
         assert alert["Subject"] == "IntervalProcessing: check automations_are_valid failed (ERROR)"
         assert alert["MessageAttributes"]["check"]["Value"] == "dataupdateconfigs:automations_are_valid"
         run_id = alert["MessageAttributes"]["run_id"]["Value"]
-        assert alert["Message"] == "\n".join([
-            "Check: automations_are_valid on dataupdateconfigs",
-            f"Run: {run_id}",
-            f"Link: https://dagster.example.com/runs/{run_id}",
-            "Result: failed (ERROR)",
-            f"1 of {demo + 1} automation(s) in dataupdateconfigs are invalid:",
-            BROKEN_ONE,
-        ])
+        assert alert["Message"] == "\n".join(
+            [
+                "Check: automations_are_valid on dataupdateconfigs",
+                f"Run: {run_id}",
+                f"Link: https://dagster.example.com/runs/{run_id}",
+                "Result: failed (ERROR)",
+                f"1 of {demo + 1} automation(s) in dataupdateconfigs are invalid:",
+                BROKEN_ONE,
+            ]
+        )
 
         for _ in range(2):  # still red an hour later, and the next: nothing new to tell
             assert check_run() == "FAILURE"
@@ -110,8 +126,9 @@ def test_a_failed_config_check_is_one_alert_per_new_failure_and_one_when_fixed(
         assert check_run() == "FAILURE"
         (alert,) = received(queue_url)  # the second broken document is news; the first is listed, not new
         listing, news = alert["Message"].split("\nNew since the last alert (1):\n")
-        assert listing.endswith(f"2 of {demo + 2} automation(s) in dataupdateconfigs are invalid:\n{BROKEN_ONE}\n"
-                                + news)
+        assert listing.endswith(
+            f"2 of {demo + 2} automation(s) in dataupdateconfigs are invalid:\n{BROKEN_ONE}\n" + news
+        )
         assert news.startswith("- 'Broken two': query: dataupdateconfigs 'Broken two' field 'query': line 1")
         assert news.endswith(f"^; {NOTHING_TO_UPDATE}") and len(news.splitlines()) == 3
 
@@ -123,7 +140,8 @@ def test_a_failed_config_check_is_one_alert_per_new_failure_and_one_when_fixed(
         # In the sensor's log a recovery is news (INFO); the failures before it were errors.
         logged = capfd.readouterr().err.splitlines()
         assert [line for line in logged if line.endswith("check automations_are_valid passes again")][0].count(
-            " - INFO - ") == 1, logged
+            " - INFO - "
+        ) == 1, logged
         failures = [line for line in logged if line.endswith("check automations_are_valid failed (ERROR)")]
         assert failures and all(" - ERROR - " in line for line in failures), logged
 
@@ -137,7 +155,10 @@ def test_a_failed_config_check_is_one_alert_per_new_failure_and_one_when_fixed(
 
 
 def test_a_report_config_check_alerts_and_a_failed_check_fails_the_cli_run(
-    mongo_uri: str, topic: tuple[str, str], demo_db: Database, tmp_path: Path  # noqa: F811 - the fixture above
+    mongo_uri: str,
+    topic: tuple[str, str],
+    demo_db: Database,
+    tmp_path: Path,  # noqa: F811 - the fixture above
 ) -> None:
     """The report side through the same sensor, and the run as an engineer checking a fix by hand sees it."""
     topic_arn, queue_url = topic
@@ -145,9 +166,10 @@ def test_a_report_config_check_alerts_and_a_failed_check_fails_the_cli_run(
     output = execute_job(new_project(tmp_path / "project"), user_env(mongo_uri, demo_db.name), "config_checks_job")
     assert " - RUN_FAILURE - " in output and "resulted in failure" in output, output[-3000:]  # exits non-zero
     # A check failed at ERROR is a finding, not a crash: its message, without Dagster's stack trace.
-    assert ("STEP_FAILURE - Execution of step \"storedqueries_report_queries_are_valid\" failed.\n\n"
-            "1 blocking asset check failed with ERROR severity:\nstoredqueries: report_queries_are_valid") in output, (
-        output[-3000:])
+    assert (
+        'STEP_FAILURE - Execution of step "storedqueries_report_queries_are_valid" failed.\n\n'
+        "1 blocking asset check failed with ERROR severity:\nstoredqueries: report_queries_are_valid"
+    ) in output, output[-3000:]
     assert "Stack Trace:" not in output, output[-3000:]
 
     home = tmp_path / "project" / ".intervalprocessing" / "dagster_home"

@@ -32,14 +32,16 @@ class FixedClock(RunClock):
 
 
 def _invoke(name: str, mongo: MongoResource, folder: Path, *, include_weekly: bool) -> list[MaterializeResult]:
-    resources = {"mongo": mongo, "clock": FixedClock(at=THURSDAY.isoformat()),
-                 "report_store": LocalReportStore(directory=str(folder))}
+    resources = {
+        "mongo": mongo,
+        "clock": FixedClock(at=THURSDAY.isoformat()),
+        "report_store": LocalReportStore(directory=str(folder)),
+    }
     with build_asset_context(resources=resources) as context:  # a context manager: MongoResource has a teardown
         return list(ASSETS[name](context, config={"include_weekly": include_weekly}))
 
 
-def test_weekly_report_skips_off_friday_unless_asked(report_db: Database, mongo: MongoResource,
-                                                     tmp_path: Path) -> None:
+def test_weekly_report_skips_off_friday_unless_asked(report_db: Database, mongo: MongoResource, tmp_path: Path) -> None:
     assert _invoke("weekly_audit_inventory", mongo, tmp_path, include_weekly=False) == []
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
@@ -48,8 +50,9 @@ def test_weekly_report_skips_off_friday_unless_asked(report_db: Database, mongo:
     assert result.metadata["file_name"] == "WeeklyAuditInventory_03142024_030000.txt"
 
 
-def test_no_matching_documents_gives_a_header_only_file(config_db: Database, mongo: MongoResource,
-                                                        tmp_path: Path) -> None:
+def test_no_matching_documents_gives_a_header_only_file(
+    config_db: Database, mongo: MongoResource, tmp_path: Path
+) -> None:
     [result] = _invoke("daily_active_mrr_inventory", mongo, tmp_path, include_weekly=False)
     assert (tmp_path / "DailyActiveMRRInventory_03142024_030000.txt").read_bytes() == (
         b"Request Id|Claim Number|Provider Number|Provider Name|Status|Assigned Organization|Request Date\n"

@@ -19,21 +19,32 @@ from intervalprocessing_dagster.reports.config import (
 
 
 def _configurations(**overrides: Any) -> dict[str, Any]:
-    return {"queryName": "q", "collectionName": "audits", "projection": "{}", "fileNameBase": "Base",
-            "writerTypeKey": "DailyAuditInventoryFileWriter", **overrides}
+    return {
+        "queryName": "q",
+        "collectionName": "audits",
+        "projection": "{}",
+        "fileNameBase": "Base",
+        "writerTypeKey": "DailyAuditInventoryFileWriter",
+        **overrides,
+    }
 
 
 def test_first_document_first_entry_wins_and_null_entries_are_dropped(mongo_db: Database) -> None:
-    mongo_db.fileprocessingconfigs.insert_many([
-        {"_id": 1, "processes": [
-            {"name": None, "configurations": _configurations()},
-            {"name": "NoConfig", "configurations": None},
-            {"name": "A", "configurations": _configurations(fileNameBase="First")},
-            {"name": "A", "configurations": _configurations(fileNameBase="Second")},
-            {"name": "B", "configurations": _configurations(cadence="weekly", projection={"auditId": 1})},
-        ]},
-        {"_id": 2, "processes": [{"name": "C", "configurations": _configurations()}]},
-    ])
+    mongo_db.fileprocessingconfigs.insert_many(
+        [
+            {
+                "_id": 1,
+                "processes": [
+                    {"name": None, "configurations": _configurations()},
+                    {"name": "NoConfig", "configurations": None},
+                    {"name": "A", "configurations": _configurations(fileNameBase="First")},
+                    {"name": "A", "configurations": _configurations(fileNameBase="Second")},
+                    {"name": "B", "configurations": _configurations(cadence="weekly", projection={"auditId": 1})},
+                ],
+            },
+            {"_id": 2, "processes": [{"name": "C", "configurations": _configurations()}]},
+        ]
+    )
     assert process_names(mongo_db) == ["A", "B"]
     assert load_process(mongo_db, "A").file_name_base == "First"
     weekly = load_process(mongo_db, "B")
@@ -46,34 +57,50 @@ def test_an_empty_config_collection_is_named(mongo_db: Database) -> None:
         process_names(mongo_db)
 
 
-@pytest.mark.parametrize("overrides, problem", [
-    ({"queryName": None}, "process 'P': configurations.queryName must be a non-empty string, got None"),
-    ({"writerTypeKey": "  "}, "configurations.writerTypeKey must be a non-empty string"),
-    ({"fileNameBase": "../../etc/cron"}, "fileNameBase '../../etc/cron' must be a plain name"),
-    ({"cadence": "Monthly"}, "cadence must be 'Daily' or 'Weekly', got 'Monthly'"),
-    ({"projection": 5}, "projection must be a document string"),
-])
-def test_an_unusable_entry_names_process_and_field(mongo_db: Database, overrides: dict[str, Any],
-                                                   problem: str) -> None:
-    mongo_db.fileprocessingconfigs.insert_one({"processes": [
-        {"name": "P", "configurations": _configurations(**overrides)},
-        {"name": "Fine", "configurations": _configurations(fileNameBase="FineBase")},
-    ]})
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        ({"queryName": None}, "process 'P': configurations.queryName must be a non-empty string, got None"),
+        ({"writerTypeKey": "  "}, "configurations.writerTypeKey must be a non-empty string"),
+        ({"fileNameBase": "../../etc/cron"}, "fileNameBase '../../etc/cron' must be a plain name"),
+        ({"cadence": "Monthly"}, "cadence must be 'Daily' or 'Weekly', got 'Monthly'"),
+        ({"projection": 5}, "projection must be a document string"),
+    ],
+)
+def test_an_unusable_entry_names_process_and_field(mongo_db: Database, overrides: dict[str, Any], problem: str) -> None:
+    mongo_db.fileprocessingconfigs.insert_one(
+        {
+            "processes": [
+                {"name": "P", "configurations": _configurations(**overrides)},
+                {"name": "Fine", "configurations": _configurations(fileNameBase="FineBase")},
+            ]
+        }
+    )
     with pytest.raises(ReportConfigError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         load_process(mongo_db, "P")
     assert load_process(mongo_db, "Fine").query_name == "q"  # a broken entry does not break its neighbours
 
 
 def test_a_shared_file_name_base_fails_every_process_that_shares_it(mongo_db: Database) -> None:
-    mongo_db.fileprocessingconfigs.insert_one({"processes": [
-        {"name": "A", "configurations": _configurations(fileNameBase="Same")},
-        {"name": "A", "configurations": _configurations(fileNameBase="Other")},  # dropped: the first A wins
-        {"name": "B", "configurations": _configurations(fileNameBase="Same")},
-        {"name": "C", "configurations": _configurations(fileNameBase="Same", queryName=None)},  # broken otherwise too
-        {"name": "D", "configurations": _configurations(fileNameBase="Other")},
-    ]})
-    with pytest.raises(ReportConfigError, match=r"process 'A': configurations.fileNameBase 'Same' is also the "
-                                                r"fileNameBase of process 'B', 'C'; each run would write the same"):
+    mongo_db.fileprocessingconfigs.insert_one(
+        {
+            "processes": [
+                {"name": "A", "configurations": _configurations(fileNameBase="Same")},
+                {"name": "A", "configurations": _configurations(fileNameBase="Other")},  # dropped: the first A wins
+                {"name": "B", "configurations": _configurations(fileNameBase="Same")},
+                {
+                    "name": "C",
+                    "configurations": _configurations(fileNameBase="Same", queryName=None),
+                },  # broken otherwise too
+                {"name": "D", "configurations": _configurations(fileNameBase="Other")},
+            ]
+        }
+    )
+    with pytest.raises(
+        ReportConfigError,
+        match=r"process 'A': configurations.fileNameBase 'Same' is also the "
+        r"fileNameBase of process 'B', 'C'; each run would write the same",
+    ):
         load_process(mongo_db, "A")
     with pytest.raises(ReportConfigError, match=r"process 'B': configurations.fileNameBase 'Same' .* 'A', 'C';"):
         load_process(mongo_db, "B")
@@ -81,18 +108,29 @@ def test_a_shared_file_name_base_fails_every_process_that_shares_it(mongo_db: Da
 
 
 def test_stored_queries_parse_in_shell_syntax_and_errors_name_query_and_process(mongo_db: Database) -> None:
-    mongo_db.fileprocessingconfigs.insert_one({"processes": [
-        {"name": "P", "configurations": _configurations(queryName="q", fileNameBase="P")},
-        {"name": "Broken", "configurations": _configurations(queryName="broken", projection="{ auditId: }",
-                                                              fileNameBase="Broken")},
-        {"name": "Empty", "configurations": _configurations(queryName="empty", fileNameBase="Empty")},
-    ]})
-    mongo_db.storedqueries.insert_many([
-        {"name": "q", "query": "{ 'status' : { $in : [ 'Pending Review', 'Approved' ] } }"},
-        {"name": "empty", "query": ""},
-    ])
+    mongo_db.fileprocessingconfigs.insert_one(
+        {
+            "processes": [
+                {"name": "P", "configurations": _configurations(queryName="q", fileNameBase="P")},
+                {
+                    "name": "Broken",
+                    "configurations": _configurations(
+                        queryName="broken", projection="{ auditId: }", fileNameBase="Broken"
+                    ),
+                },
+                {"name": "Empty", "configurations": _configurations(queryName="empty", fileNameBase="Empty")},
+            ]
+        }
+    )
+    mongo_db.storedqueries.insert_many(
+        [
+            {"name": "q", "query": "{ 'status' : { $in : [ 'Pending Review', 'Approved' ] } }"},
+            {"name": "empty", "query": ""},
+        ]
+    )
     assert load_query(mongo_db, load_process(mongo_db, "P")).filter == {
-        "status": {"$in": ["Pending Review", "Approved"]}}
+        "status": {"$in": ["Pending Review", "Approved"]}
+    }
     with pytest.raises(ReportConfigError, match="storedqueries 'broken' \\(process 'Broken'\\): no storedqueries"):
         load_query(mongo_db, load_process(mongo_db, "Broken"))
     with pytest.raises(QuerySyntaxError, match="storedqueries 'empty' \\(process 'Empty'\\): query is empty"):

@@ -49,7 +49,7 @@ def test_s3_upload_is_multipart_with_readable_key_and_content_type(s3_bucket: st
         bucket=s3_bucket,
         location="GeneratedFiles/DailyAuditInventory_03152024_030000.txt",
         url=f"https://s3.console.aws.amazon.com/s3/object/{s3_bucket}"
-            "?prefix=GeneratedFiles/DailyAuditInventory_03152024_030000.txt",
+        "?prefix=GeneratedFiles/DailyAuditInventory_03152024_030000.txt",
     )
     head = s3.head_object(Bucket=s3_bucket, Key=stored.location)
     assert head["ContentType"] == CONTENT_TYPE
@@ -141,7 +141,8 @@ def test_a_killed_writers_partial_file_is_removed_by_the_next_write_and_a_live_o
         release.set()
         live.join(timeout=60)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "DailyAuditInventory_03152024_030000.txt", "WeeklyAuditInventory_03152024_030000.txt",
+        "DailyAuditInventory_03152024_030000.txt",
+        "WeeklyAuditInventory_03152024_030000.txt",
     ]
     assert (folder / "WeeklyAuditInventory_03152024_030000.txt").read_bytes() == b"one\ntwo\n"
 
@@ -159,10 +160,24 @@ def test_local_store_files_get_the_umask_mode_not_the_temp_files_0600(tmp_path: 
 def test_generated_file_record_is_upserted_on_its_location(mongo_db: Database) -> None:
     stored = StoredFile(bucket="intervalprocessing", location="GeneratedFiles/r.txt", url="u")
     for size in (10, 12):
-        record_generated_file(mongo_db, stored, file_name="r.txt", size=size, source="DailyAuditInventoryProcessor",
-                              created=datetime(2024, 3, 15, 8, tzinfo=UTC), sha256="ab", rows=1)
+        record_generated_file(
+            mongo_db,
+            stored,
+            file_name="r.txt",
+            size=size,
+            source="DailyAuditInventoryProcessor",
+            created=datetime(2024, 3, 15, 8, tzinfo=UTC),
+            sha256="ab",
+            rows=1,
+        )
     [record] = mongo_db.generatedfiles.find({}, {"_id": 0})
-    assert record == {"bucket": "intervalprocessing", "location": "GeneratedFiles/r.txt", "fileName": "r.txt",
-                      "dateCreated": datetime(2024, 3, 15, 8, tzinfo=UTC), "fileSize": "12",
-                      "source": "DailyAuditInventoryProcessor", "sha256": "ab", "rows": 1}
-
+    assert record == {
+        "bucket": "intervalprocessing",
+        "location": "GeneratedFiles/r.txt",
+        "fileName": "r.txt",
+        "dateCreated": datetime(2024, 3, 15, 8, tzinfo=UTC),
+        "fileSize": "12",
+        "source": "DailyAuditInventoryProcessor",
+        "sha256": "ab",
+        "rows": 1,
+    }

@@ -40,7 +40,8 @@ def test_docstring_references_resolve(module_name: str) -> None:
     doc = importlib.import_module(module_name).__doc__ or ""
     for reference in _REFERENCE.findall(doc):
         if reference.endswith(".py") or reference.split(".")[0] not in (
-            "intervalprocessing_dagster", *(name.rsplit(".", 1)[1] for name in REPORT_MODULES)
+            "intervalprocessing_dagster",
+            *(name.rsplit(".", 1)[1] for name in REPORT_MODULES),
         ):
             continue
         try:

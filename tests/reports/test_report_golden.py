@@ -25,9 +25,7 @@ REPORTS = {
 
 
 @pytest.fixture()
-def friday_run(
-    report_db: Database, run_reports: Callable[..., ExecuteInProcessResult]
-) -> ExecuteInProcessResult:
+def friday_run(report_db: Database, run_reports: Callable[..., ExecuteInProcessResult]) -> ExecuteInProcessResult:
     result = run_reports()
     assert result.success
     return result
@@ -35,7 +33,8 @@ def friday_run(
 
 @pytest.mark.parametrize("asset_name, base", REPORTS.items())
 def test_report_matches_golden_file(
-    friday_run: ExecuteInProcessResult, reports_dir: Path, asset_name: str, base: str) -> None:
+    friday_run: ExecuteInProcessResult, reports_dir: Path, asset_name: str, base: str
+) -> None:
     written = (reports_dir / f"{base}_03152024_030000.txt").read_bytes()
     assert written == (GOLDEN / f"{base}.txt").read_bytes()
     assert not written.startswith(b"\xef\xbb\xbf") and written.endswith(b"\n") and b"\r" not in written

@@ -40,13 +40,15 @@ def failures(result: ExecuteInProcessResult) -> dict[str, str]:
     return found
 
 
-def test_thursday_night_in_new_york_is_not_friday(report_db: Database, run_reports: RunReports,
-                                                  reports_dir: Path) -> None:
+def test_thursday_night_in_new_york_is_not_friday(
+    report_db: Database, run_reports: RunReports, reports_dir: Path
+) -> None:
     result = run_reports(THURSDAY_NIGHT)
     assert result.success
     assert materialized(result) == DAILY | {"configured_reports"}
     assert sorted(p.name for p in reports_dir.iterdir()) == [
-        "DailyActiveMRRInventory_03142024_233000.txt", "DailyAuditInventory_03142024_233000.txt",
+        "DailyActiveMRRInventory_03142024_233000.txt",
+        "DailyAuditInventory_03142024_233000.txt",
     ]
 
 
@@ -61,7 +63,8 @@ def test_a_skipped_weekly_report_says_why_in_an_observation(report_db: Database,
     assert skipped == dict.fromkeys(WEEKLY, "not a Friday (stamp 2024-03-14T23:30:00-04:00, a Thursday)")
     assert not any(  # a Friday run observes nothing skipped
         "skipped" in event.asset_observation_data.asset_observation.metadata
-        for event in run_reports(FRIDAY_NIGHT).all_events if event.event_type == DagsterEventType.ASSET_OBSERVATION
+        for event in run_reports(FRIDAY_NIGHT).all_events
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION
     )
 
 
@@ -89,8 +92,9 @@ def test_schedule_stamps_its_run_with_the_tick_in_the_configured_timezone() -> N
     assert datetime.fromisoformat(request.tags[RUN_STAMP_TAG]) == tick
 
 
-def test_retry_of_a_tick_rewrites_the_same_objects_and_records(report_db: Database, run_reports: RunReports,
-                                                               s3_bucket: str) -> None:
+def test_retry_of_a_tick_rewrites_the_same_objects_and_records(
+    report_db: Database, run_reports: RunReports, s3_bucket: str
+) -> None:
     store = S3ReportStore(bucket=s3_bucket)
     assert run_reports(FRIDAY_NIGHT, store=store).success
     report_db.audits.update_one({"auditId": 10000}, {"$set": {"status": "Approved"}})
@@ -99,8 +103,10 @@ def test_retry_of_a_tick_rewrites_the_same_objects_and_records(report_db: Databa
 
     s3 = boto3.client("s3")
     keys = sorted(obj["Key"] for obj in s3.list_objects_v2(Bucket=s3_bucket)["Contents"])
-    assert keys == [f"GeneratedFiles/{base}_03152024_233000.txt" for base in (
-        "DailyActiveMRRInventory", "DailyAuditInventory", "WeeklyAuditInventory", "WeeklyMRRInventory")]
+    assert keys == [
+        f"GeneratedFiles/{base}_03152024_233000.txt"
+        for base in ("DailyActiveMRRInventory", "DailyAuditInventory", "WeeklyAuditInventory", "WeeklyMRRInventory")
+    ]
     records = list(report_db.generatedfiles.find({}, {"_id": 0, "location": 1, "bucket": 1, "source": 1}))
     assert sorted(r["location"] for r in records) == keys
     assert {r["bucket"] for r in records} == {s3_bucket}
@@ -111,24 +117,54 @@ def test_retry_of_a_tick_rewrites_the_same_objects_and_records(report_db: Databa
 
 
 def test_a_new_report_needs_only_config(report_db: Database, run_reports: RunReports, reports_dir: Path) -> None:
-    report_db.fileprocessingconfigs.update_one({}, {"$push": {"processes": {
-        "name": "ProviderDirectoryProcessor",
-        "configurations": {"queryName": "activeProviders", "collectionName": "providers",
-                           "projection": "{ name: 1, number: 1, address: 1 }", "fileNameBase": "ProviderDirectory",
-                           "writerTypeKey": "ProviderDirectoryFileWriter"}}}})
-    report_db.fileprocessingconfigs.update_one({}, {"$push": {"processes": {
-        "name": "WeeklyProviderDirectoryProcessor",
-        "configurations": {"queryName": "activeProviders", "collectionName": "providers", "projection": "{}",
-                           "fileNameBase": "WeeklyProviderDirectory", "writerTypeKey": "ProviderDirectoryFileWriter",
-                           "cadence": "Weekly"}}}})
+    report_db.fileprocessingconfigs.update_one(
+        {},
+        {
+            "$push": {
+                "processes": {
+                    "name": "ProviderDirectoryProcessor",
+                    "configurations": {
+                        "queryName": "activeProviders",
+                        "collectionName": "providers",
+                        "projection": "{ name: 1, number: 1, address: 1 }",
+                        "fileNameBase": "ProviderDirectory",
+                        "writerTypeKey": "ProviderDirectoryFileWriter",
+                    },
+                }
+            }
+        },
+    )
+    report_db.fileprocessingconfigs.update_one(
+        {},
+        {
+            "$push": {
+                "processes": {
+                    "name": "WeeklyProviderDirectoryProcessor",
+                    "configurations": {
+                        "queryName": "activeProviders",
+                        "collectionName": "providers",
+                        "projection": "{}",
+                        "fileNameBase": "WeeklyProviderDirectory",
+                        "writerTypeKey": "ProviderDirectoryFileWriter",
+                        "cadence": "Weekly",
+                    },
+                }
+            }
+        },
+    )
     report_db.storedqueries.insert_one({"name": "activeProviders", "query": "{ name : { $exists : true } }"})
-    report_db.reportlayouts.insert_one({
-        "writerTypeKey": "ProviderDirectoryFileWriter",
-        "columns": [{"header": "Provider", "path": "name"}, {"header": "Number", "path": "number"},
-                    {"header": "Address", "path": "address", "format": "address"},
-                    {"header": "Source", "value": "IP"}],
-        "sort": {"name": -1},
-    })
+    report_db.reportlayouts.insert_one(
+        {
+            "writerTypeKey": "ProviderDirectoryFileWriter",
+            "columns": [
+                {"header": "Provider", "path": "name"},
+                {"header": "Number", "path": "number"},
+                {"header": "Address", "path": "address", "format": "address"},
+                {"header": "Source", "value": "IP"},
+            ],
+            "sort": {"name": -1},
+        }
+    )
 
     result = run_reports(THURSDAY_NIGHT)
 
@@ -144,19 +180,23 @@ def test_a_new_report_needs_only_config(report_db: Database, run_reports: RunRep
     [summary] = result.asset_materializations_for_node("configured_reports")
     assert (summary.metadata["reports"].value, summary.metadata["rows"].value) == (1, 4)
     assert summary.metadata["skipped_weekly"].value == "WeeklyProviderDirectoryProcessor"
-    [observation] = [e.event_specific_data.asset_observation for e in result.all_events
-                     if e.event_type == DagsterEventType.ASSET_OBSERVATION
-                     and e.asset_key.to_user_string() == "configured_reports"]
+    [observation] = [
+        e.event_specific_data.asset_observation
+        for e in result.all_events
+        if e.event_type == DagsterEventType.ASSET_OBSERVATION and e.asset_key.to_user_string() == "configured_reports"
+    ]
     assert observation.metadata["file_name"].value == "ProviderDirectory_03142024_233000.txt"
     assert observation.metadata["rows"].value == 4
     assert report_db.generatedfiles.count_documents({"source": "ProviderDirectoryProcessor"}) == 1
 
 
-def test_a_built_in_layout_is_overridden_from_mongodb(report_db: Database, run_reports: RunReports,
-                                                      reports_dir: Path) -> None:
+def test_a_built_in_layout_is_overridden_from_mongodb(
+    report_db: Database, run_reports: RunReports, reports_dir: Path
+) -> None:
     [weekly_mrr] = [d for d in BUILT_IN_LAYOUT_DOCUMENTS if d["writerTypeKey"] == "WeeklyMRRInventoryFileWriter"]
-    report_db.reportlayouts.insert_one({**weekly_mrr, "columns": weekly_mrr["columns"][:2],
-                                        "keepRowsWithoutJoin": False, "sort": {"claimNumber": -1}})
+    report_db.reportlayouts.insert_one(
+        {**weekly_mrr, "columns": weekly_mrr["columns"][:2], "keepRowsWithoutJoin": False, "sort": {"claimNumber": -1}}
+    )
 
     assert run_reports(FRIDAY_NIGHT).success
 
@@ -170,66 +210,138 @@ def test_bad_config_fails_only_the_report_it_breaks(report_db: Database, run_rep
     processes = report_db.fileprocessingconfigs.find_one()["processes"]
     processes[0]["configurations"]["writerTypeKey"] = "DailyAuditInventoryFileWritter"  # DailyAuditInventory
     processes[1]["configurations"]["queryName"] = "weeklyAuditInventoryV2"  # WeeklyAuditInventory
-    processes.append({"name": "BrokenQueryProcessor", "configurations": {
-        "queryName": "broken", "collectionName": "audits", "projection": "{}", "fileNameBase": "Broken",
-        "writerTypeKey": "DailyAuditInventoryFileWriter"}})
-    processes.append({"name": "OrphanLayoutProcessor", "configurations": {
-        "queryName": "dailyAuditInventory", "collectionName": "audits", "projection": "{}",
-        "fileNameBase": "Orphan", "writerTypeKey": "NoSuchWriter"}})
-    processes.append({"name": "GoodExtraProcessor", "configurations": {
-        "queryName": "dailyAuditInventory", "collectionName": "audits", "projection": "{}",
-        "fileNameBase": "GoodExtra", "writerTypeKey": "DailyAuditInventoryFileWriter"}})
+    processes.append(
+        {
+            "name": "BrokenQueryProcessor",
+            "configurations": {
+                "queryName": "broken",
+                "collectionName": "audits",
+                "projection": "{}",
+                "fileNameBase": "Broken",
+                "writerTypeKey": "DailyAuditInventoryFileWriter",
+            },
+        }
+    )
+    processes.append(
+        {
+            "name": "OrphanLayoutProcessor",
+            "configurations": {
+                "queryName": "dailyAuditInventory",
+                "collectionName": "audits",
+                "projection": "{}",
+                "fileNameBase": "Orphan",
+                "writerTypeKey": "NoSuchWriter",
+            },
+        }
+    )
+    processes.append(
+        {
+            "name": "GoodExtraProcessor",
+            "configurations": {
+                "queryName": "dailyAuditInventory",
+                "collectionName": "audits",
+                "projection": "{}",
+                "fileNameBase": "GoodExtra",
+                "writerTypeKey": "DailyAuditInventoryFileWriter",
+            },
+        }
+    )
     report_db.fileprocessingconfigs.update_one({}, {"$set": {"processes": processes}})
     report_db.storedqueries.insert_one({"name": "broken", "query": "{ status : { $in : [ 'Approved' } }"})
-    report_db.storedqueries.update_one({"name": "dailyActiveMRRInventory"},
-                                       {"$set": {"query": "aggregate([{$match:{status:'Open'}}, {$out:'x'}])"}})
+    report_db.storedqueries.update_one(
+        {"name": "dailyActiveMRRInventory"}, {"$set": {"query": "aggregate([{$match:{status:'Open'}}, {$out:'x'}])"}}
+    )
 
     result = run_reports(FRIDAY_NIGHT)
 
     assert materialized(result) == {"weekly_mrr_inventory"}
     errors = failures(result)
-    assert set(errors) == {"daily_audit_inventory", "weekly_audit_inventory", "daily_active_mrr_inventory",
-                           "configured_reports"}
-    assert "process 'DailyAuditInventoryProcessor': unknown writerTypeKey 'DailyAuditInventoryFileWritter'" in (
-        errors["daily_audit_inventory"])
-    assert ("storedqueries 'weeklyAuditInventoryV2' (process 'WeeklyAuditInventoryProcessor'): no storedqueries "
-            "document has name 'weeklyAuditInventoryV2'") in errors["weekly_audit_inventory"]
+    assert set(errors) == {
+        "daily_audit_inventory",
+        "weekly_audit_inventory",
+        "daily_active_mrr_inventory",
+        "configured_reports",
+    }
+    assert (
+        "process 'DailyAuditInventoryProcessor': unknown writerTypeKey 'DailyAuditInventoryFileWritter'"
+        in (errors["daily_audit_inventory"])
+    )
+    assert (
+        "storedqueries 'weeklyAuditInventoryV2' (process 'WeeklyAuditInventoryProcessor'): no storedqueries "
+        "document has name 'weeklyAuditInventoryV2'"
+    ) in errors["weekly_audit_inventory"]
     assert "storedqueries 'dailyActiveMRRInventory'" in errors["daily_active_mrr_inventory"]
     assert "$out" in errors["daily_active_mrr_inventory"]
     assert "2 configured report(s) failed" in errors["configured_reports"]
-    assert "BrokenQueryProcessor: storedqueries 'broken' (process 'BrokenQueryProcessor'): line 1" in (
-        errors["configured_reports"])
-    assert "OrphanLayoutProcessor: process 'OrphanLayoutProcessor': unknown writerTypeKey 'NoSuchWriter'" in (
-        errors["configured_reports"])
+    assert (
+        "BrokenQueryProcessor: storedqueries 'broken' (process 'BrokenQueryProcessor'): line 1"
+        in (errors["configured_reports"])
+    )
+    assert (
+        "OrphanLayoutProcessor: process 'OrphanLayoutProcessor': unknown writerTypeKey 'NoSuchWriter'"
+        in (errors["configured_reports"])
+    )
     # The good configured report was still written and recorded before the asset reported the broken ones.
     assert report_db.generatedfiles.count_documents({"source": "GoodExtraProcessor"}) == 1
 
 
-def test_a_shared_file_name_base_fails_only_the_reports_sharing_it(report_db: Database, run_reports: RunReports,
-                                                                   reports_dir: Path) -> None:
-    report_db.fileprocessingconfigs.update_one({}, {"$push": {"processes": {"$each": [
-        {"name": "AuditCopyProcessor", "configurations": {
-            "queryName": "dailyAuditInventory", "collectionName": "audits", "projection": "{}",
-            "fileNameBase": "DailyAuditInventory", "writerTypeKey": "DailyAuditInventoryFileWriter"}},
-        {"name": "GoodExtraProcessor", "configurations": {
-            "queryName": "dailyAuditInventory", "collectionName": "audits", "projection": "{}",
-            "fileNameBase": "GoodExtra", "writerTypeKey": "DailyAuditInventoryFileWriter"}},
-    ]}}})
+def test_a_shared_file_name_base_fails_only_the_reports_sharing_it(
+    report_db: Database, run_reports: RunReports, reports_dir: Path
+) -> None:
+    report_db.fileprocessingconfigs.update_one(
+        {},
+        {
+            "$push": {
+                "processes": {
+                    "$each": [
+                        {
+                            "name": "AuditCopyProcessor",
+                            "configurations": {
+                                "queryName": "dailyAuditInventory",
+                                "collectionName": "audits",
+                                "projection": "{}",
+                                "fileNameBase": "DailyAuditInventory",
+                                "writerTypeKey": "DailyAuditInventoryFileWriter",
+                            },
+                        },
+                        {
+                            "name": "GoodExtraProcessor",
+                            "configurations": {
+                                "queryName": "dailyAuditInventory",
+                                "collectionName": "audits",
+                                "projection": "{}",
+                                "fileNameBase": "GoodExtra",
+                                "writerTypeKey": "DailyAuditInventoryFileWriter",
+                            },
+                        },
+                    ]
+                }
+            }
+        },
+    )
 
     result = run_reports(THURSDAY_NIGHT)
 
     assert materialized(result) == {"daily_active_mrr_inventory"}
     errors = failures(result)
     assert set(errors) == {"daily_audit_inventory", "configured_reports"}
-    assert ("process 'DailyAuditInventoryProcessor': configurations.fileNameBase 'DailyAuditInventory' is also the "
-            "fileNameBase of process 'AuditCopyProcessor'") in errors["daily_audit_inventory"]
+    assert (
+        "process 'DailyAuditInventoryProcessor': configurations.fileNameBase 'DailyAuditInventory' is also the "
+        "fileNameBase of process 'AuditCopyProcessor'"
+    ) in errors["daily_audit_inventory"]
     assert "1 configured report(s) failed" in errors["configured_reports"]
-    assert ("process 'AuditCopyProcessor': configurations.fileNameBase 'DailyAuditInventory' is also the "
-            "fileNameBase of process 'DailyAuditInventoryProcessor'") in errors["configured_reports"]
+    assert (
+        "process 'AuditCopyProcessor': configurations.fileNameBase 'DailyAuditInventory' is also the "
+        "fileNameBase of process 'DailyAuditInventoryProcessor'"
+    ) in errors["configured_reports"]
     assert not list(reports_dir.glob("DailyAuditInventory_*"))
     assert (reports_dir / "GoodExtra_03142024_233000.txt").exists()
-    assert report_db.generatedfiles.count_documents({"source": {"$in": ["DailyAuditInventoryProcessor",
-                                                                        "AuditCopyProcessor"]}}) == 0
+    assert (
+        report_db.generatedfiles.count_documents(
+            {"source": {"$in": ["DailyAuditInventoryProcessor", "AuditCopyProcessor"]}}
+        )
+        == 0
+    )
 
 
 def test_a_missing_process_entry_is_named(report_db: Database, run_reports: RunReports) -> None:
@@ -239,8 +351,9 @@ def test_a_missing_process_entry_is_named(report_db: Database, run_reports: RunR
     assert "no process named 'DailyAuditInventoryProcessor' in processes[]" in errors["daily_audit_inventory"]
 
 
-def test_a_report_failing_mid_stream_leaves_no_object_and_no_record(report_db: Database, run_reports: RunReports,
-                                                                    s3_bucket: str) -> None:
+def test_a_report_failing_mid_stream_leaves_no_object_and_no_record(
+    report_db: Database, run_reports: RunReports, s3_bucket: str
+) -> None:
     report_db.audits.insert_one({"auditId": 10099, "status": "Approved", "date": "2024-02-24", "amount": 1})
 
     result = run_reports(FRIDAY_NIGHT, store=S3ReportStore(bucket=s3_bucket))
@@ -251,11 +364,15 @@ def test_a_report_failing_mid_stream_leaves_no_object_and_no_record(report_db: D
     assert "a date column needs a BSON date, got str '2024-02-24'" in errors["daily_audit_inventory"]
     s3 = boto3.client("s3")
     keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]}
-    assert keys == {"GeneratedFiles/DailyActiveMRRInventory_03152024_233000.txt",
-                    "GeneratedFiles/WeeklyMRRInventory_03152024_233000.txt"}
+    assert keys == {
+        "GeneratedFiles/DailyActiveMRRInventory_03152024_233000.txt",
+        "GeneratedFiles/WeeklyMRRInventory_03152024_233000.txt",
+    }
     assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     assert sorted(report_db.generatedfiles.distinct("source")) == [
-        "DailyActiveMRRInventoryProcessor", "WeeklyMRRInventoryProcessor"]
+        "DailyActiveMRRInventoryProcessor",
+        "WeeklyMRRInventoryProcessor",
+    ]
 
 
 def test_each_report_observes_the_configuration_it_read(report_db: Database, run_reports: RunReports) -> None:
@@ -266,8 +383,12 @@ def test_each_report_observes_the_configuration_it_read(report_db: Database, run
         if event.event_type == DagsterEventType.ASSET_OBSERVATION and key in observed:
             metadata = event.asset_observation_data.asset_observation.metadata
             observed[key].add(tuple(metadata[name].value for name in sorted(metadata)))
-    processes = {"DailyAuditInventoryProcessor", "DailyActiveMRRInventoryProcessor", "WeeklyAuditInventoryProcessor",
-                 "WeeklyMRRInventoryProcessor"}
+    processes = {
+        "DailyAuditInventoryProcessor",
+        "DailyActiveMRRInventoryProcessor",
+        "WeeklyAuditInventoryProcessor",
+        "WeeklyMRRInventoryProcessor",
+    }
     assert observed["fileprocessingconfigs"] == {(process,) for process in processes}
     assert {(process, query) for process, query in observed["storedqueries"]} == {
         ("DailyAuditInventoryProcessor", "dailyAuditInventory"),

@@ -17,19 +17,24 @@ LAYOUT = parse_layout({"writerTypeKey": "T", "columns": [{"header": "N", "path":
 
 
 def test_unwind_of_a_lookup_keeps_unjoined_rows_unless_the_layout_drops_them() -> None:
-    query = parse_query("aggregate([{$lookup:{from:'providers',localField:'provider_id',foreignField:'_id',"
-                        "as:'provider'}},{$unwind:'$provider'},{$unwind:'$notes'}])", source="test")
+    query = parse_query(
+        "aggregate([{$lookup:{from:'providers',localField:'provider_id',foreignField:'_id',"
+        "as:'provider'}},{$unwind:'$provider'},{$unwind:'$notes'}])",
+        source="test",
+    )
     keep = plan_query(query, collection="m", projection=None, layout=BUILT_IN_LAYOUTS["WeeklyMRRInventoryFileWriter"])
-    assert keep.pipeline[1:] == [{"$unwind": {"path": "$provider", "preserveNullAndEmptyArrays": True}},
-                                 {"$unwind": "$notes"}, {"$sort": {"_id": 1}}]
+    assert keep.pipeline[1:] == [
+        {"$unwind": {"path": "$provider", "preserveNullAndEmptyArrays": True}},
+        {"$unwind": "$notes"},
+        {"$sort": {"_id": 1}},
+    ]
     assert keep.joined_fields == ("provider",)
-    drop_layout = parse_layout({"writerTypeKey": "T", "columns": [{"header": "A", "path": "a"}],
-                                "keepRowsWithoutJoin": False})
+    drop_layout = parse_layout(
+        {"writerTypeKey": "T", "columns": [{"header": "A", "path": "a"}], "keepRowsWithoutJoin": False}
+    )
     drop = plan_query(query, collection="m", projection=None, layout=drop_layout)
     assert drop.pipeline[1] == {"$unwind": {"path": "$provider", "preserveNullAndEmptyArrays": False}}
     assert drop.joined_fields == ()
-
-
 
 
 class _BatchSizes(monitoring.CommandListener):

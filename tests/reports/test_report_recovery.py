@@ -53,10 +53,16 @@ THURSDAY = datetime.fromisoformat("2024-03-14T03:00:00+00:00")
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 # The job's report assets without its checks (the Launchpad's "materialize selected"): half the steps, so half the
 # time; a check step is re-planned like a report step.
-REPORTS = [{"path": [name]} for name in (
-    "daily_audit_inventory", "daily_active_mrr_inventory", "weekly_audit_inventory", "weekly_mrr_inventory",
-    "configured_reports",
-)]
+REPORTS = [
+    {"path": [name]}
+    for name in (
+        "daily_audit_inventory",
+        "daily_active_mrr_inventory",
+        "weekly_audit_inventory",
+        "weekly_mrr_inventory",
+        "configured_reports",
+    )
+]
 
 
 @dataclass
@@ -78,12 +84,20 @@ class LocalProject:
     def launch(self, stamp: datetime) -> str:
         """The Launchpad's Launch run (the job's reports, stamped ``stamp`` as its schedule tick would): the run
         queue starts it through the instance's launcher; its run id."""
-        data = self.graphql(LAUNCH_PIPELINE_EXECUTION_MUTATION, executionParams={
-            "selector": {"repositoryLocationName": "intervalprocessing", "repositoryName": "__repository__",
-                         "jobName": "file_generation_job", "assetSelection": REPORTS, "assetCheckSelection": []},
-            "runConfigData": {},
-            "executionMetadata": {"tags": [{"key": RUN_STAMP_TAG, "value": stamp.isoformat()}]},
-        })
+        data = self.graphql(
+            LAUNCH_PIPELINE_EXECUTION_MUTATION,
+            executionParams={
+                "selector": {
+                    "repositoryLocationName": "intervalprocessing",
+                    "repositoryName": "__repository__",
+                    "jobName": "file_generation_job",
+                    "assetSelection": REPORTS,
+                    "assetCheckSelection": [],
+                },
+                "runConfigData": {},
+                "executionMetadata": {"tags": [{"key": RUN_STAMP_TAG, "value": stamp.isoformat()}]},
+            },
+        )
         return self._dequeued(data["launchPipelineExecution"])
 
     def kill_while_writing(self, stamp: datetime) -> DagsterRun:
@@ -107,8 +121,9 @@ class LocalProject:
 
     def reexecute(self, run: DagsterRun, strategy: str) -> DagsterRun:
         """The UI's Re-execute button: the new run is queued, the run queue launches it, it runs to its end."""
-        data = self.graphql(LAUNCH_PIPELINE_REEXECUTION_MUTATION,
-                            reexecutionParams={"parentRunId": run.run_id, "strategy": strategy})
+        data = self.graphql(
+            LAUNCH_PIPELINE_REEXECUTION_MUTATION, reexecutionParams={"parentRunId": run.run_id, "strategy": strategy}
+        )
         return self.wait(self._dequeued(data["launchPipelineReexecution"]))
 
     def _dequeued(self, launched: dict) -> str:
@@ -165,9 +180,10 @@ def project(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         for name in ("MONGODB_URI", "MONGODB_DATABASE"):
             patch.setenv(name, env[name])
         patch.delenv("DAGSTER_HOME", raising=False)
-        with DagsterInstance.from_config(str(folder)) as instance, WorkspaceProcessContext(
-            instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
-        ) as context:
+        with (
+            DagsterInstance.from_config(str(folder)) as instance,
+            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])) as context,
+        ):
             yield LocalProject(folder, db, context)
     client.drop_database(DATABASE)
     client.close()

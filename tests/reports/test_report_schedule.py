@@ -47,9 +47,14 @@ def request_at(instance: DagsterInstance, when: datetime) -> RunRequest:
 
 def previous_run(instance: DagsterInstance, stamp: datetime, *, schedule: str = "file_generation_schedule") -> None:
     """A run the schedule requested for ``stamp`` (finished: its status does not matter)."""
-    instance.add_run(DagsterRun(job_name="file_generation_job", run_id=str(uuid.uuid4()),
-                                status=DagsterRunStatus.SUCCESS,
-                                tags={SCHEDULE_NAME_TAG: schedule, RUN_STAMP_TAG: stamp.isoformat()}))
+    instance.add_run(
+        DagsterRun(
+            job_name="file_generation_job",
+            run_id=str(uuid.uuid4()),
+            status=DagsterRunStatus.SUCCESS,
+            tags={SCHEDULE_NAME_TAG: schedule, RUN_STAMP_TAG: stamp.isoformat()},
+        )
+    )
 
 
 def test_the_daily_tick_after_the_last_one_is_an_ordinary_run() -> None:
@@ -128,5 +133,6 @@ def test_the_weekly_reports_of_a_missed_friday_say_so_and_are_named_for_their_ru
         for event in result.get_asset_materialization_events()
     }
     assert {asset: value.value for asset, value in catch_up.items() if value} == {
-        "weekly_audit_inventory": tick(15).isoformat(), "weekly_mrr_inventory": tick(15).isoformat(),
+        "weekly_audit_inventory": tick(15).isoformat(),
+        "weekly_mrr_inventory": tick(15).isoformat(),
     }

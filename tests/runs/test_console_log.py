@@ -34,10 +34,17 @@ def test_a_failed_automation_prints_its_error_once_without_a_stack_trace(
     automation is expected: Dagster's 25 lines of frames say nothing about it); the run's failure line names the step
     and does not repeat it (Dagster's default console output does); the run summary is the last line."""
     seed_demo_data(mongo_db)
-    mongo_db.dataupdateconfigs.insert_one({
-        "name": "Broken one", "runCadence": "Hourly", "collectionName": "audits", "query": "{ status: 'Open' }",
-        "isActive": True, "singleFieldUpdateElements": [], "arrayObjectFieldUpdateElements": [],
-    })
+    mongo_db.dataupdateconfigs.insert_one(
+        {
+            "name": "Broken one",
+            "runCadence": "Hourly",
+            "collectionName": "audits",
+            "query": "{ status: 'Open' }",
+            "isActive": True,
+            "singleFieldUpdateElements": [],
+            "arrayObjectFieldUpdateElements": [],
+        }
+    )
 
     # Dagster mirrors a run's captured output to the console through `tail -F`, stopped when the capture ends: under
     # heavy load it can drop the last lines (dagster-io/dagster#23336). Its own knob waits out that race here, so
@@ -55,8 +62,11 @@ def test_a_failed_automation_prints_its_error_once_without_a_stack_trace(
     lines = output.splitlines()
     (step_failure,) = [i for i, line in enumerate(lines) if " - STEP_FAILURE - " in line]
     assert lines[step_failure].endswith('STEP_FAILURE - Execution of step "apply_automation[broken_one]" failed.')
-    assert lines[step_failure + 1:step_failure + 4] == [
-        "", "automation 'Broken one' in dataupdateconfigs is invalid (1 problem):", PROBLEM]
+    assert lines[step_failure + 1 : step_failure + 4] == [
+        "",
+        "automation 'Broken one' in dataupdateconfigs is invalid (1 problem):",
+        PROBLEM,
+    ]
     assert output.index(" - STEP_FAILURE - ") < output.index(PROBLEM) < output.index(" - RUN_FAILURE - ")
     # What a person reads at the bottom: the summary, after the CLI's own exit message.
     assert lines[-2].startswith("Error: Run ") and " - INFO - " in lines[-1], lines[-3:]
@@ -106,8 +116,9 @@ def test_an_expected_failure_is_its_message_and_an_unexpected_one_keeps_its_stac
         print_held_summaries()
         failures = instance.all_logs(result.run_id, of_type=DagsterEventType.STEP_FAILURE)
     output = capfd.readouterr().err
-    assert failure_block(output, "refuses") == ('Execution of step "refuses" failed.\n\n'
-                                                "a finding, said in full:\n- on two lines")
+    assert failure_block(output, "refuses") == (
+        'Execution of step "refuses" failed.\n\na finding, said in full:\n- on two lines'
+    )
     wrapped, crashed = failure_block(output, "wraps_a_bug"), failure_block(output, "crashes")
     assert "Stack Trace:" in wrapped and "KeyError" in wrapped
     assert "Stack Trace:" in crashed and "KeyError: 'missing'" in crashed

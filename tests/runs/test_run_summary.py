@@ -25,8 +25,8 @@ from dagster._core.events import RunFailureReason
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.runs.run_summary import AutomationRef, RunSummary, with_run_summary
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
+from intervalprocessing_dagster.runs.run_summary import AutomationRef, RunSummary, with_run_summary
 
 REPO = Path(__file__).parents[2]
 THURSDAY = "2024-03-14T03:00:00+00:00"
@@ -37,12 +37,33 @@ def execute(job: str, mongo_uri: str, database: str, tmp_path: Path, stamp: str)
     """Run ``job`` with the dagster CLI; the lines it printed (the run's own, from every step process)."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": database,
-           "REPORTS_LOCAL_DIR": str(tmp_path / "reports")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MONGODB_URI": mongo_uri,
+        "MONGODB_DATABASE": database,
+        "REPORTS_LOCAL_DIR": str(tmp_path / "reports"),
+    }
     completed = subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "intervalprocessing_dagster.definitions",
-         "-j", job, "--tags", json.dumps({RUN_STAMP_TAG: stamp})],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-m",
+            "intervalprocessing_dagster.definitions",
+            "-j",
+            job,
+            "--tags",
+            json.dumps({RUN_STAMP_TAG: stamp}),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=240,
     )
     return completed.stdout.splitlines()  # stdout and stderr as a terminal interleaves them
 
@@ -66,10 +87,17 @@ def seeded(mongo_uri: str, mongo_db: Database) -> Database:
 
 def insert_broken_automation(db: Database) -> None:
     """An active hourly automation whose query does not parse: its step fails, and so does its config check."""
-    db.dataupdateconfigs.insert_one({
-        "name": "Broken Rule", "runCadence": "Hourly", "collectionName": "audits", "query": "{ status: ",
-        "isActive": True, "singleFieldUpdateElements": [], "arrayObjectFieldUpdateElements": [],
-    })
+    db.dataupdateconfigs.insert_one(
+        {
+            "name": "Broken Rule",
+            "runCadence": "Hourly",
+            "collectionName": "audits",
+            "query": "{ status: ",
+            "isActive": True,
+            "singleFieldUpdateElements": [],
+            "arrayObjectFieldUpdateElements": [],
+        }
+    )
 
 
 def test_a_data_change_run_ends_with_its_counts_and_failed_automations_even_when_it_fails(
@@ -116,8 +144,13 @@ def test_automations_are_named_briefly_however_many_and_long_their_names() -> No
     """Failed and not-run automations by document name, the ``_id`` only where the run saw a name twice; at most ten,
     each name cut at 60 characters, so the line and the failure message stay alert-sized."""
     summary = RunSummary(seen_automations={AutomationRef("Twin", "1"), AutomationRef("Twin", "2")})
-    named = summary.named([AutomationRef("x" * 100, "9"), AutomationRef("Twin", "1"),
-                           *(AutomationRef(f"A{i}", str(i)) for i in range(12))])
+    named = summary.named(
+        [
+            AutomationRef("x" * 100, "9"),
+            AutomationRef("Twin", "1"),
+            *(AutomationRef(f"A{i}", str(i)) for i in range(12)),
+        ]
+    )
     assert named == ("'" + "x" * 59 + "…', 'Twin' (_id 1), " + ", ".join(f"'A{i}'" for i in range(8)) + " and 4 more")
 
 

@@ -48,8 +48,14 @@ class StandInLoadBalancer:
         client: str = "operator-client",
     ) -> str:
         exp = int(time.time() + expires_in)
-        header = {"alg": alg, "kid": self.kid, "signer": signer, "iss": "https://idp.example.com",
-                  "client": client, "exp": exp}
+        header = {
+            "alg": alg,
+            "kid": self.kid,
+            "signer": signer,
+            "iss": "https://idp.example.com",
+            "client": client,
+            "exp": exp,
+        }
         payload: dict[str, Any] = {"sub": sub, "exp": exp, "iss": "https://idp.example.com"}
         if email:
             payload["email"] = email

@@ -54,11 +54,21 @@ class Operators:
     def headers(self, token: str | None) -> dict[str, str]:
         return {"x-forwarded-for": f"198.51.100.1, {CLIENT}", **({"x-amzn-oidc-data": token} if token else {})}
 
-    def post(self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = "valid",
-             url: str | None = None) -> requests.Response:
+    def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = "valid",
+        url: str | None = None,
+    ) -> requests.Response:
         token = self.alb.token() if token == "valid" else token
-        return requests.post(f"{url or self.url}/graphql", json={"query": query, "variables": variables or {}},
-                             headers=self.headers(token), timeout=60)
+        return requests.post(
+            f"{url or self.url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers=self.headers(token),
+            timeout=60,
+        )
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self.post(query, variables)
@@ -92,13 +102,17 @@ def operators(tmp_path_factory: pytest.TempPathFactory, mongo_uri: str) -> Itera
     cli_run = run_id(execute_job(project, env, JOB))
     audit_path = project / "production-audit.jsonl"
     with stand_in_load_balancer() as alb:
-        signed_on = {**env, "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": ARN,
-                     "WEBSERVER_SIGN_ON_KEY_ENDPOINT": alb.key_endpoint,
-                     "WEBSERVER_SIGN_ON_CLIENT_ID": "operator-client",
-                     "WEBSERVER_AUDIT_LOG": str(audit_path)}
+        signed_on = {
+            **env,
+            "WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": ARN,
+            "WEBSERVER_SIGN_ON_KEY_ENDPOINT": alb.key_endpoint,
+            "WEBSERVER_SIGN_ON_CLIENT_ID": "operator-client",
+            "WEBSERVER_AUDIT_LOG": str(audit_path),
+        }
         with webserver(project, signed_on, module=WRAPPER) as url, webserver(project, env, module=WRAPPER) as local:
-            yield Operators(url, local, alb, audit_path, project / ".intervalprocessing" / DEFAULT_AUDIT_LOG_NAME,
-                            cli_run)
+            yield Operators(
+                url, local, alb, audit_path, project / ".intervalprocessing" / DEFAULT_AUDIT_LOG_NAME, cli_run
+            )
     client.drop_database(database.name)
     client.close()
 
@@ -110,8 +124,14 @@ def test_requests_without_a_valid_token_are_refused_and_change_nothing(operators
     alb = operators.alb
     runs_before = set(operators.runs())
     lines_before = len(operators.audit_lines())
-    launch = {"executionParams": {"selector": {**REPOSITORY, "pipelineName": JOB}, "mode": "default",
-                                  "runConfigData": {}, "executionMetadata": {"tags": []}}}
+    launch = {
+        "executionParams": {
+            "selector": {**REPOSITORY, "pipelineName": JOB},
+            "mode": "default",
+            "runConfigData": {},
+            "executionMetadata": {"tags": []},
+        }
+    }
     untrusted = {
         "missing": None,
         "expired": alb.token(expires_in=-600),
@@ -149,7 +169,7 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
 
     def last_line() -> dict[str, Any]:
         lines = operators.audit_lines()
-        assert len(lines) == last_line.seen + 1, lines[last_line.seen:]
+        assert len(lines) == last_line.seen + 1, lines[last_line.seen :]
         last_line.seen += 1
         line = lines[-1]
         assert (line["who"], line["identity"], line["client"]) == ("alice@example.com", "load-balancer", CLIENT)
@@ -159,13 +179,21 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     last_line.seen = start  # type: ignore[attr-defined]
 
     # a launch, with a launched_by tag the client tries to set itself
-    launch = {"executionParams": {"selector": {**REPOSITORY, "pipelineName": JOB}, "mode": "default",
-                                  "runConfigData": {},
-                                  "executionMetadata": {"tags": [{"key": LAUNCHED_BY_TAG, "value": "someone else"}]}}}
+    launch = {
+        "executionParams": {
+            "selector": {**REPOSITORY, "pipelineName": JOB},
+            "mode": "default",
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": LAUNCHED_BY_TAG, "value": "someone else"}]},
+        }
+    }
     launched = operators.send("LaunchPipelineExecution", launch)["run"]["id"]
     line = last_line()
     assert (line["action"], line["outcome"], line["result"]) == (
-        "launchPipelineExecution", "success", "LaunchRunSuccess")
+        "launchPipelineExecution",
+        "success",
+        "LaunchRunSuccess",
+    )
     assert line["targets"] == {"jobs": [JOB], "code_locations": [REPOSITORY["repositoryLocationName"]]}
     assert line["created_runs"] == [launched]
     assert {t["key"]: t["value"] for t in operators.runs()[launched]["tags"]}[LAUNCHED_BY_TAG] == "alice@example.com"
@@ -175,7 +203,10 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     )["run"]["id"]
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]) == (
-        "launchPipelineReexecution", "success", {"runs": [operators.cli_run]})
+        "launchPipelineReexecution",
+        "success",
+        {"runs": [operators.cli_run]},
+    )
     assert line["created_runs"] == [reexecuted]
     assert {t["key"]: t["value"] for t in operators.runs()[reexecuted]["tags"]}[LAUNCHED_BY_TAG] == "alice@example.com"
 
@@ -185,7 +216,8 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     assert (line["action"], line["outcome"], line["created_runs"]) == ("launchMultipleRuns", "success", created)
     runs = operators.runs()
     assert [{t["key"]: t["value"] for t in runs[run]["tags"]}[LAUNCHED_BY_TAG] for run in created] == [
-        "alice@example.com"] * 2
+        "alice@example.com"
+    ] * 2
 
     operators.send("Terminate", {"runIds": [launched], "terminatePolicy": "SAFE_TERMINATE"})
     line = last_line()
@@ -205,7 +237,10 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     operators.send("StopSchedule", {"id": schedule_id})
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]) == (
-        "stopRunningSchedule", "success", {"instigator_states": [schedule_id]})
+        "stopRunningSchedule",
+        "success",
+        {"instigator_states": [schedule_id]},
+    )
 
     operators.send("ResetSchedule", schedule)
     line = last_line()
@@ -213,11 +248,15 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
 
     sensor = operators.graphql(
         "query ($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { ... on Sensor { sensorState { id } } } }",
-        {"s": {**REPOSITORY, "sensorName": SENSOR}})["sensorOrError"]["sensorState"]["id"]
+        {"s": {**REPOSITORY, "sensorName": SENSOR}},
+    )["sensorOrError"]["sensorState"]["id"]
     operators.send("StopRunningSensor", {"id": sensor})
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]) == (
-        "stopSensor", "success", {"instigator_states": [sensor]})
+        "stopSensor",
+        "success",
+        {"instigator_states": [sensor]},
+    )
     operators.send("StartSensor", {"sensorSelector": {**REPOSITORY, "sensorName": SENSOR}})
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]["sensors"]) == ("startSensor", "success", [SENSOR])
@@ -226,27 +265,45 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]["sensors"]) == ("setSensorCursor", "success", [SENSOR])
 
-    operators.send("ReportEventMutation", {"eventParams": {"eventType": "ASSET_MATERIALIZATION",
-                                                           "assetKey": {"path": ["audits"]}}})
+    operators.send(
+        "ReportEventMutation", {"eventParams": {"eventType": "ASSET_MATERIALIZATION", "assetKey": {"path": ["audits"]}}}
+    )
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]) == (
-        "reportRunlessAssetEvents", "success", {"assets": ["audits"]})
-    response = requests.post(f"{operators.url}/report_asset_observation/providers", json={},
-                             headers=operators.headers(operators.alb.token()), timeout=60)
+        "reportRunlessAssetEvents",
+        "success",
+        {"assets": ["audits"]},
+    )
+    response = requests.post(
+        f"{operators.url}/report_asset_observation/providers",
+        json={},
+        headers=operators.headers(operators.alb.token()),
+        timeout=60,
+    )
     assert response.status_code == 200, response.text
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]) == (
-        "reportAssetObservation", "success", {"assets": ["providers"]})
+        "reportAssetObservation",
+        "success",
+        {"assets": ["providers"]},
+    )
 
     operators.send("AssetWipeMutation", {"assetPartitionRanges": [{"assetKey": {"path": ["audits"]}}]})
     line = last_line()
     assert (line["action"], line["outcome"], line["result"], line["targets"]) == (
-        "wipeAssets", "success", "AssetWipeSuccess", {"assets": ["audits"]})
+        "wipeAssets",
+        "success",
+        "AssetWipeSuccess",
+        {"assets": ["audits"]},
+    )
 
     operators.send("Delete", {"runId": reexecuted})
     line = last_line()
     assert (line["action"], line["outcome"], line["targets"]) == (
-        "deletePipelineRun", "success", {"runs": [reexecuted]})
+        "deletePipelineRun",
+        "success",
+        {"runs": [reexecuted]},
+    )
     assert reexecuted not in operators.runs()
 
     # a change Dagster refuses is recorded with its error
@@ -267,8 +324,12 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
 def test_a_mutation_outside_a_json_post_is_refused_and_recorded(operators: Operators) -> None:
     before = set(operators.runs())
     query = f'mutation {{ deleteRun(runId: "{operators.cli_run}") {{ __typename }} }}'
-    response = requests.get(f"{operators.url}/graphql", params={"query": query},
-                            headers=operators.headers(operators.alb.token()), timeout=60)
+    response = requests.get(
+        f"{operators.url}/graphql",
+        params={"query": query},
+        headers=operators.headers(operators.alb.token()),
+        timeout=60,
+    )
     assert response.status_code == 405, response.text
     assert set(operators.runs()) == before
     line = operators.audit_lines()[-1]
@@ -277,9 +338,11 @@ def test_a_mutation_outside_a_json_post_is_refused_and_recorded(operators: Opera
 
 def test_inline_launch_params_are_refused_so_no_run_goes_untagged(operators: Operators) -> None:
     before = set(operators.runs())
-    query = ('mutation { launchPipelineExecution(executionParams: {selector: {repositoryLocationName: "%s", '
-             'repositoryName: "%s", pipelineName: "%s"}, mode: "default"}) { __typename } }'
-             % (REPOSITORY["repositoryLocationName"], REPOSITORY["repositoryName"], JOB))
+    location, repository = REPOSITORY["repositoryLocationName"], REPOSITORY["repositoryName"]
+    query = (
+        f'mutation {{ launchPipelineExecution(executionParams: {{selector: {{repositoryLocationName: "{location}", '
+        f'repositoryName: "{repository}", pipelineName: "{JOB}"}}, mode: "default"}}) {{ __typename }} }}'
+    )
     response = operators.post(query)
     assert response.status_code == 400 and "as a GraphQL variable" in response.text
     assert set(operators.runs()) == before
@@ -295,11 +358,17 @@ def test_the_audited_mutations_are_the_schemas(operators: Operators) -> None:
 
 def test_without_sign_on_lines_name_the_os_user_under_the_local_folder(operators: Operators) -> None:
     schedule = {"scheduleSelector": {**REPOSITORY, "scheduleName": SCHEDULE}}
-    response = requests.post(f"{operators.local_url}/graphql",
-                             json={"query": ui_document("StartThisSchedule"), "variables": schedule}, timeout=60)
+    response = requests.post(
+        f"{operators.local_url}/graphql",
+        json={"query": ui_document("StartThisSchedule"), "variables": schedule},
+        timeout=60,
+    )
     state = response.json()["data"]["startSchedule"]["scheduleState"]
-    requests.post(f"{operators.local_url}/graphql",
-                  json={"query": ui_document("StopSchedule"), "variables": {"id": state["id"]}}, timeout=60)
+    requests.post(
+        f"{operators.local_url}/graphql",
+        json={"query": ui_document("StopSchedule"), "variables": {"id": state["id"]}},
+        timeout=60,
+    )
     lines = operators.audit_lines(operators.local_audit_path)
     assert [(line["action"], line["who"], line["identity"], line["outcome"]) for line in lines[-2:]] == [
         ("startSchedule", getpass.getuser(), "os-user", "success"),
@@ -324,34 +393,47 @@ def test_a_request_with_two_mutations_leaves_two_lines(operators: Operators) -> 
     assert data["first"]["__typename"] == data["second"]["__typename"] == "ScheduleStateResult"
     lines = operators.audit_lines()[before:]
     assert [(line["action"], line["outcome"], line["targets"]["schedules"]) for line in lines] == [
-        ("startSchedule", "success", [SCHEDULE]), ("resetSchedule", "success", [SCHEDULE])]
+        ("startSchedule", "success", [SCHEDULE]),
+        ("resetSchedule", "success", [SCHEDULE]),
+    ]
 
 
 def test_the_websocket_needs_sign_on_and_carries_subscriptions_only(operators: Operators) -> None:
     """The UI's live updates (graphql-ws): a sign-in is checked at the upgrade, and a mutation sent there closes it
     (Dagster's endpoint would otherwise run whatever it is sent, unaudited)."""
     url = operators.url.replace("http://", "ws://") + "/graphql"
-    with pytest.raises(websockets.exceptions.InvalidStatus), websockets.sync.client.connect(
-        url, subprotocols=["graphql-ws"], open_timeout=30
+    with (
+        pytest.raises(websockets.exceptions.InvalidStatus),
+        websockets.sync.client.connect(url, subprotocols=["graphql-ws"], open_timeout=30),
     ):
         pass
     headers = {"x-amzn-oidc-data": operators.alb.token()}
 
     @contextmanager
     def session() -> Iterator[websockets.sync.client.ClientConnection]:
-        with websockets.sync.client.connect(url, subprotocols=["graphql-ws"], additional_headers=headers,
-                                            open_timeout=30) as connection:
+        with websockets.sync.client.connect(
+            url, subprotocols=["graphql-ws"], additional_headers=headers, open_timeout=30
+        ) as connection:
             connection.send(json.dumps({"type": "connection_init", "payload": {}}))
             assert json.loads(connection.recv(timeout=30))["type"] == "connection_ack"
             yield connection
 
     with session() as connection:
-        subscription = 'subscription ($runId: ID!) { pipelineRunLogs(runId: $runId) { __typename } }'
-        connection.send(json.dumps({"id": "1", "type": "start",
-                                    "payload": {"query": subscription, "variables": {"runId": operators.cli_run}}}))
+        subscription = "subscription ($runId: ID!) { pipelineRunLogs(runId: $runId) { __typename } }"
+        connection.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "start",
+                    "payload": {"query": subscription, "variables": {"runId": operators.cli_run}},
+                }
+            )
+        )
         message = json.loads(connection.recv(timeout=30))
         assert (message["type"], message["payload"]["data"]["pipelineRunLogs"]["__typename"]) == (
-            "data", "PipelineRunLogsSubscriptionSuccess")
+            "data",
+            "PipelineRunLogsSubscriptionSuccess",
+        )
     with session() as connection:
         mutation = f'mutation {{ deleteRun(runId: "{operators.cli_run}") {{ __typename }} }}'
         connection.send(json.dumps({"id": "2", "type": "start", "payload": {"query": mutation}}))

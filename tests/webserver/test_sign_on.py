@@ -98,11 +98,16 @@ def test_sign_on_settings_default_the_key_endpoint_to_the_load_balancers_region(
     with pytest.raises(SettingsError, match="WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN='arn:aws:s3:::bucket'"):
         Settings.from_env({"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": "arn:aws:s3:::bucket"})
     with pytest.raises(SettingsError, match="must be an https:// URL"):
-        Settings.from_env({"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": ARN,
-                           "WEBSERVER_SIGN_ON_KEY_ENDPOINT": "http://keys.example.com"})
+        Settings.from_env(
+            {"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": ARN, "WEBSERVER_SIGN_ON_KEY_ENDPOINT": "http://keys.example.com"}
+        )
     with pytest.raises(SettingsError, match="WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN is not"):
         Settings.from_env({"WEBSERVER_SIGN_ON_KEY_ENDPOINT": "https://keys.example.com"})
     with pytest.raises(SettingsError, match="WEBSERVER_SIGN_ON_CLIENT_ID is set but"):
         Settings.from_env({"WEBSERVER_SIGN_ON_CLIENT_ID": "operator-client"})
-    assert Settings.from_env({"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": ARN, "WEBSERVER_SIGN_ON_CLIENT_ID": "op"}
-                             ).webserver_sign_on_client_id == "op"
+    assert (
+        Settings.from_env(
+            {"WEBSERVER_SIGN_ON_LOAD_BALANCER_ARN": ARN, "WEBSERVER_SIGN_ON_CLIENT_ID": "op"}
+        ).webserver_sign_on_client_id
+        == "op"
+    )

@@ -10,7 +10,7 @@ benchmark's local moto S3, with no network latency, the loads alone added about 
 bench/README.md) and a file read and a log event locally. An output this process did not handle (a re-execution's
 parent run, a step that ran in another process) is loaded from the store as before.
 
-What a run stored goes with the run when the history retention job deletes it (``instance/retention.py``): an op's
+What a run stored goes with the run when the history retention job deletes it (``history/retention.py``): an op's
 output lives under a folder of its own run, ``<base_dir>/<run_id>/`` on disk and ``<s3_prefix>/storage/<run_id>/``
 in S3 (the IO managers' own layout), and ``LocalStepOutputStore`` / ``S3StepOutputStore`` delete that folder. Asset
 outputs are stored per asset key, not per run, and are left alone.
@@ -111,7 +111,7 @@ class S3StepOutputStore(StepOutputStore):
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.s3_bucket, Prefix=folder):
             keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             for start in range(0, len(keys), _S3_DELETE_BATCH):
-                batch = keys[start:start + _S3_DELETE_BATCH]
+                batch = keys[start : start + _S3_DELETE_BATCH]
                 response = client.delete_objects(Bucket=self.s3_bucket, Delete={"Objects": batch, "Quiet": True})
                 if response.get("Errors"):
                     first = response["Errors"][0]

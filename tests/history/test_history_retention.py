@@ -1,4 +1,4 @@
-"""History retention (``instance/retention.py``) against real storage: the production shape (Postgres storage,
+"""History retention (``history/retention.py``) against real storage: the production shape (Postgres storage,
 compute logs and step outputs in S3 on moto) and the local one (the repo-root dagster.yaml: SQLite, disk).
 
 Runs are real runs, executed under Dagster's own ``freeze_time`` so that their records, events and check
@@ -46,8 +46,8 @@ from dagster_aws.s3 import S3Resource
 from sqlalchemy import func, select
 
 from intervalprocessing_dagster.definitions import build_definitions
-from intervalprocessing_dagster.instance.retention import RunRetention, purge_history
-from intervalprocessing_dagster.instance.step_outputs import (
+from intervalprocessing_dagster.history.retention import RunRetention, purge_history
+from intervalprocessing_dagster.runs.step_outputs import (
     LocalStepOutputs,
     LocalStepOutputStore,
     S3StepOutputs,
@@ -82,9 +82,9 @@ def consume(value: int) -> None:
 
 @job(
     executor_def=in_process_executor,
-    resource_defs={"io_manager": S3StepOutputs(
-        s3_resource=S3Resource(), s3_bucket=BUCKET, s3_prefix=STEP_OUTPUTS_PREFIX
-    )},
+    resource_defs={
+        "io_manager": S3StepOutputs(s3_resource=S3Resource(), s3_bucket=BUCKET, s3_prefix=STEP_OUTPUTS_PREFIX)
+    },
 )
 def work_job() -> None:
     consume(produce())
@@ -133,7 +133,8 @@ def _retry(instance: DagsterInstance, parent_run_id: str, days: float) -> str:
     outputs, and carries the run-group tags those add (Dagster's Python API sets only the run's fields)."""
     with freeze_time(_days_ago(days)):
         result = execute_job(
-            reconstructable(work_job), instance=instance,
+            reconstructable(work_job),
+            instance=instance,
             reexecution_options=ReexecutionOptions.from_failure(parent_run_id, instance),
             run_config={"ops": {"produce": {"config": {"fail": False}}}},
             tags={PARENT_RUN_ID_TAG: parent_run_id, ROOT_RUN_ID_TAG: parent_run_id},
@@ -176,7 +177,8 @@ def production_instance(
     """deploy/dagster.yaml's storage and compute logs: the pooled Postgres storage on a fresh database, S3 logs."""
     monkeypatch.setenv("TEST_PG_PASSWORD", postgres_server.password)
     (tmp_path / "dagster.yaml").write_text(
-        postgres_server.dagster_storage(postgres_server.create_database(), "TEST_PG_PASSWORD") + textwrap.dedent(f"""\
+        postgres_server.dagster_storage(postgres_server.create_database(), "TEST_PG_PASSWORD")
+        + textwrap.dedent(f"""\
             compute_logs:
               module: dagster_aws.s3.compute_log_manager
               class: S3ComputeLogManager
@@ -213,8 +215,16 @@ def test_old_runs_go_with_their_events_logs_and_outputs_and_what_is_still_read_s
         unfinished = instance.create_run_for_job(observe_job, status=DagsterRunStatus.STARTED).run_id
 
     deleted = [old_report, old_failure, old_success, *old_group]
-    kept = [recent_failure, recent_success, parent, child, latest_materialization, latest_check, latest_observation,
-            unfinished]
+    kept = [
+        recent_failure,
+        recent_success,
+        parent,
+        child,
+        latest_materialization,
+        latest_check,
+        latest_observation,
+        unfinished,
+    ]
     assert all(_event_rows(instance, run_id) for run_id in deleted + kept[:-1])
     assert all(_run_keys(run_id) for run_id in [old_failure, old_success, recent_success])
     assert _check_rows(instance, old_report) == 1
@@ -267,8 +277,9 @@ def test_the_local_instance_loses_the_runs_files_and_every_run_of_the_last_days_
     instance = local_instance
     old, recent = _work(instance, 8, the_job=local_work_job), _work(instance, 3, the_job=local_work_job)
     home = Path(".intervalprocessing/dagster_home")
-    files = {run_id: [home / "history" / "runs" / f"{run_id}.db", home / "storage" / run_id]
-             for run_id in (old, recent)}
+    files = {
+        run_id: [home / "history" / "runs" / f"{run_id}.db", home / "storage" / run_id] for run_id in (old, recent)
+    }
     assert all(path.exists() for paths in files.values() for path in paths)
     assert (home / "storage" / old / "produce" / "result").is_file()  # the stored output, beside the captured logs
     short_windows = RunRetention(success_days=1, failure_days=1, keep_all_days=7)
@@ -295,8 +306,11 @@ def test_the_code_locations_job_deletes_with_the_configured_windows_and_says_so(
     old, kept = _work(local_instance, 40, the_job=local_work_job), _work(local_instance, 34, the_job=local_work_job)
     monkeypatch.setenv("RUN_HISTORY_SUCCESS_DAYS", "35")
 
-    dry = execute_job(reconstructable(history_retention_job), instance=local_instance,
-                      run_config={"ops": {"delete_old_runs": {"config": {"dry_run": True}}}})
+    dry = execute_job(
+        reconstructable(history_retention_job),
+        instance=local_instance,
+        run_config={"ops": {"delete_old_runs": {"config": {"dry_run": True}}}},
+    )
     assert local_instance.get_run_by_id(old) is not None
     result = execute_job(reconstructable(history_retention_job), instance=local_instance)
 
@@ -304,8 +318,11 @@ def test_the_code_locations_job_deletes_with_the_configured_windows_and_says_so(
     dry_output = next(event for event in dry.all_events if event.event_type == DagsterEventType.STEP_OUTPUT)
     assert dry_output.event_specific_data.metadata["deleted_runs"].value == 1
     assert dry_output.event_specific_data.metadata["dry_run"].value is True
-    summaries = [entry.user_message for entry in local_instance.all_logs(result.run_id)
-                 if entry.user_message.startswith("Run summary")]
+    summaries = [
+        entry.user_message
+        for entry in local_instance.all_logs(result.run_id)
+        if entry.user_message.startswith("Run summary")
+    ]
     assert summaries == [
         "Run summary: history retention deleted 1 run(s) (1 success) and 1 stored step output(s); kept past their "
         "window: 0 holding an asset's or check's latest event, 0 whose re-execution group is still kept"
@@ -314,8 +331,12 @@ def test_the_code_locations_job_deletes_with_the_configured_windows_and_says_so(
 
 def test_retention_is_on_by_default_and_its_settings_are_checked() -> None:
     settings = Settings.from_env({})
-    assert (settings.run_history_retention, settings.run_history_success_days, settings.run_history_failure_days,
-            settings.run_history_keep_all_days) == (True, 30, 90, 7)
+    assert (
+        settings.run_history_retention,
+        settings.run_history_success_days,
+        settings.run_history_failure_days,
+        settings.run_history_keep_all_days,
+    ) == (True, 30, 90, 7)
     schedule = build_definitions(settings).resolve_schedule_def("history_retention_schedule")
     assert schedule.default_status == DefaultScheduleStatus.RUNNING and schedule.cron_schedule == "30 4 * * *"
     assert build_definitions(settings).resources["retention"] == RunRetention()
@@ -339,5 +360,7 @@ def test_both_instances_purge_ticks_as_long_as_the_runs_they_start(path: str, tm
     config, _ = dagster_instance_config(str(tmp_path))
     for instigator in ("schedule", "sensor"):
         assert config["retention"][instigator]["purge_after_days"] == {
-            "skipped": 7, "success": DEFAULT_RUN_HISTORY_SUCCESS_DAYS, "failure": DEFAULT_RUN_HISTORY_FAILURE_DAYS,
+            "skipped": 7,
+            "success": DEFAULT_RUN_HISTORY_SUCCESS_DAYS,
+            "failure": DEFAULT_RUN_HISTORY_FAILURE_DAYS,
         }

@@ -73,9 +73,9 @@ from dagster._core.storage.tags import ROOT_RUN_ID_TAG
 from pydantic import Field
 from sqlalchemy import select
 
-from intervalprocessing_dagster.instance.step_outputs import StepOutputStore
 from intervalprocessing_dagster.instance.storage import PooledPostgresEventLogStorage
 from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY, with_run_summary
+from intervalprocessing_dagster.runs.step_outputs import StepOutputStore
 from intervalprocessing_dagster.settings import (
     DEFAULT_RUN_HISTORY_FAILURE_DAYS,
     DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS,
@@ -100,7 +100,8 @@ class RunRetention(ConfigurableResource):
         default=DEFAULT_RUN_HISTORY_FAILURE_DAYS, ge=1, description="Days a failed or canceled run is kept."
     )
     keep_all_days: int = Field(
-        default=DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS, ge=1,
+        default=DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS,
+        ge=1,
         description="Every run of this many last days is kept, whatever its status and the windows.",
     )
 
@@ -132,7 +133,8 @@ class PurgeReport:
         statuses = ", ".join(f"{count} {status.lower()}" for status, count in sorted(self.deleted_runs.items()))
         verb = "would delete" if self.dry_run else "deleted"
         text = (
-            f"history retention {verb} {deleted} run(s)" + (f" ({statuses})" if statuses else "")
+            f"history retention {verb} {deleted} run(s)"
+            + (f" ({statuses})" if statuses else "")
             + f" and {self.deleted_step_outputs} stored step output(s); kept past their window: "
             f"{len(self.kept_latest)} holding an asset's or check's latest event, "
             f"{len(self.kept_for_group)} whose re-execution group is still kept"
@@ -161,8 +163,9 @@ def purge_history(
     after which no further run is started.
     """
     report = PurgeReport(dry_run=dry_run)
-    _delete_past_windows(instance, retention, step_outputs, report, now=now, batch_size=batch_size, stop_at=stop_at,
-                         log=log)
+    _delete_past_windows(
+        instance, retention, step_outputs, report, now=now, batch_size=batch_size, stop_at=stop_at, log=log
+    )
     storage = instance.event_log_storage
     if vacuum and report.deleted_runs and not dry_run and isinstance(storage, PooledPostgresEventLogStorage):
         started = time.monotonic()
@@ -213,8 +216,10 @@ def _delete_past_windows(
                 cursor = records[-1].dagster_run.run_id
             deleted = sum(report.deleted_runs.values()) - deleted_before
             if deleted:
-                log(f"{'would delete' if dry_run else 'deleted'} {deleted} {statuses[0].value.lower()} run(s) "
-                    f"finished before {records[-1].update_timestamp:%Y-%m-%d %H:%M} UTC")
+                log(
+                    f"{'would delete' if dry_run else 'deleted'} {deleted} {statuses[0].value.lower()} run(s) "
+                    f"finished before {records[-1].update_timestamp:%Y-%m-%d %H:%M} UTC"
+                )
             if len(records) < batch_size:
                 break
 
@@ -315,21 +320,30 @@ def delete_old_runs(
 ) -> Output[None]:
     started = time.monotonic()
     report = purge_history(
-        context.instance, retention, step_output_store, now=time.time(), batch_size=config.batch_size,
-        stop_at=started + config.max_minutes * 60, dry_run=config.dry_run, log=context.log.info,
+        context.instance,
+        retention,
+        step_output_store,
+        now=time.time(),
+        batch_size=config.batch_size,
+        stop_at=started + config.max_minutes * 60,
+        dry_run=config.dry_run,
+        log=context.log.info,
     )
-    return Output(None, metadata={
-        "deleted_runs": sum(report.deleted_runs.values()),
-        **{f"deleted_{status.lower()}": count for status, count in sorted(report.deleted_runs.items())},
-        "deleted_step_outputs": report.deleted_step_outputs,
-        "kept_latest_events": len(report.kept_latest),
-        "kept_for_re_execution_group": len(report.kept_for_group),
-        "complete": report.complete,
-        "dry_run": report.dry_run,
-        "vacuum_seconds": report.vacuum_seconds if report.vacuum_seconds is not None else MetadataValue.null(),
-        "seconds": round(time.monotonic() - started, 1),
-        SUMMARY_METADATA_KEY: report.summary(),  # the run's closing "Run summary" line
-    })
+    return Output(
+        None,
+        metadata={
+            "deleted_runs": sum(report.deleted_runs.values()),
+            **{f"deleted_{status.lower()}": count for status, count in sorted(report.deleted_runs.items())},
+            "deleted_step_outputs": report.deleted_step_outputs,
+            "kept_latest_events": len(report.kept_latest),
+            "kept_for_re_execution_group": len(report.kept_for_group),
+            "complete": report.complete,
+            "dry_run": report.dry_run,
+            "vacuum_seconds": report.vacuum_seconds if report.vacuum_seconds is not None else MetadataValue.null(),
+            "seconds": round(time.monotonic() - started, 1),
+            SUMMARY_METADATA_KEY: report.summary(),  # the run's closing "Run summary" line
+        },
+    )
 
 
 @job(
