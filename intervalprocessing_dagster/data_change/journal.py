@@ -96,6 +96,7 @@ from intervalprocessing_dagster.data_change.execute import (
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
 from intervalprocessing_dagster.mongo.indexes import Lookup, ensure_history_indexes
 from intervalprocessing_dagster.mongo.shell_syntax import MongoQuery
+from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_TAG
 
 JOURNAL_COLLECTION = "automationchanges"
 WRITING, WRITTEN = "writing", "written"
@@ -170,6 +171,8 @@ class ChangeJournal:
     # Whether an earlier attempt of this run (a step retry, a re-execution) may have left a page in doubt.
     resume: bool = False
     revert_of: str | None = None
+    # Who or what started the run (its ``intervalprocessing/launched_by`` tag: a person, a schedule, a retry...).
+    launched_by: str | None = None
     warn: Callable[[str], None] = lambda _message: None
 
     @classmethod
@@ -199,6 +202,7 @@ class ChangeJournal:
             history_days=history_days,
             resume=context.retry_number > 0 or run.parent_run_id is not None,
             revert_of=revert_of,
+            launched_by=run.tags.get(LAUNCHED_BY_TAG),
             warn=context.log.warning,
         )
 
@@ -384,6 +388,8 @@ class ChangeJournal:
         }
         if self.revert_of is not None:
             page["revertOf"] = self.revert_of
+        if self.launched_by is not None:
+            page["launchedBy"] = self.launched_by
         page["documents"] = entries
         return page
 

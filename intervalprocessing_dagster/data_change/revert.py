@@ -77,6 +77,7 @@ from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY, with_run_summary
+from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_TAG
 
 JOB_NAME = "revert_automation_run_job"
 OP_NAME = "revert_automation_run"
@@ -267,8 +268,10 @@ def revert_automation_run(
         conflicts=sum(r.conflicts for r in reports.values()),
     )
     verb = "would restore" if config.dry_run else "restored"
+    launched_by = context.run.tags.get(LAUNCHED_BY_TAG)
     summary = (
-        f"Revert of run group {root_run_id}{' (dry run: nothing written)' if config.dry_run else ''}: "
+        f"Revert of run group {root_run_id}{' (dry run: nothing written)' if config.dry_run else ''}"
+        f"{f', launched by {launched_by}' if launched_by else ''}: "
         f"{totals.journaled} journaled document(s), {verb} {totals.restored}, {totals.already} already as before, "
         f"{totals.conflicts} conflict(s)"
     )

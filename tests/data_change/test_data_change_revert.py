@@ -37,6 +37,8 @@ from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
+from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY
+from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_TAG
 from intervalprocessing_dagster.settings import Settings
 from tests.data_change.test_data_change_cadence_run import (
     hourly_data_change_job,
@@ -472,3 +474,26 @@ def test_undoing_a_delete_puts_the_field_back_where_it_was(mongo: MongoResource,
         result = revert(mongo, instance, run_id, dry_run=False)
     assert (output(result)["restored"], output(result)["conflicts"]) == (5, 0)
     assert stored(mongo_db, "audits") == before
+
+
+def test_journal_pages_and_a_revert_name_who_launched_them(mongo: MongoResource, two_automations: Database) -> None:
+    """A run launched from the UI carries its person (``intervalprocessing/launched_by``, set by the operators'
+    webserver); the change journal's pages and the revert's own pages and summary say who it was."""
+    with DagsterInstance.ephemeral() as instance:
+        applied = DATA_CHANGE_JOBS[Cadence.HOURLY].execute_in_process(
+            resources={"mongo": mongo, "clock": RunClock(), "guard": AutomationGuard()},
+            instance=instance,
+            tags={LAUNCHED_BY_TAG: "ana@example.com"},
+        )
+        reverted = revert_automation_run_job.execute_in_process(
+            resources={"mongo": mongo, "clock": RunClock()},
+            instance=instance,
+            tags={LAUNCHED_BY_TAG: "bo@example.com"},
+            run_config={"ops": {"revert_automation_run": {"config": {"run_id": applied.run_id, "dry_run": False}}}},
+        )
+    pages = list(two_automations[JOURNAL_COLLECTION].find({}, {"documents": 0}))
+    assert {page["launchedBy"] for page in pages if page["rootRunId"] == applied.run_id} == {"ana@example.com"}
+    assert {page["launchedBy"] for page in pages if page.get("revertOf") == applied.run_id} == {"bo@example.com"}
+    assert output(reverted)[SUMMARY_METADATA_KEY].startswith(
+        f"Revert of run group {applied.run_id}, launched by bo@example.com: "
+    )
