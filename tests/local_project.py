@@ -22,7 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import requests
+from dagster import DagsterInstance
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 REPO = Path(__file__).parents[1]
 DAGSTER = [sys.executable, "-m", "dagster"]
@@ -117,6 +121,22 @@ class DagsterDev:
         except ProcessLookupError:
             pass
         self.process.wait(timeout=30)
+
+
+@contextmanager
+def served_code_location(folder: Path, env: dict[str, str]) -> Iterator[WorkspaceProcessContext]:
+    """The instance and the code location as ``dagster dev`` has them in ``folder`` (its relative paths too), in this
+    process: what the UI's GraphQL runs against."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        for name in ("MONGODB_URI", "MONGODB_DATABASE"):
+            patch.setenv(name, env[name])
+        patch.delenv("DAGSTER_HOME", raising=False)
+        with (
+            DagsterInstance.from_config(str(folder)) as instance,
+            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])) as context,
+        ):
+            yield context
 
 
 @contextmanager

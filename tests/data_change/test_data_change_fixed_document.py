@@ -16,9 +16,7 @@ from datetime import datetime, timedelta
 
 import pymongo
 import pytest
-from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
-from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster import DagsterEventType, DagsterRun, DagsterRunStatus
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
 
@@ -28,7 +26,7 @@ from intervalprocessing_dagster.data_change.rules import config_hash
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.oncall.alerting import SnsAlertChannel
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
-from tests.local_project import REPO, new_project, user_env
+from tests.local_project import new_project, served_code_location, user_env
 from tests.oncall.test_alerting import Daemon, received
 from tests.reports.test_report_recovery import LocalProject
 
@@ -50,17 +48,8 @@ def project(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
     db = client[DATABASE]
     folder = new_project(tmp_path_factory.mktemp("fixed-document") / "project")
-    env = user_env(mongo_uri, DATABASE)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        for name in ("MONGODB_URI", "MONGODB_DATABASE"):
-            patch.setenv(name, env[name])
-        patch.delenv("DAGSTER_HOME", raising=False)
-        with (
-            DagsterInstance.from_config(str(folder)) as instance,
-            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])) as context,
-        ):
-            yield LocalProject(folder, db, context)
+    with served_code_location(folder, user_env(mongo_uri, DATABASE)) as context:
+        yield LocalProject(folder, db, context)
     client.drop_database(DATABASE)
     client.close()
 

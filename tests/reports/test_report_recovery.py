@@ -35,7 +35,6 @@ import pymongo
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION, LAUNCH_PIPELINE_REEXECUTION_MUTATION
 from dagster_graphql.test.utils import execute_dagster_graphql
@@ -44,7 +43,7 @@ from pymongo.database import Database
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.reports.delivery import GENERATED_FILES_COLLECTION, PARTIAL_SUFFIX
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
-from tests.local_project import REPO, new_project, user_env
+from tests.local_project import new_project, served_code_location, user_env
 
 DATABASE = "test_report_recovery"
 AUDITS = 20_000
@@ -173,18 +172,8 @@ def project(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     pending = db.audits.find_one({"status": "Pending Review"}, {"_id": 0})
     db.audits.insert_many([{**pending, "auditId": 200_000 + n} for n in range(AUDITS)])
     folder = new_project(tmp_path_factory.mktemp("recovery") / "project")
-    env = user_env(mongo_uri, DATABASE)
-    with pytest.MonkeyPatch.context() as patch:
-        # The instance and the code location as `dagster dev` has them in this folder (its relative paths too).
-        patch.chdir(folder)
-        for name in ("MONGODB_URI", "MONGODB_DATABASE"):
-            patch.setenv(name, env[name])
-        patch.delenv("DAGSTER_HOME", raising=False)
-        with (
-            DagsterInstance.from_config(str(folder)) as instance,
-            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])) as context,
-        ):
-            yield LocalProject(folder, db, context)
+    with served_code_location(folder, user_env(mongo_uri, DATABASE)) as context:
+        yield LocalProject(folder, db, context)
     client.drop_database(DATABASE)
     client.close()
 
