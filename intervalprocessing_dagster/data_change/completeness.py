@@ -38,10 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import build_resources
-
-# Not exported at the top level, but the type of the executor interface's argument.
-from dagster._core.execution.context.system import PlanOrchestrationContext
+from dagster import DagsterInstance, DagsterRun, JobDefinition, build_resources
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.record import StampKey, unfinished_records
@@ -61,12 +58,12 @@ def dry_run_of(run_config: Mapping[str, Any]) -> bool:
 def completeness_check(cadence: Cadence) -> ClosingCheck:
     """The closing check of ``cadence``'s job: the automations loaded for the run's stamp that did not run."""
 
-    def unfinished_automations(plan_context: PlanOrchestrationContext, summary: RunSummary) -> list[AutomationRef]:
-        run = plan_context.dagster_run
-        key = StampKey(cadence.value, run_stamp(run, plan_context.instance), dry_run_of(run.run_config))
-        mongo = plan_context.job.get_definition().resource_defs["mongo"]
+    def unfinished_automations(
+        run: DagsterRun, instance: DagsterInstance, job: JobDefinition, summary: RunSummary
+    ) -> list[AutomationRef]:
+        key = StampKey(cadence.value, run_stamp(run, instance), dry_run_of(run.run_config))
         with build_resources(
-            {"mongo": mongo}, instance=plan_context.instance, resource_config=run.run_config.get("resources")
+            {"mongo": job.resource_defs["mongo"]}, instance=instance, resource_config=run.run_config.get("resources")
         ) as resources:
             records = unfinished_records(resources.mongo.database(), key)
         return [

@@ -43,6 +43,7 @@ from bson import json_util
 from bson.json_util import RELAXED_JSON_OPTIONS
 from dagster import (
     Config,
+    DagsterRunNotFoundError,
     Failure,
     MetadataValue,
     Nothing,
@@ -54,7 +55,6 @@ from dagster import (
     job,
     op,
 )
-from dagster._core.errors import DagsterRunNotFoundError
 from pydantic import Field
 from pymongo.database import Database
 

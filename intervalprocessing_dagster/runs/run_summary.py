@@ -43,8 +43,11 @@ from typing import Any, NamedTuple
 from dagster import (
     DagsterEvent,
     DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
     Executor,
     ExecutorDefinition,
+    JobDefinition,
     MetadataValue,
     multi_or_in_process_executor,
 )
@@ -247,7 +250,9 @@ def _automation_ref(metadata: Mapping[str, Any], mapping_key: str) -> Automation
 
 
 # What a job checks once its last step has ended: the automations it was to run that have no outcome (none: empty).
-ClosingCheck = Callable[[PlanOrchestrationContext, RunSummary], list[AutomationRef]]
+#: A job's closing check, told to the executor by the job: given the run, the instance, the job and what the run's
+#: steps did, the automations that should have run and did not (public types only: the domain needs no more).
+ClosingCheck = Callable[[DagsterRun, DagsterInstance, JobDefinition, RunSummary], list[AutomationRef]]
 # The UI path that undoes a run, given its id (``data_change/revert.py``'s launchpad link).
 UndoLink = Callable[[str], str]
 UNDO_METADATA_KEY = "undo_this_run"
@@ -300,7 +305,9 @@ class RunSummaryExecutor(Executor):
         if self._closing_check is None:
             return
         try:
-            summary.not_run = self._closing_check(plan_context, summary)
+            summary.not_run = self._closing_check(
+                plan_context.dagster_run, plan_context.instance, plan_context.job.get_definition(), summary
+            )
         except Exception as exc:
             if not (summary.failed_automations or summary.failed_steps):
                 raise

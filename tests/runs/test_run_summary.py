@@ -164,7 +164,7 @@ def fails() -> None:
     raise Failure("the step's own cause")
 
 
-def unreachable_ledger(_plan_context: object, _summary: RunSummary) -> list[AutomationRef]:
+def unreachable_ledger(_run: object, _instance: object, _job: object, _summary: RunSummary) -> list[AutomationRef]:
     raise ConnectionError("the ledger is unreachable")
 
 
