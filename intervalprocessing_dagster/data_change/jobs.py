@@ -518,7 +518,12 @@ def build_data_change_job(cadence: Cadence) -> JobDefinition:
         tags=cadence.run_tags,
         description=f"Applies the active '{cadence.value}' automations of {CONFIG_COLLECTION} (the old "
         f"{cadence.process_to_run}), one step per automation.",
-        executor_def=with_run_summary(in_process_executor, completeness_check(cadence), undo=undo_launchpad_url),
+        executor_def=with_run_summary(
+            in_process_executor,
+            completeness_check(cadence),
+            undo=undo_launchpad_url,
+            automation_op=apply_automation.name,
+        ),
     )
     def data_change_job() -> None:
         load_automations().map(apply_automation)

@@ -34,7 +34,6 @@ automations that did not run, goes into the line and fails the run (:class:`Inco
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -71,8 +70,6 @@ from intervalprocessing_dagster.runs.console_log import (
 # A step output's (or a step failure's) text metadata under this key is the step's own part of the line: the history
 # retention job's and the revert's, so that each job's line speaks of its own work.
 SUMMARY_METADATA_KEY = "summary"
-AUTOMATION_STEP = re.compile(r"^apply_automation\[(?P<key>.+)\]$")
-LOAD_AUTOMATIONS_STEP = re.compile(r"^load_\w+_automations$")
 # The metadata an automation step's output and failure carry (data_change/jobs.py): the document's name and _id.
 AUTOMATION_NAME = "automation"
 AUTOMATION_ID = "config_id"
@@ -95,7 +92,9 @@ class AutomationRef(NamedTuple):
 class RunSummary:
     """What a run's step events say it did."""
 
-    data_change: bool = False
+    # The op a data-change job maps over its automations, as the job told its executor (None: not a data-change job);
+    # its steps (``<op>[<mapping key>]``) are the automations the line counts.
+    automation_op: str | None = None
     applied: int = 0
     already_applied: int = 0
     withdrawn: int = 0
@@ -115,15 +114,24 @@ class RunSummary:
     failed_checks: list[str] = field(default_factory=list)
     step_summaries: list[str] = field(default_factory=list)
 
+    @property
+    def data_change(self) -> bool:
+        return self.automation_op is not None
+
+    def _mapping_key(self, step_key: str) -> str | None:
+        """The mapping key of an automation step (``apply_automation[close_open_audits]``), else None."""
+        prefix = f"{self.automation_op}["
+        if self.automation_op is None or not (step_key.startswith(prefix) and step_key.endswith("]")):
+            return None
+        return step_key[len(prefix) : -1]
+
     def add(self, event: DagsterEvent) -> None:
         step_key = event.step_key or ""
-        automation = AUTOMATION_STEP.match(step_key)
-        if automation or LOAD_AUTOMATIONS_STEP.match(step_key):
-            self.data_change = True
+        automation = self._mapping_key(step_key)
         if event.event_type == DagsterEventType.STEP_OUTPUT:
             metadata = event.event_specific_data.metadata
             if automation:
-                self.seen_automations.add(_automation_ref(metadata, automation["key"]))
+                self.seen_automations.add(_automation_ref(metadata, automation))
                 if _flag(metadata.get("already_applied")):
                     self.already_applied += 1
                 elif WITHDRAWN_METADATA_KEY in metadata:
@@ -134,15 +142,15 @@ class RunSummary:
             elif SUMMARY_METADATA_KEY in metadata:
                 self.step_summaries.append(str(metadata[SUMMARY_METADATA_KEY].value))
         elif event.event_type == DagsterEventType.STEP_SUCCESS and automation:
-            self.ended_automation_keys.add(automation["key"])
+            self.ended_automation_keys.add(automation)
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             if automation:
                 failure = event.step_failure_data.user_failure_data
-                ref = _automation_ref(failure.metadata if failure else {}, automation["key"])
+                ref = _automation_ref(failure.metadata if failure else {}, automation)
                 self._add_counts(failure.metadata if failure else {})  # what it wrote before it failed
                 self.failed_automations.append(ref)
                 self.seen_automations.add(ref)
-                self.ended_automation_keys.add(automation["key"])
+                self.ended_automation_keys.add(automation)
             elif not failed_by_blocking_check(event):  # such a step's check is counted with the failed checks
                 self.failed_steps.append(step_key)
                 failure = event.step_failure_data.user_failure_data
@@ -266,15 +274,20 @@ class RunSummaryExecutor(Executor):
     """Runs the plan on ``inner``, then the job's closing check, and logs the :class:`RunSummary` line."""
 
     def __init__(
-        self, inner: Executor, closing_check: ClosingCheck | None = None, undo: UndoLink | None = None
+        self,
+        inner: Executor,
+        closing_check: ClosingCheck | None = None,
+        undo: UndoLink | None = None,
+        automation_op: str | None = None,
     ) -> None:
         self._inner = inner
         self._closing_check = closing_check
         self._undo = undo
+        self._automation_op = automation_op
 
     def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
         install_console_filter(plan_context.log)  # not run summary work: see console_log.py for why it is here
-        summary = RunSummary()
+        summary = RunSummary(automation_op=self._automation_op)
         try:
             if isinstance(self._inner, InProcessExecutor):  # its steps log through loggers of their own
                 events = execute_steps_in_process(self._inner, plan_context, execution_plan)
@@ -326,17 +339,20 @@ class RunSummaryExecutor(Executor):
 
 
 def with_run_summary(
-    inner: ExecutorDefinition, closing_check: ClosingCheck | None = None, undo: UndoLink | None = None
+    inner: ExecutorDefinition,
+    closing_check: ClosingCheck | None = None,
+    undo: UndoLink | None = None,
+    automation_op: str | None = None,
 ) -> ExecutorDefinition:
-    """``inner`` with the summary line (and ``closing_check``, if given; and, with ``undo``, a link to undo a run that
-    modified documents, logged just before the line); same name, config and requirements, so run config is
-    unchanged."""
+    """``inner`` with the summary line (and ``closing_check``, if given; with ``undo``, a link to undo a run that
+    modified documents, logged just before the line; with ``automation_op``, the op a data-change job maps over its
+    automations, whose steps the line counts); same name, config and requirements, so run config is unchanged."""
     return ExecutorDefinition(
         name=inner.name,
         config_schema=inner.config_schema,
         requirements=inner.get_requirements,
         executor_creation_fn=lambda init_context: RunSummaryExecutor(
-            inner.executor_creation_fn(init_context), closing_check, undo
+            inner.executor_creation_fn(init_context), closing_check, undo, automation_op
         ),
         description=f"{inner.description or inner.name}, followed by one INFO line summarizing the run.",
     )
