@@ -42,6 +42,7 @@ from moto.server import ThreadedMotoServer
 from bench import dataset, machine, overhead, report
 from bench.measure import RESULT_PREFIX
 from bench.scenarios import AUTOMATIONS_FAMILY, SCENARIOS
+from intervalprocessing_dagster.mongo.embedded import secantus_command
 from tests.local_project import free_port, stop_process
 from tests.postgres_cluster import PostgresServer, PostgresUnavailable, running_postgres
 
@@ -217,17 +218,7 @@ def _mongo_server(uri: str | None, scratch: Path) -> Iterator[MongoServer]:
     port = free_port()
     log = open(scratch / "secantus.log", "wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secantus",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            str(scratch / "secantus-data"),
-        ],
+        secantus_command(port, scratch / "secantus-data", sync_on_commit=False),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -76,23 +76,29 @@ def _running_server_uri(data_dir: Path) -> str | None:
     return uri if _answers_ping(uri) else None
 
 
+def secantus_command(port: int, storage: Path, *, sync_on_commit: bool = True) -> list[str]:
+    """The SecantusDB daemon on 127.0.0.1:``port`` over ``storage``; ``sync_on_commit``: each commit flushed to disk
+    (what the embedded default runs; the benchmark measures without it)."""
+    command = [
+        sys.executable,
+        "-m",
+        "secantus",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(storage),
+    ]
+    return [*command, "--sync-on-commit"] if sync_on_commit else command
+
+
 def _start_server(data_dir: Path) -> str:
     port = _free_port()
     log_path = data_dir / "server.log"
     with open(log_path, "ab") as server_log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "secantus",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--storage-path",
-                str(data_dir / "db"),
-                "--sync-on-commit",
-            ],
+            secantus_command(port, data_dir / "db"),
             stdin=subprocess.DEVNULL,
             stdout=server_log,
             stderr=subprocess.STDOUT,

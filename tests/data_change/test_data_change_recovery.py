@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, StampKey
 from intervalprocessing_dagster.instance.reexecution import dagster_resume_retry_reexecution
+from intervalprocessing_dagster.mongo.embedded import secantus_command
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from tests.data_change.killed_worker import KillPoint, hourly_data_change_job, start_worker
 from tests.local_project import free_port
@@ -451,18 +451,7 @@ def test_a_mongodb_restart_in_the_middle_of_a_cadence_is_ridden_out(cadence: Cad
 def start_secantus(storage: Path, port: int) -> subprocess.Popen:
     """SecantusDB's server as its own process (as ``mongo/embedded.py`` starts it), answering on ``port``."""
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secantus",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            str(storage),
-            "--sync-on-commit",
-        ],
+        secantus_command(port, storage),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,
