@@ -36,7 +36,7 @@ from intervalprocessing_dagster.oncall.config_checks import build_config_checks_
 from intervalprocessing_dagster.reports.definitions import report_definitions
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore, S3ReportStore
 from intervalprocessing_dagster.runs.clock import RunClock
-from intervalprocessing_dagster.runs.run_summary import run_summary_executor
+from intervalprocessing_dagster.runs.executor import run_summary_executor
 from intervalprocessing_dagster.runs.step_outputs import (
     LocalStepOutputs,
     LocalStepOutputStore,

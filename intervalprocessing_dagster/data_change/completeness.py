@@ -13,7 +13,7 @@ So the comparison is:
     but ended in this run      minus the automations whose step ended (succeeded or failed) in this very run: a
                                record the step could not write (it warns) does not turn applied work into "not run"
 
-and what is left did not run. The check runs in the executor wrapper (``runs/run_summary.py``), which every launch
+and what is left did not run. The check runs in the executor wrapper (``runs/executor.py``), which every launch
 path goes through and which alone knows when the last step ended: a closing op downstream of the automations would
 be skipped exactly when one of them failed or was left out of the plan. It reads MongoDB through the job's own
 ``mongo`` resource, built for the one query; the records are found by their ``_id`` prefix (``StampKey.prefix``),

@@ -101,12 +101,8 @@ from intervalprocessing_dagster.data_change.rules import (
 )
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
-from intervalprocessing_dagster.runs.run_summary import (
-    AUTOMATION_ID,
-    AUTOMATION_NAME,
-    WITHDRAWN_METADATA_KEY,
-    with_run_summary,
-)
+from intervalprocessing_dagster.runs.executor import with_run_summary
+from intervalprocessing_dagster.runs.run_summary import AUTOMATION_ID, AUTOMATION_NAME, WITHDRAWN_METADATA_KEY
 
 # Transient connection errors (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError are all ConnectionFailure)
 # are retried this many times, waiting RETRY_BASE_SECONDS, then twice that, then four times.

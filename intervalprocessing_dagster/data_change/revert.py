@@ -76,7 +76,8 @@ from intervalprocessing_dagster.data_change.journal import (
 from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster.mongo.resource import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
-from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY, with_run_summary
+from intervalprocessing_dagster.runs.executor import with_run_summary
+from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY
 from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_TAG
 
 JOB_NAME = "revert_automation_run_job"

@@ -69,13 +69,14 @@ from dagster import (
 )
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-from dagster._core.storage.tags import ROOT_RUN_ID_TAG
 from pydantic import Field
 from sqlalchemy import select
 
 from intervalprocessing_dagster.instance.storage import PooledPostgresEventLogStorage
-from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY, with_run_summary
+from intervalprocessing_dagster.runs.executor import with_run_summary
+from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY
 from intervalprocessing_dagster.runs.step_outputs import StepOutputStore
+from intervalprocessing_dagster.runs.tags import ROOT_RUN_ID_TAG
 from intervalprocessing_dagster.settings import (
     DEFAULT_RUN_HISTORY_FAILURE_DAYS,
     DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS,

@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dagster import DagsterRun
-from dagster._core.storage.tags import (
+
+from intervalprocessing_dagster.runs.tags import (
     BACKFILL_ID_TAG,
+    LAUNCHED_BY_TAG,
     PARENT_RUN_ID_TAG,
     RETRY_NUMBER_TAG,
     SCHEDULE_NAME_TAG,
     SENSOR_NAME_TAG,
 )
-
-from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_TAG
 
 
 def launch_origin_tags(tags: Mapping[str, str]) -> dict[str, str]:

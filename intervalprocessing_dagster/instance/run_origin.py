@@ -36,11 +36,11 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.storage.runs.base import RunStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.tags import CODE_LOCATION_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster_postgres.run_storage import PostgresRunStorage
 
 from intervalprocessing_dagster.instance.launch_origin import with_launch_origin
+from intervalprocessing_dagster.runs.tags import CODE_LOCATION_TAG
 
 #: The code location's name in ``workspace.yaml`` and ``pyproject.toml`` (``[tool.dagster] code_location_name``).
 CODE_LOCATION_NAME = "intervalprocessing"

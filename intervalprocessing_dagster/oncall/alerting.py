@@ -60,10 +60,16 @@ from dagster import (
 )
 from dagster._core.events import RunFailureReason
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
-from dagster._core.storage.tags import (
+from pydantic import Field
+
+from intervalprocessing_dagster.runs.console_log import failed_by_blocking_check
+from intervalprocessing_dagster.runs.run_summary import AUTOMATION_ID, AUTOMATION_NAME
+from intervalprocessing_dagster.runs.tags import (
     AUTO_MATERIALIZE_TAG,
     AUTOMATION_CONDITION_TAG,
     BACKFILL_ID_TAG,
+    LAUNCHED_BY_PROCESS_TO_RUN,
+    LAUNCHED_BY_TAG,
     PARENT_RUN_ID_TAG,
     RETRY_NUMBER_TAG,
     RUN_FAILURE_REASON_TAG,
@@ -71,12 +77,6 @@ from dagster._core.storage.tags import (
     SENSOR_NAME_TAG,
     WILL_RETRY_TAG,
 )
-from dagster._utils.tags import get_boolean_tag_value
-from pydantic import Field
-
-from intervalprocessing_dagster.runs.console_log import failed_by_blocking_check
-from intervalprocessing_dagster.runs.run_summary import AUTOMATION_ID, AUTOMATION_NAME
-from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_PROCESS_TO_RUN, LAUNCHED_BY_TAG
 
 # SNS refuses a subject longer than 100 characters.
 _MAX_SUBJECT = 100
@@ -196,7 +196,7 @@ def will_be_retried(context: RunFailureSensorContext) -> bool:
     run = instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
     tagged = run.tags.get(WILL_RETRY_TAG)
     if tagged is not None:
-        return get_boolean_tag_value(tagged, default_value=False)
+        return tagged.lower() == "true"  # Dagster writes "true" or "false"
     reason = run.tags.get(RUN_FAILURE_REASON_TAG)
     return auto_reexecution_should_retry_run(instance, run, RunFailureReason(reason) if reason else None)
 

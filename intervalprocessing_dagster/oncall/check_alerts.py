@@ -28,20 +28,21 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckKey,
     AssetCheckSeverity,
+    DagsterEventType,
     DefaultSensorStatus,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
-from dagster._core.storage.asset_check_execution_record import (
-    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
-    AssetCheckExecutionRecord,
-)
+
+if TYPE_CHECKING:  # the type the event log storage returns; Dagster exports no name for it
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord
 
 from intervalprocessing_dagster.oncall.alerting import Alert, AlertChannel, alert_subject, excerpt
 from intervalprocessing_dagster.oncall.config_checks import CONFIG_CHECK_KEYS
@@ -132,8 +133,9 @@ def fixed_alert(result: CheckResult, alerts: AlertChannel) -> Alert:
 
 
 def _result(record: AssetCheckExecutionRecord) -> CheckResult | None:
-    if record.status not in COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES or record.event is None:
-        return None  # in progress: the previous result stands until this one completes
+    event = record.event
+    if event is None or event.dagster_event_type != DagsterEventType.ASSET_CHECK_EVALUATION:
+        return None  # planned or in progress: the previous result stands until this one completes
     evaluation = record.event.dagster_event.event_specific_data
     return CheckResult(key=record.key, run_id=record.run_id, evaluation=evaluation)
 

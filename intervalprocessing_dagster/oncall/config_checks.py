@@ -20,7 +20,7 @@ from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, d
 
 from intervalprocessing_dagster.data_change.checks import automations_are_valid, automations_within_limits
 from intervalprocessing_dagster.reports.checks import CONFIG_CHECKS
-from intervalprocessing_dagster.runs.run_summary import with_run_summary
+from intervalprocessing_dagster.runs.executor import with_run_summary
 from intervalprocessing_dagster.settings import Settings
 
 # At :45, a quarter of an hour before the hourly and nightly data-change ticks.

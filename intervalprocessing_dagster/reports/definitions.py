@@ -42,7 +42,6 @@ from dagster import (
     schedule,
 )
 from dagster import Field as ConfigField
-from dagster._core.storage.tags import SCHEDULE_NAME_TAG
 from dagster._utils.schedules import cron_string_iterator
 
 from intervalprocessing_dagster.reports.assets import (
@@ -60,7 +59,8 @@ from intervalprocessing_dagster.reports.checks import (
     build_row_count_checks,
 )
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG, run_stamp_tags
-from intervalprocessing_dagster.runs.run_summary import with_run_summary
+from intervalprocessing_dagster.runs.executor import with_run_summary
+from intervalprocessing_dagster.runs.tags import SCHEDULE_NAME_TAG
 from intervalprocessing_dagster.settings import Settings
 
 PROCESS_TO_RUN = "FileGenerationProcesses"

@@ -30,10 +30,10 @@ last line of a CLI run, and each run's line comes after that run's own output an
 console is reordered: the event log (the UI) keeps the line where it was logged. A process killed outright (SIGKILL)
 exits without printing it; the line is in the UI.
 
-The executor wrapper (``run_summary.py``) installs this on the run's console loggers, as it is the one piece every
+The executor wrapper (``executor.py``) installs this on the run's console loggers, as it is the one piece every
 launch path runs in the orchestrating process, the process that logs ``RUN_FAILURE`` and the summary. Dagster's
 in-process executor runs the steps in a context of its own, made in its ``execute`` with loggers of its own, which
-log the steps' lines: :func:`execute_steps_in_process` is that ``execute`` with the filter put on those loggers too.
+log the steps' lines: ``execute_steps_in_process`` is that ``execute`` with the filter on those loggers too.
 The steps of a job run by the multiprocess executor log in their own processes, with their own loggers, so their
 failures keep Dagster's rendering (of this project's jobs, only Dagster's implicit asset job, the UI's
 **Materialize**, runs that way).
@@ -48,27 +48,19 @@ from __future__ import annotations
 
 import logging
 import multiprocessing.util
-import os
 import threading
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from dagster import DagsterEvent, DagsterEventType
 
-# The error a failed blocking check fails its step with; not exported at the top level.
-from dagster._core.errors import DagsterAssetCheckFailedError
-
-# Not exported at the top level: what Dagster's InProcessExecutor.execute is made of (execute_steps_in_process).
-from dagster._core.events import EngineEventData
-from dagster._core.execution.api import ExecuteRunWithPlanIterable
-from dagster._core.execution.context.system import PlanExecutionContext, PlanOrchestrationContext
-from dagster._core.execution.context_creation_job import PlanExecutionContextManager
-from dagster._core.execution.plan.plan import ExecutionPlan
-from dagster._core.executor.in_process import InProcessExecutor, inprocess_execution_iterator
-from dagster._core.log_manager import LOG_RECORD_METADATA_ATTR, DagsterLogManager
-from dagster._utils.timing import time_execution_scope
-from dagster_shared.utils.timing import format_duration
+if TYPE_CHECKING:
+    from dagster._core.log_manager import DagsterLogManager
 
 RUN_SUMMARY_PREFIX = "Run summary: "
+# Names Dagster gives these but does not export (dagster._core.errors, dagster._core.log_manager);
+# tests/runs/test_dagster_internals.py fails if a Dagster version changes them.
+BLOCKING_CHECK_ERROR = "DagsterAssetCheckFailedError"  # the error a blocking check fails its step with
+LOG_RECORD_METADATA_ATTR = "dagster_meta"  # the attribute of a run's log record that holds its event
 
 # Summary lines held back, with the logger that prints them, in the order logged.
 _held: list[tuple[logging.Logger, logging.LogRecord]] = []
@@ -79,7 +71,7 @@ _exit_hook_registered = False
 def failed_by_blocking_check(event: DagsterEvent) -> bool:
     """Whether a step failed only because its blocking check failed at ERROR (the config checks are blocking)."""
     error = event.step_failure_data.error
-    return error is not None and error.cls_name == DagsterAssetCheckFailedError.__name__
+    return error is not None and error.cls_name == BLOCKING_CHECK_ERROR
 
 
 def expected_failure(event: DagsterEvent) -> str | None:
@@ -160,42 +152,3 @@ def install_console_filter(log: DagsterLogManager) -> None:
         for logger in getattr(handler, "_loggers", ()):
             if not any(isinstance(existing, ConsoleFilter) for existing in logger.filters):
                 logger.addFilter(ConsoleFilter(logger))
-
-
-def execute_steps_in_process(
-    executor: InProcessExecutor, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
-) -> Iterator[DagsterEvent]:
-    """``InProcessExecutor.execute`` as Dagster 1.13 writes it, with the console filter on the loggers of the context
-    it runs the steps in (the CLI tests fail if that ever changes)."""
-
-    def steps(job_context: PlanExecutionContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
-        install_console_filter(job_context.log)
-        yield from inprocess_execution_iterator(job_context, execution_plan)
-
-    step_keys = execution_plan.step_keys_to_execute
-    yield DagsterEvent.engine_event(
-        plan_context,
-        f"Executing steps in process (pid: {os.getpid()})",
-        event_specific_data=EngineEventData.in_process(os.getpid(), step_keys),
-    )
-    with time_execution_scope() as timer_result:
-        yield from ExecuteRunWithPlanIterable(
-            execution_plan=plan_context.execution_plan,
-            iterator=steps,
-            execution_context_manager=PlanExecutionContextManager(
-                job=plan_context.job,
-                retry_mode=plan_context.retry_mode,
-                execution_plan=plan_context.execution_plan,
-                run_config=plan_context.run_config,
-                dagster_run=plan_context.dagster_run,
-                instance=plan_context.instance,
-                raise_on_error=plan_context.raise_on_error,
-                output_capture=plan_context.output_capture,
-                step_dependency_config=executor.step_dependency_config,
-            ),
-        )
-    yield DagsterEvent.engine_event(
-        plan_context,
-        f"Finished steps in process (pid: {os.getpid()}) in {format_duration(timer_result.millis)}",
-        event_specific_data=EngineEventData.in_process(os.getpid(), step_keys),
-    )

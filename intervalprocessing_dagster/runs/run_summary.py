@@ -12,30 +12,15 @@ id '5b0d3c2' is too short: …``. Any failed step is named at the end. Each job'
 that wrote no report and is not a report run does not say ``reports written: none``. Automations are named by the
 name in their document, with their ``_id`` where two share a name.
 
-Why it is written by the executor, not by an op, a hook or a sensor:
-
-* a final "collect" op after the mapped ``apply_automation`` steps is *skipped* as soon as one upstream step fails,
-  which is exactly the run whose summary matters most; and the report assets have no common downstream step;
-* a hook runs per step, never once per run;
-* a run-status sensor runs in the daemon only, so ``dagster job execute`` would never print it, and it lands in
-  the daemon's logs rather than the run's;
-* the executor is the one piece of every launch path (``dagster job execute``, ``dagster dev``, the ECS run task)
-  that sees every step's events, from every step process, and knows when the last step has finished.
-
-So :func:`with_run_summary` wraps an executor: it passes every event through unchanged, tallies the ones it cares
-about, and logs the line when the steps are done (or, if orchestration itself raises, before re-raising). It is
-the code location's default executor (``definitions.py``); a job that sets its own executor keeps the line by
-wrapping it: ``executor_def=with_run_summary(in_process_executor)``.
-
-For the same reasons it is where a job checks, once its last step has ended, that it did all it was to do: a job
-may give a :data:`ClosingCheck` (the data-change jobs do: ``data_change/completeness.py``), whose answer, the
-automations that did not run, goes into the line and fails the run (:class:`IncompleteRunError`) naming them.
+It is written by the executor (``runs/executor.py``), which also runs a job's :data:`ClosingCheck`: a job that
+ended without running every automation it loaded fails (:class:`IncompleteRunError`) naming them. Why there:
+docs/decisions/run-summary-in-the-executor.md.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -44,28 +29,10 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
-    Executor,
-    ExecutorDefinition,
     JobDefinition,
-    MetadataValue,
-    multi_or_in_process_executor,
 )
 
-# Not exported at the top level, but the types of the public Executor interface's arguments and properties (and of
-# an engine event's metadata).
-from dagster._core.events import EngineEventData
-from dagster._core.execution.context.system import PlanOrchestrationContext
-from dagster._core.execution.plan.plan import ExecutionPlan
-from dagster._core.execution.retries import RetryMode
-from dagster._core.execution.step_dependency_config import StepDependencyConfig
-from dagster._core.executor.in_process import InProcessExecutor
-
-from intervalprocessing_dagster.runs.console_log import (
-    RUN_SUMMARY_PREFIX,
-    execute_steps_in_process,
-    failed_by_blocking_check,
-    install_console_filter,
-)
+from intervalprocessing_dagster.runs.console_log import RUN_SUMMARY_PREFIX, failed_by_blocking_check
 
 # A step output's (or a step failure's) text metadata under this key is the step's own part of the line: the history
 # retention job's and the revert's, so that each job's line speaks of its own work.
@@ -261,102 +228,7 @@ def _automation_ref(metadata: Mapping[str, Any], mapping_key: str) -> Automation
 #: A job's closing check, told to the executor by the job: given the run, the instance, the job and what the run's
 #: steps did, the automations that should have run and did not (public types only: the domain needs no more).
 ClosingCheck = Callable[[DagsterRun, DagsterInstance, JobDefinition, RunSummary], list[AutomationRef]]
-# The UI path that undoes a run, given its id (``data_change/revert.py``'s launchpad link).
-UndoLink = Callable[[str], str]
-UNDO_METADATA_KEY = "undo_this_run"
 
 
 class IncompleteRunError(Exception):
     """The run's steps ended, but automations it was to run did not run; the message names them."""
-
-
-class RunSummaryExecutor(Executor):
-    """Runs the plan on ``inner``, then the job's closing check, and logs the :class:`RunSummary` line."""
-
-    def __init__(
-        self,
-        inner: Executor,
-        closing_check: ClosingCheck | None = None,
-        undo: UndoLink | None = None,
-        automation_op: str | None = None,
-    ) -> None:
-        self._inner = inner
-        self._closing_check = closing_check
-        self._undo = undo
-        self._automation_op = automation_op
-
-    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan) -> Iterator[DagsterEvent]:
-        install_console_filter(plan_context.log)  # not run summary work: see console_log.py for why it is here
-        summary = RunSummary(automation_op=self._automation_op)
-        try:
-            if isinstance(self._inner, InProcessExecutor):  # its steps log through loggers of their own
-                events = execute_steps_in_process(self._inner, plan_context, execution_plan)
-            else:
-                events = self._inner.execute(plan_context, execution_plan)
-            for event in events:
-                summary.add(event)
-                yield event
-            self._check_closing(plan_context, summary)
-        except Exception:
-            plan_context.log.info(summary.line())
-            raise
-        if self._undo is not None and summary.modified:
-            # One click from the run to its undo: the UI renders a URL metadata value as a link.
-            yield DagsterEvent.engine_event(
-                plan_context,
-                f"Undo this run: revert_automation_run_job, run id {plan_context.run_id} filled in",
-                EngineEventData(metadata={UNDO_METADATA_KEY: MetadataValue.url(self._undo(plan_context.run_id))}),
-            )
-        plan_context.log.info(summary.line())
-        if summary.not_run:
-            raise IncompleteRunError(summary.incomplete_message())
-
-    def _check_closing(self, plan_context: PlanOrchestrationContext, summary: RunSummary) -> None:
-        """Run the job's closing check into ``summary.not_run``. A check that cannot run fails a run that would
-        otherwise be green (it cannot be shown complete); a run that already failed on its steps fails on them, with
-        the check's error as a warning, so the cause a person reads stays the step's."""
-        if self._closing_check is None:
-            return
-        try:
-            summary.not_run = self._closing_check(
-                plan_context.dagster_run, plan_context.instance, plan_context.job.get_definition(), summary
-            )
-        except Exception as exc:
-            if not (summary.failed_automations or summary.failed_steps):
-                raise
-            plan_context.log.warning(f"the closing check could not run: {exc}")
-
-    @property
-    def retries(self) -> RetryMode:
-        return self._inner.retries
-
-    @property
-    def step_dependency_config(self) -> StepDependencyConfig:
-        return self._inner.step_dependency_config
-
-    def get_step_event_or_retry_event(self, *args: Any, **kwargs: Any) -> DagsterEvent:
-        return self._inner.get_step_event_or_retry_event(*args, **kwargs)
-
-
-def with_run_summary(
-    inner: ExecutorDefinition,
-    closing_check: ClosingCheck | None = None,
-    undo: UndoLink | None = None,
-    automation_op: str | None = None,
-) -> ExecutorDefinition:
-    """``inner`` with the summary line (and ``closing_check``, if given; with ``undo``, a link to undo a run that
-    modified documents, logged just before the line; with ``automation_op``, the op a data-change job maps over its
-    automations, whose steps the line counts); same name, config and requirements, so run config is unchanged."""
-    return ExecutorDefinition(
-        name=inner.name,
-        config_schema=inner.config_schema,
-        requirements=inner.get_requirements,
-        executor_creation_fn=lambda init_context: RunSummaryExecutor(
-            inner.executor_creation_fn(init_context), closing_check, undo, automation_op
-        ),
-        description=f"{inner.description or inner.name}, followed by one INFO line summarizing the run.",
-    )
-
-
-# Dagster's own default executor (multiprocess unless the run config picks in_process), with the summary line.
-run_summary_executor = with_run_summary(multi_or_in_process_executor)

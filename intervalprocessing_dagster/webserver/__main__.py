@@ -21,11 +21,10 @@ from typing import Any
 
 import click
 import uvicorn
+from dagster import deserialize_value
 from dagster._cli.utils import assert_no_remaining_opts, get_possibly_temporary_instance_for_cli
 from dagster._cli.workspace.cli_target import WorkspaceOpts, workspace_opts_to_load_target
-from dagster._core.instance import InstanceRef
 from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._serdes import deserialize_value
 from dagster._utils.log import configure_loggers
 from dagster_shared.ipc import interrupt_on_ipc_shutdown_message
 from dagster_webserver.app import create_app_from_workspace_process_context
@@ -88,7 +87,7 @@ def serve(
         instance = stack.enter_context(
             get_possibly_temporary_instance_for_cli(
                 cli_command="intervalprocessing-webserver",
-                instance_ref=deserialize_value(instance_ref, InstanceRef) if instance_ref else None,
+                instance_ref=deserialize_value(instance_ref) if instance_ref else None,  # dagster dev's --instance-ref
                 logger=log,
             )
         )

@@ -20,7 +20,7 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.runs.console_log import print_held_summaries
-from intervalprocessing_dagster.runs.run_summary import with_run_summary
+from intervalprocessing_dagster.runs.executor import with_run_summary
 from tests.local_project import execute_job as execute_cli_job
 from tests.local_project import new_project, user_env
 

@@ -26,7 +26,8 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
-from intervalprocessing_dagster.runs.run_summary import AutomationRef, RunSummary, with_run_summary
+from intervalprocessing_dagster.runs.executor import with_run_summary
+from intervalprocessing_dagster.runs.run_summary import AutomationRef, RunSummary
 
 REPO = Path(__file__).parents[2]
 THURSDAY = "2024-03-14T03:00:00+00:00"
