@@ -1,35 +1,11 @@
 """One INFO line at the end of every run's logs saying what the run did, failed runs included.
 
-A run's outcome is otherwise spread over dozens of DEBUG events. The line reads, for a data-change run,
-``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed ('Bad rule')`` (plus ``N already applied``
-when the ledger skipped automations an earlier run of the stamp applied, ``N withdrawn`` for automations whose
-document was deleted, deactivated or moved to another cadence after it was loaded, and ``N not run (...)`` when some
-never ran) and, for file generation, ``Run summary: reports written: daily_audit_inventory ->
-/…/DailyAuditInventory_….txt; skipped: weekly_audit_inventory (not a Friday)``; for the config checks ``checks 3
-passed, 1 failed (…)``; for the jobs whose steps say it themselves (metadata ``summary`` on the step's output or
-failure), their words: ``Revert of run group …: 8 journaled document(s), restored 8, …`` or ``revert not done: run
-id '5b0d3c2' is too short: …``. Any failed step is named at the end. Each job's line speaks of its own work: a run
-that wrote no report and is not a report run does not say ``reports written: none``. Automations are named by the
-name in their document, with their ``_id`` where two share a name.
-
-Why it is written by the executor, not by an op, a hook or a sensor:
-
-* a final "collect" op after the mapped ``apply_automation`` steps is *skipped* as soon as one upstream step fails,
-  which is exactly the run whose summary matters most; and the report assets have no common downstream step;
-* a hook runs per step, never once per run;
-* a run-status sensor runs in the daemon only, so ``dagster job execute`` would never print it, and it lands in
-  the daemon's logs rather than the run's;
-* the executor is the one piece of every launch path (``dagster job execute``, ``dagster dev``, the ECS run task)
-  that sees every step's events, from every step process, and knows when the last step has finished.
-
-So :func:`with_run_summary` wraps an executor: it passes every event through unchanged, tallies the ones it cares
-about, and logs the line when the steps are done (or, if orchestration itself raises, before re-raising). It is
-the code location's default executor (``definitions.py``); a job that sets its own executor keeps the line by
-wrapping it: ``executor_def=with_run_summary(in_process_executor)``.
-
-For the same reasons it is where a job checks, once its last step has ended, that it did all it was to do: a job
-may give a :data:`ClosingCheck` (the data-change jobs do: ``data_change/completeness.py``), whose answer, the
-automations that did not run, goes into the line and fails the run (:class:`IncompleteRunError`) naming them.
+``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed ('Bad rule')``, and the like for reports, checks
+and jobs whose steps give a ``summary``. :func:`with_run_summary` wraps an executor, the one piece of every launch
+path that sees every step's events and knows when the last step ended: it is the code location's default executor,
+and a job with its own executor wraps it (``executor_def=with_run_summary(in_process_executor)``). A job may give a
+:data:`ClosingCheck`, whose unfinished automations fail the run (:class:`IncompleteRunError`). Why not an op, a hook
+or a sensor: docs/decisions/run-summary-in-the-executor.md.
 """
 
 from __future__ import annotations
@@ -257,9 +233,9 @@ def _automation_ref(metadata: Mapping[str, Any], mapping_key: str) -> Automation
     )
 
 
-# What a job checks once its last step has ended: the automations it was to run that have no outcome (none: empty).
-#: A job's closing check, told to the executor by the job: given the run, the instance, the job and what the run's
-#: steps did, the automations that should have run and did not (public types only: the domain needs no more).
+#: A job's closing check, run once its last step has ended, told to the executor by the job: given the run, the
+#: instance, the job and what the run's steps did, the automations that should have run and have no outcome (none:
+#: empty; public types only: the domain needs no more).
 ClosingCheck = Callable[[DagsterRun, DagsterInstance, JobDefinition, RunSummary], list[AutomationRef]]
 # The UI path that undoes a run, given its id (``data_change/revert.py``'s launchpad link).
 UndoLink = Callable[[str], str]
