@@ -55,10 +55,8 @@ WRITING, WRITTEN = "writing", "written"
 TTL_INDEX = "createdAt_ttl"
 UNDO_INDEX = "rootRunId_automation"
 
-# Ids per write statement and per read: SecantusDB matches ``$in`` linearly per document (so n ids cost it n^2) and
-# each statement costs it a fixed amount: 8-16 ids per write statement were its best, and reads cost the same CPU at
-# 16 and 50 ids, so reads take 50 (a third of the round trips). MongoDB looks each id up in the _id index, and a
-# batch's write statements travel in one bulk write either way.
+# Ids per write statement and per read, SecantusDB's best (measured: docs/decisions/journal-concurrent-writers.md);
+# MongoDB looks each id up in the _id index, and a batch's write statements travel in one bulk write either way.
 IDS_PER_STATEMENT = 16
 IDS_PER_READ = 50
 # How many times a batch's document is written before one another writer keeps changing is given up on (contended):
