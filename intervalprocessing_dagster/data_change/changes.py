@@ -1,51 +1,13 @@
 """What an automation's update does to one document, worked out from the document as read, and what undoes it.
 
-The change journal (``journal.py``) records, for every document an automation modifies, the values it replaced.
-This module computes them, without I/O. :class:`UpdateShape` reads an :class:`UpdatePlan`'s update in the form
-``plan.py`` writes it (``$set`` / ``$unset`` of field paths, ``$set`` of ``<array>.$[].<property>`` or
-``<array>.$[eN].<property>`` with its array filter, ``$push`` of one element, ``$pull`` of ``{<property>: value}``),
-applies it to a copy of the touched fields with MongoDB's rules, in the order the server applies an update's paths
-(:class:`FieldOrder`: that order decides where new fields go, and whether ``a.1.b`` meets the padding of ``a.2``),
-and answers, for one document:
+Without I/O, for the change journal (``journal.py``): :class:`UpdateShape` applies a plan's update with MongoDB's rules
+and field order and answers the changes (what the write changes, recorded so that an undo is exact), the pins (query
+conditions that hold while the fields still have the values the changes were computed from), a :class:`Refusal`, or
+``None`` for MongoDB's no-op; :func:`restore_document` gives the write that undoes recorded changes, or a conflict.
+Values compare as MongoDB decides a no-op (:func:`same_value`), elements as its queries do (:func:`query_matches`).
 
-* **the changes**, the smallest exact record of what the write changes:
-
-  - :class:`SetChange`: a path's value before and after (absent = the field is missing). A path whose parent did not
-    exist is recorded at the first missing level (``meta`` missing → ``meta: {by: x}``), so undoing it removes what
-    the write created; a path through an array is recorded as the whole array. An undo must put every field back
-    where it was, and setting a removed field again appends it to its parent: so a field removed from the middle
-    of a sub-document is recorded as that sub-document whole (``meta: {flag, by}`` → ``{by}``; the undo sets it
-    back whole, at its place), and one removed from the middle of the document with the names of the fields before
-    it (``preceding``; the undo rebuilds the document around it). Recording the parent costs a larger entry only
-    for those removals, and needs no other read: the simplest record whose undo is exact, whatever chain of
-    automations touched the sub-document, because each undo then restores exactly the state the next one expects;
-  - element updates (``$[]``, ``$[eN]``) record each changed element whole, at its index (``notes.2``);
-  - :class:`PushChange`: the element appended, and whether the write created the array;
-  - :class:`PullChange`: each element removed with its index, and a fingerprint of the array that was left;
-
-* **the pins**: for every touched field a query condition that holds while the field still has the value the
-  changes were computed from (the whole array for element updates and pulls; "exists" for a push, whose journal
-  entry is the element alone). A write filtered by its pins can only apply to the state that was journaled;
-* or a :class:`Refusal` where MongoDB refuses the update for this document (a path through a value that is not a
-  document, a pull through one, a push or pull on a value that is not an array, ``$[]`` or a matching array filter
-  over an element that is not a document, paths that conflict): the document is not written and is reported as
-  the server's refusals are;
-* or ``None``: the update would not change the document (MongoDB's own no-op), so nothing is written or journaled.
-
-Values compare as MongoDB decides a no-op (:func:`same_value`: type and bytes, so 1 and 1.0 differ); array filters and
-pulls select elements with MongoDB's query equality (:func:`query_matches`: 1 equals 1.0, null matches a missing
-field, an array holding the value matches). A pin is a query condition, so it compares with query equality too: the
-one concurrent change a pin cannot tell apart is a field rewritten, in the instant between the read and the write,
-to an equal number of another type or to an array holding its value.
-
-The other direction: :func:`restore_document` gives, for a document's recorded changes and the document as it is
-now, the write that puts the values back, but only while the document still holds exactly what the automation wrote
-(a push: while the pushed element is still there; a pull: while the array still starts with what the pull left);
-otherwise the document is a conflict (someone changed it since) or already as before.
-
-``tests/data_change/test_data_change_mongodb_cases.py`` checks the model against 80 cases of MongoDB's own update
-tests and documentation, and against the embedded server; docs/decisions/update-model-and-field-order.md says why
-it is built this way and where SecantusDB departs from MongoDB.
+Checked against 80 of MongoDB's own update cases (``tests/data_change/test_data_change_mongodb_cases.py``). What each
+answer holds, and why the model is built this way: docs/decisions/update-model-and-field-order.md.
 """
 
 from __future__ import annotations
@@ -120,7 +82,8 @@ def fingerprint(value: Any) -> str:
 
 
 def pin(value: Any) -> dict[str, Any]:
-    """The query condition that holds while a field has ``value`` (see the module docstring on its precision)."""
+    """The query condition that holds while a field has ``value`` (its precision:
+    docs/decisions/update-model-and-field-order.md)."""
     if value is MISSING:
         return {"$exists": False}
     if value is None:

@@ -1,27 +1,9 @@
 """Apply one :class:`UpdatePlan` to its collection, with memory bounded whatever the number of matched documents.
 
-The old app drained the whole cursor into a list of update models and sent them in one ordered bulk write whose
-filter was only ``_id`` (spec §3.2, §5.4, §5.7): memory grew with the data, one bad document lost the rest, and a
-document that stopped matching between read and write was changed anyway. Here:
-
-* a find query is one server-side ``update_many`` whose filter *is* the query, so nothing crosses the network but
-  the command, and the server re-checks the condition as it writes; if the server refuses a document part-way
-  (``update_many`` then stops), the remaining documents are written in ``_id`` batches that still re-check the query,
-  and the refused ones are reported;
-* so is a pipeline that only filters (``$match`` stages, then only stages that keep every document, such as
-  ``$project``): its ``$match`` conditions are a find filter that selects the same documents (``filter_of``), and
-  one ``update_many`` costs the server less than reading the ``_id`` values and writing them back one by one;
-* any other aggregate query is streamed projected to ``_id`` and written in unordered batches of ``batch_size`` (one
-  ``UpdateOne`` per ``_id``, so a document the server refuses does not stop the others in its batch); a pipeline's
-  condition cannot be re-checked in a write filter, the plan's own conditions (push guard, array present) are;
-* every server call runs inside ``pymongo.timeout`` for the time left before ``deadline`` (the server gets it as
-  ``maxTimeMS``), and batching stops between batches once the deadline has passed, so a run never outlives its
-  interval; a later run finishes the job, because every plan is idempotent for its run;
-* a dry run counts what would match and samples a few ``_id`` values, and writes nothing;
-* an automation step's writes are the change journal's (``journal.py``, which builds on this module): it reads what
-  each batch's documents hold in the fields the update touches, records it, and writes with filters that pin those
-  values, so the journal and the data agree; the plain write described above is what the benchmark measures
-  journaling against.
+A find query (or a pipeline that only filters, :func:`filter_of`) is one server-side ``update_many`` that re-checks
+the query as it writes; any other pipeline is streamed as ``_id`` s and written in unordered batches. Every call is
+bounded by the run's ``deadline``, and a dry run writes nothing. The journaled write (``journal.py``) builds on this;
+the plain write is what the benchmark measures it against. Why: docs/decisions/bounded-memory-writes.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,9 @@
 """The blast-radius guard: an automation that matches more documents than it may writes nothing and fails.
 
-One typo in a query (``{}`` instead of ``{status: 'Pending'}``) would rewrite every audit at the next tick; the
-journal can undo that, but better that it never happens. Each automation may set ``maxDocuments`` on its
-``dataupdateconfigs`` document (``settings.parse_limit``: a number, a percentage of its collection, or both); the
-others get the platform's ``AUTOMATION_MAX_DOCUMENTS`` (same syntax; unset: no limit). An automation's own limit
-replaces the platform's, so one that is meant to touch many documents can say so.
-
-The guard counts before anything is written, with a count-only query that selects what the write would: the query
-with the plan's conditions for a find (and a pipeline that only filters, ``execute.filter_of``), the pipeline's
-output for any other pipeline (which so runs twice: the price of a limit on a join). Only an automation with a limit
-is counted. A percentage is of the collection's ``estimated_document_count`` (its metadata: no scan). The count is
-taken once, just before the write: documents that begin to match while the automation writes are written; the guard
-bounds a rule, not concurrent writers.
-
-The same count runs in the hourly config checks (``checks.py``), so an over-broad automation is red hours before its
-cadence fires, and in the automation's own step, where exceeding the limit fails the step with a message that gives
-the count, the limit and how to raise it (the run-failure alert quotes its first line); the cadence's other
-automations still run.
+A typo such as ``{}`` for a query would rewrite a whole collection. The limit is the automation's ``maxDocuments``,
+else ``AUTOMATION_MAX_DOCUMENTS`` (``settings.parse_limit``: a number, a percentage of the collection, or both); the
+guard counts what the write would select just before writing (an aggregate pipeline so runs twice), in the step and
+in the hourly config checks. It bounds a rule, not concurrent writers. Details: docs/decisions/blast-radius-guard.md.
 """
 
 from __future__ import annotations

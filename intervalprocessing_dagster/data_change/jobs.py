@@ -1,43 +1,13 @@
 """The four data-change jobs: load a cadence's automations, then apply each one as its own Dagster step.
 
-The old app ran a cadence's automations one after another inside one process, and the first exception ended them
-all (spec §3.4, §5.6). Here the loader yields one dynamic output per automation, keyed by its name, and
-``apply_automation`` is mapped over them: each automation is a step in the UI with its own logs, metadata (matched,
-modified, duration) and retries, a failing one does not stop the others, and the run fails at the end listing the
-failed steps, i.e. the automations, by name. Each step also records its outcome on the partition named for its
-automation of the collection it changes (``history.py``): one automation's history in the UI.
+One mapped ``apply_automation`` step per automation (by name), so a failing automation has its own logs, metadata and
+retries and does not stop the others; the steps run in process, one after another in name order. A step applies its
+document as it is when the step starts (read again by ``_id``), so "Re-execute → From failure" after a fix runs the
+fix. The ``automationruns`` ledger (``record.py``) makes each automation apply once per run stamp, and the closing
+check (``completeness.py``) fails a run that leaves one without an outcome. One factory builds the four jobs; they
+differ only in the ``runCadence`` they load and their tags (``Cadence.run_tags``).
 
-``automationruns`` (``record.py``) is the cadence's ledger for the run stamp: the loader writes a ``pending`` record for
-every automation it loaded, each step claims its record ``running`` and ends it ``succeeded`` or ``failed``, and a
-step whose automation already succeeded for the stamp (in any run of it: a retry, a re-execution, "Re-execute all")
-applies nothing and says so. Once the last step has ended, the executor wrapper runs the closing check
-(``completeness.py``): a run that leaves an automation loaded for its stamp without an outcome fails, naming it.
-
-A step applies its document as it is when the step starts, not as the loader read it: it reads the document again by
-``_id`` (one point read, about 0.3 ms on SecantusDB, against tens of milliseconds of work per automation) and
-validates that. The loader's copy, which is the step's input, serves only as the key (``_id``, step, name). This is
-what makes "Re-execute → From failure" after a fix work: such a re-execution does not run the loader again, and
-Dagster hands the failed steps the outputs the first run's loader stored, so the broken version would otherwise be
-applied (and fail) again however often the run was re-executed. Re-reading only in a re-execution would be as cheap
-but give a first run and its re-execution two rules; running the loader again in every re-execution from failure would
-re-plan every automation, which is "Re-execute all". A document deleted, deactivated or moved to another cadence since
-it was loaded is not applied: the step says so, succeeds, and records the automation ``withdrawn`` for the stamp, an
-outcome the closing check accepts (``record.py`` says why it is not ``failed`` or ``succeeded``).
-
-The steps run in the run worker's own process (``in_process_executor``), one after another in the loader's order
-(by name). Dagster's default executor starts a fresh Python process per step, which imports Dagster and this
-package again: about 1.3 s per automation, against tens of milliseconds of database work (bench/README.md compares
-the options). Sequential is also the old app's order, so automations that touch the same collection still apply
-in name order. What it costs: a crash or memory blow-up of one automation ends the run's process, and so the run;
-the daemon's run retry then resumes from failure in a new task, loading the finished steps' outputs through the
-IO manager (S3 in production), with every automation that did not finish re-planned (``instance/reexecution.py``
-puts back the ones Dagster's own plan leaves out); one that had applied before the crash is skipped by the ledger,
-and would be safe to apply again anyway, because every plan is idempotent for its run stamp. A step waiting out a
-``RetryRequested`` does not hold up the others: the executor runs every other ready step and sleeps only when none
-is left.
-
-One factory builds the four jobs; they differ only in which ``runCadence`` they load and in their tags
-(``Cadence.run_tags``: the runtime limit and the one-at-a-time concurrency key).
+Design and costs: docs/decisions/data-change-steps.md.
 """
 
 import re
@@ -123,7 +93,7 @@ class DataChangeConfig(Config):
 @dataclass(frozen=True)
 class AutomationTask:
     """One config document to apply, as the loader read it; the step reads it again by ``_id`` and validates that
-    version (the module docstring says why)."""
+    version (docs/decisions/data-change-steps.md says why)."""
 
     cadence: Cadence
     label: str
@@ -310,8 +280,8 @@ def _apply_automation(
     if earlier is not None:
         return _already_applied(context, task, key, earlier, identity)
 
-    # The document as it is now, by the _id of the loader's copy (the module docstring says why). From here on the
-    # step, its record and its journal use it; a deleted document keeps the loaded version, for the record.
+    # The document as it is now, by the _id of the loader's copy (docs/decisions/data-change-steps.md says why). From
+    # here on the step, its record and its journal use it; a deleted document keeps the loaded version, for the record.
     try:
         current = database[CONFIG_COLLECTION].find_one({"_id": task.document.get("_id")})
     except ConnectionFailure as exc:

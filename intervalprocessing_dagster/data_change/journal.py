@@ -1,60 +1,12 @@
 """The change journal: for every document an automation modifies, the values it replaced, written with the change.
 
-Before this, an automation's ``Change``, ``Remove`` or ``Delete`` overwrote the previous value for good, and the only
-way back from a wrong rule was a point-in-time restore of the whole cluster. Now every write an automation makes is
-recorded in ``automationchanges``, so ``revert_automation_run_job`` (``revert.py``) can put exactly those values back.
+Every automation write is recorded in ``automationchanges`` so that ``revert_automation_run_job`` (``revert.py``) can
+put exactly those values back instead of a point-in-time restore of the whole cluster. A page is stored ``writing``
+before its batch is written with filters pinned to the journaled values, and set ``written`` after; a page still
+``writing`` is in doubt and is resolved (its documents read back) before the next attempt or the undo.
 
-What is recorded. One *page* per batch of at most ``batch_size`` documents (one journal document, so recording a
-batch costs one insert whatever its size)::
-
-    {_id, runId, rootRunId, stamp, automation, configId, configHash, collection, createdAt,
-     state: "writing" | "written", revertOf?,
-     documents: [{_id: <the document's _id>, changes: [<change>, ...], unconfirmed?: true}, ...]}
-
-A change (``changes.py``) is the previous and new value of exactly one touched path as the server stores it
-(``set``; an array element update records the element, at its index; a field removed from the middle of a
-sub-document records the sub-document, so that the undo puts it back in place), or the element a push appended
-(``push``), or the elements a pull removed with their indexes (``pull``). ``configHash`` is ``rules.config_hash`` of
-the automation's document, so the version of the rule that made a change stays known after the document is edited.
-``rootRunId`` is the Dagster run the run and its retries and re-executions descend from: one cadence tick, one stamp.
-A page expires ``AUTOMATION_HISTORY_DAYS`` after ``createdAt`` (a TTL index); ``(rootRunId, automation)`` is indexed
-for the undo.
-
-How a batch is written, so that the journal and the data agree:
-
-1. read the batch's documents, projected to the fields the update touches (the automation's own query, re-checked);
-2. work out each document's changes and *pins* client-side (``changes.UpdateShape``): a document the update would
-   not change is neither journaled nor written, and one MongoDB would refuse is reported without being written;
-3. insert the page, ``state: "writing"``;
-4. write with filters that pin each document's ``_id`` *and* the values its changes were computed from (plus the
-   query and the plan's own conditions): documents sharing the same pins, the common case (all ``status: "Open"``),
-   share one ``update_many`` per ``IDS_PER_STATEMENT`` ids, all of a batch's statements in one unordered bulk write.
-   A document that another writer changed between the read and the write no longer matches its pins and is not
-   written; one that was written no longer matches them either, so sending the batch again changes nothing twice;
-5. if every document was modified (the modified count says so), set ``state: "written"``: done. Otherwise send each
-   document once more on its own, which names the ones the server refuses; if the counts still do not add up, read
-   the documents back: a document holding the recorded *after* values was written, one holding the *before* values
-   was not (its entry is dropped). One holding neither was changed by another writer: before the write (so not
-   written) when the documents holding their *after* values account for every modification the server counted;
-   otherwise it may have been written and changed again at once, so its entry is kept, flagged ``unconfirmed``, and
-   the undo never touches it;
-6. the documents not written because another writer changed them (and the ``unconfirmed`` ones) are read again with
-   the query and written again, on a new page, while they still match, as ``update_many`` would have changed them:
-   up to ``WRITE_TRIES`` tries, after which the ones still changing are *contended*, named, and fail the automation.
-
-Guarantees. A document is never modified without its entry: the page is stored before the write, and the write
-cannot touch a document whose ``_id`` is not on it. An entry never claims a change that did not happen once its page
-is ``written``: the pins make the write apply only to the journaled state, and shortfalls are resolved as above. A
-page still ``writing`` (the run died between steps 3 and 5, or its server call timed out) is *in doubt*, not a
-claim: the automation's next attempt for the same run (a step retry, a re-execution from failure, a run retry) and
-the undo resolve it first, by reading its documents back as step 5 does. Retries and re-executions share the run's
-stamp, so their plan changes nothing it already changed, and nothing is journaled twice. Dry runs journal nothing.
-What the journal does not see: a concurrent writer that, in the instant between read and write, rewrites a field to
-an equal number of another type or to an array holding its value (``changes.py``: a pin is a query condition), and
-a document another writer puts back exactly to its journaled state between the two sends of step 5.
-
-The designs measured against this one (a transaction per batch, ``find_one_and_update`` per document, ``$merge``
-into the journal, pins without ``_id`` s): docs/decisions/journal-concurrent-writers.md.
+Page format, write steps and guarantees: docs/decisions/change-journal.md; the designs measured against it:
+docs/decisions/journal-concurrent-writers.md.
 """
 
 from __future__ import annotations
@@ -103,10 +55,8 @@ WRITING, WRITTEN = "writing", "written"
 TTL_INDEX = "createdAt_ttl"
 UNDO_INDEX = "rootRunId_automation"
 
-# Ids per write statement and per read: SecantusDB matches ``$in`` linearly per document (so n ids cost it n^2) and
-# each statement costs it a fixed amount: 8-16 ids per write statement were its best, and reads cost the same CPU at
-# 16 and 50 ids, so reads take 50 (a third of the round trips). MongoDB looks each id up in the _id index, and a
-# batch's write statements travel in one bulk write either way.
+# Ids per write statement and per read, SecantusDB's best (measured: docs/decisions/journal-concurrent-writers.md);
+# MongoDB looks each id up in the _id index, and a batch's write statements travel in one bulk write either way.
 IDS_PER_STATEMENT = 16
 IDS_PER_READ = 50
 # How many times a batch's document is written before one another writer keeps changing is given up on (contended):
@@ -324,7 +274,7 @@ class ChangeJournal:
     def write(
         self, collection: Collection, writes: list[PlannedWrite], conditions: list[dict[str, Any]]
     ) -> WriteOutcome:
-        """Journal ``writes`` on one page and make them (steps 3-5 of the module docstring)."""
+        """Journal ``writes`` on one page and make them (steps 3-5 of docs/decisions/change-journal.md)."""
         if not writes:
             return NOTHING_WRITTEN
         self._ensure_indexes()

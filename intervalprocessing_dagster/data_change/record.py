@@ -1,43 +1,12 @@
 """The cadence ledger: one ``automationruns`` record per automation, cadence and run stamp, so "exactly once" holds
 across every run of a stamp.
 
-Spec §3.4: nothing recorded that an automation ran, so "did last night's automation touch these audits?" had no
-answer outside CloudWatch. Here each record says what one automation (a ``dataupdateconfigs`` document) did for one
-run stamp of its cadence, whichever Dagster runs took part: the first run, its step retries, a re-execution from
-failure, "Re-execute all", a retry after the worker died. Its ``_id`` is built from cadence, stamp, dry-run flag and
-config ``_id`` (``StampKey.record_id``), so ``_id``'s own unique index makes two records for one automation and stamp
-impossible without any other index; records of the old layout (one per Dagster run, keyed by an ObjectId) stay
-readable beside them.
-
-A record's life: the loader writes it ``pending`` for every automation it loaded (:func:`record_loaded`, which never
-touches an existing record), so the loaded set is in MongoDB with the data; the automation's step claims it
-``running`` (:func:`claim`) unless it already ``succeeded`` for this stamp, in which case the step applies nothing;
-the step ends it ``succeeded`` or ``failed`` (or ``retrying`` while Dagster waits to try again), or ``withdrawn`` when
-its document was deleted, deactivated or moved to another cadence after it was loaded (below). A record that is not
-terminal after a run ended names an automation that did not run (:func:`unfinished_records`).
-
-Why ``withdrawn`` is an outcome of its own. The step reads its document again by ``_id`` when it starts (``jobs.py``),
-so a re-execution from failure after a fix applies the document as it is now; a document that is gone or inactive by
-then is not applied, and the stamp must still be able to end. None of the other outcomes says that truthfully:
-``failed`` would make every "Re-execute → From failure" plan the step again and fail it again (red for ever for the
-stamp, an alert each time); ``succeeded`` would claim work that was not done, and a document switched back on would
-then be skipped as "already applied" by a later run of the stamp; leaving the record ``pending`` fails every run of
-the stamp as incomplete; deleting it loses that the stamp had loaded the automation. ``withdrawn`` is terminal for the
-completeness check (a person's decision to stop the automation is an outcome) and, like ``failed``, not a claim of
-work: a later run of the stamp that loads the document again (it was switched back on) applies it, once.
-
-Fields: ``runId`` (the run that last wrote it; ``runIds`` every run that did), ``mappingKey`` (its step,
-``apply_automation[<mappingKey>]``), ``automation`` (the name), ``configId``, ``cadence``, ``stamp``, ``status``,
-``dryRun``, ``attempts`` (tries in the run that last wrote it: Dagster's step retries), ``startedAt`` / ``finishedAt``
-(the last try), ``matched``, ``modified``, ``batches``, ``durationSeconds``, ``error``, ``reason`` (why a
-``withdrawn`` automation was not applied), ``configHash`` / ``config`` (the document and its fingerprint,
-``rules.config_hash``: as the loader read it until the step ends, then as the step read it, i.e. the version that ran,
-or the last one loaded when it was deleted; so "which version of the automation did this?" has an answer after the
-document has been edited), and ``recordedAt``, when it was last written.
-
-Records expire ``AUTOMATION_HISTORY_DAYS`` after they were last written (a TTL index on ``recordedAt``,
-:func:`ensure_run_record_indexes`), not after their stamp: a re-execution of an old run, or a run stamped with an old
-tick, must still find what it did. Records of the old layout have no ``recordedAt`` and are not expired.
+The loader records every automation it loaded ``pending`` (:func:`record_loaded`); the step claims it ``running``
+(:func:`claim`; one that already ``succeeded`` for the stamp is not applied again) and ends it ``succeeded``,
+``failed`` or ``withdrawn`` (its document was deleted, deactivated or moved after loading); a record not terminal
+after a run names an automation that did not run (:func:`unfinished_records`). Records expire
+``AUTOMATION_HISTORY_DAYS`` after they were last written. Fields, and why ``withdrawn`` is an outcome of its own:
+docs/decisions/automation-ledger.md.
 """
 
 from __future__ import annotations

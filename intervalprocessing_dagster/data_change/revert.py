@@ -1,35 +1,11 @@
 """``revert_automation_run_job``: put back what one run's automations changed, from the change journal.
 
-An automation with a wrong rule used to be undone only by a point-in-time restore of the whole cluster, losing every
-other change since. This job reads the run's pages of ``automationchanges`` (``journal.py``) and restores each
-journaled value, only where the document still holds exactly what the automation wrote. A document anyone changed
-since is left as it is and reported as a conflict: counted in the step's metadata, each one named in its logs.
-
-What "the run" covers: the cadence tick the given run stands for. A run, its step retries, its re-executions and the
-daemon's run retries share one root run and one stamp (``runs/clock.py``), and each of them journals what it changed
-under that root, so any of their ids reverts the changes they made together. ``automations`` narrows it to some
-automations by name.
-
-Order: the newest page first, so when two automations changed the same document in that run (one sets a status the
-next one selects on), the later change is undone before the earlier one, each against the state it produced.
-
-A dry run (the default) reads and classifies every journaled document, writes nothing (not even journal
-bookkeeping), and reports per automation what it would restore, with a sample of the values now and after. A real
-revert journals its own writes like any run (pages marked ``revertOf``), so it can itself be reverted: give its run
-id. After a revert that reports no conflicts, every document equals its state before the reverted run, field order
-included (``changes.py`` records removals so that their undo puts the fields back in place). A run of the group that
-has not finished yet is not reverted: the step fails and says which one.
-
-Which run: ``run_id`` is the whole id or a prefix of at least ``MIN_RUN_ID_PREFIX`` characters, because the UI
-shows 8-character ids on its run pages and lists and offers no way to copy the whole one. A prefix must name one run
-of this instance or one run group in the journal (a run whose Dagster history was deleted); an ambiguous one is
-refused naming the candidates. Runs are matched against every run id of the instance (Dagster's run storage has no
-prefix query; with the history retention's windows that is some thousands of ids).
-
-Launch it from the UI (**Jobs → revert_automation_run_job → Launchpad**) with ``ops: {revert_automation_run: {config:
-{run_id: <id>}}}``, first as a dry run, or from the link a data-change run that modified documents logs at its
-end (``undo_launchpad_url``: the launchpad with that config filled in); docs/runbook.md "Undo an automation run"
-walks through it.
+Instead of a point-in-time restore of the whole cluster, the job restores each value journaled in
+``automationchanges`` (``journal.py``) for the run's group (the run, its retries and re-executions: one stamp), newest
+page first, only where the document still holds what the automation wrote; others are reported as conflicts. A dry
+run (the default) writes nothing; a real revert is journaled too, so it can be reverted. ``run_id`` may be a prefix of
+at least ``MIN_RUN_ID_PREFIX`` characters, as the UI shows. Design: docs/decisions/revert-from-the-journal.md; the
+walk-through: docs/runbook.md "Undo an automation run".
 """
 
 import json

@@ -1,17 +1,9 @@
 """The four data-change schedules: the old EventBridge crons, in ``INTERVALPROCESSING_TIMEZONE``.
 
-Two rules the old deployment lacked (spec §5.7, §5.10). A tick is skipped while a run of the same job is still
-queued or going, so a cadence never runs twice at once (the production run queue also limits the ``CADENCE_TAG``
-value to one run; the skip keeps the queue from filling up behind a slow run). And each requested run carries its
-tick as the run stamp (``run_stamp_tags``), so the dates it writes, and those of any retry, are the tick's, not a
-``DateTime.Now`` taken somewhere along the way.
-
-Ticks missed while the daemon was down make one run, for the latest missed tick (the daemon's scheduler does that
-for schedules without partitions; the instances' ``max_catchup_runs: 1`` says the same): an automation applies to
-the data as it is now, so one run does what the missed ones would have, and no note is pushed once per missed tick
-with a stamp of its own. A dead run does not hold the next tick back for long: run monitoring fails it (within its
-poll interval), and from then on it is no longer "queued or going" here nor holding the run queue's slot for its
-cadence; its retry, if run retries start one, is that cadence's run until it ends.
+Two rules the old deployment lacked (spec §5.7, §5.10): a tick is skipped while a run of the same job is still queued
+or going, so a cadence never runs twice at once; and each run carries its tick as the run stamp
+(``run_stamp_tags``), so the dates it and its retries write are the tick's. Ticks missed while the daemon was down
+make one run, for the latest tick. Why: docs/decisions/one-run-per-cadence.md.
 """
 
 from dagster import (

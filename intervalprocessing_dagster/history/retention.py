@@ -1,44 +1,11 @@
 """Retention of Dagster's own history: a daily job deletes the runs that have outlived their window, with everything
 stored for them, and keeps what the product still reads.
 
-Why: every cadence run adds its run record and about eleven events per automation to Dagster's storage, and Dagster
-OSS 1.13 deletes none of it (its ``retention:`` setting covers schedule and sensor ticks only, which
-``deploy/dagster.yaml`` sets; run and event-log retention is asked for in dagster-io/dagster#4100 and #33785). A
-modest deployment writes about 47 MB a day into a 20 GiB database, and the UI's run and asset pages slow down long
-before it fills.
-
-What goes: a run that finished successfully more than ``success_days`` ago (``RUN_HISTORY_SUCCESS_DAYS``, 30), or
-failed or was canceled more than ``failure_days`` ago (``RUN_HISTORY_FAILURE_DAYS``, 90); never a run of the last
-``keep_all_days`` (``RUN_HISTORY_KEEP_ALL_DAYS``, 7), whatever its status and the windows; never one that has not
-finished. A run's age is counted from its record's last update, its finish. With the run go its events (and their
-asset tags), its asset-check executions, its captured stdout/stderr (the instance's compute-log manager: S3 in
-production) and the op outputs it stored (``step_output_store``: S3 in production, disk locally).
-
-What stays although it is past its window:
-
-* a run holding an asset's latest materialization or observation, or a check's latest completed evaluation: the
-  freshness check reads the former, the row-count check compares the next materialization against it, and the
-  asset pages show them (at most one run per asset and check);
-* every run of a re-execution group (a run, its re-executions and run retries: they share ``dagster/root_run_id``)
-  while any of them is still kept: a re-execution from failure loads the outputs its ancestors stored, and the UI
-  links the runs of a group.
-
-How: one run at a time, through Dagster's own storage calls: the event log's ``delete_events`` (events, their asset
-tags and, with this project's storage classes, the check executions and SQLite's per-run file:
-``instance/storage.py``), then the run storage's ``delete_run`` (the run and its tags). Not
-``DagsterInstance.delete_run``: it deletes the run row first, so a job stopped between the two calls would leave
-events that no run points to and no later pass would find. Files go before rows for the same reason. Every
-statement is its own short transaction (the Postgres storage autocommits): the largest deletes one run's events,
-about 5,600 rows for a 500-automation run, so no lock is held for long and runs and the UI go on meanwhile. Runs
-are read oldest first in batches of ``batch_size``, and the job stops after ``max_minutes``, leaving the rest to the
-next day's run (a first run on a long history takes several). The alternative, a storage-level purge (``DELETE ...
-WHERE timestamp < ...`` in id ranges), would be faster on Postgres, but it is our own SQL over six of Dagster's
-tables and SQLite's per-run files, which would break silently when Dagster changes them; the per-run calls delete a
-day of history well within a minute (bench/README.md, ``history`` family).
-
-When Dagster gains run and event-log retention of its own (#4100, #33785): configure it in ``dagster.yaml``'s
-``retention:``, check that it keeps what the list above keeps, and set ``RUN_HISTORY_RETENTION=off``, which removes
-``history_retention_schedule`` (the job stays, for a run by hand).
+Dagster OSS 1.13 deletes no runs or events (dagster-io/dagster#4100, #33785), and the UI slows as they pile up.
+Windows: ``RUN_HISTORY_SUCCESS_DAYS`` / ``RUN_HISTORY_FAILURE_DAYS``, never the last ``RUN_HISTORY_KEEP_ALL_DAYS`` or
+an unfinished run; a run holding an asset's or check's latest result, or whose re-execution group is still kept,
+stays. One run at a time through Dagster's own storage calls, events and files before the run row, for at most
+``max_minutes``. What goes and stays, and why not a storage-level purge: docs/decisions/history-retention.md.
 """
 
 import time
@@ -155,10 +122,9 @@ def purge_history(
     vacuum: bool = True,
     log: Callable[[str], None] = lambda _message: None,
 ) -> PurgeReport:
-    """Delete every run past its window (see the module docstring) with what was stored for it, oldest first; then,
-    on Postgres, when runs were deleted and ``vacuum`` is on, a plain ``VACUUM`` of the history tables, so the next
-    days' rows reuse the space at once (measured: without it the database carries up to a week of dead rows;
-    bench/README.md, ``history`` family).
+    """Delete every run past its window with what was stored for it, oldest first; then, on Postgres, when runs were
+    deleted and ``vacuum`` is on, a plain ``VACUUM`` of the history tables, so the next days' rows reuse the space at
+    once (without it the database carries up to a week of dead rows: docs/decisions/history-retention.md).
 
     ``now`` is a ``time.time()`` value (the windows count back from it); ``stop_at`` a ``time.monotonic()`` value
     after which no further run is started.
@@ -226,10 +192,10 @@ def _delete_past_windows(
 
 
 def delete_run(instance: DagsterInstance, step_outputs: StepOutputStore, run_id: str) -> int:
-    """Delete one run and everything stored for it, files first, the run record last (module docstring: why);
-    the number of step-output files or objects deleted. Logs are deleted by their own prefix, ``[run_id,
-    "compute_logs"]`` (Dagster's ``build_log_key_for_run``), before the outputs: on the local instance both live in
-    the run's folder of the storage directory, and only the outputs are counted."""
+    """Delete one run and everything stored for it, files first, the run record last (why:
+    docs/decisions/history-retention.md); the number of step-output files or objects deleted. Logs are deleted by
+    their own prefix, ``[run_id, "compute_logs"]`` (Dagster's ``build_log_key_for_run``), before the outputs: on the
+    local instance both live in the run's folder of the storage directory, and only the outputs are counted."""
     instance.compute_log_manager.delete_logs(prefix=[run_id, "compute_logs"])
     deleted_outputs = step_outputs.delete_run(run_id, instance)
     instance.event_log_storage.delete_events(run_id)

@@ -1,17 +1,10 @@
 """Dagster's ``EcsRunLauncher`` with the run tasks' network taken from comma-separated environment variables.
 
-Why a subclass: the launcher's ``run_task_kwargs`` is passed to ECS ``RunTask`` as written in ``dagster.yaml``, and
-only its ``cluster`` key understands ``{env: ...}``. The subnets and security groups are lists, but the CDK stack
-hands them to the tasks as one comma-separated variable each (``DAGSTER_RUN_SUBNETS``,
-``DAGSTER_RUN_SECURITY_GROUPS``), so something has to split them. The alternative the launcher offers,
-``use_current_ecs_task_config``, copies the network of whichever task runs the daemon; that couples the runs to the
-daemon's placement and does not work outside ECS (the tests). Besides that, it only keeps run monitoring away from
-the runs of the ``processToRun`` entry point (``check_run_worker_health``); everything else is the stock launcher.
-
-Only the deployed instance loads it: ``deploy/dagster.yaml`` names this module as its run launcher, and the installed
-package provides it. Stored run records keep no launcher module path (Dagster stores the instance's launcher config
-in ``dagster.yaml`` only), so moving it here (from ``deploy/python/intervalprocessing_ecs_launcher.py``, then
-``intervalprocessing_dagster/deploy/``) needed no migration; the class name is unchanged.
+The CDK stack hands the run tasks' subnets and security groups as one comma-separated variable each
+(``DAGSTER_RUN_SUBNETS``, ``DAGSTER_RUN_SECURITY_GROUPS``), which the stock launcher's ``run_task_kwargs`` cannot
+split; and run monitoring leaves the ``processToRun`` entry point's runs alone (``check_run_worker_health``). Only the
+deployed instance loads it (``deploy/dagster.yaml``). Why not ``use_current_ecs_task_config``, and the module's moves:
+docs/decisions/ecs-run-launcher-network.md.
 """
 
 from __future__ import annotations

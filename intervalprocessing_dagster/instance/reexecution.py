@@ -1,44 +1,12 @@
 """Re-execution from failure of a run whose worker died: the mapped steps Dagster leaves out, put back.
 
-What it compensates (Dagster 1.13, ``dagster/_core/execution/plan/state.py``, ``_derive_state_of_past_run``): to
-re-execute a failed or canceled run "from failure", Dagster derives the steps to run from the parent run's event
-log: every step that failed, every step that started and never ended, and every step that left no event at all
-*unless* it is a mapped step whose upstream dynamic output succeeded. Those resolved instances (``apply_automation
-[auto_07]`` when the loader had yielded ``auto_07``) are dropped. A data-change run killed after 5 of its 20
-automations (SIGKILL: out of memory, a stopped Fargate task, a lost host) is therefore re-executed as the one step that
-was in progress; the 15 that had not started never run, and the re-execution ends SUCCESS. Killed between the loader
-and the first automation, or after the last automation's step but before the run's end, nothing is left to re-plan:
-the daemon and the UI refuse with "No steps needed to be retried in the failed run", and the Python API
-(``ReexecutionOptions.from_failure``) with the misleading "Cannot perform reexecution with in-memory io managers"
-(``memoization.py``: an empty plan has no first level whose inputs could be persisted, so ``artifacts_persisted`` is
-false; the IO manager is not the problem). deploy/README.md has a few-line reproduction in plain Dagster.
-
-The correction, :func:`resume_retry_reexecution`, wraps ``KnownExecutionState.build_resume_retry_reexecution``, the
-one function all three production paths call: the daemon's automatic run retries and the UI's "Re-execute → From
-failure" (both through ``DagsterInstance.create_reexecuted_run``) and ``ReexecutionOptions.from_failure``. To
-Dagster's answer it adds every resolved instance of a mapped step (one per mapping key its dynamic upstream yielded,
-as far as the parent's chain of runs knows) that has no ``STEP_SUCCESS`` or ``STEP_SKIPPED`` in the parent or in the
-runs before it, back to the run that ran that upstream step: what an earlier re-execution did counts, and what no run
-of the chain did is planned, whatever the parent's own plan was (one Dagster planned alone, or a hand-picked step
-selection). When that leaves nothing, and the plan has mapped steps, every step the parent was to execute is planned
-again (the run failed after its last step: the data-change jobs' ledger makes each automation a no-op that says
-"already applied", and their closing check confirms the stamp is complete); a plan without mapped steps keeps
-Dagster's answer.
-
-How it is switched on: :class:`RecoveringDagsterInstance`, named by ``instance_class:`` in both ``dagster.yaml`` files,
-installs the correction when it is created. Every process that creates re-executions loads the instance from
-``dagster.yaml`` (the daemon, the webserver, ``dagster`` commands), so they all have it; the code location is not
-involved, which matters because the daemon and the webserver plan a retry before any run worker exists.
-
-Alternatives compared (deploy/README.md, "When a run's task dies", has the full comparison): a closing reconcile op
-(skipped by Dagster whenever an automation fails, and it would apply the missing automations inside one step,
-without their own logs and metadata); ``dagster/retry_strategy: ALL_STEPS`` plus the ledger's skip (fixes only the
-daemon's retries, not the UI's button, and re-reads every document); correcting the plan in the run worker's
-executor (cannot help when Dagster refuses to create the run at all). This one is narrow: one function, only mapped
-steps, only re-execution from failure.
-
-When Dagster fixes it: ``tests/instance/test_instance_reexecution.py`` runs Dagster's own function on a killed run and
-fails once it returns the dropped steps itself; then delete this module and the ``instance_class:`` entries.
+Dagster 1.13 drops the mapped steps (one automation each) that never started when it plans a re-execution from
+failure (dagster-io/dagster#20925). :func:`resume_retry_reexecution` adds every mapped step no run of the chain
+finished, or plans the parent's steps again when nothing is left; :class:`RecoveringDagsterInstance`
+(``instance_class:`` in both ``dagster.yaml`` files) installs it in every process that plans re-executions: the
+daemon, the webserver and ``dagster`` commands. When ``tests/instance/test_instance_reexecution.py``'s canary fails,
+Dagster plans these steps itself: delete this module. Details and alternatives:
+docs/decisions/reexecution-of-mapped-steps.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """Runs executed in their own process are stored as runs of this project's code location, so the UI shows them with
 their job.
 
-``dagster job execute`` (and ``dg launch --job``, which calls the same code) and the ``processToRun`` entry point
-(``process_to_run.py``) execute a job in their own process. Dagster stores such a run without a code-location
-origin (``remote_job_origin``), and the UI places runs by that origin: the job's **Runs** tab filters on the
-``.dagster/repository`` tag the origin produces, the **Jobs** list's recent runs read the same filter, and
-**Overview → Timeline** drops a run whose GraphQL ``repositoryOrigin`` is null. So these runs were only in the
-global run list, and **Re-execute** refused them (upstream: dagster-io/dagster#17707, still open, and #19458).
-
-``with_code_location`` gives such a run the origin a run launched from the UI has: this project's one code location,
-``intervalprocessing`` (the name ``workspace.yaml``, ``pyproject.toml``'s ``[tool.dagster]`` and production's
-workspace give it; a test keeps them equal), its one repository, the run's job. The run storages of
-``instance/storage.py`` apply it when a run is stored, which is the one place every run passes through. Runs that
-already have an origin (launched from the UI, a schedule, a sensor, a retry) are stored unchanged, and so is a run of
-some other code (a job pointer outside this package): this instance serves one code location, and only its runs are
-claimed for it.
-
-The UI finds the location by name, so ``dagster dev`` must load it under that name: started without code-location
-arguments in the project folder it reads ``workspace.yaml`` and does (``dagster dev -m ...`` would name the location
-after the module instead).
+Dagster stores a run of ``dagster job execute``, ``dg launch --job`` or ``processToRun`` without a code-location origin,
+so the UI leaves it out of its job's pages and refuses to re-execute it (dagster-io/dagster#17707).
+``with_code_location`` gives it the origin of this one location, ``intervalprocessing`` (the name ``workspace.yaml``
+gives it, so ``dagster dev`` must load that file); runs with an origin, or of other code, are stored unchanged. Why
+and where it applies: docs/decisions/run-origin-for-cli-runs.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,10 @@
 """Dagster's own SQLite and Postgres instance storage, with the event log keeping its database connections.
 
-Every step writes about a dozen events (start, input, logs, output, observation, success), and Dagster's stock
-event-log storages open a new connection for every one: SQLite builds a new SQLAlchemy engine and connection per
-event, Postgres (``NullPool``) a new connection, on RDS with a TLS handshake. Measured apart, an event costs 4.9 ms
-on SQLite that way against 1.1 ms on a kept connection; in a whole cadence run, this and the automation step's
-``Nothing`` output halved what Dagster adds per automation (SQLite 0.183 s to 0.095 s, Postgres 0.277 s to
-0.086 s; bench/README.md). Upstream knows the pattern (dagster-io/dagster#20325, #33935); its webserver swaps in a
-pooled engine for itself (``optimize_for_webserver``), run workers and the daemon never do.
-
-These classes are the stock storages with that difference (and, on the local SQLite instance, commits that do not
-wait for a disk flush: ``PooledSqliteEventLogStorage`` says what that risks), and one more: deleting a run's events
-also deletes what the stock ``delete_events`` leaves behind (its asset-check executions, and on SQLite its own
-database file), so a deleted run, whether by the history retention job (``history/retention.py``) or by the UI's
-"Delete", leaves nothing. They are selected in ``dagster.yaml`` with
-``storage: custom:`` (the repo-root file for the local instance, ``deploy/dagster.yaml`` in production). Tables, files,
-migrations and queries are Dagster's, unchanged, so an existing instance's history stays readable and switching
-back is a one-line change. Schedule storage is left as it is, and so is run storage, pooling included (a run
-touches it a few times, not per event), except that a run executed in its own process is stored as a run of this
-code location (``run_origin.py``: so the UI shows it with its job).
+The stock event-log storages open a connection per event (a dozen per step); these keep them, which halved what
+Dagster adds per automation, and deleting a run's events also deletes its asset-check executions (and SQLite's per-run
+file), so a deleted run leaves nothing. Tables, migrations and queries are Dagster's, unchanged: selected with
+``storage: custom:`` in ``dagster.yaml``, and switching back is a one-line change. Measurements and trade-offs:
+docs/decisions/pooled-event-log-storage.md.
 """
 
 from __future__ import annotations

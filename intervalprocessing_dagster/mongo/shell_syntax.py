@@ -1,48 +1,12 @@
 """Parse queries written in MongoDB *shell* syntax, as the old C# app stored them, into real BSON values.
 
-Why this exists: users' `storedqueries.query` and `dataupdateconfigs.query` fields hold strings such as
-``{ 'status' : { $in : [ 'Pending Review', 'Approved' ] } }`` or
-``aggregate([{$match:{'status':{$ne:'Closed'}}},{$unwind:'$provider'}])``, which the old C# driver's JSON
-reader accepted (spec §2.2, §2.3, §3.1: docs/original-system.md). ``json`` and ``bson.json_util`` reject
-them. The old code told pipelines from filters by the substring ``aggregate(`` and cut the text from the
-first ``(`` to the last ``)`` (spec §5.13: a bug, not a feature); this module replaces that with a grammar.
-
-Accepted forms of a query string -- exactly these, anything else is a :class:`QuerySyntaxError`:
-
-* a document, used as a find filter;
-* ``aggregate(`` ARRAY ``)`` with optional whitespace and one optional trailing ``;``, where ARRAY is a
-  pipeline of single-key ``$stage`` documents. (No ``db.<collection>.`` prefix: the collection comes from
-  the config, and no text after the closing parenthesis.)
-
-The new typed form is accepted too: a BSON document (a filter) or an array (a pipeline) stored in the
-config field instead of a string.
-
-Values: JSON5 strings (single or double quotes, escapes) and numbers (ints stay ``int``, floats
-``float``), unquoted ``$``/identifier keys, ``true``/``false``/``null``, ``//`` and ``/* */`` comments,
-trailing commas, regex literals ``/pattern/flags`` (flags ``imsx``, as MongoDB supports) -> ``bson.regex.Regex``
-(pymongo's own type, which keeps the PCRE pattern and flags exactly as written and round-trips them; a
-``re.Pattern`` would be compiled by Python's different regex dialect), and the shell constructors
-``ObjectId('<24 hex>')`` -> ``bson.ObjectId``; ``ISODate('...')`` / ``new Date('...')`` /
-``new Date(<ms since 1970>)`` -> tz-aware UTC ``datetime`` (an ISO string without offset is taken as UTC,
-as ISODate does; truncated to milliseconds, the precision BSON stores); ``NumberInt(n)`` -> ``int`` (32-bit
-checked); ``NumberLong(n)`` / ``NumberLong('n')`` -> ``bson.int64.Int64``; ``NumberDecimal('1.5')`` ->
-``bson.decimal128.Decimal128``. ``new`` may precede any constructor; ``Date`` needs it (in the shell,
-``Date()`` returns a string). ``new Date()`` without an argument ("now") is refused: a parsed query must not
-depend on when it was parsed. Duplicate keys are refused: silently keeping one of them would change the
-query's meaning.
-
-Operators that write to collections or run server-side JavaScript (:data:`FORBIDDEN_OPERATORS`) are refused
-anywhere in a filter, pipeline or document, at any depth, with :class:`ForbiddenQueryError`: configured
-queries may only read.
-
-Why the structure is a small hand-written recursive-descent parser rather than ``json5.loads``: json5 has
-no hook for constructor calls or regex literals (it rejects ``ObjectId(`` at its first letter), and
-substituting them beforehand would need a scanner that understands strings and comments -- a second parser.
-Its error positions are also imprecise under its backtracking grammar (``{a:1,,}`` is reported at the
-``}`` instead of the second ``,``; ``{a:/x/}`` at the ``x``), its messages never say what was expected, and
-its duplicate-key error carries no position at all. We still delegate every string and number literal to
-``json5.parse(..., start=..., consume_trailing=False)``, so escapes and number forms follow the JSON5 spec
-exactly rather than a home-made approximation.
+Stored queries are strings such as ``{ 'status' : { $in : [ 'Pending Review' ] } }`` or ``aggregate([{$match: ...}])``
+(spec §2.2, §3.1), which ``json`` rejects; the old app cut them apart by substring (spec §5.13). Accepted: a document
+(a find filter) or ``aggregate([...])`` (a pipeline), with JSON5 values, regex literals and the shell constructors
+(``ObjectId``, ``ISODate``, ``new Date``, ``NumberInt``, ``NumberLong``, ``NumberDecimal``); anything else is a
+:class:`QuerySyntaxError` with its position, and a writing or JavaScript operator (:data:`FORBIDDEN_OPERATORS`) a
+:class:`ForbiddenQueryError`. The full grammar, and why a hand-written parser over ``json5``:
+docs/decisions/query-shell-syntax-parser.md.
 """
 
 from __future__ import annotations

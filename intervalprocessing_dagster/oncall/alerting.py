@@ -1,45 +1,11 @@
 """A failed run reaches a person: ``run_failure_alert_sensor`` sends one message per finally-failed run.
 
-The old app's failures were only visible to whoever read CloudWatch. Here the daemon evaluates this sensor (a
-Dagster ``run_failure_sensor``) and publishes, for each failed run, which job failed, its run id, a link to the run in
-the UI, why the run failed when that is more than "steps failed" (the task died, the run was incomplete), and each
-failed step with its error: for a data-change job each failed automation by its document name (with its ``_id``
-where two failed automations share a name) and its problems; then what to do (``Do:``), which is "fix it, then
-**Re-execute → From failure**": a re-executed automation step reads its document again, so the fix is what runs
-(``data_change/jobs.py``).
-
-What an alert quotes is bounded (``MAX_FAILED_STEPS`` steps, ``MAX_ERROR_LINES`` lines of ``MAX_LINE`` characters
-per error) and is only what the error itself already says: an invalid automation's problems name fields, not
-document values, and the run worker's log tail that run monitoring appends to a dead task's failure stays in the
-UI. The full error and stack trace are one click away (the link).
-
-Which runs: the unattended ones (:func:`unattended_by`), of every code location of the instance (the ``processToRun``
-entry point's runs execute in their own process; ``instance/run_origin.py`` stores them as this code location's, but
-an instance with Dagster's stock storage leaves them without an origin: hence ``monitor_all_code_locations``; the
-deployment has this one location). A run a person launched from the UI or the CLI (the launchpad, a re-execution,
-``dagster job execute``) is watched by that person, who sees it fail: a typo in a launchpad's dry run must not page
-on call. Runs of schedules, sensors, backfills and run retries, and of the ``processToRun`` entry point (started by
-EventBridge), have nobody watching and alert. ``ALERT_ON_HAND_LAUNCHED_RUNS=on`` (``settings.py``) alerts a person's
-runs too. Told apart by the run's tags, as Dagster sets them: ``dagster/schedule_name``, ``dagster/sensor_name``,
-``dagster/backfill``, ``dagster/retry_number`` (set on the run retries' runs only), and this project's
-``intervalprocessing/launched_by`` for ``processToRun`` (``instance/launch_origin.py`` writes the same origins into
-that tag for the UI; a person's name there, from the operators' webserver, is a person's run). A re-execution a
-person starts from the UI inherits its parent's tags (Dagster's ``use_parent_run_tags``), a scheduled run's
-``dagster/schedule_name`` included: a re-execution without ``dagster/retry_number`` is a person's. A failed check
-alerts whoever ran it (``check_alerts.py``): a broken document is on-call's to know about however it was found.
-
-Reported once: a run that run retries (``deploy/dagster.yaml`` ``run_retries``) will retry is not reported; its
-retry is a new run, reported if it fails in turn. "Will retry" is what the retry daemon acts on: the
-``dagster/will_retry`` tag the instance sets when it stores the failure, or, if the sensor gets there before the tag
-does, Dagster's own rule for it (``auto_reexecution_should_retry_run``: failure reason, ``max_retries``, the run
-group's size); without run retries configured nothing is retried. (Should the daemon then fail to launch the retry,
-it flips the tag to false after this sensor has passed the run: that rare failure shows in the run's log only.) So
-the last attempt, the one that fails for good, is the one a person hears about, and its message says which attempt
-it was.
-
-Where to: ``SnsAlertChannel`` (``ALERTS_SNS_TOPIC_ARN`` set) or ``LogAlertChannel`` (local, ``dagster dev``: the
-message goes to the sensor's log only), chosen in ``definitions.py`` under the resource key ``alerts``. The config
-checks' alerts (``check_alerts.py``) go through the same channel.
+The message names the job, the run (with a link), each failed step or automation with its bounded error, and what to
+do (fix, then **Re-execute → From failure**). Only unattended runs alert (:func:`unattended_by`: schedules, sensors,
+backfills, run retries, ``processToRun``; a person's own runs with ``ALERT_ON_HAND_LAUNCHED_RUNS=on``), told apart by
+their tags, and a run that run retries will retry is not reported, so a person hears once, about the final attempt.
+Sent through the ``alerts`` resource (SNS, or the sensor's log locally). Which tags and why:
+docs/decisions/failure-alerts.md.
 """
 
 from __future__ import annotations

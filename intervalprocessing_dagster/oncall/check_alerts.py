@@ -1,25 +1,10 @@
 """A red check reaches a person: ``check_failure_alert_sensor`` tells the alerts channel once per new failure and
 once when it is fixed.
 
-A check's result lives in the UI (the asset's **Checks** tab) and, before this sensor, went nowhere else: a broken
-automation found by the hourly config checks hours before its cadence ran told nobody. Which results alert:
-
-* a config check (``config_checks.CONFIG_CHECK_KEYS``: ``automations_are_valid``, ``automations_within_limits``,
-  ``report_processes_are_valid``, ``report_queries_are_valid``) that failed, at any severity: each is a config
-  document that will break a run (ERROR) or would once it is switched on (WARN, an inactive automation);
-* any other check of the code location that failed at ERROR (the report checks are WARN today: a report with no
-  rows, a stale report; they stay in the UI).
-
-Once per new failure, not every hour while it stays red: the sensor keeps, in its cursor, the problems it has
-already told about for each red check (a short hash of each problem line of the check's ``problems`` metadata; a
-check without that metadata counts as one problem). A tick reads each check's latest completed evaluation
-(Dagster's ``get_latest_asset_check_execution_by_key``, one query for all checks) and alerts when a check has a
-problem not told about yet (newly red, or a new broken document while others stay broken), naming every problem and
-marking the new ones; and once, "passes again", when a check it told about is no longer red. A check in progress, or
-never evaluated, changes nothing. The cursor is the whole state, so a daemon restart neither repeats nor loses an
-alert; the first tick after the sensor is turned on reports the checks that are red then.
-
-It runs in the daemon, on by default (like ``run_failure_alert_sensor``), through the same ``alerts`` channel.
+Alerts on a config check failed at any severity and on any other check failed at ERROR. The sensor's cursor holds a
+hash of each problem already told about, so a check that stays red does not page every hour, a new broken document
+does, and a daemon restart neither repeats nor loses an alert. Runs in the daemon, on by default, through the same
+``alerts`` channel as ``run_failure_alert_sensor``. Details: docs/decisions/check-alerts.md.
 """
 
 from __future__ import annotations

@@ -1,30 +1,10 @@
 """The reports as Dagster assets, with the MongoDB collections they read as external assets for lineage.
 
-Assets, one per old processor, each reading its ``processes[]`` entry by the old processor name (every asset of the
-code location is in one group, ``ASSET_GROUP``: ``data_change/assets.py`` says why):
-
-* ``daily_audit_inventory`` (DailyAuditInventoryProcessor), ``daily_active_mrr_inventory``
-  (DailyActiveMRRInventoryProcessor): every run.
-* ``weekly_audit_inventory`` (WeeklyAuditInventoryProcessor), ``weekly_mrr_inventory`` (WeeklyMRRInventoryProcessor):
-  only when the run's stamp (``RunClock``: the schedule tick, or a manual run's launch time, in
-  ``INTERVALPROCESSING_TIMEZONE``) is a Friday, or when the run config says ``include_weekly: true``. On other days
-  they skip without materializing, and log an observation ``skipped: not a Friday (stamp …)`` so the UI shows
-  why. The old check read the container's UTC clock, so a Thursday-night tick in New
-  York could count as Friday (spec §1.2, §5.10); the stamp's own time zone decides here.
-* ``configured_reports``: every ``processes[]`` entry that is *not* one of the four built-ins — a report added by
-  config alone (a new entry plus, for a new ``writerTypeKey``, a ``reportlayouts`` document; see ``layouts.py``).
-  It is one asset because such reports come and go without a code deploy; each file it writes is logged as an
-  observation with the same metadata a built-in report gets, and a Weekly one (``configurations.cadence``) follows
-  the Friday rule. One broken entry does not stop the others: the asset writes every file it can, then fails,
-  naming each broken entry.
-
-External assets ``audits``, ``medicalrecordrequests`` and ``providers`` are the collections the stored queries read,
-partitioned by the data-change automations that change them (``data_change/history.py``);
-``configured_reports`` depends on all three because its queries are only known at run time. Each report records
-what it read of ``fileprocessingconfigs`` and ``storedqueries`` as their observations.
-
-Each report is its own step, so one failing report does not stop the others (the old app stopped at the first
-exception, spec §5.6). Metadata keeps numbers as numbers so the UI plots them run over run.
+One asset per old processor (the two weekly ones only when the run's stamp, in ``INTERVALPROCESSING_TIMEZONE``, is a
+Friday or the run config says ``include_weekly: true``), plus ``configured_reports`` for every report added by config
+alone. Each report is its own step, so one failing report does not stop the others. The collections (``audits``,
+``medicalrecordrequests``, ``providers``) are external assets partitioned by the automations that change them. Each
+asset and rule: docs/decisions/report-assets.md.
 """
 
 from collections.abc import Iterator

@@ -1,25 +1,11 @@
 """The file-generation domain's Dagster definitions: report assets, their sources, the job and its schedule.
 
-``file_generation_job`` is what the old ``processToRun=FileGenerationProcesses`` ran (``PROCESS_TO_RUN``, for the
-compatibility entry point). Its run config is one optional switch, ``{include_weekly: true}``, which makes the
-weekly reports run whatever the day. ``file_generation_schedule`` runs it daily at ``FILE_GENERATION_CRON``
-(default ``0 3 * * *``, after the nightly data change) in ``INTERVALPROCESSING_TIMEZONE``, and tags each run with
-its tick, so file names, the Friday rule and any retry of that run all use the tick's time.
-
-Ticks missed while the daemon was down (a deploy, an outage): the daemon's scheduler requests one run, for the
-latest missed tick only (Dagster never catches up a schedule without partitions, whatever ``max_catchup_runs``
-says; the instances set that to 1 as well). So no file is ever named for a past tick while holding a later day's
-data: the files the missed ticks would have written are not written, and the one run's files are named for its own
-tick. What the schedule adds is the record of it and the Friday rule: the run is tagged with the ticks it stands in
-for (``MISSED_TICKS_TAG``), and when one of them was a Friday and its own tick is not, it also makes the weekly
-reports that Friday would have made (``include_weekly``, tagged ``WEEKLY_CATCH_UP_TAG`` with that Friday's tick),
-named for its own tick and saying so in their metadata and log. A caught-up tick that is itself the Friday needs
-nothing: its stamp is a Friday. The ticks count from the schedule's previous run, so a schedule turned on during an
-outage has nothing to catch up.
-
-The resources these assets need are ``mongo``, ``clock`` and ``report_store``; they are not defined here but in
-``intervalprocessing_dagster.definitions.build_resources``, which also picks the report store (S3 or local folder,
-see ``delivery``).
+``file_generation_job`` is what the old ``processToRun=FileGenerationProcesses`` ran (``PROCESS_TO_RUN``); its run
+config's one switch, ``{include_weekly: true}``, runs the weekly reports whatever the day. ``file_generation_schedule``
+runs it at ``FILE_GENERATION_CRON`` in ``INTERVALPROCESSING_TIMEZONE``, tagging each run with its tick; after missed
+ticks one run stands in for them and makes up a missed Friday's weekly reports. The resources (``mongo``, ``clock``,
+``report_store``) are built in ``intervalprocessing_dagster.definitions.build_resources``. Missed ticks:
+docs/decisions/file-generation-missed-ticks.md.
 """
 
 from __future__ import annotations

@@ -1,32 +1,10 @@
 """Where generated files go (resource key ``report_store``), and the ``generatedfiles`` record of each one.
 
-Two stores, chosen in ``definitions.py`` (the one environment switch):
-
-* ``S3ReportStore`` (``REPORTS_S3_BUCKET`` set): streams the lines into a multipart upload in parts of at least
-  ``part_size_bytes`` (≥ 5 MiB, S3's minimum for all but the last part), so memory holds one part whatever the row
-  count. Any failure aborts the upload, so no object, partial or otherwise, ever appears at the final key; S3 only
-  makes the object visible when the upload completes. Credentials come from the default AWS chain (the ECS task
-  role in production), never from MongoDB: the old ``awssettings`` static keys are not read (spec §4.4, §5.17).
-  ``ContentType`` is explicit (``text/plain; charset=utf-8``) instead of inferred.
-* ``LocalReportStore`` (no bucket; the embedded default): writes into ``REPORTS_LOCAL_DIR`` (created if missing)
-  through a temporary file in the same folder (``.<file name>.<random>.partial``) that is renamed over the final
-  name only when complete, so readers never see a partial file and a rewrite replaces the old one whole (the old
-  ``OpenWrite`` kept stale trailing bytes, spec §5.11). The file gets ``0666`` less the process umask, as a plain
-  create would (not the temporary file's ``0600``), so consumers running as another user can read it. A writer
-  that is killed (SIGKILL, out of memory) cannot remove its temporary file; the next write in the folder does,
-  safely: every writer holds an exclusive ``flock`` on its temporary file until after the rename (the kernel drops
-  it when the process dies), so a ``.partial`` file nobody holds is an orphan, and creating-and-locking a
-  temporary file happens under a shared lock on the folder that the sweep takes exclusively, so a sweep never sees
-  a live writer's file in the instant before its lock.
-
-S3 shows an object only once its multipart upload completes, so a killed upload leaves nothing visible; its parts
-stay until the bucket's lifecycle rule aborts incomplete uploads (``infra_cdk/stacks/storage.py``, 7 days).
-
-Keys are readable and deterministic, ``<prefix><fileName>``, e.g.
-``GeneratedFiles/DailyAuditInventory_03152024_030000.txt``, where the old system used
-``GeneratedFiles/<new ObjectId>.txt`` and so added a new object on every retry (spec §2.8, §5.5, §5.19). Because the
-file name comes from the run's stamp, a retry rewrites the same object and ``record_generated_file`` upserts the
-same record. (The record is written after the file: if it fails, the retry rewrites both.)
+``S3ReportStore`` (``REPORTS_S3_BUCKET`` set) streams a multipart upload, credentials from the default AWS chain;
+``LocalReportStore`` writes ``REPORTS_LOCAL_DIR`` through a locked temporary file renamed into place, sweeping
+orphans of killed writers. Either way no reader sees a partial file, and the key, ``<prefix><fileName>`` from the run's
+stamp, is the same on a retry, so a retry rewrites the file and ``record_generated_file`` upserts its record. How each
+store guarantees it: docs/decisions/report-delivery.md.
 """
 
 from __future__ import annotations

@@ -1,48 +1,11 @@
 """Report layouts as data: what each line of a generated file holds, declared in a document, not in code.
 
-Why: the old system hard-coded one C# writer class per file (spec §2.6) and one ``ApplyCustomLogic`` override per
-processor (§2.7), while its users "constantly request changes" to the files. Here a layout is a plain document, so a
-changed column or a new report is a config change. The four old writers are declared below in exactly the same
-document shape (``BUILT_IN_LAYOUTS``), keyed by the old ``writerTypeKey`` values, and a document with the same key in
-the MongoDB collection ``reportlayouts`` replaces a built-in one whole (no merging: what you see in the document is
-the file you get). A document with a new key declares a new layout.
-
-Layout document (collection ``reportlayouts``; field names follow the old config's camelCase)::
-
-    {
-      "writerTypeKey": "WeeklyMRRInventoryFileWriter",      # the key processes[].configurations.writerTypeKey names
-      "columns": [                                          # in file order; at least one
-        {"header": "Request Id", "path": "mrrId"},          # path: dotted path into the (joined) document
-        {"header": "Request Date", "path": "date", "format": "date"},
-        {"header": "Resource Code", "value": "RCP-1039bc0"} # value: a constant column (same text on every row)
-      ],
-      "valueRenames": [{"path": "organization", "from": "Transparency Health", "to": "Clear View Health Services"}],
-      "sort": {"_id": 1},                                   # optional, default {_id: 1}; _id is always the last key
-      "keepRowsWithoutJoin": true                           # optional; default true (see below)
-    }
-
-Column formats (``format``, default ``text``):
-
-* ``text``: the value as the old ``BsonValue.ToString()`` printed it (strings as they are, integers as digits); a
-  missing or null value is an empty cell (the old code printed ``10``, spec §5.1).
-* ``date``: a BSON date as ``MM/dd/yyyy`` of its UTC date; missing or null is empty (the old code crashed).
-* ``amount``: integer cents ÷ 100 with two decimals and no thousands separator (``12500.00``); missing or null is
-  empty (the old code printed ``0.10``).
-* ``address``: a sub-document ``{address1, address2, city, state, zip}`` as ``"<a1> <a2> <city>, <state> <zip>"``,
-  each part trimmed and missing or empty parts left out with their separator, so there is never a double space
-  (``789 Boulevard St Knoxville, TN 37902``; the old code printed a double space or ``10``, spec §5.15).
-
-"Joined columns" are ordinary paths into a document the stored query joined in (``provider.number`` after the
-query's ``$lookup ... as: 'provider'``). ``keepRowsWithoutJoin`` decides what happens to rows whose join found
-nothing: the old stored pipelines ``$unwind`` the joined field without ``preserveNullAndEmptyArrays``, which silently
-dropped every MRR without a provider (spec §2.2, §5.15). With the default ``true`` such an ``$unwind`` is run
-preserving them (their joined columns are empty, and they are counted in the ``rows_without_join`` metadata); a
-layout that really wants them out says ``false``.
-
-Constant columns replace the old "add a field, then print it" logic of the weekly audit processor, whose
-``BsonDocument.Add`` threw when a document already had the field (spec §5.16): a constant column prints its value
-whatever the document holds. Value renames replace the daily active MRR processor's "Transparency Health" rule:
-a rename applies when the value at ``path`` is exactly the ``from`` string.
+The old system hard-coded one writer class per file (spec §2.6, §2.7); here a changed column or a new report is a
+config change. ``BUILT_IN_LAYOUTS`` declares the four old writers, keyed by their ``writerTypeKey``; a
+``reportlayouts`` document with the same key replaces one whole, a new key declares a new layout. Columns are paths
+(joined documents included) or constants, formatted ``text``, ``date``, ``amount`` or ``address``; rows whose join
+found nothing are kept unless ``keepRowsWithoutJoin: false``. The document's fields and each format's rules:
+docs/decisions/report-layouts-as-data.md.
 """
 
 from __future__ import annotations
@@ -65,7 +28,7 @@ class LayoutError(ValueError):
 
 
 class ColumnFormat(Enum):
-    """How a column turns a document value into cell text (see the module docstring)."""
+    """How a column turns a document value into cell text (docs/decisions/report-layouts-as-data.md)."""
 
     TEXT = "text"
     DATE = "date"

@@ -1,47 +1,11 @@
 """A run's console output (``dagster job execute``, the ECS run task's log, ``dagster dev``'s terminal): each error
 once, an expected failure as its message alone, and the run's summary as its last line.
 
-Each error once. Dagster prints a step's error with its ``STEP_FAILURE`` line, then again with the run's
-``RUN_FAILURE`` line: the run-failure event carries the first failed step's error (``JobFailureData.error``, set
-from ``first_step_failure_event`` in ``dagster/_core/events/__init__.py``, ``DagsterEvent.job_failure``), and the
-console formatter appends the error of any event that has one (``_error_str_for_event`` in
-``dagster/_core/log_manager.py``). A plain Dagster job with one failing op shows it too. The event itself is right
-to keep the error (the UI's run page and ``run_failure_alert_sensor`` read it); only the console line repeats it, so
-the ``RUN_FAILURE`` line ends at its message (``... failed. Steps failed: [...]``) when its error is a step's error
-already printed above it. A run that failed outside its steps (an exception in orchestration, an interrupted run)
-keeps its error: it was printed nowhere else.
-
-Expected failures without a stack trace. The console formatter prints a failed step's whole error, stack trace
-included, even for a ``dagster.Failure`` (Dagster's public way to fail a step on purpose: the UI shows its
-description and keeps the trace one click away; the console has no such click). An invalid automation, a guard's
-refusal, documents the server refused, a revert that cannot start, a config check failed at ERROR: these are
-findings, said in full by their message, and their 25 lines of Dagster frames read as a crash. So a step that failed
-with a ``Failure`` raised on purpose (not chained to another exception: ``raise Failure(...)`` or ``raise ... from
-None``), or through a blocking check, prints its message alone. A ``Failure`` that wraps an unexpected error
-(``raise Failure(...) from exc``) and any other exception keep their stack trace. The UI and the event log keep every
-error whole either way.
-
-The run summary last. A person reads the bottom of the output, but Dagster logs the run's end (``RUN_SUCCESS`` /
-``RUN_FAILURE``) after the summary (the executor that writes it runs before), and ``dagster job execute`` then
-initializes the job's resources once more for its result object (``RESOURCE_INIT_*`` lines, and on failure its own
-``Error: Run … resulted in failure.``). So the console holds the ``Run summary:`` line back and prints it when the
-process exits, or when the process starts another run first (a test, a Python session running several): it is the
-last line of a CLI run, and each run's line comes after that run's own output and before the next run's. Only the
-console is reordered: the event log (the UI) keeps the line where it was logged. A process killed outright (SIGKILL)
-exits without printing it; the line is in the UI.
-
-The executor wrapper (``executor.py``) installs this on the run's console loggers, as it is the one piece every
-launch path runs in the orchestrating process, the process that logs ``RUN_FAILURE`` and the summary. Dagster's
-in-process executor runs the steps in a context of its own, made in its ``execute`` with loggers of its own, which
-log the steps' lines: ``execute_steps_in_process`` is that ``execute`` with the filter on those loggers too.
-The steps of a job run by the multiprocess executor log in their own processes, with their own loggers, so their
-failures keep Dagster's rendering (of this project's jobs, only Dagster's implicit asset job, the UI's
-**Materialize**, runs that way).
-
-One upstream caveat: in a multiprocess run, a step's lines reach the console through Dagster's ``tail -F`` mirror of
-the process's captured output, which is stopped when the capture ends and can then drop the last lines under heavy
-load (dagster-io/dagster#23336; ``DAGSTER_COMPUTE_LOG_TAIL_WAIT_AFTER_FINISH`` delays the stop). The error is always
-in the run's event log (the UI), its compute logs and the alert.
+Dagster's console repeats a step's error on the ``RUN_FAILURE`` line and prints 25 lines of frames for a ``Failure``
+raised on purpose, and the summary line would come before the run's end; only the console is changed, the event log
+(the UI) and alerts keep every error whole. Installed by the executor wrapper (``executor.py``) on the run's console
+loggers and, through ``execute_steps_in_process``, on the in-process executor's step loggers. The Dagster
+internals it follows and the rules: docs/decisions/console-output.md.
 """
 
 from __future__ import annotations

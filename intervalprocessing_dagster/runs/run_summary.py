@@ -1,20 +1,10 @@
 """One INFO line at the end of every run's logs saying what the run did, failed runs included.
 
-A run's outcome is otherwise spread over dozens of DEBUG events. The line reads, for a data-change run,
-``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed ('Bad rule')`` (plus ``N already applied``
-when the ledger skipped automations an earlier run of the stamp applied, ``N withdrawn`` for automations whose
-document was deleted, deactivated or moved to another cadence after it was loaded, and ``N not run (...)`` when some
-never ran) and, for file generation, ``Run summary: reports written: daily_audit_inventory ->
-/…/DailyAuditInventory_….txt; skipped: weekly_audit_inventory (not a Friday)``; for the config checks ``checks 3
-passed, 1 failed (…)``; for the jobs whose steps say it themselves (metadata ``summary`` on the step's output or
-failure), their words: ``Revert of run group …: 8 journaled document(s), restored 8, …`` or ``revert not done: run
-id '5b0d3c2' is too short: …``. Any failed step is named at the end. Each job's line speaks of its own work: a run
-that wrote no report and is not a report run does not say ``reports written: none``. Automations are named by the
-name in their document, with their ``_id`` where two share a name.
-
-It is written by the executor (``runs/executor.py``), which also runs a job's :data:`ClosingCheck`: a job that
-ended without running every automation it loaded fails (:class:`IncompleteRunError`) naming them. Why there:
-docs/decisions/run-summary-in-the-executor.md.
+``Run summary: automations 2 applied, 3 matched, 3 modified, 1 failed ('Bad rule')``, and the like for reports, checks
+and jobs whose steps give a ``summary``. The executor wrapper (``runs/executor.py``), the one piece of every launch
+path that sees every step's events and knows when the last step ended, logs it; a job may give it a
+:data:`ClosingCheck`, whose unfinished automations fail the run (:class:`IncompleteRunError`). Why not an op, a hook
+or a sensor: docs/decisions/run-summary-in-the-executor.md.
 """
 
 from __future__ import annotations
@@ -224,9 +214,9 @@ def _automation_ref(metadata: Mapping[str, Any], mapping_key: str) -> Automation
     )
 
 
-# What a job checks once its last step has ended: the automations it was to run that have no outcome (none: empty).
-#: A job's closing check, told to the executor by the job: given the run, the instance, the job and what the run's
-#: steps did, the automations that should have run and did not (public types only: the domain needs no more).
+#: A job's closing check, run once its last step has ended, told to the executor by the job: given the run, the
+#: instance, the job and what the run's steps did, the automations that should have run and have no outcome (none:
+#: empty; public types only: the domain needs no more).
 ClosingCheck = Callable[[DagsterRun, DagsterInstance, JobDefinition, RunSummary], list[AutomationRef]]
 
 

@@ -1,19 +1,9 @@
 """Where step outputs live, and why a step of the same run process takes its input from memory.
 
-Outputs are stored by Dagster's own IO managers: the filesystem one locally, dagster-aws's S3 pickle IO manager in
-production, so that a re-execution from failure or a run retry, which runs in a new ECS task with an empty disk, can
-load what the first task's steps produced (``definitions.py`` chooses). That store is still written for every
-output. What changes is the load: a data-change run executes all its steps in one process (``in_process_executor``),
-so every automation step's input, the task its loader yielded moments before, is already in that process's memory,
-and reading it back cost one S3 ``GetObject`` per automation in production (a network round trip each; on the
-benchmark's local moto S3, with no network latency, the loads alone added about 0.01 s per automation to a run:
-bench/README.md) and a file read and a log event locally. An output this process did not handle (a re-execution's
-parent run, a step that ran in another process) is loaded from the store as before.
-
-What a run stored goes with the run when the history retention job deletes it (``history/retention.py``): an op's
-output lives under a folder of its own run, ``<base_dir>/<run_id>/`` on disk and ``<s3_prefix>/storage/<run_id>/``
-in S3 (the IO managers' own layout), and ``LocalStepOutputStore`` / ``S3StepOutputStore`` delete that folder. Asset
-outputs are stored per asset key, not per run, and are left alone.
+Outputs are stored by Dagster's own IO managers (disk locally, S3 in production, so a re-execution in a new task can
+load them); an output this process produced is loaded from memory instead of one S3 read per automation. What a run
+stored lives under its run id's folder, which ``LocalStepOutputStore`` / ``S3StepOutputStore`` delete with the run.
+Measurements: docs/decisions/step-outputs-from-memory.md.
 """
 
 from __future__ import annotations

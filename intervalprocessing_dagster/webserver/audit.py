@@ -1,21 +1,10 @@
 """What a request changes, and the audit line it leaves: one JSON object per GraphQL mutation (and per runless
 event reported over the webserver's REST endpoints).
 
-Which GraphQL fields are changes is not a hand-made list: it is the mutation type of the schema Dagster's webserver
-serves (``dagster_graphql.schema.create_schema``), read when the wrapper starts, so a mutation Dagster adds in a
-later release is audited the day it is installed. A line says:
-
-``time`` (UTC, when the request arrived), ``who`` (the token's email, else its subject; without sign-on the OS user),
-``identity`` (``load-balancer`` or ``os-user``), ``subject``, ``action`` (the mutation field), ``targets`` (the runs,
-jobs, schedules, sensors, backfills, assets and partitions named in its arguments, and the run a launch created),
-``client`` (the address the load balancer saw, else the peer), ``outcome`` (``success``; ``error`` with the result's
-error type, such as ``UnauthorizedError`` or ``PythonError``; ``partial`` when a result lists per-item failures;
-``not executed`` when the response has no result for it), ``result`` (the result's GraphQL type), ``errors`` (error
-types and messages, bounded), ``status`` (HTTP) and ``duration_ms``.
-
-The run a person launches carries them too: the launch mutations' tags get ``intervalprocessing/launched_by`` set to
-``who`` (any value the client sent for that tag is replaced), which Dagster shows on the run's page and copies to
-its ECS task's tags.
+The mutations are read from the schema Dagster's webserver serves, not a hand-made list, so a mutation a later Dagster
+adds is audited the day it is installed. A line names who (the token's email, else the OS user), the action, its
+targets, the client and the outcome; a launched run gets ``intervalprocessing/launched_by`` set to who. Every field:
+docs/decisions/webserver-sign-on-and-audit.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """Who is asking: the load balancer's signed ``x-amzn-oidc-data`` token, verified before anything trusts it.
 
-Behind the Application Load Balancer's ``authenticate-oidc`` / ``authenticate-cognito`` action every request carries
-the signed-in person's claims as a JWT the load balancer signs itself (not the identity provider's token):
-
-- header ``{"alg": "ES256", "kid": ..., "signer": <load balancer ARN>, "iss": ..., "client": ..., "exp": ...}``,
-- payload the identity provider's user-info claims (``sub``, ``email``, ...) and ``exp``,
-- an ES256 signature (P-256, raw ``r || s``) whose public key the load balancer publishes by key id at
-  ``https://public-keys.auth.elb.<region>.amazonaws.com/<kid>`` (PEM).
-
-AWS's documentation notes the segments are base64url *with* padding, which general JWT libraries reject; this
-module decodes both forms and verifies the signature over the two segments exactly as received.
-
-A token is accepted only when its algorithm is ES256, its ``signer`` is the configured load balancer (anyone can
-mint an ES256 token; only ours signs with a key served at the endpoint under its ARN), its ``client`` is the
-configured sign-in client when one is (the operators' client: a sign-in on the viewers' host does not open the
-operators' UI, whatever the path), its signature verifies with
-the key fetched for its ``kid`` from the configured endpoint, and it has not expired (header and payload ``exp``,
-:data:`CLOCK_SKEW_SECONDS` allowed). Keys are cached per ``kid`` for the life of the process: the load balancer
-rotates by issuing a new ``kid``, never by changing a key.
+The Application Load Balancer signs the signed-in person's claims itself (ES256, its key published by key id); AWS
+pads the base64url segments, which JWT libraries reject, so this module decodes and verifies them itself. A token is
+accepted only with algorithm ES256, the configured load balancer as ``signer``, the configured sign-in client (when
+one is), a signature that verifies with the key fetched for its ``kid``, and no expiry (:data:`CLOCK_SKEW_SECONDS`
+allowed); keys are cached per ``kid``. The token's format and each rule's reason:
+docs/decisions/webserver-sign-on-and-audit.md.
 """
 
 from __future__ import annotations
