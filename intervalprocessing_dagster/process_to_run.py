@@ -22,13 +22,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from dagster import DagsterError, DagsterInstance, DagsterInvalidConfigError, JobDefinition, RunsFilter
-from dagster._utils.schedules import get_latest_completed_cron_tick
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.schedules import ACTIVE_RUN_STATUSES
 from intervalprocessing_dagster.reports.definitions import PROCESS_TO_RUN as FILE_GENERATION_PROCESS
 from intervalprocessing_dagster.reports.definitions import file_generation_job
-from intervalprocessing_dagster.runs.clock import run_stamp_tags
+from intervalprocessing_dagster.runs.clock import latest_tick, run_stamp_tags
 from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_PROCESS_TO_RUN, LAUNCHED_BY_TAG
 from intervalprocessing_dagster.settings import Settings, SettingsError
 
@@ -128,7 +127,7 @@ def _tick_tags(process: str, timezone: str) -> dict[str, str]:
         cadence = Cadence.from_process_to_run(process)
     except ValueError:
         return {}
-    return run_stamp_tags(get_latest_completed_cron_tick(cadence.cron, now(), timezone))
+    return run_stamp_tags(latest_tick(cadence.cron, now(), timezone))
 
 
 def now() -> datetime:

@@ -10,13 +10,11 @@ stays. One run at a time through Dagster's own storage calls, events and files b
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dagster import (
-    AssetCheckKey,
-    AssetKey,
     Config,
     ConfigurableResource,
     DagsterInstance,
@@ -34,12 +32,9 @@ from dagster import (
     job,
     op,
 )
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from pydantic import Field
-from sqlalchemy import select
 
-from intervalprocessing_dagster.instance.storage import PooledPostgresEventLogStorage
+from intervalprocessing_dagster.instance.storage import PooledPostgresEventLogStorage, stored_check_keys
 from intervalprocessing_dagster.runs.executor import with_run_summary
 from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY
 from intervalprocessing_dagster.runs.step_outputs import StepOutputStore
@@ -215,25 +210,12 @@ def runs_holding_latest_events(instance: DagsterInstance) -> set[str]:
         if observations:
             runs.add(observations[0].run_id)
     storage = instance.event_log_storage
-    summaries = storage.get_asset_check_summary_records(list(_stored_check_keys(storage)))
+    summaries = storage.get_asset_check_summary_records(list(stored_check_keys(storage)))
     for summary in summaries.values():
         if summary.last_completed_check_execution_record is not None:
             runs.add(summary.last_completed_check_execution_record.run_id)
     runs.discard("")  # events reported outside any run
     return runs
-
-
-def _stored_check_keys(storage: object) -> Iterable[AssetCheckKey]:
-    """Every check that has executions in storage, including checks the code no longer defines."""
-    if not isinstance(storage, SqlEventLogStorage):
-        raise TypeError(f"history retention needs a SQL event-log storage (SQLite or Postgres), not {type(storage)}")
-    table = AssetCheckExecutionsTable
-    with storage.index_connection() as conn:
-        rows = conn.execute(select(table.c.asset_key, table.c.check_name).distinct()).fetchall()
-    for asset_key, check_name in rows:
-        key = AssetKey.from_db_string(asset_key)
-        if key is not None:
-            yield AssetCheckKey(key, check_name)
 
 
 def _root(record: RunRecord) -> str:

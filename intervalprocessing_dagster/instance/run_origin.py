@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from dagster import DagsterRun
-from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
-from dagster._core.origin import JobPythonOrigin
 from dagster._core.remote_origin import (
     ManagedGrpcPythonEnvCodeLocationOrigin,
     RemoteJobOrigin,
@@ -29,11 +28,17 @@ from dagster_postgres.run_storage import PostgresRunStorage
 from intervalprocessing_dagster.instance.launch_origin import with_launch_origin
 from intervalprocessing_dagster.runs.tags import CODE_LOCATION_TAG
 
+if TYPE_CHECKING:
+    from dagster._core.origin import JobPythonOrigin
+
 #: The code location's name in ``workspace.yaml`` and ``pyproject.toml`` (``[tool.dagster] code_location_name``).
 CODE_LOCATION_NAME = "intervalprocessing"
 #: The module that holds the code location's ``defs``.
 CODE_LOCATION_MODULE = "intervalprocessing_dagster.definitions"
 _PACKAGE = CODE_LOCATION_MODULE.split(".")[0]
+#: The name Dagster gives the one repository of a ``Definitions`` code location (not exported; checked by
+#: tests/test_dagster_internals.py).
+SINGLETON_REPOSITORY_NAME = "__repository__"
 
 
 def with_code_location(run: DagsterRun) -> DagsterRun:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy
+from dagster import AssetCheckKey, AssetKey
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory, _runs_directory
@@ -246,3 +247,17 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
             token_provider=get_token_provider_from_config(config_value),
         )
+
+
+def stored_check_keys(storage: object) -> Iterator[AssetCheckKey]:
+    """Every asset check with executions in the event log, checks the code no longer defines included (the history
+    retention job prunes those too; Dagster's storage API only answers for the checks it is asked about)."""
+    if not isinstance(storage, SqliteEventLogStorage | PostgresEventLogStorage):
+        raise TypeError(f"history retention needs a SQL event-log storage (SQLite or Postgres), not {type(storage)}")
+    table = AssetCheckExecutionsTable
+    with storage.index_connection() as conn:
+        rows = conn.execute(sqlalchemy.select(table.c.asset_key, table.c.check_name).distinct()).fetchall()
+    for asset_key, check_name in rows:
+        key = AssetKey.from_db_string(asset_key)
+        if key is not None:
+            yield AssetCheckKey(key, check_name)

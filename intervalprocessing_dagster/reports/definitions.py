@@ -28,7 +28,6 @@ from dagster import (
     schedule,
 )
 from dagster import Field as ConfigField
-from dagster._utils.schedules import cron_string_iterator
 
 from intervalprocessing_dagster.reports.assets import (
     BUILT_IN_REPORT_ASSETS,
@@ -44,7 +43,7 @@ from intervalprocessing_dagster.reports.checks import (
     build_report_freshness_sensor,
     build_row_count_checks,
 )
-from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG, run_stamp_tags
+from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG, run_stamp_tags, ticks_after
 from intervalprocessing_dagster.runs.executor import with_run_summary
 from intervalprocessing_dagster.runs.tags import SCHEDULE_NAME_TAG
 from intervalprocessing_dagster.settings import Settings
@@ -115,9 +114,7 @@ def missed_ticks(context: ScheduleEvaluationContext, settings: Settings) -> list
     if stamp is None:
         return []
     tick = context.scheduled_execution_time
-    ticks = cron_string_iterator(
-        datetime.fromisoformat(stamp).timestamp() + 1, settings.file_generation_cron, settings.timezone
-    )
+    ticks = ticks_after(datetime.fromisoformat(stamp), settings.file_generation_cron, settings.timezone)
     return list(takewhile(lambda missed: missed < tick, ticks))
 
 

@@ -9,6 +9,7 @@ note push or report upload is recognised as the same one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -20,9 +21,23 @@ from dagster import (
     DagsterRun,
     OpExecutionContext,
 )
+
+# A schedule's ticks as Dagster's scheduler computes them (its own DST rules): Dagster exports cron strings only, not
+# their arithmetic (dagster-io/dagster#9501); tests/test_dagster_internals.py checks these two.
+from dagster._utils.schedules import cron_string_iterator, get_latest_completed_cron_tick
 from pydantic import Field
 
 RUN_STAMP_TAG = "intervalprocessing/run_stamp"
+
+
+def latest_tick(cron: str, now: datetime, timezone: str) -> datetime:
+    """The last tick of ``cron`` at or before ``now``, as the schedule with that cron would have fired it."""
+    return get_latest_completed_cron_tick(cron, now, timezone)
+
+
+def ticks_after(after: datetime, cron: str, timezone: str) -> Iterator[datetime]:
+    """The ticks of ``cron`` after ``after``, in order, as the schedule with that cron fires them."""
+    return cron_string_iterator(after.timestamp() + 1, cron, timezone)
 
 
 def run_stamp_tags(scheduled_time: datetime) -> dict[str, str]:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 RUN_SUMMARY_PREFIX = "Run summary: "
 # Names Dagster gives these but does not export (dagster._core.errors, dagster._core.log_manager);
-# tests/runs/test_dagster_internals.py fails if a Dagster version changes them.
+# tests/test_dagster_internals.py fails if a Dagster version changes them.
 BLOCKING_CHECK_ERROR = "DagsterAssetCheckFailedError"  # the error a blocking check fails its step with
 LOG_RECORD_METADATA_ATTR = "dagster_meta"  # the attribute of a run's log record that holds its event
 

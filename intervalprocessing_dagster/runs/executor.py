@@ -3,7 +3,7 @@
 Why the executor and not an op, a hook or a sensor: docs/decisions/run-summary-in-the-executor.md. This is the one
 module built on Dagster's executor internals (the types of the public ``Executor`` interface, and the in-process
 executor's own ``execute``, repeated to put the console filter on its steps' loggers); each is checked by
-``tests/runs/test_dagster_internals.py`` against the installed Dagster.
+``tests/test_dagster_internals.py`` against the installed Dagster.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ LAUNCHED_BY_PROCESS_TO_RUN = "processToRun"
 
 # Dagster's own run tags, as every run page shows them. Dagster exports no constants for them (they live in
 # ``dagster._core.storage.tags``); their values are what its UI, retries and backfills read, and
-# ``tests/runs/test_dagster_internals.py`` fails if a Dagster version changes one.
+# ``tests/test_dagster_internals.py`` fails if a Dagster version changes one.
 BACKFILL_ID_TAG = "dagster/backfill"
 PARENT_RUN_ID_TAG = "dagster/parent_run_id"
 ROOT_RUN_ID_TAG = "dagster/root_run_id"
