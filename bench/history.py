@@ -51,7 +51,8 @@ from bench.history_build import (
     seed_mongo,
 )
 from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.history.retention import RunRetention, purge_history
+from intervalprocessing_dagster.history.resources import RunRetention
+from intervalprocessing_dagster.history.retention import purge_history
 from intervalprocessing_dagster.runs.step_outputs import LocalStepOutputStore
 from tests.local_project import new_project, webserver
 from tests.postgres_cluster import PostgresServer, running_postgres

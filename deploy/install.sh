@@ -53,7 +53,7 @@ if missing:
 
 import intervalprocessing_dagster.instance.ecs_run_launcher  # noqa: E402,F401 - the run launcher deploy/dagster.yaml names
 from intervalprocessing_dagster.definitions import defs  # noqa: E402
-from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource  # noqa: E402
+from intervalprocessing_dagster.mongo.resources import EmbeddedMongoResource  # noqa: E402
 
 mongo = defs.resources["mongo"]
 if isinstance(mongo, EmbeddedMongoResource):

@@ -25,8 +25,8 @@ from dagster import DagsterError, DagsterInstance, DagsterInvalidConfigError, Jo
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.schedules import ACTIVE_RUN_STATUSES
-from intervalprocessing_dagster.reports.definitions import PROCESS_TO_RUN as FILE_GENERATION_PROCESS
-from intervalprocessing_dagster.reports.definitions import file_generation_job
+from intervalprocessing_dagster.reports.jobs import PROCESS_TO_RUN as FILE_GENERATION_PROCESS
+from intervalprocessing_dagster.reports.jobs import file_generation_job
 from intervalprocessing_dagster.runs.clock import latest_tick, run_stamp_tags
 from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_PROCESS_TO_RUN, LAUNCHED_BY_TAG
 from intervalprocessing_dagster.settings import Settings, SettingsError

@@ -20,7 +20,7 @@ from moto.server import ThreadedMotoServer
 from pymongo.database import Database
 from secantus import SecantusDBServer
 
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from tests.postgres_cluster import PostgresServer, PostgresUnavailable, running_postgres
 
 REAL_MONGO_URI = os.environ.pop("MONGODB_URI", None)

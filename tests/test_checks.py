@@ -31,12 +31,12 @@ from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.oncall.config_checks import config_checks_job
+from intervalprocessing_dagster.mongo.resources import MongoResource
+from intervalprocessing_dagster.oncall.jobs import config_checks_job
 from intervalprocessing_dagster.reports.assets import CONFIG_ASSETS
 from intervalprocessing_dagster.reports.checks import CONFIG_CHECKS, build_freshness_checks, build_row_count_checks
-from intervalprocessing_dagster.reports.definitions import REPORT_ASSETS, file_generation_job
 from intervalprocessing_dagster.reports.delivery import LocalReportStore
+from intervalprocessing_dagster.reports.jobs import REPORT_ASSETS, file_generation_job
 from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags
 from tests.data_change.test_data_change_jobs import automation
 

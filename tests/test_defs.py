@@ -13,8 +13,8 @@ from dagster_aws.s3 import S3PickleIOManager
 
 from intervalprocessing_dagster.data_change.rules import Limit, parse_automation
 from intervalprocessing_dagster.definitions import build_definitions, defs
-from intervalprocessing_dagster.mongo.resource import EmbeddedMongoResource, MongoResource
-from intervalprocessing_dagster.oncall.alerting import LogAlertChannel, SnsAlertChannel
+from intervalprocessing_dagster.mongo.resources import EmbeddedMongoResource, MongoResource
+from intervalprocessing_dagster.oncall.resources import LogAlertChannel, SnsAlertChannel
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, S3ReportStore
 from intervalprocessing_dagster.settings import Settings, SettingsError
 

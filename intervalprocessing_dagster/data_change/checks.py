@@ -1,7 +1,7 @@
 """The ``dataupdateconfigs`` collection as an asset, with the checks that show an automation's problems before it runs.
 
 A broken automation used to show only when its cadence ran it (for a nightly one, up to a day later). These checks
-run on their own hourly schedule (``oncall/config_checks.py``) and from the UI at any time; they never apply an
+run on their own hourly schedule (``oncall/jobs.py``) and from the UI at any time; they never apply an
 update, and write nothing to the data:
 
 * ``automations_are_valid`` validates every document with ``rules.parse_automation``, the very code each
@@ -44,7 +44,7 @@ from intervalprocessing_dagster.data_change.rules import (
     config_hash,
     parse_automation,
 )
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 
 # Observations read per call when looking for a config change already recorded (the loader observes the collection on
 # every run, so there are many).
@@ -56,7 +56,7 @@ _OBSERVATIONS_PER_PAGE = 500
     name="automations_are_valid",
     description="Every automation document passes the validation its data-change step runs first (writes nothing); "
     "automations changed since their last run are recorded as observations.",
-    blocking=True,  # failed at ERROR, it fails its run too (oncall/config_checks.py says why)
+    blocking=True,  # failed at ERROR, it fails its run too (oncall/jobs.py says why)
 )
 def automations_are_valid(context: AssetCheckExecutionContext, mongo: MongoResource) -> AssetCheckResult:
     database = mongo.database()

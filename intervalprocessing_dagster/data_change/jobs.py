@@ -69,7 +69,7 @@ from intervalprocessing_dagster.data_change.rules import (
     config_hash,
     parse_automation,
 )
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.runs.executor import with_run_summary
 from intervalprocessing_dagster.runs.run_summary import AUTOMATION_ID, AUTOMATION_NAME, WITHDRAWN_METADATA_KEY

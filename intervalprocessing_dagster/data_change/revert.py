@@ -50,7 +50,7 @@ from intervalprocessing_dagster.data_change.journal import (
     resolve_page,
 )
 from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.runs.executor import with_run_summary
 from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY

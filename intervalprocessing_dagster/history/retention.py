@@ -14,69 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dagster import (
-    Config,
-    ConfigurableResource,
-    DagsterInstance,
-    DagsterRunStatus,
-    DefaultScheduleStatus,
-    MetadataValue,
-    Nothing,
-    OpExecutionContext,
-    Out,
-    Output,
-    RunRecord,
-    RunsFilter,
-    ScheduleDefinition,
-    in_process_executor,
-    job,
-    op,
-)
-from pydantic import Field
+from dagster import DagsterInstance, RunRecord, RunsFilter
 
+from intervalprocessing_dagster.history.resources import FAILURE_STATUSES, SUCCESS_STATUSES, RunRetention
 from intervalprocessing_dagster.instance.storage import PooledPostgresEventLogStorage, stored_check_keys
-from intervalprocessing_dagster.runs.executor import with_run_summary
-from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY
 from intervalprocessing_dagster.runs.step_outputs import StepOutputStore
 from intervalprocessing_dagster.runs.tags import ROOT_RUN_ID_TAG
-from intervalprocessing_dagster.settings import (
-    DEFAULT_RUN_HISTORY_FAILURE_DAYS,
-    DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS,
-    DEFAULT_RUN_HISTORY_SUCCESS_DAYS,
-    Settings,
-)
-
-SECONDS_PER_DAY = 86400
-SUCCESS_STATUSES = (DagsterRunStatus.SUCCESS,)
-FAILURE_STATUSES = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
-# Daily at 04:30, after the nightly data change (02:00) and file generation (03:00).
-HISTORY_RETENTION_CRON = "30 4 * * *"
-
-
-class RunRetention(ConfigurableResource):
-    """How long finished runs are kept (resource key ``retention``, from the ``RUN_HISTORY_*`` settings)."""
-
-    success_days: int = Field(
-        default=DEFAULT_RUN_HISTORY_SUCCESS_DAYS, ge=1, description="Days a successful run is kept after it finished."
-    )
-    failure_days: int = Field(
-        default=DEFAULT_RUN_HISTORY_FAILURE_DAYS, ge=1, description="Days a failed or canceled run is kept."
-    )
-    keep_all_days: int = Field(
-        default=DEFAULT_RUN_HISTORY_KEEP_ALL_DAYS,
-        ge=1,
-        description="Every run of this many last days is kept, whatever its status and the windows.",
-    )
-
-    def cutoff(self, status: DagsterRunStatus, now: float) -> float | None:
-        """The finish time before which a run with ``status`` may go, or None: a run that has not finished stays."""
-        if status in SUCCESS_STATUSES:
-            days = self.success_days
-        elif status in FAILURE_STATUSES:
-            days = self.failure_days
-        else:
-            return None
-        return now - max(days, self.keep_all_days) * SECONDS_PER_DAY
 
 
 @dataclass
@@ -244,74 +187,4 @@ def _past_window(record: RunRecord, retention: RunRetention, now: float, protect
         cutoff is not None
         and record.update_timestamp.timestamp() < cutoff
         and record.dagster_run.run_id not in protected
-    )
-
-
-class HistoryRetentionConfig(Config):
-    """Run config of ``delete_old_runs`` (``ops: {delete_old_runs: {config: {dry_run: true}}}``)."""
-
-    dry_run: bool = Field(default=False, description="Count what would be deleted; delete nothing.")
-    batch_size: int = Field(default=100, ge=1, description="Runs read per query, oldest first.")
-    max_minutes: float = Field(
-        default=60, gt=0, description="Stop starting deletions after this long; the next run goes on."
-    )
-
-
-@op(
-    description="Deletes the runs past their retention window with their events, logs and stored step outputs.",
-    out=Out(Nothing),
-)
-def delete_old_runs(
-    context: OpExecutionContext,
-    config: HistoryRetentionConfig,
-    retention: RunRetention,
-    step_output_store: StepOutputStore,
-) -> Output[None]:
-    started = time.monotonic()
-    report = purge_history(
-        context.instance,
-        retention,
-        step_output_store,
-        now=time.time(),
-        batch_size=config.batch_size,
-        stop_at=started + config.max_minutes * 60,
-        dry_run=config.dry_run,
-        log=context.log.info,
-    )
-    return Output(
-        None,
-        metadata={
-            "deleted_runs": sum(report.deleted_runs.values()),
-            **{f"deleted_{status.lower()}": count for status, count in sorted(report.deleted_runs.items())},
-            "deleted_step_outputs": report.deleted_step_outputs,
-            "kept_latest_events": len(report.kept_latest),
-            "kept_for_re_execution_group": len(report.kept_for_group),
-            "complete": report.complete,
-            "dry_run": report.dry_run,
-            "vacuum_seconds": report.vacuum_seconds if report.vacuum_seconds is not None else MetadataValue.null(),
-            "seconds": round(time.monotonic() - started, 1),
-            SUMMARY_METADATA_KEY: report.summary(),  # the run's closing "Run summary" line
-        },
-    )
-
-
-@job(
-    description="Deletes Dagster's run history past its retention window (RUN_HISTORY_* settings); keeps every "
-    "asset's and check's latest events.",
-    executor_def=with_run_summary(in_process_executor),  # one step: no process of its own needed
-)
-def history_retention_job() -> None:
-    delete_old_runs()
-
-
-def build_history_retention_schedule(settings: Settings) -> ScheduleDefinition:
-    """Daily, running from the start (like the config checks): history is bounded without anyone turning it on."""
-    return ScheduleDefinition(
-        name="history_retention_schedule",
-        job=history_retention_job,
-        cron_schedule=HISTORY_RETENTION_CRON,
-        execution_timezone=settings.timezone,
-        default_status=DefaultScheduleStatus.RUNNING,
-        description=f"Daily deletion of runs older than {settings.run_history_success_days} days (successful) or "
-        f"{settings.run_history_failure_days} days (failed), with their events, logs and step outputs.",
     )

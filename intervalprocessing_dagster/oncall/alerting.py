@@ -10,24 +10,11 @@ docs/decisions/failure-alerts.md.
 
 from __future__ import annotations
 
-import logging
-from abc import abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
-
-import boto3
-from dagster import (
-    ConfigurableResource,
-    DagsterEvent,
-    DagsterRun,
-    DefaultSensorStatus,
-    RunFailureSensorContext,
-    run_failure_sensor,
-)
+from dagster import DagsterEvent, DagsterRun, RunFailureSensorContext
 from dagster._core.events import RunFailureReason
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
-from pydantic import Field
 
+from intervalprocessing_dagster.oncall.resources import Alert, AlertChannel
 from intervalprocessing_dagster.runs.console_log import failed_by_blocking_check
 from intervalprocessing_dagster.runs.run_summary import AUTOMATION_ID, AUTOMATION_NAME
 from intervalprocessing_dagster.runs.tags import (
@@ -54,68 +41,6 @@ MAX_LINE = 300
 # What run monitoring appends to a dead task's failure after the failure itself (dagster_aws's EcsRunLauncher): the
 # task's last log lines, which belong in the UI, not in a message.
 _WORKER_LOG_TAIL = "Run worker logs:"
-
-
-@dataclass(frozen=True)
-class Alert:
-    """What a person is told: a subject line, the text, and attributes a subscriber can filter on (SNS message
-    attributes: ``job`` and ``run_id`` for a failed run, ``check`` and ``run_id`` for a config check); ``level``, how
-    the sensor logs it (a recovery is news, not an error)."""
-
-    subject: str
-    text: str
-    attributes: Mapping[str, str]
-    level: int = logging.ERROR
-
-
-class AlertChannel(ConfigurableResource):
-    """Where alerts go (resource key ``alerts``), and the UI they link into."""
-
-    webserver_url: str | None = Field(
-        default=None, description="Base URL of the Dagster UI (INTERVALPROCESSING_WEBSERVER_URL), for run links."
-    )
-    hand_launched_runs: bool = Field(
-        default=False,
-        description="Alert the failed runs a person launched from the UI or CLI too "
-        "(ALERT_ON_HAND_LAUNCHED_RUNS); off: only unattended runs alert.",
-    )
-
-    def run_url(self, run_id: str) -> str | None:
-        return f"{self.webserver_url.rstrip('/')}/runs/{run_id}" if self.webserver_url else None
-
-    def link_line(self, run_id: str) -> str:
-        url = self.run_url(run_id)
-        return f"Link: {url}" if url else "Link: (INTERVALPROCESSING_WEBSERVER_URL is unset)"
-
-    @abstractmethod
-    def send(self, alert: Alert, log: logging.Logger | logging.LoggerAdapter) -> None:
-        """Deliver ``alert``; raise if it could not be delivered, so the sensor tick shows the error."""
-
-
-class LogAlertChannel(AlertChannel):
-    """No topic configured (local development): the alert is written to the sensor's log, nothing else."""
-
-    def send(self, alert: Alert, log: logging.Logger | logging.LoggerAdapter) -> None:
-        log.log(alert.level, f"{alert.subject} (ALERTS_SNS_TOPIC_ARN is unset: logged only)\n{alert.text}")
-
-
-class SnsAlertChannel(AlertChannel):
-    """An SNS topic (production), reached with the default AWS credential chain (the daemon's task role)."""
-
-    topic_arn: str = Field(description="The topic alerts are published to (ALERTS_SNS_TOPIC_ARN).")
-
-    def send(self, alert: Alert, log: logging.Logger | logging.LoggerAdapter) -> None:
-        # Logged first, so the alert is in the daemon's log even if the publish fails.
-        log.log(alert.level, f"{alert.subject}\n{alert.text}")
-        boto3.client("sns").publish(
-            TopicArn=self.topic_arn,
-            Subject=alert.subject,
-            Message=alert.text,
-            MessageAttributes={
-                name: {"DataType": "String", "StringValue": value} for name, value in alert.attributes.items()
-            },
-        )
-        log.info(f"alert '{alert.subject}' published to {self.topic_arn}")
 
 
 def alert_subject(text: str) -> str:
@@ -185,34 +110,6 @@ def unattended_by(run: DagsterRun) -> str | None:
     return None
 
 
-@run_failure_sensor(
-    name="run_failure_alert_sensor",
-    monitor_all_code_locations=True,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Sends one alert per failed unattended run (schedules, sensors, backfills, after its last retry) to "
-    "the alerts channel: ALERTS_SNS_TOPIC_ARN, or the sensor's log when unset.",
-)
-def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertChannel) -> None:
-    run = context.dagster_run
-    if not alerts.hand_launched_runs and unattended_by(run) is None:
-        context.log.info(
-            f"run {run.run_id} of {run.job_name} failed; a person launched it (UI or CLI) and sees it: "
-            "no alert (ALERT_ON_HAND_LAUNCHED_RUNS=on alerts these too)"
-        )
-        return
-    if will_be_retried(context):
-        context.log.info(f"run {run.run_id} of {run.job_name} failed and will be retried; its retry reports")
-        return
-    step_failures = context.get_step_failure_events()
-    if _failed_only_through_checks(context.failure_event, step_failures):
-        context.log.info(
-            f"run {run.run_id} of {run.job_name} failed only through its blocking checks; "
-            "check_failure_alert_sensor tells about them, once per new failure"
-        )
-        return
-    alerts.send(build_failure_alert(context, step_failures, alerts), context.log)
-
-
 def _what_to_do(automations_failed: bool) -> str:
     """The next step, as docs/runbook.md's alert table gives it: what works for the failure at hand."""
     if automations_failed:
@@ -241,7 +138,7 @@ def _origin_lines(run: DagsterRun) -> list[str]:
     return lines
 
 
-def _failed_only_through_checks(failure_event: DagsterEvent, step_failures: list[DagsterEvent]) -> bool:
+def failed_only_through_checks(failure_event: DagsterEvent, step_failures: list[DagsterEvent]) -> bool:
     """A run whose every failed step is a blocking check that failed at ERROR (a config check run finding a broken
     document): the check is red every hour until the document is fixed, the run with it."""
     data = failure_event.event_specific_data  # None for a failure reported from outside the run (run monitoring)

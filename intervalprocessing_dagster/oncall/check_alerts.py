@@ -10,27 +10,18 @@ does, and a daemon restart neither repeats nor loses an alert. Runs in the daemo
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dagster import (
-    AssetCheckEvaluation,
-    AssetCheckKey,
-    AssetCheckSeverity,
-    DagsterEventType,
-    DefaultSensorStatus,
-    SensorEvaluationContext,
-    SensorResult,
-    sensor,
-)
+from dagster import AssetCheckEvaluation, AssetCheckKey, AssetCheckSeverity, DagsterEventType, SensorEvaluationContext
 
 if TYPE_CHECKING:  # the type the event log storage returns; Dagster exports no name for it
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord
 
-from intervalprocessing_dagster.oncall.alerting import Alert, AlertChannel, alert_subject, excerpt
-from intervalprocessing_dagster.oncall.config_checks import CONFIG_CHECK_KEYS
+from intervalprocessing_dagster.oncall.alerting import alert_subject, excerpt
+from intervalprocessing_dagster.oncall.jobs import CONFIG_CHECK_KEYS
+from intervalprocessing_dagster.oncall.resources import Alert, AlertChannel
 
 # A check's description lists every broken document; an alert quotes this many lines of it.
 MAX_DESCRIPTION_LINES = 40
@@ -63,29 +54,6 @@ class CheckResult:
             else:
                 items[-1] += "\n" + line
         return items or [""]
-
-
-@sensor(
-    name="check_failure_alert_sensor",
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-    description="Sends one alert when a config check (or any check at ERROR) turns red or finds a new problem, and one "
-    "when it passes again, to the alerts channel: ALERTS_SNS_TOPIC_ARN, or the sensor's log when unset.",
-)
-def check_failure_alert_sensor(context: SensorEvaluationContext, alerts: AlertChannel) -> SensorResult:
-    told: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}
-    for result in latest_results(context):
-        name = result.key.to_user_string()
-        if result.alerts:
-            hashes = {_hash(problem): problem for problem in result.problems}
-            new = [problem for digest, problem in hashes.items() if digest not in told.get(name, [])]
-            if new:
-                alerts.send(failure_alert(result, new if name in told else [], alerts), context.log)
-            told[name] = sorted(hashes)
-        elif name in told:
-            alerts.send(fixed_alert(result, alerts), context.log)
-            del told[name]
-    return SensorResult(cursor=json.dumps(told, sort_keys=True))
 
 
 def latest_results(context: SensorEvaluationContext) -> list[CheckResult]:
@@ -137,6 +105,6 @@ def _attributes(result: CheckResult) -> dict[str, str]:
     return {"check": result.key.to_user_string(), "run_id": result.run_id}
 
 
-def _hash(problem: str) -> str:
+def problem_hash(problem: str) -> str:
     """A short stand-in for a problem line in the cursor (the lines themselves can be long)."""
     return hashlib.sha256(problem.encode()).hexdigest()[:16]

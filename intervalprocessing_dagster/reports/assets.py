@@ -32,7 +32,7 @@ from intervalprocessing_dagster.data_change.assets import (
     MEDICAL_RECORD_REQUESTS,
     PROVIDERS,
 )
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.reports.config import (
     PROCESSES_COLLECTION,
     QUERIES_COLLECTION,

@@ -31,7 +31,7 @@ from dagster import (
     build_sensor_for_freshness_checks,
 )
 
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.reports.assets import BUILT_IN_REPORTS, FILE_PROCESSING_CONFIGS, STORED_QUERIES
 from intervalprocessing_dagster.reports.config import (
     PROCESSES_COLLECTION,
@@ -82,7 +82,7 @@ def _processes(mongo: MongoResource) -> tuple[list[str], list[ReportProcess], li
     asset=FILE_PROCESSING_CONFIGS.key,
     name="report_processes_are_valid",
     description="Every processes[] entry, its layout and its projection parse as the reports read them.",
-    blocking=True,  # failed (always at ERROR), it fails its run too (oncall/config_checks.py says why)
+    blocking=True,  # failed (always at ERROR), it fails its run too (oncall/jobs.py says why)
 )
 def report_processes_are_valid(mongo: MongoResource) -> AssetCheckResult:
     try:
@@ -103,7 +103,7 @@ def report_processes_are_valid(mongo: MongoResource) -> AssetCheckResult:
     asset=STORED_QUERIES.key,
     name="report_queries_are_valid",
     description="Every stored query a report names exists and parses.",
-    blocking=True,  # failed (always at ERROR), it fails its run too (oncall/config_checks.py says why)
+    blocking=True,  # failed (always at ERROR), it fails its run too (oncall/jobs.py says why)
 )
 def report_queries_are_valid(mongo: MongoResource) -> AssetCheckResult:
     try:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from intervalprocessing_dagster.oncall.config_checks import CONFIG_CHECK_KEYS
+from intervalprocessing_dagster.oncall.jobs import CONFIG_CHECK_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

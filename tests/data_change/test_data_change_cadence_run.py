@@ -25,7 +25,7 @@ from pymongo.database import Database
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
 from intervalprocessing_dagster.definitions import build_definitions
-from intervalprocessing_dagster.oncall.alerting import LogAlertChannel
+from intervalprocessing_dagster.oncall.resources import LogAlertChannel
 from intervalprocessing_dagster.runs.clock import run_stamp_tags
 from intervalprocessing_dagster.settings import Settings
 from tests.oncall.test_alerting import Daemon

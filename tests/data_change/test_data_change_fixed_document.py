@@ -24,7 +24,7 @@ from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, StampKey
 from intervalprocessing_dagster.data_change.rules import config_hash
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.oncall.alerting import SnsAlertChannel
+from intervalprocessing_dagster.oncall.resources import SnsAlertChannel
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from tests.local_project import new_project, served_code_location, user_env
 from tests.oncall.test_alerting import Daemon, received

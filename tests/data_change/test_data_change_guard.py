@@ -14,8 +14,8 @@ from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
 from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
-from intervalprocessing_dagster.mongo.resource import MongoResource
-from intervalprocessing_dagster.oncall.alerting import SnsAlertChannel
+from intervalprocessing_dagster.mongo.resources import MongoResource
+from intervalprocessing_dagster.oncall.resources import SnsAlertChannel
 from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags
 from tests.data_change.test_data_change_jobs import TICK, automation, failures, outputs
 from tests.oncall.test_alerting import RETRIES, Daemon, received

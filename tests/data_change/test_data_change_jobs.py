@@ -28,7 +28,7 @@ from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, mappin
 from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, StampKey
 from intervalprocessing_dagster.data_change.rules import config_hash
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags
 
 TICK = datetime(2026, 3, 6, 2, 0, tzinfo=UTC)

@@ -35,7 +35,7 @@ from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION, W
 from intervalprocessing_dagster.data_change.revert import MIN_RUN_ID_PREFIX, revert_automation_run_job
 from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY
 from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_TAG

@@ -46,7 +46,8 @@ from dagster_aws.s3 import S3Resource
 from sqlalchemy import func, select
 
 from intervalprocessing_dagster.definitions import build_definitions
-from intervalprocessing_dagster.history.retention import RunRetention, purge_history
+from intervalprocessing_dagster.history.resources import RunRetention
+from intervalprocessing_dagster.history.retention import purge_history
 from intervalprocessing_dagster.runs.step_outputs import (
     LocalStepOutputs,
     LocalStepOutputStore,

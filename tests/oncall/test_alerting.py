@@ -33,18 +33,16 @@ from intervalprocessing_dagster import process_to_run
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
-from intervalprocessing_dagster.definitions import build_resources
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.oncall.alerting import (
     LAUNCHED_BY_PROCESS_TO_RUN,
     LAUNCHED_BY_TAG,
     MAX_ERROR_LINES,
     MAX_LINE,
-    AlertChannel,
-    LogAlertChannel,
-    SnsAlertChannel,
-    run_failure_alert_sensor,
 )
+from intervalprocessing_dagster.oncall.resources import AlertChannel, LogAlertChannel, SnsAlertChannel
+from intervalprocessing_dagster.oncall.sensors import run_failure_alert_sensor
+from intervalprocessing_dagster.resources import build_resources
 from intervalprocessing_dagster.runs.clock import RunClock
 from intervalprocessing_dagster.settings import Settings, SettingsError
 from tests.data_change.test_data_change_jobs import automation

@@ -22,8 +22,8 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from intervalprocessing_dagster.oncall.alerting import AlertChannel, SnsAlertChannel
-from intervalprocessing_dagster.oncall.check_alerts import check_failure_alert_sensor
+from intervalprocessing_dagster.oncall.resources import AlertChannel, SnsAlertChannel
+from intervalprocessing_dagster.oncall.sensors import check_failure_alert_sensor
 from intervalprocessing_dagster.settings import Settings
 from tests.local_project import execute_job, new_project, user_env
 from tests.oncall.test_alerting import Daemon, received

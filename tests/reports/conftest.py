@@ -15,7 +15,7 @@ from dagster import Definitions, ExecuteInProcessResult
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import FILE_PROCESSING_CONFIG, STORED_QUERIES
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.reports.definitions import report_definitions
 from intervalprocessing_dagster.reports.delivery import LocalReportStore, ReportStore
 from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, build_asset_context
 from pymongo.database import Database
 
-from intervalprocessing_dagster.mongo.resource import MongoResource
+from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.reports.assets import BUILT_IN_REPORT_ASSETS
 from intervalprocessing_dagster.reports.delivery import LocalReportStore
 from intervalprocessing_dagster.runs.clock import RunClock

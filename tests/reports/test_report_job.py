@@ -12,9 +12,9 @@ import boto3
 from dagster import DagsterEventType, ExecuteInProcessResult, RunRequest, build_schedule_context, instance_for_test
 from pymongo.database import Database
 
-from intervalprocessing_dagster.reports.definitions import build_file_generation_schedule
 from intervalprocessing_dagster.reports.delivery import S3ReportStore
 from intervalprocessing_dagster.reports.layouts import BUILT_IN_LAYOUT_DOCUMENTS
+from intervalprocessing_dagster.reports.schedules import build_file_generation_schedule
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from intervalprocessing_dagster.settings import Settings
 

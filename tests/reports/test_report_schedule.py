@@ -24,7 +24,7 @@ from dagster._core.storage.tags import SCHEDULE_NAME_TAG
 from pymongo.database import Database
 
 from intervalprocessing_dagster.reports.assets import MISSED_TICKS_TAG, WEEKLY_CATCH_UP_TAG
-from intervalprocessing_dagster.reports.definitions import build_file_generation_schedule
+from intervalprocessing_dagster.reports.schedules import build_file_generation_schedule
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from intervalprocessing_dagster.settings import Settings
 

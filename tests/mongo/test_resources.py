@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pymongo.database import Database
 
-from intervalprocessing_dagster.mongo.resource import InsecureMongoUriError, MongoResource
+from intervalprocessing_dagster.mongo.resources import InsecureMongoUriError, MongoResource
 
 
 def test_database_is_the_configured_one(mongo: MongoResource, mongo_db: Database) -> None:

@@ -16,15 +16,11 @@ once when it is fixed, however many hourly runs stay red in between.
 
 from __future__ import annotations
 
-from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job, in_process_executor
+from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from intervalprocessing_dagster.data_change.checks import automations_are_valid, automations_within_limits
 from intervalprocessing_dagster.reports.checks import CONFIG_CHECKS
 from intervalprocessing_dagster.runs.executor import with_run_summary
-from intervalprocessing_dagster.settings import Settings
-
-# At :45, a quarter of an hour before the hourly and nightly data-change ticks.
-CONFIG_CHECKS_CRON = "45 * * * *"
 
 ALL_CONFIG_CHECKS = (automations_are_valid, automations_within_limits, *CONFIG_CHECKS)
 CONFIG_CHECK_KEYS = frozenset(key for checks in ALL_CONFIG_CHECKS for key in checks.check_keys)
@@ -37,15 +33,3 @@ config_checks_job = define_asset_job(
     # The four checks in the run worker's own process (docs/decisions/small-jobs-in-process.md).
     executor_def=with_run_summary(in_process_executor),
 )
-
-
-def build_config_checks_schedule(settings: Settings) -> ScheduleDefinition:
-    return ScheduleDefinition(
-        name="config_checks_schedule",
-        job=config_checks_job,
-        cron_schedule=CONFIG_CHECKS_CRON,
-        execution_timezone=settings.timezone,
-        default_status=DefaultScheduleStatus.RUNNING,
-        description="Hourly validation of the config collections (dataupdateconfigs, fileprocessingconfigs, "
-        "storedqueries).",
-    )
