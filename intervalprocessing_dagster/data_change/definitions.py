@@ -8,8 +8,7 @@ from dagster import Definitions
 
 from intervalprocessing_dagster.data_change.assets import COLLECTIONS, DATA_UPDATE_CONFIGS
 from intervalprocessing_dagster.data_change.checks import automations_are_valid, automations_within_limits
-from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
-from intervalprocessing_dagster.data_change.revert import revert_automation_run_job
+from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, revert_automation_run_job
 from intervalprocessing_dagster.data_change.schedules import build_data_change_schedule
 from intervalprocessing_dagster.settings import Settings
 

@@ -44,7 +44,9 @@ from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.completeness import completeness_check, dry_run_of
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, ExecutionResult, execute
 from intervalprocessing_dagster.data_change.guard import AutomationGuard, BlastRadiusExceeded
-from intervalprocessing_dagster.data_change.journal import ChangeJournal
+from intervalprocessing_dagster.data_change.journal import (
+    ChangeJournal,
+)
 from intervalprocessing_dagster.data_change.plan import build_plan
 from intervalprocessing_dagster.data_change.record import (
     FAILED,
@@ -61,7 +63,8 @@ from intervalprocessing_dagster.data_change.record import (
     record_loaded,
     write_run_record,
 )
-from intervalprocessing_dagster.data_change.revert import undo_launchpad_url
+from intervalprocessing_dagster.data_change.revert import JOB_NAME as REVERT_JOB_NAME
+from intervalprocessing_dagster.data_change.revert import revert_automation_run, undo_launchpad_url
 from intervalprocessing_dagster.data_change.rules import (
     CONFIG_COLLECTION,
     InvalidAutomationError,
@@ -503,3 +506,13 @@ DATA_CHANGE_JOBS: dict[Cadence, JobDefinition] = {cadence: build_data_change_job
 PROCESS_TO_RUN_JOBS: dict[str, JobDefinition] = {
     cadence.process_to_run: DATA_CHANGE_JOBS[cadence] for cadence in Cadence
 }
+
+
+@job(
+    name=REVERT_JOB_NAME,
+    description="Undoes what one run's automations changed (from the change journal), where nothing changed since; "
+    "a dry run unless dry_run: false.",
+    executor_def=with_run_summary(in_process_executor),  # one step: no process of its own needed
+)
+def revert_automation_run_job() -> None:
+    revert_automation_run()

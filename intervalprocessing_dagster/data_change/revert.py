@@ -27,8 +27,6 @@ from dagster import (
     Out,
     Output,
     RunsFilter,
-    in_process_executor,
-    job,
     op,
 )
 from pydantic import Field
@@ -52,7 +50,6 @@ from intervalprocessing_dagster.data_change.journal import (
 from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.runs.clock import RunClock
-from intervalprocessing_dagster.runs.executor import with_run_summary
 from intervalprocessing_dagster.runs.run_summary import SUMMARY_METADATA_KEY
 from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_TAG
 
@@ -352,13 +349,3 @@ def _table(reports: Mapping[str, AutomationRevert], dry_run: bool) -> str:
     rows = [f"| automation | journaled | {verb} | already as before | conflicts |", "|---|---:|---:|---:|---:|"]
     rows += [f"| {name} | {r.journaled} | {r.restored} | {r.already} | {r.conflicts} |" for name, r in reports.items()]
     return "\n".join(rows)
-
-
-@job(
-    name=JOB_NAME,
-    description="Undoes what one run's automations changed (from the change journal), where nothing changed since; "
-    "a dry run unless dry_run: false.",
-    executor_def=with_run_summary(in_process_executor),  # one step: no process of its own needed
-)
-def revert_automation_run_job() -> None:
-    revert_automation_run()

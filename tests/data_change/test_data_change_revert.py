@@ -30,9 +30,9 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
-from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
+from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, revert_automation_run_job
 from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION, WRITING
-from intervalprocessing_dagster.data_change.revert import MIN_RUN_ID_PREFIX, revert_automation_run_job
+from intervalprocessing_dagster.data_change.revert import MIN_RUN_ID_PREFIX
 from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.mongo.resources import MongoResource
