@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +96,7 @@ class DagsterDev:
     def group(self) -> list[str]:
         """``pid command`` of every process still in dagster dev's process group (its services and their children)."""
         listing = subprocess.run(
-            ["ps", "-o", "pid=,stat=,args=", "-g", str(self.process.pid)], capture_output=True, text=True
+            ["ps", "-ww", "-o", "pid=,stat=,args=", "-g", str(self.process.pid)], capture_output=True, text=True
         ).stdout
         return [line.strip() for line in listing.splitlines() if line.strip() and not line.split()[1].startswith("Z")]
 
@@ -140,15 +140,16 @@ def served_code_location(folder: Path, env: dict[str, str]) -> Iterator[Workspac
 
 
 @contextmanager
-def dagster_dev(project: Path, env: dict[str, str]) -> Iterator[DagsterDev]:
-    """``dagster dev`` in ``project`` on a free port, up and serving; killed afterwards if a test left it up.
+def dagster_dev(project: Path, env: dict[str, str], command: Sequence[str] = (*DAGSTER, "dev")) -> Iterator[DagsterDev]:
+    """``dagster dev`` (or ``command``, which takes its options: ``intervalprocessing-dev``) in ``project`` on a free
+    port, up and serving; killed afterwards if a test left it up.
 
     Without code-location arguments, as the README runs it: it loads workspace.yaml's location, under its name."""
     port = free_port()
     log_path = project / "dagster-dev.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port)],
+            [*command, "-h", "127.0.0.1", "-p", str(port)],
             cwd=project,
             env=env,
             stdout=log,
