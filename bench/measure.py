@@ -42,7 +42,7 @@ from bench import dataset
 from bench.baselines import JOURNAL_FLOOR_COLLECTION
 from bench.scenarios import AUTOMATIONS_FAMILY, SCENARIOS, Context, Work
 from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION
-from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
+from intervalprocessing_dagster.data_change.ledger import LEDGER_COLLECTION
 
 RESULT_PREFIX = "BENCH-RESULT "
 
@@ -149,7 +149,7 @@ def _check(context: Context, work: Work, family: str) -> dict[str, Any]:
         )
         check = {"marked_documents": marked, "expected_documents": expected}
         if "automation_steps" in work.detail:
-            check["succeeded_run_records"] = context.db[RUNS_COLLECTION].count_documents(
+            check["succeeded_run_records"] = context.db[LEDGER_COLLECTION].count_documents(
                 {"status": "succeeded", "runId": work.detail["run_id"]}
             )
         return check

@@ -29,7 +29,7 @@ from intervalprocessing_dagster.data_change.checks import (
 )
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
-from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
+from intervalprocessing_dagster.data_change.ledger import LEDGER_COLLECTION
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.oncall.jobs import config_checks_job
@@ -141,7 +141,7 @@ def test_an_automation_changed_since_its_last_run_is_observed_once_with_old_and_
     mongo_db.dataupdateconfigs.insert_many([changed, unchanged])
     as_run = {**changed, "query": "{ status: 'Open' }"}
     as_run.pop("maxDocuments")
-    mongo_db[RUNS_COLLECTION].insert_many(
+    mongo_db[LEDGER_COLLECTION].insert_many(
         [  # the recovery ledger's records: the document as each run loaded it
             {"runId": "old-run", "configId": changed["_id"], "dryRun": False, "stamp": FRIDAY, "config": as_run},
             {

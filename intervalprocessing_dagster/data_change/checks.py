@@ -35,8 +35,8 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.assets import DATA_UPDATE_CONFIGS
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
+from intervalprocessing_dagster.data_change.ledger import LEDGER_COLLECTION
 from intervalprocessing_dagster.data_change.plan import build_plan
-from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
 from intervalprocessing_dagster.data_change.rules import (
     CONFIG_COLLECTION,
     InvalidAutomationError,
@@ -133,10 +133,10 @@ def _observe_changes_since_last_run(
 ) -> int:
     """Record an observation for each automation whose document differs from the one its last run loaded (once per
     version of the document); how many differ."""
-    if not database.list_collection_names(filter={"name": RUNS_COLLECTION}):
+    if not database.list_collection_names(filter={"name": LEDGER_COLLECTION}):
         return 0  # no automation has run yet
-    runs = database[RUNS_COLLECTION]
-    changed = []  # one lookup per automation, on the index the loader ensures (record.ensure_run_record_indexes)
+    runs = database[LEDGER_COLLECTION]
+    changed = []  # one lookup per automation, on the index the loader ensures (record.ensure_ledger_indexes)
     for document in documents:
         last = runs.find_one(
             {"configId": document.get("_id"), "dryRun": False, "config": {"$exists": True}}, sort=[("stamp", -1)]

@@ -1,7 +1,7 @@
 """Never green while incomplete: a data-change run that ends without an outcome for every automation loaded for its
 stamp fails, naming the automations that did not run.
 
-Dagster's plan of a re-execution can leave automations out; the ledger (``record.py``) knows what the stamp loaded.
+Dagster's plan of a re-execution can leave automations out; the ledger (``ledger.py``) knows what the stamp loaded.
 The check runs in the executor wrapper (``runs/executor.py``), the one place that knows when the last step ended,
 and fails the run with :class:`~intervalprocessing_dagster.runs.run_summary.IncompleteRunError` (which run retries
 retry). Failed and ``withdrawn`` automations have an outcome and do not count. Design and alternatives:
@@ -16,7 +16,7 @@ from typing import Any
 from dagster import DagsterInstance, DagsterRun, JobDefinition, build_resources
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.data_change.record import StampKey, unfinished_records
+from intervalprocessing_dagster.data_change.ledger import StampKey, unfinished_entries
 from intervalprocessing_dagster.runs.clock import run_stamp
 from intervalprocessing_dagster.runs.run_summary import AutomationRef, ClosingCheck, RunSummary
 
@@ -40,7 +40,7 @@ def completeness_check(cadence: Cadence) -> ClosingCheck:
         with build_resources(
             {"mongo": job.resource_defs["mongo"]}, instance=instance, resource_config=run.run_config.get("resources")
         ) as resources:
-            records = unfinished_records(resources.mongo.database(), key)
+            records = unfinished_entries(resources.mongo.database(), key)
         return [
             AutomationRef(str(record.get("automation")), str(record.get("configId")))
             for record in records

@@ -3,7 +3,7 @@
 One mapped ``apply_automation`` step per automation (by name), so a failing automation has its own logs, metadata and
 retries and does not stop the others; the steps run in process, one after another in name order. A step applies its
 document as it is when the step starts (read again by ``_id``), so "Re-execute → From failure" after a fix runs the
-fix. The ``automationruns`` ledger (``record.py``) makes each automation apply once per run stamp, and the closing
+fix. The ``automationruns`` ledger (``ledger.py``) makes each automation apply once per run stamp, and the closing
 check (``completeness.py``) fails a run that leaves one without an outcome. One factory builds the four jobs; they
 differ only in the ``runCadence`` they load and their tags (``Cadence.run_tags``).
 
@@ -47,22 +47,22 @@ from intervalprocessing_dagster.data_change.guard import AutomationGuard, BlastR
 from intervalprocessing_dagster.data_change.journal import (
     ChangeJournal,
 )
-from intervalprocessing_dagster.data_change.plan import build_plan
-from intervalprocessing_dagster.data_change.record import (
+from intervalprocessing_dagster.data_change.ledger import (
     FAILED,
+    LEDGER_COLLECTION,
     RETRYING,
     RUNNING,
-    RUNS_COLLECTION,
     SUCCEEDED,
     WITHDRAWN,
+    LedgerEntry,
     LoadedAutomation,
-    RunRecord,
     StampKey,
     claim,
-    ensure_run_record_indexes,
+    ensure_ledger_indexes,
     record_loaded,
-    write_run_record,
+    write_entry,
 )
+from intervalprocessing_dagster.data_change.plan import build_plan
 from intervalprocessing_dagster.data_change.revert import JOB_NAME as REVERT_JOB_NAME
 from intervalprocessing_dagster.data_change.revert import revert_automation_run, undo_launchpad_url
 from intervalprocessing_dagster.data_change.rules import (
@@ -138,7 +138,7 @@ def _load_op(cadence: Cadence) -> OpDefinition:
             stray = list(configs.find({"runCadence": {"$nin": valid_cadences}}, {"name": 1, "runCadence": 1}))
             every = list(configs.find({}, {"name": 1, "runCadence": 1, "collectionName": 1, "isActive": 1}))
             # A refused index costs the run history its expiry or a lookup, never the automations their run.
-            for warning in ensure_run_record_indexes(database, mongo.history_days):
+            for warning in ensure_ledger_indexes(database, mongo.history_days):
                 context.log.warning(f"the automations run, but {warning}")
         except ConnectionFailure as exc:
             raise _retry_later(context, exc) from exc
@@ -177,7 +177,7 @@ def _load_op(cadence: Cadence) -> OpDefinition:
             raise _retry_later(context, exc) from exc
         except PyMongoError as exc:  # the automations still run and record themselves; only the check loses them
             context.log.warning(
-                f"the automations run, but the loaded set is not in {RUNS_COLLECTION}, so a run that ends without "
+                f"the automations run, but the loaded set is not in {LEDGER_COLLECTION}, so a run that ends without "
                 f"some of them cannot name them: {exc}"
             )
         for key, task in zip(keys, tasks, strict=True):
@@ -229,8 +229,8 @@ def _apply_automation(
 
     def record(
         status: str, result: ExecutionResult | None = None, error: str | None = None, reason: str | None = None
-    ) -> RunRecord:
-        return RunRecord(
+    ) -> LedgerEntry:
+        return LedgerEntry(
             key=key,
             run_id=context.run_id,
             mapping_key=context.get_mapping_key() or "",
@@ -246,7 +246,7 @@ def _apply_automation(
 
     def fail(exc: Exception, result: ExecutionResult | None = None) -> Failure:
         try:
-            write_run_record(database, record(FAILED, result, str(exc)))
+            write_entry(database, record(FAILED, result, str(exc)))
         except Exception as record_exc:  # noqa: BLE001 - the automation's own error is the one to report
             context.log.warning(f"could not write the {FAILED} run record: {record_exc}")
         # On the document as this step read it (the loader's copy may be older); apply_automation yields it.
@@ -263,7 +263,7 @@ def _apply_automation(
         if context.retry_number >= MAX_RETRIES:
             return fail(exc)
         try:
-            write_run_record(database, record(RETRYING, error=str(exc)))
+            write_entry(database, record(RETRYING, error=str(exc)))
         except ConnectionFailure:
             pass  # the server is unreachable; the retry's record will say what happened
         return _retry_later(context, exc)
@@ -276,7 +276,7 @@ def _apply_automation(
         raise retry_later(exc) from exc
     except PyMongoError as exc:  # applying again is safe (every plan is idempotent for its stamp); say so
         context.log.warning(
-            f"{RUNS_COLLECTION} could not be read, so automation {task.label} is applied without "
+            f"{LEDGER_COLLECTION} could not be read, so automation {task.label} is applied without "
             f"checking whether it already was for this stamp: {exc}"
         )
         earlier = None
@@ -352,7 +352,7 @@ def _apply_automation(
     # Outside the try above: the data is written, so a record that cannot be written must not turn the automation
     # into a failure (or a retry of work already done).
     try:
-        write_run_record(database, record(SUCCEEDED, result))
+        write_entry(database, record(SUCCEEDED, result))
     except PyMongoError as exc:
         context.log.warning(f"automation {task.label} succeeded, but its {SUCCEEDED} run record was not written: {exc}")
 
@@ -432,17 +432,17 @@ def _withdraw(
     key: StampKey,
     why: str,
     database: Database,
-    withdrawn: RunRecord,
+    withdrawn: LedgerEntry,
     identity: dict[str, str],
 ) -> Output[None]:
     """The step's result when the automation's document no longer selects it for this cadence: nothing applied, the
     ledger's record ``withdrawn`` (terminal: the stamp is complete without it), and a line and metadata saying why."""
     context.log.info(
         f"automation {task.label} is withdrawn from stamp {key.stamp.isoformat()}: {why}; nothing applied, and the "
-        f"stamp is complete without it (its {RUNS_COLLECTION} record says {WITHDRAWN})"
+        f"stamp is complete without it (its {LEDGER_COLLECTION} record says {WITHDRAWN})"
     )
     try:
-        write_run_record(database, withdrawn)
+        write_entry(database, withdrawn)
     except PyMongoError as exc:  # this run still counts it as ended (completeness.py); a later one would say it again
         context.log.warning(
             f"automation {task.label} is withdrawn, but its {WITHDRAWN} run record was not written: {exc}"

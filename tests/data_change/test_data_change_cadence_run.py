@@ -23,7 +23,7 @@ from dagster import (
 from pymongo.database import Database
 
 from intervalprocessing_dagster.data_change.cadence import Cadence
-from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
+from intervalprocessing_dagster.data_change.ledger import LEDGER_COLLECTION
 from intervalprocessing_dagster.definitions import build_definitions
 from intervalprocessing_dagster.oncall.resources import LogAlertChannel
 from intervalprocessing_dagster.runs.clock import run_stamp_tags
@@ -73,7 +73,7 @@ def test_a_hundred_automations_run_once_each_as_their_own_steps_in_one_process(
     assert result.success
     for audit in cadence_db.audits.find():
         assert [note["text"] for note in audit["notes"]] == [f"Cadence Automation {audit['group']:03d}"]
-    records = list(cadence_db[RUNS_COLLECTION].find({"runId": result.run_id}))
+    records = list(cadence_db[LEDGER_COLLECTION].find({"runId": result.run_id}))
     assert len(records) == AUTOMATIONS
     assert {(r["status"], r["attempts"], r["matched"], r["modified"]) for r in records} == {("succeeded", 1, 2, 2)}
     outputs = step_events(result, DagsterEventType.STEP_OUTPUT)

@@ -21,7 +21,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import Queued
 from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
 
 from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION
-from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, StampKey
+from intervalprocessing_dagster.data_change.ledger import LEDGER_COLLECTION, StampKey
 from intervalprocessing_dagster.data_change.rules import config_hash
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.oncall.resources import SnsAlertChannel
@@ -92,7 +92,7 @@ def summary(project: LocalProject, run_id: str) -> str:
 
 
 def record(project: LocalProject, stamp: datetime, config_id: object) -> dict:
-    found = project.db[RUNS_COLLECTION].find_one({"_id": StampKey("Hourly", stamp, False).record_id(config_id)})
+    found = project.db[LEDGER_COLLECTION].find_one({"_id": StampKey("Hourly", stamp, False).record_id(config_id)})
     assert found is not None
     return found
 

@@ -13,7 +13,7 @@ from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
 from intervalprocessing_dagster.data_change.journal import JOURNAL_COLLECTION
-from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION
+from intervalprocessing_dagster.data_change.ledger import LEDGER_COLLECTION
 from intervalprocessing_dagster.mongo.resources import MongoResource
 from intervalprocessing_dagster.oncall.resources import SnsAlertChannel
 from intervalprocessing_dagster.runs.clock import RunClock, run_stamp_tags
@@ -58,7 +58,7 @@ def test_an_automation_over_its_limit_writes_nothing_and_fails_saying_how_to_rai
     assert mongo_db[JOURNAL_COLLECTION].distinct("automation") == ["Note Them"]  # nothing journaled for it
     assert mongo_db.audits.count_documents({"notes.text": "Note Them"}) == 5  # the other automation ran
     assert outputs(result)["note_them"]["modified"].value == 5
-    record = mongo_db[RUNS_COLLECTION].find_one({"automation": "Close Everything"})
+    record = mongo_db[LEDGER_COLLECTION].find_one({"automation": "Close Everything"})
     assert record["status"] == "failed" and "more than its limit of 3" in record["error"]
 
 

@@ -25,7 +25,7 @@ from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.guard import AutomationGuard
 from intervalprocessing_dagster.data_change.history import automations_of, history_path
 from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, mapping_keys
-from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, StampKey
+from intervalprocessing_dagster.data_change.ledger import LEDGER_COLLECTION, StampKey
 from intervalprocessing_dagster.data_change.rules import config_hash
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.mongo.resources import MongoResource
@@ -273,7 +273,7 @@ def test_inactive_automations_do_not_run(mongo: MongoResource, mongo_db: Databas
     result = run_job(Cadence.HOURLY, mongo)
     assert result.success and set(outputs(result)) == {"active"}
     assert [n["text"] for n in mongo_db.audits.find_one()["notes"]] == ["Active"]
-    assert mongo_db[RUNS_COLLECTION].distinct("automation") == ["Active"]
+    assert mongo_db[LEDGER_COLLECTION].distinct("automation") == ["Active"]
 
 
 def test_one_broken_automation_does_not_stop_the_others(mongo: MongoResource, mongo_db: Database) -> None:
@@ -310,7 +310,7 @@ def test_one_broken_automation_does_not_stop_the_others(mongo: MongoResource, mo
     run_failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
     assert "apply_automation[b_invalid]" in run_failure.message
     assert "apply_automation[c_refused_by_the_server]" in run_failure.message
-    records = {r["automation"]: r for r in mongo_db[RUNS_COLLECTION].find()}
+    records = {r["automation"]: r for r in mongo_db[LEDGER_COLLECTION].find()}
     assert {name: r["status"] for name, r in records.items()} == {
         "A Good One": "succeeded",
         "B Invalid": "failed",
@@ -360,7 +360,7 @@ def test_transient_connection_errors_are_retried_until_they_pass(
     result = run_job(Cadence.HOURLY, FlakyMongo(uri=mongo_uri, database_name=mongo_db.name, unreachable_calls=2))
     assert result.success
     assert len([e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]) == 2
-    record = mongo_db[RUNS_COLLECTION].find_one()
+    record = mongo_db[LEDGER_COLLECTION].find_one()
     assert (record["status"], record["attempts"]) == ("succeeded", 3)
     assert len(mongo_db.audits.find_one()["notes"]) == 1
 
@@ -394,7 +394,7 @@ def test_dry_run_writes_nothing_but_reports_and_records(mongo: MongoResource, mo
     metadata = outputs(result)["dry"]
     assert (metadata["matched"].value, metadata["modified"].value, metadata["dry_run"].value) == (3, 0, True)
     assert len(metadata["sample_ids"].value) == 3
-    record = mongo_db[RUNS_COLLECTION].find_one()
+    record = mongo_db[LEDGER_COLLECTION].find_one()
     assert (record["dryRun"], record["matched"], record["status"]) == (True, 3, "succeeded")
 
 
@@ -403,7 +403,7 @@ def test_every_automation_run_is_recorded(mongo: MongoResource, mongo_db: Databa
     config_id = mongo_db.dataupdateconfigs.insert_one(automation("Recorded")).inserted_id
     config = mongo_db.dataupdateconfigs.find_one()
     result = run_job(Cadence.HOURLY, mongo)
-    record = mongo_db[RUNS_COLLECTION].find_one()
+    record = mongo_db[LEDGER_COLLECTION].find_one()
     assert record.pop("_id") == f'Hourly|2026-03-06T02:00:00.000Z|live|{{"$oid":"{config_id}"}}'
     assert record.pop("startedAt") <= record.pop("finishedAt") <= record.pop("recordedAt")
     assert isinstance(record.pop("durationSeconds"), float)
@@ -432,7 +432,7 @@ def test_every_automation_run_is_recorded(mongo: MongoResource, mongo_db: Databa
 def test_run_records_are_unique_per_run_and_automation(mongo: MongoResource, mongo_db: Database) -> None:
     mongo_db.dataupdateconfigs.insert_one(automation("Indexed"))
     run_job(Cadence.HOURLY, mongo)
-    indexes = mongo_db[RUNS_COLLECTION].index_information().values()
+    indexes = mongo_db[LEDGER_COLLECTION].index_information().values()
     assert any(i["key"] == [("runId", 1), ("mappingKey", 1)] and i.get("unique") for i in indexes)
 
 
@@ -441,7 +441,7 @@ def test_a_run_index_the_server_refuses_is_warned_about_and_the_automations_stil
 ) -> None:
     """The index is ensured once, by the loader; a failure there must not cost the automations their run (as a run
     record that cannot be written does not)."""
-    mongo_db[RUNS_COLLECTION].insert_many([{"runId": "old", "mappingKey": "twice"} for _ in range(2)])
+    mongo_db[LEDGER_COLLECTION].insert_many([{"runId": "old", "mappingKey": "twice"} for _ in range(2)])
     mongo_db.audits.insert_one({"status": "Open", "notes": []})
     mongo_db.dataupdateconfigs.insert_one(automation("Still Applied"))
     with DagsterInstance.ephemeral() as instance:
@@ -453,13 +453,13 @@ def test_a_run_index_the_server_refuses_is_warned_about_and_the_automations_stil
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert result.success
     assert outputs(result)["still_applied"]["modified"].value == 1
-    assert any(f"{RUNS_COLLECTION} has no unique run index" in message for message in messages)
-    assert mongo_db[RUNS_COLLECTION].count_documents({"automation": "Still Applied", "status": "succeeded"}) == 1
+    assert any(f"{LEDGER_COLLECTION} has no unique run index" in message for message in messages)
+    assert mongo_db[LEDGER_COLLECTION].count_documents({"automation": "Still Applied", "status": "succeeded"}) == 1
 
 
 def test_no_automations_is_a_successful_empty_run(mongo: MongoResource, mongo_db: Database) -> None:
     assert run_job(Cadence.QUARTER_HOURLY, mongo).success
-    assert mongo_db[RUNS_COLLECTION].count_documents({}) == 0
+    assert mongo_db[LEDGER_COLLECTION].count_documents({}) == 0
 
 
 def test_mapping_keys_are_sanitized_and_unique() -> None:
@@ -499,7 +499,7 @@ def test_hourly_job_on_the_demo_data_changes_it_and_a_second_run_sees_the_first(
     assert [n["source"] for n in overdue["internalNotes"]] == ["seed", "Note Overdue Record Requests Query Automation"]
     for audit in mongo_db.audits.find({"priority": "High"}):
         assert [n["text"] for n in audit["notes"]].count("Escalated: high-value audit pending review") == 1
-    assert mongo_db[RUNS_COLLECTION].count_documents({"status": "succeeded"}) == 4
+    assert mongo_db[LEDGER_COLLECTION].count_documents({"status": "succeeded"}) == 4
 
 
 def test_demo_data_every_cadence_runs_green_and_a_second_round_modifies_nothing(
@@ -531,14 +531,14 @@ def test_demo_data_every_cadence_runs_green_and_a_second_round_modifies_nothing(
 def test_a_run_record_that_cannot_be_written_does_not_fail_an_applied_automation(
     mongo: MongoResource, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = jobs.write_run_record
+    real_write = jobs.write_entry
 
     def refuse_success_records(database: Database, record: Any) -> None:
         if record.status == "succeeded":
             raise OperationFailure("not authorized on automationruns")
         real_write(database, record)
 
-    monkeypatch.setattr(jobs, "write_run_record", refuse_success_records)
+    monkeypatch.setattr(jobs, "write_entry", refuse_success_records)
     mongo_db.audits.insert_one({"status": "Open", "notes": []})
     mongo_db.dataupdateconfigs.insert_one(automation("Recorded Or Not"))
     result = run_job(Cadence.HOURLY, mongo)
@@ -580,7 +580,7 @@ def test_an_automation_already_applied_for_its_stamp_is_not_applied_again_and_sa
     )
     audit = mongo_db.audits.find_one()
     assert audit["priority"] == "Low" and len(audit["notes"]) == 1
-    (record,) = mongo_db[RUNS_COLLECTION].find()
+    (record,) = mongo_db[LEDGER_COLLECTION].find()
     assert (record["runId"], record["runIds"], record["status"]) == (first.run_id, [first.run_id], "succeeded")
     assert not [
         e for e in again.all_events if e.event_type in ASSET_EVENTS and e.step_key.startswith("apply_automation[")
@@ -597,7 +597,7 @@ def test_the_loader_records_each_loaded_automation_pending_and_leaves_existing_r
         [automation("Done"), automation("Waiting")]
     ).inserted_ids
     stamp = StampKey("Hourly", TICK, False)
-    mongo_db[RUNS_COLLECTION].insert_many(
+    mongo_db[LEDGER_COLLECTION].insert_many(
         [
             {
                 "_id": stamp.record_id(done_id),
@@ -619,7 +619,7 @@ def test_the_loader_records_each_loaded_automation_pending_and_leaves_existing_r
     )
 
     assert loaded.success
-    records = {r["_id"]: r for r in mongo_db[RUNS_COLLECTION].find()}
+    records = {r["_id"]: r for r in mongo_db[LEDGER_COLLECTION].find()}
     assert records[stamp.record_id(done_id)] == {
         "_id": stamp.record_id(done_id),
         "status": "succeeded",
@@ -641,7 +641,7 @@ def test_the_loader_records_each_loaded_automation_pending_and_leaves_existing_r
     applied = run_job(Cadence.HOURLY, mongo)  # the whole cadence, same stamp
     assert set(outputs(applied)) == {"done", "waiting", "new"}
     assert outputs(applied)["done"]["already_applied"].value is True
-    statuses = {r["automation"]: (r["status"], r.get("runIds")) for r in mongo_db[RUNS_COLLECTION].find()}
+    statuses = {r["automation"]: (r["status"], r.get("runIds")) for r in mongo_db[LEDGER_COLLECTION].find()}
     assert statuses == {
         "Done": ("succeeded", None),
         "Waiting": ("succeeded", [applied.run_id]),
@@ -657,7 +657,7 @@ def test_a_dry_run_keeps_its_own_records_and_is_never_skipped(mongo: MongoResour
     previewed = run_job(Cadence.HOURLY, mongo, run_config=dry)  # after the live run of the same stamp: still counts
     assert outputs(previewed)["previewed"]["matched"].value == 0  # the note is there: nothing left to match
     assert "already_applied" not in outputs(previewed)["previewed"]
-    assert sorted((r["dryRun"], r["status"], r["_id"].split("|")[2]) for r in mongo_db[RUNS_COLLECTION].find()) == [
+    assert sorted((r["dryRun"], r["status"], r["_id"].split("|")[2]) for r in mongo_db[LEDGER_COLLECTION].find()) == [
         (False, "succeeded", "live"),
         (True, "succeeded", "dry"),
     ]
@@ -669,7 +669,7 @@ def test_records_expire_after_the_configured_days_and_a_new_window_is_applied(
     mongo_db.dataupdateconfigs.insert_one(automation("Kept"))
     for days in (90, 30):
         run_job(Cadence.HOURLY, MongoResource(uri=mongo_uri, database_name=mongo_db.name, history_days=days))
-        ttl = mongo_db[RUNS_COLLECTION].index_information()["recordedAt_ttl"]
+        ttl = mongo_db[LEDGER_COLLECTION].index_information()["recordedAt_ttl"]
         assert (ttl["key"], ttl["expireAfterSeconds"]) == ([("recordedAt", 1)], days * 24 * 3600)
 
 
@@ -691,11 +691,11 @@ def test_records_of_the_old_layout_stay_readable_beside_the_ledger(mongo: MongoR
         "durationSeconds": 0.01,
         "error": None,
     }
-    old_id = mongo_db[RUNS_COLLECTION].insert_one(dict(old)).inserted_id
+    old_id = mongo_db[LEDGER_COLLECTION].insert_one(dict(old)).inserted_id
     mongo_db.dataupdateconfigs.insert_one(automation("Kept"))
     assert run_job(Cadence.HOURLY, mongo).success
-    assert mongo_db[RUNS_COLLECTION].find_one({"_id": old_id}) == {"_id": old_id, **old}
-    assert mongo_db[RUNS_COLLECTION].count_documents({"automation": "Kept"}) == 2
+    assert mongo_db[LEDGER_COLLECTION].find_one({"_id": old_id}) == {"_id": old_id, **old}
+    assert mongo_db[LEDGER_COLLECTION].count_documents({"automation": "Kept"}) == 2
 
 
 def test_a_loaded_set_that_cannot_be_recorded_is_warned_about_and_the_automations_still_run(
@@ -716,7 +716,7 @@ def test_a_loaded_set_that_cannot_be_recorded_is_warned_about_and_the_automation
         messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert result.success
     assert any("the loaded set is not in automationruns" in message for message in messages)
-    (record,) = mongo_db[RUNS_COLLECTION].find()
+    (record,) = mongo_db[LEDGER_COLLECTION].find()
     assert (record["_id"], record["status"], record["runIds"]) == (
         StampKey("Hourly", TICK, False).record_id(config_id),
         "succeeded",

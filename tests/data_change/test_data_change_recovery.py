@@ -43,7 +43,7 @@ from dagster import (
 from dagster._core.execution.plan.state import KnownExecutionState
 from pymongo.database import Database
 
-from intervalprocessing_dagster.data_change.record import RUNS_COLLECTION, StampKey
+from intervalprocessing_dagster.data_change.ledger import LEDGER_COLLECTION, StampKey
 from intervalprocessing_dagster.instance.reexecution import dagster_resume_retry_reexecution
 from intervalprocessing_dagster.mongo.embedded import secantus_command
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
@@ -111,7 +111,7 @@ class Cadence:
     def wait_until_applied(self, worker: Worker, stamp: datetime, count: int) -> None:
         """Until ``count`` automations have succeeded for ``stamp`` (while ``worker`` goes on)."""
         deadline = time.monotonic() + 120
-        while self.db[RUNS_COLLECTION].count_documents({"stamp": stamp, "status": "succeeded"}) < count:
+        while self.db[LEDGER_COLLECTION].count_documents({"stamp": stamp, "status": "succeeded"}) < count:
             assert worker.running() and time.monotonic() < deadline, worker.output()[-3000:]
             time.sleep(0.02)
 
@@ -133,7 +133,7 @@ class Cadence:
 
     def records(self, stamp: datetime) -> list[dict]:
         prefix = StampKey("Hourly", stamp, False).prefix
-        return list(self.db[RUNS_COLLECTION].find({"_id": {"$regex": f"^{prefix.replace('|', '[|]')}"}}))
+        return list(self.db[LEDGER_COLLECTION].find({"_id": {"$regex": f"^{prefix.replace('|', '[|]')}"}}))
 
     def problems(self, stamp: datetime) -> list[str]:
         """What is wrong with the stamp's data: automations not applied, notes pushed twice, records not one
@@ -232,7 +232,7 @@ def kill_points(rng: random.Random) -> list[KillPoint]:
                     "mongo_started",
                     1,
                     command="insert",
-                    collection=RUNS_COLLECTION,
+                    collection=LEDGER_COLLECTION,
                 ),
                 KillPoint("between the loader and the first automation", "after_event", 1, "STEP_SUCCESS", LOADER),
                 KillPoint(f"between {name(k)} and the next", "after_event", 1, "STEP_SUCCESS", step(k)),
@@ -243,7 +243,7 @@ def kill_points(rng: random.Random) -> list[KillPoint]:
                     "mongo_succeeded",
                     2 * k + 1,
                     command="update",
-                    collection=RUNS_COLLECTION,
+                    collection=LEDGER_COLLECTION,
                 ),
                 KillPoint(
                     f"inside the update of {name(k)}, before it is sent",
@@ -273,7 +273,7 @@ def kill_points(rng: random.Random) -> list[KillPoint]:
                     "STEP_SUCCESS",
                     step(AUTOMATIONS - 1),
                 ),
-                KillPoint("during the closing check", "mongo_started", 1, command="find", collection=RUNS_COLLECTION),
+                KillPoint("during the closing check", "mongo_started", 1, command="find", collection=LEDGER_COLLECTION),
                 KillPoint("during the run's last event writes (before RUN_SUCCESS)", "before_event", 1, "RUN_SUCCESS"),
             ]
         )
@@ -407,7 +407,7 @@ def test_a_run_terminated_mid_cadence_then_re_executed_applies_each_automation_o
     finish(worker)
     canceled = cadence.instance.get_run_by_id(run.run_id)
     assert canceled.status == DagsterRunStatus.CANCELED
-    applied = cadence.db[RUNS_COLLECTION].count_documents({"stamp": stamp, "status": "succeeded"})
+    applied = cadence.db[LEDGER_COLLECTION].count_documents({"stamp": stamp, "status": "succeeded"})
     assert applied < AUTOMATIONS, "the run finished before it was terminated"
 
     recovered = cadence.reexecute_from_failure(canceled)

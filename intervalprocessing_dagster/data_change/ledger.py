@@ -1,10 +1,10 @@
-"""The cadence ledger: one ``automationruns`` record per automation, cadence and run stamp, so "exactly once" holds
-across every run of a stamp.
+"""The cadence ledger: one entry per automation, cadence and run stamp, so "exactly once" holds across every run of a
+stamp. Its collection keeps the old name ``automationruns`` (existing deployments have it).
 
-The loader records every automation it loaded ``pending`` (:func:`record_loaded`); the step claims it ``running``
-(:func:`claim`; one that already ``succeeded`` for the stamp is not applied again) and ends it ``succeeded``,
-``failed`` or ``withdrawn`` (its document was deleted, deactivated or moved after loading); a record not terminal
-after a run names an automation that did not run (:func:`unfinished_records`). Records expire
+The loader enters every automation it loaded ``pending`` (:func:`record_loaded`); the step claims its entry
+``running`` (:func:`claim`; one that already ``succeeded`` for the stamp is not applied again) and ends it
+``succeeded``, ``failed`` or ``withdrawn`` (its document was deleted, deactivated or moved after loading); an entry
+not terminal after a run names an automation that did not run (:func:`unfinished_entries`). Entries expire
 ``AUTOMATION_HISTORY_DAYS`` after they were last written. Fields, and why ``withdrawn`` is an outcome of its own:
 docs/decisions/automation-ledger.md.
 """
@@ -26,7 +26,7 @@ from intervalprocessing_dagster.data_change.plan import push_date
 from intervalprocessing_dagster.data_change.rules import config_hash
 from intervalprocessing_dagster.mongo.indexes import Lookup, ensure_history_indexes
 
-RUNS_COLLECTION = "automationruns"
+LEDGER_COLLECTION = "automationruns"
 
 PENDING = "pending"
 RUNNING = "running"
@@ -62,8 +62,8 @@ class StampKey:
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One write of a record by an automation's step; ``result`` is None when nothing (countable) was done."""
+class LedgerEntry:
+    """One write of an entry by an automation's step; ``result`` is None when nothing (countable) was done."""
 
     key: StampKey
     run_id: str
@@ -91,7 +91,7 @@ class LoadedAutomation:
     config: Mapping[str, Any]
 
 
-def ensure_run_record_indexes(database: Database, history_days: int) -> list[str]:
+def ensure_ledger_indexes(database: Database, history_days: int) -> list[str]:
     """The ledger's indexes, ensured once per run by the loader; a warning for each the server refused.
 
     * the TTL index on ``recordedAt``: a record is deleted ``history_days`` after it was last written (a changed
@@ -113,7 +113,7 @@ def ensure_run_record_indexes(database: Database, history_days: int) -> list[str
         ),
     )
     return ensure_history_indexes(
-        database[RUNS_COLLECTION], ttl_field="recordedAt", days=history_days, ttl_name=TTL_INDEX, lookups=lookups
+        database[LEDGER_COLLECTION], ttl_field="recordedAt", days=history_days, ttl_name=TTL_INDEX, lookups=lookups
     )
 
 
@@ -140,7 +140,7 @@ def record_loaded(database: Database, key: StampKey, run_id: str, loaded: Sequen
         for automation in loaded
     ]
     try:
-        return len(database[RUNS_COLLECTION].insert_many(records, ordered=False).inserted_ids)
+        return len(database[LEDGER_COLLECTION].insert_many(records, ordered=False).inserted_ids)
     except BulkWriteError as exc:
         refused = exc.details.get("writeErrors", [])
         if exc.details.get("writeConcernErrors") or any(error.get("code") != _DUPLICATE_KEY for error in refused):
@@ -148,7 +148,7 @@ def record_loaded(database: Database, key: StampKey, run_id: str, loaded: Sequen
         return int(exc.details.get("nInserted", 0))
 
 
-def claim(database: Database, record: RunRecord) -> dict[str, Any] | None:
+def claim(database: Database, record: LedgerEntry) -> dict[str, Any] | None:
     """Mark the record ``running`` for ``record``'s try, unless it already ``succeeded`` for this stamp: then return
     that record (the automation is not to be applied again) and change nothing. A dry run always runs.
 
@@ -156,7 +156,7 @@ def claim(database: Database, record: RunRecord) -> dict[str, Any] | None:
     succeeded. When it matches nothing, one read says why: succeeded, or no record at all (the loader could not write
     it), which is then created ``running``. The document and its hash are the loader's and the final write's to set.
     """
-    collection = database[RUNS_COLLECTION]
+    collection = database[LEDGER_COLLECTION]
     record_filter: dict[str, Any] = {"_id": record.record_id}
     if not record.key.dry_run:
         record_filter["status"] = {"$ne": SUCCEEDED}
@@ -190,9 +190,9 @@ def claim(database: Database, record: RunRecord) -> dict[str, Any] | None:
     return None
 
 
-def write_run_record(database: Database, record: RunRecord) -> None:
+def write_entry(database: Database, record: LedgerEntry) -> None:
     """Record how ``record``'s try ended (``succeeded``, ``failed``, ``withdrawn`` or ``retrying``) and what it did."""
-    database[RUNS_COLLECTION].update_one(
+    database[LEDGER_COLLECTION].update_one(
         {"_id": record.record_id},
         {
             "$set": {
@@ -209,11 +209,11 @@ def write_run_record(database: Database, record: RunRecord) -> None:
     )
 
 
-def unfinished_records(database: Database, key: StampKey) -> list[dict[str, Any]]:
+def unfinished_entries(database: Database, key: StampKey) -> list[dict[str, Any]]:
     """The records of ``key``'s stamp that are not terminal: automations loaded for it that have not run (``pending``),
     were cut off (``running``) or are still waiting for a retry (``retrying``); by ``_id`` (the ``_id`` index)."""
     return list(
-        database[RUNS_COLLECTION]
+        database[LEDGER_COLLECTION]
         .find(
             {"_id": {"$gte": key.prefix, "$lt": key.prefix + "\uffff"}, "status": {"$nin": list(TERMINAL)}},
             {"automation": 1, "configId": 1, "mappingKey": 1, "status": 1},
