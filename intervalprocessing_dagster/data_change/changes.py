@@ -16,7 +16,7 @@ import copy
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -301,16 +301,6 @@ def change_from_document(document: Mapping[str, Any]) -> Change:
         removed = tuple((item["index"], item["element"]) for item in document["removed"])
         return PullChange(document["path"], removed, document["keptLength"], document["keptFingerprint"])
     raise ValueError(f"unknown change kind {kind!r} in the change journal")
-
-
-def document_after(document: Mapping[str, Any], changes: Iterable[Change], order: FieldOrder) -> dict[str, Any]:
-    """``document`` once ``changes`` are made, as a server applying paths in ``order`` stores it (a field a change
-    creates goes at the end of its parent): what a journal entry claims the write left, field order included."""
-    result = copy.deepcopy(dict(document))
-    listed = sorted(changes, key=lambda change: path_key(change.path)) if order is FieldOrder.SORTED else changes
-    for change in listed:
-        change.make(result)
-    return result
 
 
 def _container(document: dict[str, Any], path: str) -> tuple[Any, str]:

@@ -502,11 +502,6 @@ def build_data_change_job(cadence: Cadence) -> JobDefinition:
 
 DATA_CHANGE_JOBS: dict[Cadence, JobDefinition] = {cadence: build_data_change_job(cadence) for cadence in Cadence}
 
-# The old ECS tasks' processToRun values, for the compatibility entry point.
-PROCESS_TO_RUN_JOBS: dict[str, JobDefinition] = {
-    cadence.process_to_run: DATA_CHANGE_JOBS[cadence] for cadence in Cadence
-}
-
 
 @job(
     name=REVERT_JOB_NAME,

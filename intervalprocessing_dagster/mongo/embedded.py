@@ -25,6 +25,7 @@ from dagster import get_dagster_logger
 from pymongo.errors import PyMongoError
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from intervalprocessing_dagster.settings import Settings, SettingsError
 
 # Dagster's logger, so "where the data lives" shows in the run's logs (a plain logger is not captured).
 log = get_dagster_logger(__name__)
@@ -162,3 +163,24 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log written)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m intervalprocessing_dagster.mongo.embedded stop``: stop the embedded server of this folder's settings
+    (it outlives the commands that started it, for the next one)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["stop"]:
+        print("usage: python -m intervalprocessing_dagster.mongo.embedded stop", file=sys.stderr)
+        return 2
+    try:
+        data_dir = Settings.from_env().embedded_mongo_dir
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stopped = stop_embedded_server(data_dir)
+    print(f"{'stopped' if stopped else 'no server running for'} the embedded server of {data_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,7 +30,6 @@ from intervalprocessing_dagster.data_change.changes import (
     SetChange,
     UpdateShape,
     change_from_document,
-    document_after,
     query_matches,
     restore_document,
     same_value,
@@ -40,6 +39,7 @@ from intervalprocessing_dagster.data_change.journal import ChangeJournal
 from intervalprocessing_dagster.data_change.plan import UpdatePlan, build_plan
 from intervalprocessing_dagster.data_change.rules import parse_automation
 from intervalprocessing_dagster.mongo.shell_syntax import parse_query
+from tests.data_change.document_model import document_after
 
 STAMP = datetime(2026, 3, 6, 2, 0, tzinfo=UTC)
 

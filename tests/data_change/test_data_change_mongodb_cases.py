@@ -33,12 +33,12 @@ from intervalprocessing_dagster.data_change.changes import (
     FieldOrder,
     Refusal,
     UpdateShape,
-    document_after,
     restore_document,
 )
 from intervalprocessing_dagster.data_change.journal import field_order
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
 from intervalprocessing_dagster.data_change.rules import paths_conflict
+from tests.data_change.document_model import document_after
 
 CASES: list[dict[str, Any]] = json_util.loads((Path(__file__).parent / "mongodb_update_cases.json").read_text())
 

@@ -26,8 +26,9 @@ from dagster._daemon.auto_run_reexecution.auto_run_reexecution import (
 
 from intervalprocessing_dagster.data_change.cadence import CADENCE_TAG, MAX_RUNTIME_TAG, Cadence
 from intervalprocessing_dagster.data_change.definitions import data_change_definitions
-from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS, PROCESS_TO_RUN_JOBS
+from intervalprocessing_dagster.data_change.jobs import DATA_CHANGE_JOBS
 from intervalprocessing_dagster.data_change.schedules import build_data_change_schedule
+from intervalprocessing_dagster.process_to_run import JOB_BY_PROCESS
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from intervalprocessing_dagster.settings import Settings
 
@@ -74,7 +75,7 @@ def test_the_retry_daemon_resumes_a_failed_run_from_failure(cadence: Cadence) ->
 
 
 def test_process_to_run_values_map_to_the_jobs() -> None:
-    assert {name: job.name for name, job in PROCESS_TO_RUN_JOBS.items()} == {
+    assert {name: job for name, job in JOB_BY_PROCESS.items() if name != "FileGenerationProcesses"} == {
         "NightlyDataChangeProcesses": "nightly_data_change_job",
         "HourlyDataChangeProcesses": "hourly_data_change_job",
         "HalfHourlyDataChangeProcesses": "half_hourly_data_change_job",

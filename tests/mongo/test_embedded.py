@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pymongo
@@ -56,3 +59,17 @@ def test_data_survives_a_server_restart(data_dir: Path) -> None:
     db = pymongo.MongoClient(restarted)["demo"]
     assert db.audits.count_documents({"auditId": 42}) == 1
     assert db.audits.count_documents({}) == len(demo_data.AUDITS) + 1
+
+
+def test_the_stop_command_stops_the_server_of_the_settings_folder(tmp_path: Path) -> None:
+    """What the runbook says to run; the server outlives the commands that start it."""
+    data_dir = tmp_path / "embedded-mongo"  # under INTERVALPROCESSING_LOCAL_DIR, as the settings place it
+    uri = ensure_embedded_server(data_dir, "demo")
+    env = {**os.environ, "INTERVALPROCESSING_LOCAL_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "intervalprocessing_dagster.mongo.embedded", "stop"]
+    stopped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert stopped.stdout.strip() == f"stopped the embedded server of {data_dir}"
+    with pytest.raises(pymongo.errors.ServerSelectionTimeoutError):
+        pymongo.MongoClient(uri, serverSelectionTimeoutMS=500).admin.command("ping")
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert again.stdout.strip() == f"no server running for the embedded server of {data_dir}"
