@@ -513,7 +513,37 @@ def _cadence_table(runs: _Index) -> list[str]:
         lines.append(
             f"| {variant} | {slope:.4f} | {extra} | {growth:+.0f} MB (N={ordered[0]['n']:,}→{ordered[-1]['n']:,}) |"
         )
+    lines += _consecutive_runs(measured)
     lines += [f"- {r['scenario']} at N={r['n']:,} failed: {r['error'].splitlines()[-1]}" for r in failed]
+    return lines
+
+
+def _consecutive_runs(measured: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """Each scenario's runs in the order they ran. Every run of one N uses the same database, so what the platform
+    leaves behind (journal pages, ledger records) accumulates from one to the next: a flat row says it costs the next
+    run nothing (``--repeats 20`` for twenty runs)."""
+    rows = [
+        (variant, n, walls)
+        for variant, by_n in measured.items()
+        for n, result in sorted(by_n.items())
+        if len(walls := result.get("wall_seconds_runs", [])) > 1
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Consecutive runs on one database (every run of an N uses the same one), in the order they ran; *trend* is "
+        "the least-squares change per run as a share of the first run:",
+        "",
+        "| variant | N | runs, s | last ÷ first | trend per run |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for variant, n, walls in rows:
+        trend = _slope({index: {"wall_seconds": wall} for index, wall in enumerate(walls)}) or 0.0
+        lines.append(
+            f"| {variant} | {n:,} | {', '.join(f'{wall:.2f}' for wall in walls)} | {walls[-1] / walls[0]:.2f} "
+            f"| {trend / walls[0]:+.1%} |"
+        )
     return lines
 
 

@@ -169,10 +169,14 @@ class ChangeJournal:
         deadline: float,
         batch_size: int,
         log: Callable[[str], None],
+        reached: bool = False,
     ) -> ExecutionResult:
         """Apply ``plan`` to the documents ``query`` selects, journaled, in batches of ``batch_size`` (every write of
-        an automation step; a dry run is ``execute.execute``'s)."""
-        reach(collection)
+        an automation step; a dry run is ``execute.execute``'s). ``reached``: the caller has just had the server's
+        answer outside ``pymongo.timeout`` (an automation step: its ledger claim and document read), so the ping that
+        makes an outage fail fast (``execute.reach``) would only cost a round trip."""
+        if not reached:
+            reach(collection)
         started = time.monotonic()
         if self.resume:
             self.resolve_unfinished(log)
