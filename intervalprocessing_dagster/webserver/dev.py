@@ -1,26 +1,8 @@
-"""``intervalprocessing-dev``: ``dagster dev`` with the operators' webserver, so that every change made in the local
-UI leaves an audit line naming the OS user (``.intervalprocessing/audit/webserver-audit.jsonl``).
-
-Why a command of our own: ``dagster dev`` (and ``dg dev``, which calls it) starts ``python -m dagster_webserver``,
-hard-coded, with no hook for another app or a middleware, so the local UI would be Dagster's unwrapped one. This
-command starts the same two services ``dagster dev`` starts, the same way (child processes started with
-``dagster_shared.ipc``, each told the instance by ``--instance-ref``), with ``intervalprocessing-webserver``
-(``__main__.py``) in place of ``dagster-webserver``:
-
-- the instance is ``dagster dev``'s: ``DAGSTER_HOME``'s when it is set, otherwise a temporary one in the current
-  folder (``.tmp_dagster_home_*``, removed on exit) configured by the folder's ``dagster.yaml``, whose storage keeps
-  the history in ``.intervalprocessing/dagster_home/`` (the project's ``dagster.yaml`` says so);
-- the workspace options (``-w``, ``-m``, ``-f``, ...; none: ``workspace.yaml``) go to both services, which load the
-  code location themselves, as ``dagster dev --use-legacy-code-server-behavior`` does: one code server that both
-  share needs Dagster's private ``ProxyServerManager``. The UI's **Reload** reloads the webserver's; the daemon reloads
-  its own every minute (Dagster's daemon refreshes its workspace on that interval).
-
-Ctrl-C or SIGTERM stops both services and waits for them; if one exits on its own, the other is stopped and the
-command fails naming the service and its exit code. The services are stopped by an interrupt (SIGINT, what Ctrl-C
-sends them anyway), not through ``dagster dev``'s shutdown pipe: a service given that pipe cannot exit on its own,
-its last step waits for the pipe's message (``monitor_ipc_shutdown_pipe`` in dagster_shared/ipc.py), so a
-``dagster dev`` whose webserver cannot bind its port prints the error and then stays up, doing nothing
-(``tests/webserver/test_dev.py`` starts this command on a taken port).
+"""``intervalprocessing-dev``: ``dagster dev``'s two services (the webserver and the daemon, on ``dagster dev``'s
+instance and workspace options) with the operators' webserver in place of ``dagster-webserver``, so every change made
+in the local UI leaves an audit line naming the OS user. ``dagster dev`` has no hook for another webserver app; why
+this command starts its services as it does, and how it differs from ``dagster dev``:
+docs/decisions/local-ui-audited.md.
 """
 
 from __future__ import annotations
