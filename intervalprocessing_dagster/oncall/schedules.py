@@ -9,7 +9,6 @@ from dagster import DefaultScheduleStatus, ScheduleDefinition
 from intervalprocessing_dagster.oncall.jobs import config_checks_job
 from intervalprocessing_dagster.settings import Settings
 
-# At :45, a quarter of an hour before the hourly and nightly data-change ticks.
 CONFIG_CHECKS_CRON = "45 * * * *"
 
 

@@ -14,9 +14,8 @@ from dagster import Field as ConfigField
 from intervalprocessing_dagster.reports.assets import BUILT_IN_REPORT_ASSETS, configured_reports
 from intervalprocessing_dagster.runs.executor import with_run_summary
 
+#: The old ECS task's ``processToRun`` value for this job (``process_to_run.py``).
 PROCESS_TO_RUN = "FileGenerationProcesses"
-
-
 REPORT_ASSETS = (*BUILT_IN_REPORT_ASSETS, configured_reports)
 
 
