@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -46,6 +47,15 @@ def user_env(mongo_uri: str, database: str) -> dict[str, str]:
     """The environment of a user who exported nothing Dagster-related (a developer's DAGSTER_HOME is dropped)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("DAGSTER_")}
     return {**env, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": database}
+
+
+def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``query`` sent to the webserver at ``url`` as the UI sends it; its data (an error fails the test)."""
+    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
 
 
 def free_port() -> int:

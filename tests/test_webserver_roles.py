@@ -40,7 +40,7 @@ from graphql import (
 
 from intervalprocessing_dagster.instance.run_origin import CODE_LOCATION_NAME
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from tests.local_project import execute_job, new_project, run_id, user_env, webserver
+from tests.local_project import execute_job, graphql, new_project, run_id, user_env, webserver
 
 UI_BUNDLE = Path(dagster_webserver.__file__).parent / "webapp" / "build" / "_next" / "static" / "chunks"
 REPOSITORY = {"repositoryLocationName": CODE_LOCATION_NAME, "repositoryName": "__repository__"}
@@ -120,11 +120,7 @@ class Deployment:
     cli_run: str
 
     def graphql(self, url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
-        response.raise_for_status()
-        body = response.json()
-        assert "errors" not in body, body
-        return body["data"]
+        return graphql(url, query, variables)
 
     def send(self, role: str, operation: str, variables: dict[str, Any]) -> dict[str, Any]:
         """The UI's mutation ``operation`` sent to the viewer's or the operator's webserver; its one result."""

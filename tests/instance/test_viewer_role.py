@@ -25,7 +25,7 @@ import requests
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.settings import DEFAULT_VIEWER_PG_USERNAME, VIEWER_PG_PASSWORD_VARIABLE
-from tests.local_project import execute_job, new_project, run_id, user_env, webserver
+from tests.local_project import execute_job, graphql, new_project, run_id, user_env, webserver
 from tests.postgres_cluster import PostgresServer
 from tests.test_webserver_roles import REPOSITORY, ui_document
 
@@ -94,14 +94,6 @@ def setup(postgres_server: PostgresServer, mongo_uri: str, tmp_path_factory: pyt
     client.close()
 
 
-def _graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
-
-
 def test_the_command_makes_the_role_and_the_read_only_webserver_serves_with_it(setup: Setup) -> None:
     first = setup.viewer_role_command()
     assert first.returncode == 0, first.stderr[-3000:]
@@ -109,9 +101,9 @@ def test_the_command_makes_the_role_and_the_read_only_webserver_serves_with_it(s
     assert setup.viewer_role_command().returncode == 0  # idempotent: every deployment runs it
 
     with webserver(setup.viewer_project, setup.env, read_only=True) as url:
-        runs = _graphql(url, "{ runsOrError { ... on Runs { results { runId status } } } }")["runsOrError"]["results"]
+        runs = graphql(url, "{ runsOrError { ... on Runs { results { runId status } } } }")["runsOrError"]["results"]
         assert {"runId": setup.cli_run, "status": "SUCCESS"} in runs
-        run_page = _graphql(
+        run_page = graphql(
             url,
             """
             query ($runId: ID!) {
@@ -123,9 +115,9 @@ def test_the_command_makes_the_role_and_the_read_only_webserver_serves_with_it(s
         assert run_page["runOrError"]["jobName"] == JOB
         assert any(step["status"] == "SUCCESS" for step in run_page["runOrError"]["stepStats"])
         assert len(run_page["logsForRun"]["events"]) > 10
-        jobs = _graphql(url, "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }")
+        jobs = graphql(url, "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }")
         assert JOB in {job["name"] for job in jobs["repositoriesOrError"]["nodes"][0]["jobs"]}
-        schedule = _graphql(
+        schedule = graphql(
             url,
             """
             query ($s: ScheduleSelector!) {
@@ -134,7 +126,7 @@ def test_the_command_makes_the_role_and_the_read_only_webserver_serves_with_it(s
             {"s": {**REPOSITORY, "scheduleName": "hourly_data_change_schedule"}},
         )
         assert schedule["scheduleOrError"]["scheduleState"]["status"] == "STOPPED"
-        assets = _graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
+        assets = graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
         assert {"path": ["audits"]} in [node["assetKey"] for node in assets]
 
 

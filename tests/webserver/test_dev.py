@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.settings import DEFAULT_AUDIT_LOG_NAME
-from tests.local_project import DagsterDev, dagster_dev, free_port, new_project, user_env
+from tests.local_project import DagsterDev, dagster_dev, free_port, graphql, new_project, user_env
 from tests.test_webserver_roles import REPOSITORY, ui_document
 
 DEV = [str(Path(sysconfig.get_path("scripts")) / "intervalprocessing-dev")]
@@ -41,11 +40,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def _post(dev: DagsterDev, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = requests.post(f"{dev.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
+    return graphql(dev.url, query, variables)
 
 
 def _wait_for_healthy_scheduler(dev: DagsterDev, timeout: float = 60) -> None:
