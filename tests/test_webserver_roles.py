@@ -45,6 +45,20 @@ from tests.local_project import execute_job, graphql, new_project, run_id, user_
 UI_BUNDLE = Path(dagster_webserver.__file__).parent / "webapp" / "build" / "_next" / "static" / "chunks"
 REPOSITORY = {"repositoryLocationName": CODE_LOCATION_NAME, "repositoryName": "__repository__"}
 JOB = "hourly_data_change_job"
+
+
+def launch_variables(tags: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """LaunchPipelineExecution's variables for ``JOB`` as the UI's launchpad sends them, with run ``tags``."""
+    return {
+        "executionParams": {
+            "selector": {**REPOSITORY, "pipelineName": JOB},
+            "mode": "default",
+            "runConfigData": {},
+            "executionMetadata": {"tags": tags or []},
+        }
+    }
+
+
 SCHEDULE = "hourly_data_change_schedule"
 
 
@@ -204,14 +218,7 @@ def test_the_viewer_is_refused_every_change_and_the_operator_makes_each(deployme
 
     runs_before = deployment.runs()
 
-    launch = {
-        "executionParams": {
-            "selector": {**REPOSITORY, "pipelineName": JOB},
-            "mode": "default",
-            "runConfigData": {},
-            "executionMetadata": {"tags": []},
-        }
-    }
+    launch = launch_variables()
     refused("LaunchPipelineExecution", launch)
     assert deployment.runs() == runs_before
     launched = accepted("LaunchPipelineExecution", launch, "LaunchRunSuccess")["run"]["id"]

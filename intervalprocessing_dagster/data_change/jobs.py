@@ -189,7 +189,7 @@ def _load_op(cadence: Cadence) -> OpDefinition:
 @op(
     description="Validates one automation, applies it (or, in a dry run, counts it) and records the run.",
     # Nothing downstream reads a value: what the automation did is the output's metadata (the step's matched and
-    # modified in the UI, the run summary) and its automationruns record. A Nothing output skips the IO manager,
+    # modified in the UI, the run summary) and its ledger entry. A Nothing output skips the IO manager,
     # which would otherwise write a pickle per automation (an S3 PUT in production) and log two more events.
     out=Out(Nothing),
 )
@@ -248,7 +248,7 @@ def _apply_automation(
         try:
             write_entry(database, record(FAILED, result, str(exc)))
         except Exception as record_exc:  # noqa: BLE001 - the automation's own error is the one to report
-            context.log.warning(f"could not write the {FAILED} run record: {record_exc}")
+            context.log.warning(f"could not write the {FAILED} ledger entry: {record_exc}")
         # On the document as this step read it (the loader's copy may be older); apply_automation yields it.
         if not config.dry_run and (event := history.failed(task.name, task.document, key.stamp, str(exc))):
             failures.append(event)
@@ -355,7 +355,9 @@ def _apply_automation(
     try:
         write_entry(database, record(SUCCEEDED, result))
     except PyMongoError as exc:
-        context.log.warning(f"automation {task.label} succeeded, but its {SUCCEEDED} run record was not written: {exc}")
+        context.log.warning(
+            f"automation {task.label} succeeded, but its {SUCCEEDED} ledger entry was not written: {exc}"
+        )
 
     if not result.dry_run:  # the collection changed, on the automation's own partition: its history in the UI
         context.log_event(
@@ -446,7 +448,7 @@ def _withdraw(
         write_entry(database, withdrawn)
     except PyMongoError as exc:  # this run still counts it as ended (completeness.py); a later one would say it again
         context.log.warning(
-            f"automation {task.label} is withdrawn, but its {WITHDRAWN} run record was not written: {exc}"
+            f"automation {task.label} is withdrawn, but its {WITHDRAWN} ledger entry was not written: {exc}"
         )
     return Output(None, metadata={WITHDRAWN_METADATA_KEY: why, "matched": 0, "modified": 0, **identity})
 

@@ -27,7 +27,7 @@ from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.settings import DEFAULT_VIEWER_PG_USERNAME, VIEWER_PG_PASSWORD_VARIABLE
 from tests.local_project import execute_job, graphql, new_project, run_id, user_env, webserver
 from tests.postgres_cluster import PostgresServer
-from tests.test_webserver_roles import REPOSITORY, ui_document
+from tests.test_webserver_roles import JOB, REPOSITORY, launch_variables, ui_document
 
 pytestmark = pytest.mark.system
 
@@ -36,7 +36,6 @@ INSTANCE_CLASS = """instance_class:
   module: intervalprocessing_dagster.instance.reexecution
   class: RecoveringDagsterInstance
 """
-JOB = "hourly_data_change_job"
 
 
 @dataclass
@@ -134,14 +133,7 @@ def test_a_write_through_the_viewers_role_is_refused_by_the_database(setup: Setu
     assert setup.viewer_role_command().returncode == 0
     # Even a full webserver (no --read-only) given the role cannot change anything: Postgres refuses.
     with webserver(setup.viewer_project, setup.env) as url:
-        launch = {
-            "executionParams": {
-                "selector": {**REPOSITORY, "pipelineName": JOB},
-                "mode": "default",
-                "runConfigData": {},
-                "executionMetadata": {"tags": []},
-            }
-        }
+        launch = launch_variables()
         for operation, variables in (("Delete", {"runId": setup.cli_run}), ("LaunchPipelineExecution", launch)):
             response = requests.post(
                 f"{url}/graphql", json={"query": ui_document(operation), "variables": variables}, timeout=60

@@ -32,10 +32,9 @@ from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.settings import DEFAULT_AUDIT_LOG_NAME
 from intervalprocessing_dagster.webserver.audit import mutation_schema
 from tests.local_project import execute_job, new_project, run_id, user_env, webserver
-from tests.test_webserver_roles import REPOSITORY, ui_document
+from tests.test_webserver_roles import JOB, REPOSITORY, launch_variables, ui_document
 from tests.webserver.load_balancer import ARN, OTHER_ARN, StandInLoadBalancer, stand_in_load_balancer
 
-JOB = "hourly_data_change_job"
 SCHEDULE = "hourly_data_change_schedule"
 SENSOR = "run_failure_alert_sensor"
 WRAPPER = "intervalprocessing_dagster.webserver"
@@ -124,14 +123,7 @@ def test_requests_without_a_valid_token_are_refused_and_change_nothing(operators
     alb = operators.alb
     runs_before = set(operators.runs())
     lines_before = len(operators.audit_lines())
-    launch = {
-        "executionParams": {
-            "selector": {**REPOSITORY, "pipelineName": JOB},
-            "mode": "default",
-            "runConfigData": {},
-            "executionMetadata": {"tags": []},
-        }
-    }
+    launch = launch_variables()
     untrusted = {
         "missing": None,
         "expired": alb.token(expires_in=-600),
@@ -179,14 +171,7 @@ def test_every_change_from_the_ui_leaves_one_line_naming_the_person(operators: O
     last_line.seen = start  # type: ignore[attr-defined]
 
     # a launch, with a launched_by tag the client tries to set itself
-    launch = {
-        "executionParams": {
-            "selector": {**REPOSITORY, "pipelineName": JOB},
-            "mode": "default",
-            "runConfigData": {},
-            "executionMetadata": {"tags": [{"key": LAUNCHED_BY_TAG, "value": "someone else"}]},
-        }
-    }
+    launch = launch_variables([{"key": LAUNCHED_BY_TAG, "value": "someone else"}])
     launched = operators.send("LaunchPipelineExecution", launch)["run"]["id"]
     line = last_line()
     assert (line["action"], line["outcome"], line["result"]) == (
