@@ -337,7 +337,6 @@ def _apply_automation(
                 deadline=deadline,
                 batch_size=config.batch_size,
                 log=context.log.info,
-                reached=True,  # the claim and the document read above answered, outside the run's timeout
             )
     # Expected failures: the Failure's description is the whole message, its stack says nothing (and without a cause
     # the console prints the message alone: runs/console_log.py).

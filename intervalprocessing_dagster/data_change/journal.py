@@ -42,7 +42,6 @@ from intervalprocessing_dagster.data_change.execute import (
     ExecutionResult,
     filter_of,
     quote_refusals,
-    reach,
     within,
 )
 from intervalprocessing_dagster.data_change.plan import UpdatePlan
@@ -169,14 +168,11 @@ class ChangeJournal:
         deadline: float,
         batch_size: int,
         log: Callable[[str], None],
-        reached: bool = False,
     ) -> ExecutionResult:
         """Apply ``plan`` to the documents ``query`` selects, journaled, in batches of ``batch_size`` (every write of
-        an automation step; a dry run is ``execute.execute``'s). ``reached``: the caller has just had the server's
-        answer outside ``pymongo.timeout`` (an automation step: its ledger claim and document read), so the ping that
-        makes an outage fail fast (``execute.reach``) would only cost a round trip."""
-        if not reached:
-            reach(collection)
+        an automation step; a dry run is ``execute.execute``'s). No ping first (``execute.reach``): the step's ledger
+        claim and document read have just reached the server outside ``pymongo.timeout``, so an outage fails
+        fast there."""
         started = time.monotonic()
         if self.resume:
             self.resolve_unfinished(log)
