@@ -192,15 +192,16 @@ def claim(database: Database, record: LedgerEntry) -> dict[str, Any] | None:
 
 def write_entry(database: Database, record: LedgerEntry) -> None:
     """Record how ``record``'s try ended (``succeeded``, ``failed``, ``withdrawn`` or ``retrying``) and what it did."""
+    finished = datetime.now(UTC)
     database[LEDGER_COLLECTION].update_one(
         {"_id": record.record_id},
         {
             "$set": {
-                **_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
+                **_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config, finished),
                 "status": record.status,
                 "attempts": record.attempt,
                 "startedAt": record.started_at,
-                "finishedAt": datetime.now(UTC),
+                "finishedAt": finished,
                 **_outcome(record.result, record.error, record.reason),
             },
             "$addToSet": {"runIds": record.run_id},
@@ -222,7 +223,9 @@ def unfinished_entries(database: Database, key: StampKey) -> list[dict[str, Any]
     )
 
 
-def _identity(key: StampKey, run_id: str, mapping_key: str, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+def _identity(
+    key: StampKey, run_id: str, mapping_key: str, name: str, config: Mapping[str, Any], now: datetime | None = None
+) -> dict[str, Any]:
     return {
         "runId": run_id,
         "mappingKey": mapping_key,
@@ -231,7 +234,7 @@ def _identity(key: StampKey, run_id: str, mapping_key: str, name: str, config: M
         "cadence": key.cadence,
         "stamp": key.stamp,
         "dryRun": key.dry_run,
-        "recordedAt": datetime.now(UTC),
+        "recordedAt": now or datetime.now(UTC),
         "configHash": config_hash(config),
         "config": dict(config),
     }
