@@ -10,14 +10,16 @@ docs/decisions/ecs-run-launcher-network.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import DagsterRun, Field, StringSource
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
-from dagster._serdes.config_class import ConfigurableClassData
 from dagster_aws.ecs import EcsRunLauncher
 
 from intervalprocessing_dagster.runs.tags import LAUNCHED_BY_PROCESS_TO_RUN, LAUNCHED_BY_TAG
+
+if TYPE_CHECKING:
+    from dagster._serdes.config_class import ConfigurableClassData
 
 ASSIGN_PUBLIC_IP_VALUES = ("ENABLED", "DISABLED")
 

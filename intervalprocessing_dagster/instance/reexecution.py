@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun
-from dagster._core.errors import DagsterExecutionPlanSnapshotNotFoundError
 from dagster._core.execution.plan.handle import ResolvedFromDynamicStepHandle, StepHandle, UnresolvedStepHandle
 from dagster._core.execution.plan.state import KnownExecutionState
 from dagster._core.instance.ref import InstanceRef
@@ -88,8 +87,8 @@ def finished_steps(instance: DagsterInstance, parent_run: DagsterRun, producers:
 def _plan_of(instance: DagsterInstance, run: DagsterRun) -> RemoteExecutionPlan:
     snapshot_id = run.execution_plan_snapshot_id
     snapshot = instance.get_execution_plan_snapshot(snapshot_id) if snapshot_id else None
-    if snapshot is None:  # Dagster's own derivation raised the same a moment ago; kept for the type checker
-        raise DagsterExecutionPlanSnapshotNotFoundError(f"Could not load execution plan snapshot for run {run.run_id}")
+    if snapshot is None:  # Dagster's own derivation, called first, has already failed on a missing snapshot
+        raise LookupError(f"Could not load execution plan snapshot for run {run.run_id}")
     return RemoteExecutionPlan(execution_plan_snapshot=snapshot)
 
 

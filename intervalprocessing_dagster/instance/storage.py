@@ -17,14 +17,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from dagster import AssetCheckKey, AssetKey
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory, _runs_directory
-from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage
 from dagster_postgres.auth import PgTokenProvider
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
@@ -32,6 +31,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 
 from intervalprocessing_dagster.instance.run_origin import CodeLocationPostgresRunStorage, CodeLocationSqliteRunStorage
+
+if TYPE_CHECKING:
+    from dagster._serdes import ConfigurableClassData
 
 # SQLite keeps one database file per run plus the cross-run index. A run worker only writes its own run's file and
 # the index; the webserver and daemon read many runs, so engines beyond this many (least recently used) are closed.

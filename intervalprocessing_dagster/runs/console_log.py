@@ -13,12 +13,8 @@ from __future__ import annotations
 import logging
 import multiprocessing.util
 import threading
-from typing import TYPE_CHECKING
 
-from dagster import DagsterEvent, DagsterEventType
-
-if TYPE_CHECKING:
-    from dagster._core.log_manager import DagsterLogManager
+from dagster import DagsterEvent, DagsterEventType, DagsterLogManager
 
 RUN_SUMMARY_PREFIX = "Run summary: "
 # Names Dagster gives these but does not export (dagster._core.errors, dagster._core.log_manager);
