@@ -32,6 +32,11 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 REPO = Path(__file__).parents[1]
 DAGSTER = [sys.executable, "-m", "dagster"]
 CODE_LOCATION = ["-m", "intervalprocessing_dagster.definitions"]
+STOP_SECONDS = 20.0  # about 4 s measured on the shared 2-core machine; a hang never ends, so the margin is free
+# How a person stops the local UI: Ctrl-C reaches every process of the terminal's group; kill, only the command.
+STOP_SIGNALS = pytest.mark.parametrize(
+    ("sig", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl-c", "sigterm"]
+)
 
 
 def new_project(folder: Path) -> Path:
@@ -123,6 +128,13 @@ class DagsterDev:
                 return time.monotonic() - started
             time.sleep(0.2)
         return None
+
+    def assert_stops(self, sig: signal.Signals, *, to_group: bool) -> None:
+        """:meth:`stop` within ``STOP_SECONDS``, or fail with what is still running and the end of the log."""
+        seconds = self.stop(sig, to_group=to_group, timeout=STOP_SECONDS)
+        assert seconds is not None, (
+            f"still running {STOP_SECONDS}s after {sig.name}: {self.group()}\n{self.log_path.read_text()[-3000:]}"
+        )
 
     def kill(self) -> None:
         """Last resort after a failed stop, so a test never leaves processes behind."""

@@ -25,13 +25,21 @@ from pymongo.database import Database
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.settings import DEFAULT_AUDIT_LOG_NAME
-from tests.local_project import DagsterDev, dagster_dev, free_port, graphql, new_project, user_env
+from tests.local_project import (
+    STOP_SECONDS,
+    STOP_SIGNALS,
+    DagsterDev,
+    dagster_dev,
+    free_port,
+    graphql,
+    new_project,
+    user_env,
+)
 from tests.test_webserver_roles import REPOSITORY, ui_document
 
 DEV = [str(Path(sysconfig.get_path("scripts")) / "intervalprocessing-dev")]
 SCHEDULE = "hourly_data_change_schedule"
 DAEMON_HEALTH = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"
-STOP_SECONDS = 20.0  # as tests/test_local_instance.py allows dagster dev
 
 
 @pytest.fixture()
@@ -56,9 +64,7 @@ def _wait_for_healthy_scheduler(dev: DagsterDev, timeout: float = 60) -> None:
         time.sleep(1)
 
 
-@pytest.mark.parametrize(
-    ("sig", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl-c", "sigterm"]
-)
+@STOP_SIGNALS
 def test_a_change_in_the_local_ui_is_audited_with_the_os_user_and_a_stop_ends_every_process(
     mongo_uri: str, mongo_db: Database, project: Path, sig: signal.Signals, to_group: bool
 ) -> None:
@@ -83,11 +89,7 @@ def test_a_change_in_the_local_ui_is_audited_with_the_os_user_and_a_stop_ends_ev
         ]
         assert lines[0]["targets"]["schedules"] == [SCHEDULE] and lines[1]["client"] == "127.0.0.1"
 
-        # Ctrl-C reaches every process of the terminal's group; kill, only the command, which stops its services
-        seconds = dev.stop(sig, to_group=to_group, timeout=STOP_SECONDS)
-        assert seconds is not None, (
-            f"still running {STOP_SECONDS}s after {sig.name}: {dev.group()}\n{dev.log_path.read_text()[-3000:]}"
-        )
+        dev.assert_stops(sig, to_group=to_group)
         assert dev.process.returncode == 0, dev.log_path.read_text()[-3000:]
     assert not list(project.glob(".tmp_dagster_home_*"))
     # the history is the project's: what the UI changed is there for the next start
