@@ -44,9 +44,7 @@ from intervalprocessing_dagster.data_change.cadence import Cadence
 from intervalprocessing_dagster.data_change.completeness import completeness_check, dry_run_of
 from intervalprocessing_dagster.data_change.execute import DocumentWriteErrors, ExecutionResult, execute
 from intervalprocessing_dagster.data_change.guard import AutomationGuard, BlastRadiusExceeded
-from intervalprocessing_dagster.data_change.journal import (
-    ChangeJournal,
-)
+from intervalprocessing_dagster.data_change.journal import ChangeJournal
 from intervalprocessing_dagster.data_change.ledger import (
     FAILED,
     LEDGER_COLLECTION,
