@@ -126,10 +126,11 @@ def record_loaded(database: Database, key: StampKey, run_id: str, loaded: Sequen
     """
     if not loaded:
         return 0
+    now = datetime.now(UTC)
     records = [
         {
             "_id": key.record_id(automation.config.get("_id")),
-            **_identity(key, run_id, automation.mapping_key, automation.name, automation.config),
+            **_identity(key, run_id, automation.mapping_key, automation.name, automation.config, now),
             "runIds": [run_id],
             "status": PENDING,
             "attempts": 0,
@@ -160,6 +161,7 @@ def claim(database: Database, record: LedgerEntry) -> dict[str, Any] | None:
     record_filter: dict[str, Any] = {"_id": record.record_id}
     if not record.key.dry_run:
         record_filter["status"] = {"$ne": SUCCEEDED}
+    now = datetime.now(UTC)
     running = {
         "runId": record.run_id,
         "mappingKey": record.mapping_key,
@@ -168,7 +170,7 @@ def claim(database: Database, record: LedgerEntry) -> dict[str, Any] | None:
         "attempts": record.attempt,
         "startedAt": record.started_at,
         "finishedAt": None,
-        "recordedAt": datetime.now(UTC),
+        "recordedAt": now,
         **_outcome(None, None),
     }
     if collection.update_one(record_filter, {"$set": running, "$addToSet": {"runIds": record.run_id}}).matched_count:
@@ -180,7 +182,7 @@ def claim(database: Database, record: LedgerEntry) -> dict[str, Any] | None:
         {"_id": record.record_id},
         {
             "$set": {
-                **_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config),
+                **_identity(record.key, record.run_id, record.mapping_key, record.automation, record.config, now),
                 **running,
             },
             "$addToSet": {"runIds": record.run_id},
@@ -224,7 +226,7 @@ def unfinished_entries(database: Database, key: StampKey) -> list[dict[str, Any]
 
 
 def _identity(
-    key: StampKey, run_id: str, mapping_key: str, name: str, config: Mapping[str, Any], now: datetime | None = None
+    key: StampKey, run_id: str, mapping_key: str, name: str, config: Mapping[str, Any], now: datetime
 ) -> dict[str, Any]:
     return {
         "runId": run_id,
@@ -234,7 +236,7 @@ def _identity(
         "cadence": key.cadence,
         "stamp": key.stamp,
         "dryRun": key.dry_run,
-        "recordedAt": now or datetime.now(UTC),
+        "recordedAt": now,
         "configHash": config_hash(config),
         "config": dict(config),
     }
