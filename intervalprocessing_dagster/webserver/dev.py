@@ -139,16 +139,52 @@ def _stop(services: list[_Service]) -> None:
             service.process.wait()
 
 
-def run(
+@click.command(
+    name="intervalprocessing-dev",
+    help=(
+        "dagster dev with the operators' webserver: the local UI and the daemon on one instance, every change made "
+        "in the UI written to the audit log with the OS user (intervalprocessing_dagster/webserver/dev.py)."
+    ),
+    context_settings={"help_option_names": ["--help"], "max_content_width": 120},  # -h is the host, as in dagster dev
+)
+@click.option("--host", "-h", help="Host of the webserver (default 127.0.0.1).")
+@click.option("--port", "-p", type=click.INT, help="Port of the webserver (default 3000).")
+@click.option("--log-level", default="info", show_default=True, type=_LOG_LEVELS, help="Log level of the services.")
+@click.option(
+    "--log-format",
+    default="colored",
+    show_default=True,
+    type=click.Choice(["colored", "json", "rich"], case_sensitive=False),
+    help="Log format of the services.",
+)
+@click.option(
+    "--code-server-log-level",
+    default="warning",
+    show_default=True,
+    type=_LOG_LEVELS,
+    help="Log level of the code servers the services start.",
+)
+@click.option(
+    "--live-data-poll-rate",
+    default=2000,
+    show_default=True,
+    type=click.INT,
+    help="How often the UI polls for asset data (ms).",
+)
+@workspace_options
+@click.pass_context
+def command(
+    ctx: click.Context,
     host: str | None,
     port: int | None,
     log_level: str,
     log_format: str,
     code_server_log_level: str,
     live_data_poll_rate: int,
-    workspace: list[str],
+    **workspace_options_given: Any,
 ) -> None:
     """Start the webserver and the daemon on one instance; return when stopped, fail if a service exited."""
+    workspace = workspace_args(ctx.command.params, workspace_options_given)
     stop = _StopRequested()
     daemon = daemon_executable()
     # As dagster dev: code-location load errors shown the way dagster dev shows them.
@@ -192,61 +228,6 @@ def run(
             "service too; its output above says why"
         )
     log.info("Stopped.")
-
-
-@click.command(
-    name="intervalprocessing-dev",
-    help=(
-        "dagster dev with the operators' webserver: the local UI and the daemon on one instance, every change made "
-        "in the UI written to the audit log with the OS user (intervalprocessing_dagster/webserver/dev.py)."
-    ),
-    context_settings={"help_option_names": ["--help"], "max_content_width": 120},  # -h is the host, as in dagster dev
-)
-@click.option("--host", "-h", help="Host of the webserver (default 127.0.0.1).")
-@click.option("--port", "-p", type=click.INT, help="Port of the webserver (default 3000).")
-@click.option("--log-level", default="info", show_default=True, type=_LOG_LEVELS, help="Log level of the services.")
-@click.option(
-    "--log-format",
-    default="colored",
-    show_default=True,
-    type=click.Choice(["colored", "json", "rich"], case_sensitive=False),
-    help="Log format of the services.",
-)
-@click.option(
-    "--code-server-log-level",
-    default="warning",
-    show_default=True,
-    type=_LOG_LEVELS,
-    help="Log level of the code servers the services start.",
-)
-@click.option(
-    "--live-data-poll-rate",
-    default=2000,
-    show_default=True,
-    type=click.INT,
-    help="How often the UI polls for asset data (ms).",
-)
-@workspace_options
-@click.pass_context
-def command(
-    ctx: click.Context,
-    host: str | None,
-    port: int | None,
-    log_level: str,
-    log_format: str,
-    code_server_log_level: str,
-    live_data_poll_rate: int,
-    **workspace: Any,
-) -> None:
-    run(
-        host,
-        port,
-        log_level,
-        log_format,
-        code_server_log_level,
-        live_data_poll_rate,
-        workspace_args(ctx.command.params, workspace),
-    )
 
 
 def main() -> None:
