@@ -48,16 +48,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     else:
         report_store = LocalReportStore(directory=str(settings.reports_local_dir))
     if settings.step_outputs_s3_bucket:
-        io_manager: ConfigurableIOManagerFactory = S3StepOutputs(
-            s3_resource=S3Resource(),
-            s3_bucket=settings.step_outputs_s3_bucket,
-            s3_prefix=settings.step_outputs_s3_prefix,
-        )
-        step_output_store: StepOutputStore = S3StepOutputStore(
-            s3_resource=S3Resource(),
-            s3_bucket=settings.step_outputs_s3_bucket,
-            s3_prefix=settings.step_outputs_s3_prefix,
-        )
+        # One place in S3: the IO manager writes the step outputs there, the retention job deletes them from there.
+        where = {
+            "s3_resource": S3Resource(),
+            "s3_bucket": settings.step_outputs_s3_bucket,
+            "s3_prefix": settings.step_outputs_s3_prefix,
+        }
+        io_manager: ConfigurableIOManagerFactory = S3StepOutputs(**where)
+        step_output_store: StepOutputStore = S3StepOutputStore(**where)
     else:
         io_manager = LocalStepOutputs()  # the instance's storage folder, as Dagster's default
         step_output_store = LocalStepOutputStore()
