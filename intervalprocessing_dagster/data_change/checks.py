@@ -136,7 +136,7 @@ def _observe_changes_since_last_run(
     if not database.list_collection_names(filter={"name": LEDGER_COLLECTION}):
         return 0  # no automation has run yet
     runs = database[LEDGER_COLLECTION]
-    changed = []  # one lookup per automation, on the index the loader ensures (record.ensure_ledger_indexes)
+    changed = []  # one lookup per automation, on the index the loader ensures (ledger.ensure_ledger_indexes)
     for document in documents:
         last = runs.find_one(
             {"configId": document.get("_id"), "dryRun": False, "config": {"$exists": True}}, sort=[("stamp", -1)]
