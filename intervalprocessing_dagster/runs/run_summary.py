@@ -103,8 +103,9 @@ class RunSummary:
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             if automation:
                 failure = event.step_failure_data.user_failure_data
-                ref = _automation_ref(failure.metadata if failure else {}, automation)
-                self._add_counts(failure.metadata if failure else {})  # what it wrote before it failed
+                failure_metadata = failure.metadata if failure else {}
+                ref = _automation_ref(failure_metadata, automation)
+                self._add_counts(failure_metadata)  # what it wrote before it failed
                 self.failed_automations.append(ref)
                 self.seen_automations.add(ref)
                 self.ended_automation_keys.add(automation)
