@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from dagster import AssetCheckEvaluation, AssetCheckKey, AssetCheckSeverity, DagsterEventType, SensorEvaluationContext
 
-if TYPE_CHECKING:  # the type the event log storage returns; Dagster exports no name for it
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord
-
 from intervalprocessing_dagster.oncall.alerting import alert_subject, excerpt
 from intervalprocessing_dagster.oncall.jobs import CONFIG_CHECK_KEYS
 from intervalprocessing_dagster.oncall.resources import Alert, AlertChannel
+
+if TYPE_CHECKING:  # the type the event log storage returns; Dagster exports no name for it
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord
 
 # A check's description lists every broken document; an alert quotes this many lines of it.
 MAX_DESCRIPTION_LINES = 40
