@@ -42,11 +42,11 @@ def build_file_generation_schedule(settings: Settings) -> ScheduleDefinition:
         tags = run_stamp_tags(tick)
         missed = missed_ticks(context, settings)
         if missed:
+            tags[MISSED_TICKS_TAG] = _listing(missed)
             context.log.warning(
                 f"{len(missed)} tick(s) were missed before {tick.isoformat()}: "
-                f"{_listing(missed)}; this one run stands for them (files named for {tick:%Y-%m-%d})"
+                f"{tags[MISSED_TICKS_TAG]}; this one run stands for them (files named for {tick:%Y-%m-%d})"
             )
-            tags[MISSED_TICKS_TAG] = _listing(missed)
         fridays = [missed_tick for missed_tick in missed if missed_tick.weekday() == FRIDAY]
         if fridays and tick.weekday() != FRIDAY:
             tags[WEEKLY_CATCH_UP_TAG] = fridays[-1].isoformat()
