@@ -14,15 +14,16 @@ task stays where a test puts it instead of moto marching it to STOPPED on every 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import boto3
 import pymongo
@@ -59,6 +60,7 @@ CLUSTER = "intervalprocessing"
 RUN_CONTAINER = "run"
 RUN_FAMILY = "IntervalProcessing-Run"
 RUN_LOG_GROUP = "/ecs/IntervalProcessing-Run"
+PIPE_PAGE = 4096  # the smallest pipe Linux makes
 REPORTS_BUCKET = "intervalprocessing"
 REPORTS_PREFIX = "GeneratedFiles/"
 COMPUTE_LOGS_PREFIX = "dagster/compute-logs"
@@ -130,35 +132,50 @@ class FakeFargate:
 
     def run(self, task_arn: str, *, kill_when: Callable[[str], bool] | None = None, timeout: float = 180) -> int:
         """Run the task to its end and return the container's exit code; 137 (SIGKILL) once ``kill_when``, asked
-        with the output so far, says so."""
+        with the output so far, says so.
+
+        The output comes through a one-page pipe read a little at a time, so the worker can never be more than a page
+        of output ahead of what ``kill_when`` was shown: a run cannot finish between two looks, however slow the
+        test process is (a whole data-change run writes about 9 KB)."""
         self.set_status(task_arn, "RUNNING")
         env = {
             **self.stack.host_environment(),
             **self.container_environment(task_arn),
         }
-        with tempfile.TemporaryFile() as console:  # a file, not a pipe: a chatty worker must never block on it
+        reader, writer = os.pipe()
+        fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, PIPE_PAGE)
+        try:
             process = subprocess.Popen(
                 self.command(task_arn),
                 env=env,
                 cwd=REPO,
-                stdout=console,
+                stdout=writer,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            killed = False
-            deadline = time.monotonic() + timeout
-            while process.poll() is None:
-                if kill_when is not None and not killed and kill_when(_read(console)):
+        finally:
+            os.close(writer)
+        output = bytearray()
+        killed = False
+        deadline = time.monotonic() + timeout
+        with os.fdopen(reader, "rb", buffering=0) as console:
+            while True:
+                readable, _, _ = select.select([console], [], [], 0.05)
+                chunk = console.read(PIPE_PAGE // 8) if readable else b""
+                output += chunk
+                if readable and not chunk:
+                    break  # end of output: the worker and every process it started have exited
+                if kill_when is not None and not killed and kill_when(output.decode(errors="replace")):
                     os.killpg(process.pid, signal.SIGKILL)  # the whole worker: run process and step processes
                     killed = True
                 if time.monotonic() > deadline:
                     os.killpg(process.pid, signal.SIGKILL)
                     raise AssertionError(f"task {task_arn} ran longer than {timeout}s")
-                time.sleep(0.05)
-            output = _read(console)
+        process.wait()
         exit_code = 137 if killed else process.returncode
-        self.stack.task_outputs[task_arn] = output
-        self.write_logs(task_arn, output.splitlines() or ["(no output)"])
+        text = output.decode(errors="replace")
+        self.stack.task_outputs[task_arn] = text
+        self.write_logs(task_arn, text.splitlines() or ["(no output)"])
         self.set_status(task_arn, "STOPPED", exit_code=exit_code)
         return exit_code
 
@@ -184,11 +201,6 @@ class FakeFargate:
             logStreamName=stream,
             logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)],
         )
-
-
-def _read(console: IO[bytes]) -> str:
-    console.seek(0)
-    return console.read().decode(errors="replace")
 
 
 def _resolve_secret(secretsmanager: Any, value_from: str) -> str:
