@@ -32,6 +32,11 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 REPO = Path(__file__).parents[1]
 DAGSTER = [sys.executable, "-m", "dagster"]
 CODE_LOCATION = ["-m", "intervalprocessing_dagster.definitions"]
+# Dagster mirrors a run's captured output (its steps' lines) to the console through `tail -F`, stopped the moment
+# the capture ends: under heavy load the last lines can be lost (dagster-io/dagster#23336; it made CI fail once, on a
+# step's STEP_FAILURE line). A test that reads a step's line from the console waits that race out with Dagster's own
+# knob: the seconds to wait before stopping the mirror, one inotify wake-up or two 1 s polls with a margin.
+WAIT_FOR_CONSOLE_MIRROR = {"DAGSTER_COMPUTE_LOG_TAIL_WAIT_AFTER_FINISH": "2"}
 STOP_SECONDS = 20.0  # about 4 s measured on the shared 2-core machine; a hang never ends, so the margin is free
 # How a person stops the local UI: Ctrl-C reaches every process of the terminal's group; kill, only the command.
 STOP_SIGNALS = pytest.mark.parametrize(

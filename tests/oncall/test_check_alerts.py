@@ -25,7 +25,7 @@ from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.oncall.resources import AlertChannel, SnsAlertChannel
 from intervalprocessing_dagster.oncall.sensors import check_failure_alert_sensor
 from intervalprocessing_dagster.settings import Settings
-from tests.local_project import execute_job, new_project, user_env
+from tests.local_project import WAIT_FOR_CONSOLE_MIRROR, execute_job, new_project, user_env
 from tests.oncall.test_alerting import Daemon, received
 
 NOTHING_TO_UPDATE = "singleFieldUpdateElements/arrayObjectFieldUpdateElements: both are empty: nothing to update"
@@ -163,7 +163,8 @@ def test_a_report_config_check_alerts_and_a_failed_check_fails_the_cli_run(
     """The report side through the same sensor, and the run as an engineer checking a fix by hand sees it."""
     topic_arn, queue_url = topic
     demo_db.storedqueries.delete_one({"name": "dailyAuditInventory"})
-    output = execute_job(new_project(tmp_path / "project"), user_env(mongo_uri, demo_db.name), "config_checks_job")
+    env = {**user_env(mongo_uri, demo_db.name), **WAIT_FOR_CONSOLE_MIRROR}  # the STEP_FAILURE line is a step's
+    output = execute_job(new_project(tmp_path / "project"), env, "config_checks_job")
     assert " - RUN_FAILURE - " in output and "resulted in failure" in output, output[-3000:]  # exits non-zero
     # A check failed at ERROR is a finding, not a crash: its message, without Dagster's stack trace.
     assert (

@@ -21,8 +21,8 @@ from pymongo.database import Database
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.runs.console_log import print_held_summaries
 from intervalprocessing_dagster.runs.executor import with_run_summary
+from tests.local_project import WAIT_FOR_CONSOLE_MIRROR, new_project, user_env
 from tests.local_project import execute_job as execute_cli_job
-from tests.local_project import new_project, user_env
 
 PROBLEM = "- singleFieldUpdateElements/arrayObjectFieldUpdateElements: both are empty: nothing to update"
 
@@ -46,10 +46,8 @@ def test_a_failed_automation_prints_its_error_once_without_a_stack_trace(
         }
     )
 
-    # Dagster mirrors a run's captured output to the console through `tail -F`, stopped when the capture ends: under
-    # heavy load it can drop the last lines (dagster-io/dagster#23336). Its own knob waits out that race here, so
-    # the count below is about what is printed, not about the mirror.
-    env = {**user_env(mongo_uri, mongo_db.name), "DAGSTER_COMPUTE_LOG_TAIL_WAIT_AFTER_FINISH": "1"}
+    # The count below is about what is printed, not about Dagster's mirror of the captured output to the console.
+    env = {**user_env(mongo_uri, mongo_db.name), **WAIT_FOR_CONSOLE_MIRROR}
     output = execute_cli_job(new_project(tmp_path / "project"), env, "hourly_data_change_job")
 
     assert "Error: Run " in output and "resulted in failure" in output, output[-3000:]
@@ -109,8 +107,8 @@ def test_an_expected_failure_is_its_message_and_an_unexpected_one_keeps_its_stac
 ) -> None:
     """A Failure raised on purpose is the message alone; a Failure wrapping another exception, and any other
     exception, keep Dagster's rendering with the stack trace. The event log keeps every error whole."""
-    # The run's output reaches the console through Dagster's tail of its captured output (see the test above).
-    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_TAIL_WAIT_AFTER_FINISH", "1")
+    for name, value in WAIT_FOR_CONSOLE_MIRROR.items():  # the run's output reaches the console through that mirror
+        monkeypatch.setenv(name, value)
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         result = execute_job(reconstructable(failing_three_ways), instance=instance)
         print_held_summaries()
