@@ -378,16 +378,17 @@ def test_a_passed_deadline_writes_nothing(mongo_db: Database) -> None:
 def test_batches_stop_once_the_deadline_passes(mongo_db: Database) -> None:
     """A run never outlives its interval: what is written stays written, and the rest waits for the next run."""
     mongo_db.docs.insert_many([{"_id": n} for n in range(6)])
+    budget = 3.0  # time enough for one batch on a starved CI machine
 
     def slow_progress(_message: str) -> None:
-        time.sleep(0.3)
+        time.sleep(budget + 0.2)  # the first batch's progress line outlasts the deadline
 
     with pytest.raises(DeadlineExceeded):  # between batches, or as the server-side time limit of the next getMore
         run(
             mongo_db,
             query="aggregate([{$sort:{_id:1}},{$limit:100}])",
             batch_size=2,
-            deadline=time.time() + 0.2,
+            deadline=time.time() + budget,
             single=[{"elementName": "x", "updateType": "Add", "elementValue": 1}],
             log=slow_progress,
         )
