@@ -49,6 +49,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 from moto.backends import get_backend
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
+from tests.deploy.pacing import Pacing
 from tests.postgres_cluster import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,14 +135,25 @@ class FakeFargate:
         """Run the task to its end and return the container's exit code; 137 (SIGKILL) once ``kill_when``, asked
         with the output so far, says so.
 
-        The output comes through a one-page pipe read a little at a time, so the worker can never be more than a page
-        of output ahead of what ``kill_when`` was shown: a run cannot finish between two looks, however slow the
-        test process is (a whole data-change run writes about 9 KB)."""
+        The worker cannot get ahead of ``kill_when``, however slow the test process is: what it prints outside its
+        steps comes through a one-page pipe read a little at a time (it blocks on a full pipe), and whatever it sends
+        to MongoDB or AWS waits until ``kill_when`` has been asked since (:class:`Pacing`)."""
         self.set_status(task_arn, "RUNNING")
         env = {
             **self.stack.host_environment(),
             **self.container_environment(task_arn),
         }
+        with Pacing() as pacing:
+            return self._run(task_arn, pacing.environment(env) if kill_when else env, kill_when, pacing, timeout)
+
+    def _run(
+        self,
+        task_arn: str,
+        env: dict[str, str],
+        kill_when: Callable[[str], bool] | None,
+        pacing: Pacing,
+        timeout: float,
+    ) -> int:
         reader, writer = os.pipe()
         fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, PIPE_PAGE)
         try:
@@ -160,14 +172,16 @@ class FakeFargate:
         deadline = time.monotonic() + timeout
         with os.fdopen(reader, "rb", buffering=0) as console:
             while True:
-                readable, _, _ = select.select([console], [], [], 0.05)
-                chunk = console.read(PIPE_PAGE // 8) if readable else b""
+                readable, _, _ = select.select([console, pacing], [], [], 0.05)  # output, or a call held
+                pacing.woken()
+                chunk = console.read(PIPE_PAGE // 8) if console in readable else b""
                 output += chunk
-                if readable and not chunk:
+                if console in readable and not chunk:
                     break  # end of output: the worker and every process it started have exited
-                if kill_when is not None and not killed and kill_when(output.decode(errors="replace")):
+                if kill_when is not None and not killed and pacing.ask(kill_when, output.decode(errors="replace")):
                     os.killpg(process.pid, signal.SIGKILL)  # the whole worker: run process and step processes
                     killed = True
+                    pacing.drop()  # what it was sending to MongoDB or AWS is never delivered
                 if time.monotonic() > deadline:
                     os.killpg(process.pid, signal.SIGKILL)
                     raise AssertionError(f"task {task_arn} ran longer than {timeout}s")
