@@ -52,7 +52,8 @@ class KillPoint:
     """Where the worker dies: at the ``nth`` (1-based) occurrence of ``what``.
 
     ``what`` is ``before_event`` / ``after_event`` (``event_type``, and ``step_key`` if given) or ``mongo_started`` /
-    ``mongo_succeeded`` (``command`` on ``collection``); ``label`` says in words where that is, for messages."""
+    ``mongo_succeeded`` (``command`` on ``collection``); ``label`` says in words where that is, for messages. With
+    ``sends=SIGSTOP`` the worker stops there instead, for a test to signal it at that exact point."""
 
     label: str
     what: str
@@ -61,6 +62,7 @@ class KillPoint:
     step_key: str | None = None
     command: str | None = None
     collection: str | None = None
+    sends: signal.Signals = signal.SIGKILL
 
 
 _KILL_POINT: KillPoint | None = None  # this worker's, set by _work before anything runs
@@ -70,7 +72,7 @@ _seen = [0]
 def _count_and_maybe_die() -> None:
     _seen[0] += 1
     if _KILL_POINT is not None and _seen[0] == _KILL_POINT.nth:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), _KILL_POINT.sends)
 
 
 def _matches_event(entry: EventLogEntry, what: str) -> bool:

@@ -198,6 +198,14 @@ class Worker:
     def running(self) -> bool:
         return self.process.is_alive()
 
+    def wait_until_stopped(self, timeout: float = 120) -> None:
+        """Until the worker has stopped itself (its kill point sends SIGSTOP): the state ``T`` in /proc."""
+        deadline = time.monotonic() + timeout
+        stat = Path(f"/proc/{self.process.pid}/stat")
+        while stat.read_text().rpartition(")")[2].split()[0] != "T":
+            assert self.running() and time.monotonic() < deadline, self.output()[-3000:]
+            time.sleep(0.02)
+
 
 def finish(worker: Worker, timeout: float = 120) -> tuple[int, str]:
     """Wait for the worker to end: its exit code (negative: the signal that ended it) and its output."""
@@ -399,11 +407,16 @@ def test_a_run_terminated_mid_cadence_then_re_executed_applies_each_automation_o
     """What the UI's Terminate does to a run in production: the run is marked canceling and its task is stopped,
     which sends the worker SIGTERM (ECS StopTask); the worker turns it into Dagster's interrupt."""
     stamp = FIRST_TICK
-    worker = cadence.worker(stamp, None)
+    # The worker stops itself once the sixth automation has succeeded, so the termination lands there however slow
+    # this process is (a free-running worker applies the other 14 in about half a second).
+    sixth = KillPoint(f"after {name(5)}", "after_event", 1, "STEP_SUCCESS", step(5), sends=signal.SIGSTOP)
+    worker = cadence.worker(stamp, sixth)
     cadence.wait_until_applied(worker, stamp, 6)
+    worker.wait_until_stopped()
     (run,) = cadence.runs(stamp)
     cadence.instance.report_run_canceling(run)
-    worker.process.terminate()  # SIGTERM
+    worker.process.terminate()  # SIGTERM, delivered when it continues
+    os.kill(worker.process.pid, signal.SIGCONT)
     finish(worker)
     canceled = cadence.instance.get_run_by_id(run.run_id)
     assert canceled.status == DagsterRunStatus.CANCELED
