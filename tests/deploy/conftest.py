@@ -49,7 +49,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 from moto.backends import get_backend
 
 from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
-from tests.deploy.pacing import Pacing
+from tests.pacing import Pacing
 from tests.postgres_cluster import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,7 +144,10 @@ class FakeFargate:
             **self.container_environment(task_arn),
         }
         with Pacing() as pacing:
-            return self._run(task_arn, pacing.environment(env) if kill_when else env, kill_when, pacing, timeout)
+            if kill_when is not None:
+                env = pacing.environment(env)
+                pacing.hold()
+            return self._run(task_arn, env, kill_when, pacing, timeout)
 
     def _run(
         self,
@@ -181,7 +184,7 @@ class FakeFargate:
                 if kill_when is not None and not killed and pacing.ask(kill_when, output.decode(errors="replace")):
                     os.killpg(process.pid, signal.SIGKILL)  # the whole worker: run process and step processes
                     killed = True
-                    pacing.drop()  # what it was sending to MongoDB or AWS is never delivered
+                    pacing.release()  # what it was sending to MongoDB or AWS is never delivered
                 if time.monotonic() > deadline:
                     os.killpg(process.pid, signal.SIGKILL)
                     raise AssertionError(f"task {task_arn} ran longer than {timeout}s")

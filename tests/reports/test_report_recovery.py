@@ -5,7 +5,9 @@ Every run here is launched the way the UI's Launchpad and the schedules launch i
 instance's run queue and launcher, the code location in its own server process), because only such a run can be
 re-executed: one started by ``dagster job execute`` has no code-location origin, and the UI's Re-execute refuses it
 (``CheckError: Expected non-None value``). The run worker and its step processes are killed with SIGKILL while
-``DailyAuditInventory`` is being written (20,000 audits make that take about a second). Locally the code server
+``DailyAuditInventory`` is being written (20,000 audits make that take about a second), never after it: the
+code location's MongoDB calls go through ``tests/pacing.py``'s proxy, held while the test looks for the report's
+partial file, so the worker cannot finish the report however slow the test process is. Locally the code server
 that started the run process notices it died and fails the run (within half a second, ``_check_for_orphaned_runs``
 in ``dagster/_grpc/server.py``); then the user re-executes it. (Clicking Terminate inside that half second is what
 not to do: Dagster 1.13's ``CancelExecution`` sets the run's multiprocessing Event while holding the server's
@@ -44,6 +46,7 @@ from intervalprocessing_dagster.mongo.demo_data import seed_demo_data
 from intervalprocessing_dagster.reports.delivery import GENERATED_FILES_COLLECTION, PARTIAL_SUFFIX
 from intervalprocessing_dagster.runs.clock import RUN_STAMP_TAG
 from tests.local_project import new_project, served_code_location, user_env
+from tests.pacing import Pacing
 
 DATABASE = "test_report_recovery"
 AUDITS = 20_000
@@ -71,6 +74,7 @@ class LocalProject:
     folder: Path
     db: Database
     context: WorkspaceProcessContext
+    pacing: Pacing
 
     @property
     def instance(self) -> DagsterInstance:
@@ -102,15 +106,21 @@ class LocalProject:
     def kill_while_writing(self, stamp: datetime) -> DagsterRun:
         """A run stamped ``stamp`` whose worker is killed (SIGKILL, with its step processes) once
         ``DailyAuditInventory`` is being written; the dead run, once the code server has failed it."""
+        self.pacing.hold()
         run_id = self.launch(stamp)
         target = f"DailyAuditInventory_{stamp:%m%d%Y_%H%M%S}.txt"
+
+        def writing(_: str) -> bool:
+            return bool(list(self.reports.glob(f".{target}.*{PARTIAL_SUFFIX}")))
+
         deadline = time.monotonic() + 180
-        while not list(self.reports.glob(f".{target}.*{PARTIAL_SUFFIX}")):
+        while not self.pacing.ask(writing):
             assert self.instance.get_run_by_id(run_id).status not in FINISHED, "the run ended before the report"
             assert time.monotonic() < deadline, "the report was never being written"
             time.sleep(0.01)
         (start,) = self.instance.all_logs(run_id, of_type=DagsterEventType.RUN_START)
         _kill_process_tree(start.dagster_event.pid)
+        self.pacing.release()
         assert not (self.reports / target).exists()  # never a partial file under the report's name
         run = self.wait(run_id)  # the code server fails the run whose process it lost
         assert run.status == DagsterRunStatus.FAILURE
@@ -172,8 +182,8 @@ def project(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     pending = db.audits.find_one({"status": "Pending Review"}, {"_id": 0})
     db.audits.insert_many([{**pending, "auditId": 200_000 + n} for n in range(AUDITS)])
     folder = new_project(tmp_path_factory.mktemp("recovery") / "project")
-    with served_code_location(folder, user_env(mongo_uri, DATABASE)) as context:
-        yield LocalProject(folder, db, context)
+    with Pacing() as pacing, served_code_location(folder, pacing.environment(user_env(mongo_uri, DATABASE))) as context:
+        yield LocalProject(folder, db, context, pacing)
     client.drop_database(DATABASE)
     client.close()
 
