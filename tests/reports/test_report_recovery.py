@@ -74,7 +74,6 @@ class LocalProject:
     folder: Path
     db: Database
     context: WorkspaceProcessContext
-    pacing: Pacing
 
     @property
     def instance(self) -> DagsterInstance:
@@ -102,31 +101,6 @@ class LocalProject:
             },
         )
         return self._dequeued(data["launchPipelineExecution"])
-
-    def kill_while_writing(self, stamp: datetime) -> DagsterRun:
-        """A run stamped ``stamp`` whose worker is killed (SIGKILL, with its step processes) once
-        ``DailyAuditInventory`` is being written; the dead run, once the code server has failed it."""
-        self.pacing.hold()
-        run_id = self.launch(stamp)
-        target = f"DailyAuditInventory_{stamp:%m%d%Y_%H%M%S}.txt"
-
-        def writing(_: str) -> bool:
-            return bool(list(self.reports.glob(f".{target}.*{PARTIAL_SUFFIX}")))
-
-        deadline = time.monotonic() + 180
-        while not self.pacing.ask(writing):
-            assert self.instance.get_run_by_id(run_id).status not in FINISHED, "the run ended before the report"
-            assert time.monotonic() < deadline, "the report was never being written"
-            time.sleep(0.01)
-        (start,) = self.instance.all_logs(run_id, of_type=DagsterEventType.RUN_START)
-        _kill_process_tree(start.dagster_event.pid)
-        self.pacing.release()
-        assert not (self.reports / target).exists()  # never a partial file under the report's name
-        run = self.wait(run_id)  # the code server fails the run whose process it lost
-        assert run.status == DagsterRunStatus.FAILURE
-        crash = [e.message for e in self.instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)]
-        assert any("was terminated by signal 9 (SIGKILL)" in message for message in crash), crash
-        return run
 
     def reexecute(self, run: DagsterRun, strategy: str) -> DagsterRun:
         """The UI's Re-execute button: the new run is queued, the run queue launches it, it runs to its end."""
@@ -173,8 +147,41 @@ class LocalProject:
         assert audit_rows > AUDITS
 
 
+@dataclass
+class KillableProject(LocalProject):
+    """A :class:`LocalProject` whose code location reaches MongoDB through ``pacing``'s proxies, so a run can be
+    killed at a point of its own."""
+
+    pacing: Pacing
+
+    def kill_while_writing(self, stamp: datetime) -> DagsterRun:
+        """A run stamped ``stamp`` whose worker is killed (SIGKILL, with its step processes) once
+        ``DailyAuditInventory`` is being written; the dead run, once the code server has failed it."""
+        self.pacing.hold()
+        run_id = self.launch(stamp)
+        target = f"DailyAuditInventory_{stamp:%m%d%Y_%H%M%S}.txt"
+
+        def writing(_: str) -> bool:
+            return bool(list(self.reports.glob(f".{target}.*{PARTIAL_SUFFIX}")))
+
+        deadline = time.monotonic() + 180
+        while not self.pacing.ask(writing):
+            assert self.instance.get_run_by_id(run_id).status not in FINISHED, "the run ended before the report"
+            assert time.monotonic() < deadline, "the report was never being written"
+            time.sleep(0.01)
+        (start,) = self.instance.all_logs(run_id, of_type=DagsterEventType.RUN_START)
+        _kill_process_tree(start.dagster_event.pid)
+        self.pacing.release()
+        assert not (self.reports / target).exists()  # never a partial file under the report's name
+        run = self.wait(run_id)  # the code server fails the run whose process it lost
+        assert run.status == DagsterRunStatus.FAILURE
+        crash = [e.message for e in self.instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)]
+        assert any("was terminated by signal 9 (SIGKILL)" in message for message in crash), crash
+        return run
+
+
 @pytest.fixture(scope="module")
-def project(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProject]:
+def project(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KillableProject]:
     client = pymongo.MongoClient(mongo_uri, tz_aware=True)
     client.drop_database(DATABASE)
     db = client[DATABASE]
@@ -183,12 +190,12 @@ def project(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     db.audits.insert_many([{**pending, "auditId": 200_000 + n} for n in range(AUDITS)])
     folder = new_project(tmp_path_factory.mktemp("recovery") / "project")
     with Pacing() as pacing, served_code_location(folder, pacing.environment(user_env(mongo_uri, DATABASE))) as context:
-        yield LocalProject(folder, db, context, pacing)
+        yield KillableProject(folder, db, context, pacing)
     client.drop_database(DATABASE)
     client.close()
 
 
-def test_a_killed_report_after_the_next_days_run_and_a_re_execution_from_failure(project: LocalProject) -> None:
+def test_a_killed_report_after_the_next_days_run_and_a_re_execution_from_failure(project: KillableProject) -> None:
     """The next day's run writes its own files whole (it does not write the killed run's: they are named for
     another day) and removes the killed writer's leftover; "Re-execute from failure" on the killed run, as on call
     would the next morning, then writes the killed run's files whole."""
@@ -212,7 +219,7 @@ def test_a_killed_report_after_the_next_days_run_and_a_re_execution_from_failure
     assert "daily_audit_inventory" in rerun and not rerun & finished
 
 
-def test_a_killed_report_after_re_execute_all(project: LocalProject) -> None:
+def test_a_killed_report_after_re_execute_all(project: KillableProject) -> None:
     stamp = THURSDAY + timedelta(weeks=2)
     killed = project.kill_while_writing(stamp)
 
