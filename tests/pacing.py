@@ -50,9 +50,14 @@ class Pacing:
 
     def environment(self, env: dict[str, str]) -> dict[str, str]:
         """``env`` with its MongoDB URI (and AWS endpoint, if set) pointed at proxies to them."""
-        ((mongo_host, mongo_port),) = parse_uri(env["MONGODB_URI"])["nodelist"]
+        uri = env["MONGODB_URI"]
+        ((mongo_host, mongo_port),) = parse_uri(uri)["nodelist"]
+        parts = urlsplit(uri)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = (f"{credentials}@" if credentials else "") + self._proxy((mongo_host, mongo_port))
         # Directly: SecantusDB names itself a replica set's member, and discovery would go around the proxy.
-        proxied = {**env, "MONGODB_URI": f"mongodb://{self._proxy((mongo_host, mongo_port))}/?directConnection=true"}
+        query = "&".join(filter(None, [parts.query, "directConnection=true"]))
+        proxied = {**env, "MONGODB_URI": parts._replace(netloc=netloc, path=parts.path or "/", query=query).geturl()}
         if "AWS_ENDPOINT_URL" in env:
             aws = urlsplit(env["AWS_ENDPOINT_URL"])
             proxied["AWS_ENDPOINT_URL"] = f"http://{self._proxy((aws.hostname or '127.0.0.1', aws.port or 80))}"
