@@ -411,7 +411,6 @@ def test_a_run_terminated_mid_cadence_then_re_executed_applies_each_automation_o
     # this process is (a free-running worker applies the other 14 in about half a second).
     sixth = KillPoint(f"after {name(5)}", "after_event", 1, "STEP_SUCCESS", step(5), sends=signal.SIGSTOP)
     worker = cadence.worker(stamp, sixth)
-    cadence.wait_until_applied(worker, stamp, 6)
     worker.wait_until_stopped()
     (run,) = cadence.runs(stamp)
     cadence.instance.report_run_canceling(run)
